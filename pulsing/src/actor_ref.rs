@@ -1,0 +1,216 @@
+//! Handles to running actors: the typed [`ActorRef`] and the cell it points at.
+//!
+//! An actor is a task that owns its state and a bounded mailbox. An [`ActorRef<A>`] is a cheap,
+//! cloneable handle to that mailbox; the generated `<Type>Ref` proxies wrap one and dereference to
+//! it, so `counter.stop()` and `counter.id()` work on every proxy.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::actor::Actor;
+use crate::dynamic::{Args, DynRef, DynReply};
+use crate::interface::Interface;
+use crate::{Error, Result};
+
+/// A process-unique actor number, shown in error messages as `Counter#3`.
+pub type ActorId = u64;
+
+/// What travels through a mailbox: a message, or a nudge that wakes an idle actor to stop.
+pub(crate) enum Envelope<M> {
+    Message(M),
+    Stop,
+}
+
+/// The facts about one actor that do not depend on its type.
+#[derive(Debug)]
+pub(crate) struct ActorMeta {
+    pub(crate) id: ActorId,
+    pub(crate) type_name: &'static str,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) stream_buffer: usize,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) abort: OnceLock<AbortHandle>,
+}
+
+impl ActorMeta {
+    /// `Counter#3 "counter"`: how errors and logs name this actor.
+    pub(crate) fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{}#{} {:?}", self.type_name, self.id, name),
+            None => format!("{}#{}", self.type_name, self.id),
+        }
+    }
+
+    pub(crate) fn stopped_error(&self) -> Error {
+        Error::Stopped {
+            actor: self.label(),
+        }
+    }
+
+    pub(crate) fn timeout_error(&self, method: &str, after: Duration) -> Error {
+        Error::Timeout {
+            actor: self.label(),
+            method: method.to_owned(),
+            after,
+        }
+    }
+}
+
+/// The shared part of a running actor: its mailbox sender and its metadata.
+pub(crate) struct Cell<A: Actor> {
+    pub(crate) meta: ActorMeta,
+    pub(crate) tx: mpsc::Sender<Envelope<A::Message>>,
+}
+
+impl<A: Actor> Cell<A> {
+    /// Puts a message in the mailbox, waiting while it is full.
+    pub(crate) async fn enqueue(&self, msg: A::Message) -> Result<()> {
+        self.tx
+            .send(Envelope::Message(msg))
+            .await
+            .map_err(|_| self.meta.stopped_error())
+    }
+}
+
+/// A boxed, sendable future (the dynamic path only; typed calls never box).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The type-erased view of a [`Cell`], used by the registry, by shutdown and by [`DynRef`].
+pub(crate) trait AnyCell: Send + Sync + 'static {
+    fn meta(&self) -> &ActorMeta;
+    fn interface(&self) -> &'static Interface;
+    fn request_stop(&self);
+    fn is_alive(&self) -> bool;
+    fn wait_stopped(&self) -> BoxFuture<'_, ()>;
+    fn dyn_enqueue<'a>(&'a self, method: &'a str, args: Args, reply: DynReply)
+        -> BoxFuture<'a, Result<()>>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<A: Actor> AnyCell for Cell<A> {
+    fn meta(&self) -> &ActorMeta {
+        &self.meta
+    }
+
+    fn interface(&self) -> &'static Interface {
+        A::interface()
+    }
+
+    fn request_stop(&self) {
+        // The flag is read before every message; the nudge only wakes an idle actor, so a full
+        // mailbox (a busy actor, which will read the flag soon) is fine.
+        self.meta.stopping.store(true, Ordering::Release);
+        let _ = self.tx.try_send(Envelope::Stop);
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    fn wait_stopped(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.tx.closed())
+    }
+
+    fn dyn_enqueue<'a>(
+        &'a self,
+        method: &'a str,
+        args: Args,
+        reply: DynReply,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let msg = A::dyn_message(method, args, reply)?;
+            self.enqueue(msg).await
+        })
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// A typed handle to a running actor of type `A`.
+///
+/// Cheap to clone (one reference count). Calls go through the generated proxy (`CounterRef`),
+/// which dereferences to this type for the operations every actor shares.
+pub struct ActorRef<A: Actor> {
+    pub(crate) cell: Arc<Cell<A>>,
+}
+
+impl<A: Actor> ActorRef<A> {
+    /// The actor's process-unique id.
+    pub fn id(&self) -> ActorId {
+        self.cell.meta.id
+    }
+
+    /// The name it was registered under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.cell.meta.name.as_deref()
+    }
+
+    /// Whether the actor is still running (it may stop right after this returns).
+    pub fn is_alive(&self) -> bool {
+        self.cell.is_alive()
+    }
+
+    /// Asks the actor to stop after the message it is handling now. Messages still queued fail
+    /// with [`Error::Stopped`]; its name is released. Returns at once; await
+    /// [`stopped`](Self::stopped) to wait for the end.
+    pub fn stop(&self) {
+        self.cell.request_stop();
+    }
+
+    /// Resolves once the actor has stopped and its mailbox is closed.
+    pub async fn stopped(&self) {
+        self.cell.tx.closed().await
+    }
+
+    /// An untyped handle for by-name calls with [`Value`](crate::Value) arguments.
+    pub fn to_dyn(&self) -> DynRef {
+        DynRef::from_cell(self.cell.clone())
+    }
+
+    /// The default deadline of calls through this handle, from the system's configuration.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.cell.meta.call_timeout
+    }
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRef({})", self.cell.meta.label())
+    }
+}
+
+impl<A: Actor> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+impl<A: Actor> Eq for ActorRef<A> {}
+
+/// Implemented by every generated proxy (`CounterRef`), so generic code can resolve and spawn
+/// proxies: `system.resolve::<CounterRef>("counter")`.
+pub trait TypedRef: From<ActorRef<Self::Actor>> + Clone + Send + Sync + 'static {
+    /// The actor type behind the proxy.
+    type Actor: Actor;
+    /// The underlying untyped-by-proxy handle.
+    fn actor_ref(&self) -> &ActorRef<Self::Actor>;
+}

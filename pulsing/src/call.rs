@@ -1,0 +1,320 @@
+//! Call builders: what a proxy method returns before you `.await` it.
+//!
+//! `counter.inc(2)` builds a [`Call`]; nothing is sent until it is awaited (or told). On the way
+//! you can set a per-call deadline or turn it into a fire-and-forget message:
+//!
+//! ```
+//! # use pulsing::prelude::*;
+//! # use std::time::Duration;
+//! pub struct Counter { value: i64 }
+//!
+//! #[pulsing::remote]
+//! impl Counter {
+//!     pub fn inc(&mut self, by: i64) -> i64 { self.value += by; self.value }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> pulsing::Result<()> {
+//! let system = ActorSystem::builder().build().await?;
+//! let counter = Counter::spawn(&system, Counter { value: 0 }).await?;
+//! counter.inc(1).tell().await?;                                      // no reply wanted
+//! let v = counter.inc(2).timeout(Duration::from_secs(1)).await?;     // own deadline
+//! assert_eq!(v, 3);
+//! # system.shutdown().await; Ok(()) }
+//! ```
+//!
+//! # Cancel safety
+//! Dropping a call future (or letting its deadline pass) abandons the call: if the actor has not
+//! started it yet, it skips it. Told messages are never skipped.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
+
+use crate::actor::Actor;
+use crate::actor_ref::{ActorRef, BoxFuture, Envelope};
+use crate::reply::{Reply, StreamReply};
+use crate::stream::ReplyStream;
+use crate::Result;
+
+/// The deadline of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// The system's default call timeout.
+    Default,
+    /// This many from the first poll.
+    After(Duration),
+    /// None at all.
+    Never,
+}
+
+impl Deadline {
+    pub(crate) fn resolve(self, default: Option<Duration>) -> Option<Duration> {
+        match self {
+            Deadline::Default => default,
+            Deadline::After(d) => Some(d),
+            Deadline::Never => None,
+        }
+    }
+}
+
+/// A typed call that has not been sent yet. Await it for the method's result, or [`tell`](Self::tell) it.
+///
+/// `Args` is the tuple of the method's arguments and `T` its return type.
+#[must_use = "a call does nothing until it is awaited or told"]
+pub struct Call<'a, A: Actor, Args, T> {
+    target: &'a ActorRef<A>,
+    method: &'static str,
+    args: Args,
+    build: fn(Args, Reply<T>) -> A::Message,
+    deadline: Deadline,
+}
+
+impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
+    #[doc(hidden)]
+    pub fn new(
+        target: &'a ActorRef<A>,
+        method: &'static str,
+        args: Args,
+        build: fn(Args, Reply<T>) -> A::Message,
+    ) -> Self {
+        Call {
+            target,
+            method,
+            args,
+            build,
+            deadline: Deadline::Default,
+        }
+    }
+
+    /// Fails the call with [`Error::Timeout`](crate::Error::Timeout) if no answer arrives within
+    /// `after` (time waiting for mailbox space counts).
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.deadline = Deadline::After(after);
+        self
+    }
+
+    /// Waits for the answer however long it takes, ignoring the system's default deadline.
+    pub fn no_timeout(mut self) -> Self {
+        self.deadline = Deadline::Never;
+        self
+    }
+
+    /// Sends the call without waiting for its result. Waits while the mailbox is full
+    /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
+    pub async fn tell(self) -> Result<()> {
+        let msg = (self.build)(self.args, Reply::Ignore);
+        self.target.cell.enqueue(msg).await
+    }
+
+    /// Sends the call without waiting for its result or for mailbox space: fails with
+    /// [`Error::MailboxFull`](crate::Error::MailboxFull) if the mailbox is full.
+    pub fn try_tell(self) -> Result<()> {
+        let msg = (self.build)(self.args, Reply::Ignore);
+        let meta = &self.target.cell.meta;
+        self.target
+            .cell
+            .tx
+            .try_send(Envelope::Message(msg))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => crate::Error::MailboxFull {
+                    actor: meta.label(),
+                },
+                TrySendError::Closed(_) => meta.stopped_error(),
+            })
+    }
+}
+
+impl<A: Actor, Args, T> std::fmt::Debug for Call<'_, A, Args, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("target", self.target)
+            .field("method", &self.method)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl<'a, A: Actor, Args, T: Send + 'static> IntoFuture for Call<'a, A, Args, T> {
+    type Output = Result<T>;
+    type IntoFuture = CallFuture<'a, A, T>;
+
+    fn into_future(self) -> CallFuture<'a, A, T> {
+        let (tx, rx) = oneshot::channel();
+        let msg = (self.build)(self.args, Reply::Typed(tx));
+        CallFuture {
+            target: self.target,
+            method: self.method,
+            send: SendState::Unsent(msg),
+            rx,
+            timeout: self.deadline.resolve(self.target.cell.meta.call_timeout),
+            deadline: None,
+        }
+    }
+}
+
+enum SendState<'a, M> {
+    Unsent(M),
+    /// The mailbox was full: waiting for room (the only case that allocates).
+    Waiting(BoxFuture<'a, Result<(), mpsc::error::SendError<Envelope<M>>>>),
+    Sent,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an awaited [`Call`]: sends the message, then waits for the reply or the deadline.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CallFuture<'a, A: Actor, T> {
+        target: &'a ActorRef<A>,
+        method: &'static str,
+        send: SendState<'a, A::Message>,
+        rx: oneshot::Receiver<Result<T>>,
+        timeout: Option<Duration>,
+        #[pin]
+        deadline: Option<Sleep>,
+    }
+}
+
+impl<A: Actor, T> std::fmt::Debug for CallFuture<'_, A, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallFuture")
+            .field("target", self.target)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, T> Future for CallFuture<'_, A, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.project();
+        let cell = &this.target.cell;
+        loop {
+            match std::mem::replace(this.send, SendState::Sent) {
+                SendState::Unsent(msg) => match cell.tx.try_send(Envelope::Message(msg)) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(envelope)) => {
+                        *this.send = SendState::Waiting(Box::pin(cell.tx.send(envelope)));
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        return Poll::Ready(Err(cell.meta.stopped_error()))
+                    }
+                },
+                SendState::Waiting(mut sending) => match sending.as_mut().poll(cx) {
+                    Poll::Ready(Ok(())) => break,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(cell.meta.stopped_error())),
+                    Poll::Pending => {
+                        *this.send = SendState::Waiting(sending);
+                        return poll_deadline(this.deadline, *this.timeout, cx)
+                            .map(|after| Err(cell.meta.timeout_error(this.method, after)));
+                    }
+                },
+                SendState::Sent => break,
+            }
+        }
+        match Pin::new(&mut *this.rx).poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(cell.meta.stopped_error())),
+            Poll::Pending => poll_deadline(this.deadline, *this.timeout, cx)
+                .map(|after| Err(cell.meta.timeout_error(this.method, after))),
+        }
+    }
+}
+
+/// Arms the deadline on first use and reports `Ready(after)` once it has passed.
+fn poll_deadline(
+    mut deadline: Pin<&mut Option<Sleep>>,
+    timeout: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Poll<Duration> {
+    let Some(after) = timeout else {
+        return Poll::Pending;
+    };
+    if deadline.is_none() {
+        deadline.set(Some(tokio::time::sleep(after)));
+    }
+    match deadline.as_pin_mut() {
+        Some(sleep) => sleep.poll(cx).map(|()| after),
+        None => Poll::Pending,
+    }
+}
+
+/// A streaming call that has not been sent yet. Await it to open the stream.
+///
+/// The deadline (per call or the system default) covers opening the stream, not its items.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct StreamCall<'a, A: Actor, Args, T> {
+    target: &'a ActorRef<A>,
+    method: &'static str,
+    args: Args,
+    build: fn(Args, StreamReply<T>) -> A::Message,
+    deadline: Deadline,
+}
+
+impl<'a, A: Actor, Args, T> StreamCall<'a, A, Args, T> {
+    #[doc(hidden)]
+    pub fn new(
+        target: &'a ActorRef<A>,
+        method: &'static str,
+        args: Args,
+        build: fn(Args, StreamReply<T>) -> A::Message,
+    ) -> Self {
+        StreamCall {
+            target,
+            method,
+            args,
+            build,
+            deadline: Deadline::Default,
+        }
+    }
+
+    /// Fails with [`Error::Timeout`](crate::Error::Timeout) if the stream is not open within `after`.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.deadline = Deadline::After(after);
+        self
+    }
+
+    /// Waits for the stream to open however long it takes.
+    pub fn no_timeout(mut self) -> Self {
+        self.deadline = Deadline::Never;
+        self
+    }
+}
+
+impl<A: Actor, Args, T> std::fmt::Debug for StreamCall<'_, A, Args, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCall")
+            .field("target", self.target)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, A: Actor, Args: Send + 'a, T: Send + 'static> IntoFuture for StreamCall<'a, A, Args, T> {
+    type Output = Result<ReplyStream<T>>;
+    type IntoFuture = BoxFuture<'a, Result<ReplyStream<T>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let meta = &self.target.cell.meta;
+            let (tx, rx) = mpsc::channel(meta.stream_buffer);
+            let msg = (self.build)(self.args, StreamReply::Typed(tx));
+            let stream = ReplyStream::new(rx, Arc::from(meta.label()));
+            let open = async {
+                self.target.cell.enqueue(msg).await?;
+                stream.opened().await
+            };
+            match self.deadline.resolve(meta.call_timeout) {
+                None => open.await,
+                Some(after) => tokio::time::timeout(after, open)
+                    .await
+                    .unwrap_or_else(|_| Err(meta.timeout_error(self.method, after))),
+            }
+        })
+    }
+}

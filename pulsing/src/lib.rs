@@ -1,0 +1,120 @@
+//! # Pulsing: typed actors for Rust (and Python)
+//!
+//! An **actor** is an object that lives on its own task and is reached only through messages: it
+//! handles one message at a time, so its state needs no locks, and callers never touch it
+//! directly. A **proxy** (`CounterRef`) is a cheap, cloneable handle whose methods look like the
+//! actor's own, but send a message and await the reply. Pulsing writes the messages, the proxy and
+//! the plumbing from one attribute on an ordinary `impl` block:
+//!
+//! ```
+//! use pulsing::prelude::*;
+//!
+//! pub struct Counter { value: i64 }
+//!
+//! #[pulsing::remote]
+//! impl Counter {
+//!     /// Adds `by` and returns the new value.
+//!     pub fn inc(&mut self, by: i64) -> i64 { self.value += by; self.value }
+//!     /// The current value.
+//!     pub async fn get(&self) -> i64 { self.value }
+//!     /// A business error travels inside the call's own `Result`.
+//!     pub fn check(&self, limit: i64) -> Result<(), String> {
+//!         if self.value > limit { Err(format!("{} is over {limit}", self.value)) } else { Ok(()) }
+//!     }
+//!     /// Streams 1..=n.
+//!     pub fn count_to(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+//!         futures_util::stream::iter(1..=n)
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> pulsing::Result<()> {
+//!     let system = ActorSystem::builder().build().await?;
+//!     let counter: CounterRef = Counter::spawn_named(&system, "counter", Counter { value: 0 }).await?;
+//!     assert_eq!(counter.inc(2).await?, 2);
+//!
+//!     let same = Counter::resolve(&system, "counter").await?;
+//!     assert_eq!(same.get().await?, 2);
+//!     assert_eq!(same.check(1).await?, Err("2 is over 1".to_string()));   // two layers
+//!
+//!     let mut stream = counter.count_to(3).await?;
+//!     while let Some(n) = stream.next().await {
+//!         println!("{}", n?);
+//!     }
+//!     system.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Every `pub` method becomes a remote method; other methods stay private helpers. The macro also
+//! writes a by-name dispatch table and an [`Interface`], so [`DynRef`] can call any actor with
+//! [`Value`] arguments: the bridge the Python package and other languages use.
+//!
+//! ## Where to look
+//! - [`ActorSystem`]: spawn, name, resolve, shut down.
+//! - [`Call`]: what a proxy method returns; `.timeout(..)`, `.tell()`.
+//! - [`ReplyStream`]: the consumer side of a streaming method.
+//! - [`SpawnOptions`] and [`Supervision`]: names, mailbox size, restart on panic.
+//! - [`Error`]: every way a call can fail.
+//!
+//! ## The attribute
+//! `#[pulsing::remote]` goes on the inherent `impl` block of a (non-generic) type. For each `pub`
+//! method taking `&self` or `&mut self` with owned, serializable arguments it generates:
+//! - a variant of a hidden message enum;
+//! - a method of the same name, arguments and docs on the proxy `<Type>Ref`, returning a [`Call`]
+//!   (or a [`StreamCall`] for methods returning `impl Stream<Item = T> + Send + 'static`);
+//! - an entry in the by-name dispatch table and in the [`Interface`].
+//!
+//! It also generates `Type::spawn(&system, value)`, `Type::spawn_named(&system, name, value)`,
+//! `Type::spawn_with(&system, options, factory)`, `Type::resolve(&system, name)` and
+//! `Type::resolve_wait(&system, name, timeout)`. Methods marked `#[on_start]` / `#[on_stop]`
+//! (taking `&mut self`, sync or async) run when the actor starts (and restarts) and stops.
+//!
+//! An `async fn` method runs on the actor's task: the next message waits until it finishes. For
+//! the future to be `Send`, `async fn(&self)` methods need the actor type to be `Sync`; use
+//! `&mut self` if it is not.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate self as pulsing;
+
+mod actor;
+mod actor_ref;
+mod call;
+mod dynamic;
+mod error;
+mod interface;
+mod registry;
+mod reply;
+mod runner;
+mod stream;
+mod supervision;
+mod system;
+pub mod value;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use actor::Actor;
+pub use actor_ref::{ActorId, ActorRef, TypedRef};
+pub use call::{Call, CallFuture, StreamCall};
+pub use dynamic::{Args, DynCall, DynRef, DynReply};
+pub use error::{Error, Result};
+pub use interface::{Interface, MethodInfo, MethodKind, ParamInfo};
+pub use pulsing_macros::remote;
+pub use reply::{Reply, StreamEvent, StreamReply};
+pub use stream::ReplyStream;
+pub use supervision::{SpawnOptions, Supervision};
+pub use system::{ActorSystem, Builder, Config};
+pub use value::Value;
+
+/// Everything a typical program needs: `use pulsing::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        remote, Actor, ActorRef, ActorSystem, Args, DynRef, Error, SpawnOptions, Supervision,
+        Value,
+    };
+    pub use futures_core::Stream;
+    pub use futures_util::StreamExt;
+}

@@ -1,0 +1,318 @@
+//! Support code for the output of `#[pulsing::remote]`. Not a public API: it may change in any
+//! release. The generated code calls these small helpers so that expansions stay short.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use futures_core::Stream;
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::actor::Actor;
+use crate::actor_ref::ActorMeta;
+use crate::dynamic::{Args, DynReply};
+use crate::interface::MethodInfo;
+use crate::reply::{Reply, StreamReply};
+use crate::stream::spawn_pump;
+use crate::system::SystemInner;
+use crate::value::{from_value, to_value, Value};
+use crate::{Error, Result};
+
+pub use crate::reply::{Reply as ReplySlot, StreamReply as StreamReplySlot};
+
+/// What a handler reports to the actor loop: `Err` when it panicked.
+pub type Handled = std::result::Result<(), Panic>;
+
+/// A panic caught in a handler.
+#[derive(Debug)]
+pub struct Panic {
+    /// The method that panicked.
+    pub method: &'static str,
+    /// The panic message.
+    pub message: String,
+}
+
+/// What a handler can see of the actor it runs in.
+#[derive(Debug)]
+pub struct HandlerCx<'a> {
+    pub(crate) meta: &'a ActorMeta,
+    pub(crate) system: &'a Arc<SystemInner>,
+}
+
+impl HandlerCx<'_> {
+    fn panicked(&self, method: &'static str, payload: &(dyn Any + Send)) -> (Error, Panic) {
+        let message = panic_message(payload);
+        let error = Error::Panicked {
+            actor: self.meta.label(),
+            method: method.to_owned(),
+            message: message.clone(),
+        };
+        (error, Panic { method, message })
+    }
+}
+
+/// Turns a panic payload into its message.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Marker for types that may cross an actor boundary: arguments, results and stream items.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to or from an actor",
+    label = "used in a remote method here",
+    note = "arguments, results and stream items of remote methods must implement `serde::Serialize`, `serde::de::DeserializeOwned` and `Send`: add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`"
+)]
+pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
+
+/// Checks at compile time that `T` may cross an actor boundary; the macro spans the call at the
+/// offending type so the error points there.
+pub const fn assert_wire<T: Wire>() {}
+
+/// Runs a synchronous method and answers its caller; a panic becomes an error for the caller.
+pub fn call_sync<T: Serialize>(
+    cx: &HandlerCx<'_>,
+    method: &'static str,
+    reply: Reply<T>,
+    f: impl FnOnce() -> T,
+) -> Handled {
+    if reply.is_abandoned() {
+        return Ok(());
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => {
+            reply.send(Ok(value));
+            Ok(())
+        }
+        Err(payload) => {
+            let (error, panic) = cx.panicked(method, &*payload);
+            reply.send(Err(error));
+            Err(panic)
+        }
+    }
+}
+
+/// Runs an `async` method to completion on the actor's task and answers its caller.
+pub async fn call_async<T: Serialize, F: Future<Output = T>>(
+    cx: &HandlerCx<'_>,
+    method: &'static str,
+    reply: Reply<T>,
+    f: impl FnOnce() -> F,
+) -> Handled {
+    if reply.is_abandoned() {
+        return Ok(());
+    }
+    match AssertUnwindSafe(async move { f().await }).catch_unwind().await {
+        Ok(value) => {
+            reply.send(Ok(value));
+            Ok(())
+        }
+        Err(payload) => {
+            let (error, panic) = cx.panicked(method, &*payload);
+            reply.send(Err(error));
+            Err(panic)
+        }
+    }
+}
+
+/// Runs a streaming method and hands its stream to a pump task.
+pub fn stream_sync<S>(
+    cx: &HandlerCx<'_>,
+    method: &'static str,
+    reply: StreamReply<S::Item>,
+    f: impl FnOnce() -> S,
+) -> Handled
+where
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send + 'static,
+{
+    if reply.is_abandoned() {
+        return Ok(());
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(stream) => {
+            start_pump(cx, method, reply, stream);
+            Ok(())
+        }
+        Err(payload) => {
+            let (error, panic) = cx.panicked(method, &*payload);
+            reply.fail(error);
+            Err(panic)
+        }
+    }
+}
+
+/// Runs an `async` streaming method, then hands its stream to a pump task.
+pub async fn stream_async<S, F>(
+    cx: &HandlerCx<'_>,
+    method: &'static str,
+    reply: StreamReply<S::Item>,
+    f: impl FnOnce() -> F,
+) -> Handled
+where
+    F: Future<Output = S>,
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send + 'static,
+{
+    if reply.is_abandoned() {
+        return Ok(());
+    }
+    match AssertUnwindSafe(async move { f().await }).catch_unwind().await {
+        Ok(stream) => {
+            start_pump(cx, method, reply, stream);
+            Ok(())
+        }
+        Err(payload) => {
+            let (error, panic) = cx.panicked(method, &*payload);
+            reply.fail(error);
+            Err(panic)
+        }
+    }
+}
+
+fn start_pump<S>(cx: &HandlerCx<'_>, method: &'static str, reply: StreamReply<S::Item>, stream: S)
+where
+    S: Stream + Send + 'static,
+    S::Item: Serialize + Send + 'static,
+{
+    let shutdown = cx.system.shutdown_token.clone();
+    let actor = cx.meta.label();
+    match reply {
+        StreamReply::Typed(tx) => spawn_pump(stream, tx, Ok, shutdown, actor, method),
+        StreamReply::Value(tx) => spawn_pump(
+            stream,
+            tx,
+            |item| to_value(&item).map_err(Error::from),
+            shutdown,
+            actor,
+            method,
+        ),
+    }
+}
+
+/// Runs a lifecycle hook, turning a panic into a [`Panic`].
+pub async fn hook<F: Future<Output = ()>>(name: &'static str, f: F) -> Handled {
+    AssertUnwindSafe(f).catch_unwind().await.map_err(|payload| Panic {
+        method: name,
+        message: panic_message(&*payload),
+    })
+}
+
+/// The error for a by-name call to a method `A` does not have.
+pub fn unknown_method<A: Actor>(method: &str) -> Error {
+    let iface = A::interface();
+    Error::UnknownMethod {
+        actor: iface.actor.to_owned(),
+        method: method.to_owned(),
+        available: iface.method_names(),
+    }
+}
+
+/// Decodes the [`Value`] arguments of a by-name call against one method's parameters.
+///
+/// Positional arguments fill parameters in order; keyword arguments fill them by name. Every
+/// error names the method, its signature and the parameter at fault.
+#[derive(Debug)]
+pub struct ArgDecoder {
+    actor: &'static str,
+    method: &'static MethodInfo,
+    slots: Vec<Option<Value>>,
+    next: usize,
+}
+
+impl ArgDecoder {
+    /// Matches `args` to the parameters of `A`'s method number `index`.
+    pub fn new<A: Actor>(index: usize, args: Args) -> Result<Self> {
+        let iface = A::interface();
+        let method = &iface.methods[index];
+        let mut decoder = ArgDecoder {
+            actor: iface.actor,
+            method,
+            slots: Vec::new(),
+            next: 0,
+        };
+        let params = method.params;
+        if args.positional.len() > params.len() {
+            return Err(decoder.error(format!(
+                "takes {} argument{} but {} were given",
+                params.len(),
+                if params.len() == 1 { "" } else { "s" },
+                args.positional.len()
+            )));
+        }
+        let mut slots: Vec<Option<Value>> = args.positional.into_iter().map(Some).collect();
+        slots.resize_with(params.len(), || None);
+        for (key, value) in args.keyword {
+            let Some(at) = params.iter().position(|p| p.name == key) else {
+                return Err(decoder.error(format!("unexpected keyword argument `{key}`")));
+            };
+            if slots[at].is_some() {
+                return Err(decoder.error(format!("got multiple values for argument `{key}`")));
+            }
+            slots[at] = Some(value);
+        }
+        if let Some(missing) = slots.iter().position(Option::is_none) {
+            let p = &params[missing];
+            return Err(decoder.error(format!("missing argument `{}: {}`", p.name, p.ty)));
+        }
+        decoder.slots = slots;
+        Ok(decoder)
+    }
+
+    /// Decodes the next parameter as a `T`.
+    pub fn next<T: DeserializeOwned>(&mut self) -> Result<T> {
+        let at = self.next;
+        self.next += 1;
+        let value = self.slots[at].take().unwrap_or_default();
+        from_value(value).map_err(|e| {
+            let p = &self.method.params[at];
+            self.error(format!("argument `{}` must be `{}`: {e}", p.name, p.ty))
+        })
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::BadArguments {
+            actor: self.actor.to_owned(),
+            method: self.method.name.to_owned(),
+            signature: self.method.signature(),
+            reason,
+        }
+    }
+}
+
+/// Checks that a by-name call asked for a plain call and yields its reply slot.
+pub fn dyn_call_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<Reply<T>> {
+    match reply {
+        DynReply::Call(tx) => Ok(Reply::Value(tx)),
+        DynReply::Stream(_) => Err(kind_mismatch::<A>(index, "is not a streaming method: use `call`")),
+    }
+}
+
+/// Checks that a by-name call asked for a stream and yields its stream slot.
+pub fn dyn_stream_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<StreamReply<T>> {
+    match reply {
+        DynReply::Stream(tx) => Ok(StreamReply::Value(tx)),
+        DynReply::Call(_) => Err(kind_mismatch::<A>(index, "is a streaming method: use `stream`")),
+    }
+}
+
+fn kind_mismatch<A: Actor>(index: usize, reason: &str) -> Error {
+    let iface = A::interface();
+    let method = &iface.methods[index];
+    Error::BadArguments {
+        actor: iface.actor.to_owned(),
+        method: method.name.to_owned(),
+        signature: method.signature(),
+        reason: format!("`{}` {reason}", method.name),
+    }
+}
+

@@ -1,0 +1,92 @@
+//! The actor loop: one task per actor, one message at a time.
+//!
+//! The loop owns the actor's state, so handlers need no locks. It runs `on_start`, then takes
+//! messages from the bounded mailbox in order until asked to stop; a panic is turned over to the
+//! [`Supervisor`]. On the way out it runs `on_stop`, releases the name, and closes and drains the
+//! mailbox so that every queued caller gets [`Error::Stopped`](crate::Error::Stopped) at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::actor::Actor;
+use crate::actor_ref::{Cell, Envelope};
+use crate::__private::{hook, HandlerCx, Panic};
+use crate::supervision::Supervisor;
+use crate::system::SystemInner;
+
+/// Runs one actor until it stops. `factory` yields its state: once, or again after each restart.
+pub(crate) async fn run<A, F>(
+    cell: Arc<Cell<A>>,
+    mut mailbox: mpsc::Receiver<Envelope<A::Message>>,
+    mut factory: F,
+    mut supervisor: Supervisor,
+    system: Arc<SystemInner>,
+) where
+    A: Actor,
+    F: FnMut() -> Option<A>,
+{
+    let cx = HandlerCx {
+        meta: &cell.meta,
+        system: &system,
+    };
+    let mut current = factory();
+    let mut started = false;
+    while let Some(actor) = current.as_mut() {
+        if !started {
+            match hook("on_start", actor.on_start()).await {
+                Ok(()) => started = true,
+                Err(panic) => {
+                    current = recover(&cx, &mut supervisor, &mut factory, panic);
+                    continue;
+                }
+            }
+        }
+        let Some(envelope) = mailbox.recv().await else {
+            break;
+        };
+        if cell.meta.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let Envelope::Message(msg) = envelope else {
+            continue;
+        };
+        if let Err(panic) = actor.handle(msg, &cx).await {
+            current = recover(&cx, &mut supervisor, &mut factory, panic);
+            started = false;
+        }
+    }
+    if let (Some(actor), true) = (current.as_mut(), started) {
+        if let Err(panic) = hook("on_stop", actor.on_stop()).await {
+            tracing::warn!(actor = %cell.meta.label(), message = %panic.message, "on_stop panicked");
+        }
+    }
+    cell.meta.stopping.store(true, Ordering::Release);
+    system.forget(&cell.meta);
+    mailbox.close();
+    while mailbox.try_recv().is_ok() {}
+    tracing::debug!(actor = %cell.meta.label(), "stopped");
+}
+
+/// Logs a panic and asks the supervisor for a fresh state (`None`: stop).
+fn recover<A, F: FnMut() -> Option<A>>(
+    cx: &HandlerCx<'_>,
+    supervisor: &mut Supervisor,
+    factory: &mut F,
+    panic: Panic,
+) -> Option<A> {
+    let restart = supervisor.should_restart();
+    tracing::warn!(
+        actor = %cx.meta.label(),
+        method = panic.method,
+        message = %panic.message,
+        restart,
+        "handler panicked"
+    );
+    if restart {
+        factory()
+    } else {
+        None
+    }
+}

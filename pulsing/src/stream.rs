@@ -1,0 +1,156 @@
+//! Streaming replies: the consumer side ([`ReplyStream`]) and the pump that feeds it.
+//!
+//! A streaming method returns a `Send + 'static` stream. The actor's turn ends as soon as the
+//! stream exists; a separate task (the pump) moves items into a bounded buffer, so a slow consumer
+//! holds back the producer and never the actor. Dropping the [`ReplyStream`] stops the pump and
+//! drops the producer.
+//!
+//! ```
+//! # use pulsing::prelude::*;
+//! pub struct Ticker;
+//!
+//! #[pulsing::remote]
+//! impl Ticker {
+//!     pub fn count_to(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+//!         futures_util::stream::iter(1..=n)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> pulsing::Result<()> {
+//! let system = ActorSystem::builder().build().await?;
+//! let ticker = Ticker::spawn(&system, Ticker).await?;
+//! let mut items = ticker.count_to(3).await?;
+//! let mut seen = Vec::new();
+//! while let Some(item) = items.next().await {
+//!     seen.push(item?);
+//! }
+//! assert_eq!(seen, [1, 2, 3]);
+//! # system.shutdown().await; Ok(()) }
+//! ```
+
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::__private::panic_message;
+use crate::reply::StreamEvent;
+use crate::{Error, Result};
+
+/// The items of a streaming call, in order, each a `Result`: an `Err` item ends the stream.
+///
+/// Ends with `None` after the producer's last item. If the producer fails (an error, a panic, the
+/// actor stopping) the stream yields that error once, then `None`. Dropping it cancels the producer.
+#[must_use = "a stream does nothing unless polled; dropping it cancels the producer"]
+#[derive(Debug)]
+pub struct ReplyStream<T> {
+    rx: mpsc::Receiver<StreamEvent<T>>,
+    actor: Arc<str>,
+    done: bool,
+}
+
+impl<T> ReplyStream<T> {
+    pub(crate) fn new(rx: mpsc::Receiver<StreamEvent<T>>, actor: Arc<str>) -> Self {
+        ReplyStream {
+            rx,
+            actor,
+            done: false,
+        }
+    }
+
+    /// Waits for the `Opened` event: the actor has run the method and the stream exists.
+    pub(crate) async fn opened(mut self) -> Result<Self> {
+        match self.rx.recv().await {
+            Some(StreamEvent::Opened) => Ok(self),
+            Some(StreamEvent::Error(e)) => Err(e),
+            Some(StreamEvent::Item(_) | StreamEvent::End) => {
+                unreachable!("a stream pump always sends Opened first")
+            }
+            None => Err(Error::Stopped {
+                actor: self.actor.to_string(),
+            }),
+        }
+    }
+}
+
+impl<T> Stream for ReplyStream<T> {
+    type Item = Result<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let event = ready!(self.rx.poll_recv(cx));
+            return Poll::Ready(match event {
+                Some(StreamEvent::Item(item)) => Some(Ok(item)),
+                Some(StreamEvent::Opened) => continue,
+                Some(StreamEvent::End) => {
+                    self.done = true;
+                    None
+                }
+                Some(StreamEvent::Error(e)) => {
+                    self.done = true;
+                    Some(Err(e))
+                }
+                None => {
+                    self.done = true;
+                    Some(Err(Error::Stopped {
+                        actor: self.actor.to_string(),
+                    }))
+                }
+            });
+        }
+    }
+}
+
+/// Spawns the task that moves `stream`'s items, converted by `convert`, into `tx`.
+///
+/// Stops early when the consumer goes away or the system shuts down; a panic in the producer
+/// becomes an error item.
+pub(crate) fn spawn_pump<S, U>(
+    stream: S,
+    tx: mpsc::Sender<StreamEvent<U>>,
+    convert: fn(S::Item) -> Result<U>,
+    shutdown: CancellationToken,
+    actor: String,
+    method: &'static str,
+) where
+    S: Stream + Send + 'static,
+    U: Send + 'static,
+{
+    tokio::spawn(async move {
+        if tx.send(StreamEvent::Opened).await.is_err() {
+            return;
+        }
+        let mut stream = std::pin::pin!(AssertUnwindSafe(stream).catch_unwind());
+        loop {
+            let event = tokio::select! {
+                biased;
+                next = stream.next() => match next {
+                    None => StreamEvent::End,
+                    Some(Ok(item)) => match convert(item) {
+                        Ok(item) => StreamEvent::Item(item),
+                        Err(e) => StreamEvent::Error(e),
+                    },
+                    Some(Err(panic)) => StreamEvent::Error(Error::Panicked {
+                        actor: actor.clone(),
+                        method: method.to_owned(),
+                        message: panic_message(&*panic),
+                    }),
+                },
+                () = tx.closed() => return,
+                () = shutdown.cancelled() => StreamEvent::Error(Error::SystemShutdown),
+            };
+            let last = !matches!(event, StreamEvent::Item(_));
+            if tx.send(event).await.is_err() || last {
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,1 @@
+//! Integration tests of Pulsing live in this package's `tests/` folder.

@@ -1,0 +1,1 @@
+//! Compile-pass and compile-fail tests of `#[pulsing::remote]` (see `tests/ui.rs`).
