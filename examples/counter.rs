@@ -84,7 +84,10 @@ async fn main() -> pulsing::Result<()> {
     counter.stop();
     counter.stopped().await;
     println!("after stop        -> {}", counter.inc(1).await.unwrap_err());
-    println!("resolve again     -> {}", Counter::resolve(&system, "counter").await.unwrap_err());
+    println!(
+        "resolve again     -> {}",
+        Counter::resolve(&system, "counter").await.unwrap_err()
+    );
 
     system.shutdown().await;
     Ok(())

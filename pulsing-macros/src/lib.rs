@@ -21,7 +21,10 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The whole expansion, callable from unit tests: on errors, the user's (cleaned) item is still
 /// emitted next to the errors so that editors keep working.
-fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+fn expand(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
     match parse::actor(attr, item.clone()) {
         Ok(actor) => codegen::actor(&actor),
         Err((cleaned, error)) => {

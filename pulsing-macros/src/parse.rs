@@ -16,7 +16,13 @@ use syn::{
 use crate::model::{Actor, Arg, Hook, Method, Output};
 
 /// Names the macro generates on the actor type itself.
-const GENERATED_ON_ACTOR: &[&str] = &["spawn", "spawn_named", "spawn_with", "resolve", "resolve_wait"];
+const GENERATED_ON_ACTOR: &[&str] = &[
+    "spawn",
+    "spawn_named",
+    "spawn_with",
+    "resolve",
+    "resolve_wait",
+];
 /// Names the generated proxy already has.
 const GENERATED_ON_PROXY: &[&str] = &["actor_ref", "clone", "deref", "fmt", "from", "into"];
 
@@ -119,10 +125,16 @@ fn check_header(item: &ItemImpl, errors: &mut Errors) -> Option<(syn::Ident, Typ
         return None;
     }
     if item.unsafety.is_some() {
-        errors.push(item.unsafety.span(), "#[pulsing::remote] cannot be used on an `unsafe impl`");
+        errors.push(
+            item.unsafety.span(),
+            "#[pulsing::remote] cannot be used on an `unsafe impl`",
+        );
     }
     let Type::Path(path) = &*item.self_ty else {
-        errors.push(item.self_ty.span(), "#[pulsing::remote] needs a named type: `impl Counter { ... }`");
+        errors.push(
+            item.self_ty.span(),
+            "#[pulsing::remote] needs a named type: `impl Counter { ... }`",
+        );
         return None;
     };
     let last = path.path.segments.last()?;
@@ -155,14 +167,22 @@ fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Option<Hook>, Option
             kind.is_none()
         });
         for (kind, span) in found {
-            let slot = if kind == "on_start" { &mut on_start } else { &mut on_stop };
+            let slot = if kind == "on_start" {
+                &mut on_start
+            } else {
+                &mut on_stop
+            };
             if slot.is_some() {
                 errors.push(span, format!("only one method can be `#[{kind}]`"));
                 continue;
             }
             let sig = &f.sig;
             let takes_mut_self = matches!(sig.receiver(), Some(r) if r.reference.is_some() && r.mutability.is_some());
-            if !takes_mut_self || sig.inputs.len() != 1 || !matches!(sig.output, ReturnType::Default) || !sig.generics.params.is_empty() {
+            if !takes_mut_self
+                || sig.inputs.len() != 1
+                || !matches!(sig.output, ReturnType::Default)
+                || !sig.generics.params.is_empty()
+            {
                 errors.push(
                     sig.span(),
                     format!("a `#[{kind}]` hook must look like `fn {}(&mut self)` (sync or async, no arguments, no return value)", sig.ident),
@@ -236,7 +256,9 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
     let output = match &sig.output {
         ReturnType::Default => Output::Value(syn::parse_quote!(())),
         ReturnType::Type(_, ty) => match &**ty {
-            Type::ImplTrait(imp) => stream_item(imp, errors).map(|item| Output::Stream(replace_self(&item, actor)))?,
+            Type::ImplTrait(imp) => {
+                stream_item(imp, errors).map(|item| Output::Stream(replace_self(&item, actor)))?
+            }
             ty => {
                 check_owned(ty, "return value", errors);
                 Output::Value(replace_self(ty, actor))
@@ -248,7 +270,12 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
     }
     Some(Method {
         name: sig.ident.clone(),
-        docs: f.attrs.iter().filter(|a| a.path().is_ident("doc")).cloned().collect(),
+        docs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
         is_async: sig.asyncness.is_some(),
         mutates: receiver.mutability.is_some(),
         args,
@@ -288,7 +315,8 @@ fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
             );
         }
         fn visit_type_ptr(&mut self, p: &'ast syn::TypePtr) {
-            self.errors.push(p.span(), "raw pointers cannot cross an actor boundary");
+            self.errors
+                .push(p.span(), "raw pointers cannot cross an actor boundary");
         }
     }
     Finder { errors, what }.visit_type(ty);
@@ -301,7 +329,9 @@ fn stream_item(imp: &syn::TypeImplTrait, errors: &mut Errors) -> Option<Type> {
     for bound in &imp.bounds {
         match bound {
             TypeParamBound::Trait(t) => {
-                let Some(last) = t.path.segments.last() else { continue };
+                let Some(last) = t.path.segments.last() else {
+                    continue;
+                };
                 if last.ident == "Send" {
                     send = true;
                 } else if last.ident == "Stream" {

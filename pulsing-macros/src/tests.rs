@@ -34,7 +34,8 @@ fn expansion_snapshot() {
             fn helper(&self) {}
         }
     };
-    expect_test::expect_file!["../tests/snapshots/counter.expanded.rs"].assert_eq(&pretty(expand(quote!(), item)));
+    expect_test::expect_file!["../tests/snapshots/counter.expanded.rs"]
+        .assert_eq(&pretty(expand(quote!(), item)));
 }
 
 #[test]
@@ -94,7 +95,10 @@ fn type_text_reads_like_source() {
     let cases = [
         (quote!(Vec<u8>), "Vec<u8>"),
         (quote!(Result<(), String>), "Result<(), String>"),
-        (quote!(std::collections::HashMap<String, Vec<Option<i32>>>), "std::collections::HashMap<String, Vec<Option<i32>>>"),
+        (
+            quote!(std::collections::HashMap<String, Vec<Option<i32>>>),
+            "std::collections::HashMap<String, Vec<Option<i32>>>",
+        ),
         (quote!([u8; 4]), "[u8; 4]"),
         (quote!((i32, String)), "(i32, String)"),
     ];
@@ -106,8 +110,15 @@ fn type_text_reads_like_source() {
 
 #[test]
 fn the_user_item_survives_errors() {
-    let out = expand(quote!(), quote! { impl Bad { pub fn f(self) {} #[on_start] fn s(&mut self) {} } }).to_string();
+    let out = expand(
+        quote!(),
+        quote! { impl Bad { pub fn f(self) {} #[on_start] fn s(&mut self) {} } },
+    )
+    .to_string();
     assert!(out.contains("impl Bad"), "{out}");
-    assert!(!out.contains("on_start"), "helper attributes are removed: {out}");
+    assert!(
+        !out.contains("on_start"),
+        "helper attributes are removed: {out}"
+    );
     assert!(out.contains("compile_error"), "{out}");
 }

@@ -6,9 +6,9 @@
 
 use std::future::Future;
 
+use crate::__private::{Handled, HandlerCx};
 use crate::dynamic::{Args, DynReply};
 use crate::interface::Interface;
-use crate::__private::{Handled, HandlerCx};
 use crate::Result;
 
 /// A type whose methods can be called through a mailbox, locally or (later) from another node.

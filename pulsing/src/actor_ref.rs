@@ -91,8 +91,12 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn request_stop(&self);
     fn is_alive(&self) -> bool;
     fn wait_stopped(&self) -> BoxFuture<'_, ()>;
-    fn dyn_enqueue<'a>(&'a self, method: &'a str, args: Args, reply: DynReply)
-        -> BoxFuture<'a, Result<()>>;
+    fn dyn_enqueue<'a>(
+        &'a self,
+        method: &'a str,
+        args: Args,
+        reply: DynReply,
+    ) -> BoxFuture<'a, Result<()>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 

@@ -92,6 +92,11 @@ impl MethodInfo {
             MethodKind::Call => "",
             MethodKind::Stream => "stream of ",
         };
-        format!("{}({}) -> {arrow}{}", self.name, params.join(", "), self.returns)
+        format!(
+            "{}({}) -> {arrow}{}",
+            self.name,
+            params.join(", "),
+            self.returns
+        )
     }
 }

@@ -112,8 +112,7 @@ pub use value::Value;
 /// Everything a typical program needs: `use pulsing::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        remote, Actor, ActorRef, ActorSystem, Args, DynRef, Error, SpawnOptions, Supervision,
-        Value,
+        remote, Actor, ActorRef, ActorSystem, Args, DynRef, Error, SpawnOptions, Supervision, Value,
     };
     pub use futures_core::Stream;
     pub use futures_util::StreamExt;

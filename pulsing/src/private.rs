@@ -111,7 +111,10 @@ pub async fn call_async<T: Serialize, F: Future<Output = T>>(
     if reply.is_abandoned() {
         return Ok(());
     }
-    match AssertUnwindSafe(async move { f().await }).catch_unwind().await {
+    match AssertUnwindSafe(async move { f().await })
+        .catch_unwind()
+        .await
+    {
         Ok(value) => {
             reply.send(Ok(value));
             Ok(())
@@ -166,7 +169,10 @@ where
     if reply.is_abandoned() {
         return Ok(());
     }
-    match AssertUnwindSafe(async move { f().await }).catch_unwind().await {
+    match AssertUnwindSafe(async move { f().await })
+        .catch_unwind()
+        .await
+    {
         Ok(stream) => {
             start_pump(cx, method, reply, stream);
             Ok(())
@@ -201,10 +207,13 @@ where
 
 /// Runs a lifecycle hook, turning a panic into a [`Panic`].
 pub async fn hook<F: Future<Output = ()>>(name: &'static str, f: F) -> Handled {
-    AssertUnwindSafe(f).catch_unwind().await.map_err(|payload| Panic {
-        method: name,
-        message: panic_message(&*payload),
-    })
+    AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|payload| Panic {
+            method: name,
+            message: panic_message(&*payload),
+        })
 }
 
 /// The error for a by-name call to a method `A` does not have.
@@ -293,7 +302,10 @@ impl ArgDecoder {
 pub fn dyn_call_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<Reply<T>> {
     match reply {
         DynReply::Call(tx) => Ok(Reply::Value(tx)),
-        DynReply::Stream(_) => Err(kind_mismatch::<A>(index, "is not a streaming method: use `call`")),
+        DynReply::Stream(_) => Err(kind_mismatch::<A>(
+            index,
+            "is not a streaming method: use `call`",
+        )),
     }
 }
 
@@ -301,7 +313,10 @@ pub fn dyn_call_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<Repl
 pub fn dyn_stream_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<StreamReply<T>> {
     match reply {
         DynReply::Stream(tx) => Ok(StreamReply::Value(tx)),
-        DynReply::Call(_) => Err(kind_mismatch::<A>(index, "is a streaming method: use `stream`")),
+        DynReply::Call(_) => Err(kind_mismatch::<A>(
+            index,
+            "is a streaming method: use `stream`",
+        )),
     }
 }
 
@@ -315,4 +330,3 @@ fn kind_mismatch<A: Actor>(index: usize, reason: &str) -> Error {
         reason: format!("`{}` {reason}", method.name),
     }
 }
-

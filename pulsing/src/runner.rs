@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::__private::{hook, HandlerCx, Panic};
 use crate::actor::Actor;
 use crate::actor_ref::{Cell, Envelope};
-use crate::__private::{hook, HandlerCx, Panic};
 use crate::supervision::Supervisor;
 use crate::system::SystemInner;
 

@@ -130,6 +130,11 @@ pub(crate) fn spawn_pump<S, U>(
         }
         let mut stream = std::pin::pin!(AssertUnwindSafe(stream).catch_unwind());
         loop {
+            // An always-ready producer never lets the select below see the shutdown signal.
+            if shutdown.is_cancelled() {
+                let _ = tx.send(StreamEvent::Error(Error::SystemShutdown)).await;
+                return;
+            }
             let event = tokio::select! {
                 biased;
                 next = stream.next() => match next {

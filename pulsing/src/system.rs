@@ -251,9 +251,13 @@ impl ActorSystem {
     /// The actor named `name`, as an `A`. Looks once: fails with [`Error::NotFound`] if the name
     /// is not bound now, or [`Error::TypeMismatch`] if it is bound to another actor type.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
-        let cell = self.inner.registry.get(name).ok_or_else(|| Error::NotFound {
-            name: name.to_owned(),
-        })?;
+        let cell = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_owned(),
+            })?;
         downcast(name, cell)
     }
 
@@ -314,7 +318,10 @@ impl ActorSystem {
             .await
             .is_err()
         {
-            tracing::warn!(?grace, "actors still busy after the shutdown grace period: aborting them");
+            tracing::warn!(
+                ?grace,
+                "actors still busy after the shutdown grace period: aborting them"
+            );
             for cell in &live {
                 if let Some(abort) = cell.meta().abort.get() {
                     abort.abort();
@@ -343,4 +350,3 @@ fn downcast<A: Actor>(name: &str, cell: Arc<dyn AnyCell>) -> Result<ActorRef<A>>
             found: found.to_owned(),
         })
 }
-
