@@ -213,7 +213,7 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
     quote! {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
-            #(let #bound: #types = __decoder.next()?;)*
+            #(let #bound: #types = __decoder.take()?;)*
             ::core::result::Result::Ok(__Message::#variant { #(#fields: #bound,)* __reply: #reply })
         }
     }
@@ -303,7 +303,7 @@ fn stubs(actor: &Actor) -> TokenStream {
         "Spawns a `{name}` actor built by `factory`, with `options` (name, mailbox, restart policy)."
     );
     let doc_resolve = format!("The `{name}` actor registered as `name`; fails if there is none.");
-    let doc_wait = format!("Like `resolve`, but waits up to `timeout` for `name` to appear.");
+    let doc_wait = "Like `resolve`, but waits up to `timeout` for `name` to appear.";
     quote! {
         #[allow(private_interfaces)]
         impl #ty {

@@ -27,7 +27,7 @@ const GENERATED_ON_ACTOR: &[&str] = &[
 const GENERATED_ON_PROXY: &[&str] = &["actor_ref", "clone", "deref", "fmt", "from", "into"];
 
 /// On failure: the user's item with our helper attributes removed (if it parsed) and the errors.
-pub(crate) type Failure = (Option<ItemImpl>, syn::Error);
+pub(crate) type Failure = (Option<Box<ItemImpl>>, syn::Error);
 
 /// Parses and checks the attribute's arguments and the impl block.
 pub(crate) fn actor(attr: TokenStream, item: TokenStream) -> Result<Actor, Failure> {
@@ -81,7 +81,7 @@ pub(crate) fn actor(attr: TokenStream, item: TokenStream) -> Result<Actor, Failu
             on_stop: hooks.1,
             item,
         }),
-        (Some(e), _) => Err((Some(item), e)),
+        (Some(e), _) => Err((Some(Box::new(item)), e)),
         (None, None) => unreachable!("a missing header always records an error"),
     }
 }

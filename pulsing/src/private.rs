@@ -269,23 +269,23 @@ impl ArgDecoder {
             }
             slots[at] = Some(value);
         }
-        if let Some(missing) = slots.iter().position(Option::is_none) {
-            let p = &params[missing];
-            return Err(decoder.error(format!("missing argument `{}: {}`", p.name, p.ty)));
-        }
         decoder.slots = slots;
         Ok(decoder)
     }
 
-    /// Decodes the next parameter as a `T`.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<T> {
+    /// Decodes the next parameter as a `T`. A missing argument is fine when `T` accepts null
+    /// (an `Option`), so optional parameters may be left out.
+    pub fn take<T: DeserializeOwned>(&mut self) -> Result<T> {
         let at = self.next;
         self.next += 1;
-        let value = self.slots[at].take().unwrap_or_default();
-        from_value(value).map_err(|e| {
-            let p = &self.method.params[at];
-            self.error(format!("argument `{}` must be `{}`: {e}", p.name, p.ty))
-        })
+        let p = &self.method.params[at];
+        match self.slots[at].take() {
+            Some(value) => from_value(value).map_err(|e| {
+                self.error(format!("argument `{}` must be `{}`: {e}", p.name, p.ty))
+            }),
+            None => from_value(Value::Null)
+                .map_err(|_| self.error(format!("missing argument `{}: {}`", p.name, p.ty))),
+        }
     }
 
     fn error(&self, reason: String) -> Error {

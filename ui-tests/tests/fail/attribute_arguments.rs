@@ -1,0 +1,10 @@
+pub struct Counter;
+
+#[pulsing::remote(foo)]
+impl Counter {
+    pub fn get(&self) -> i64 {
+        0
+    }
+}
+
+fn main() {}

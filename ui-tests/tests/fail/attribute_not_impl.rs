@@ -1,0 +1,6 @@
+#[pulsing::remote]
+pub struct Counter {
+    value: i64,
+}
+
+fn main() {}

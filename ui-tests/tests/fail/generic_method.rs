@@ -1,0 +1,11 @@
+pub struct Store;
+
+#[pulsing::remote]
+impl Store {
+    pub fn put<T: serde::Serialize>(&self, value: T) -> bool {
+        let _ = value;
+        true
+    }
+}
+
+fn main() {}
