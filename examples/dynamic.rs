@@ -23,8 +23,14 @@ pub struct Pricer {
 impl Pricer {
     /// The total of `lines`, after the discount, with an optional coupon.
     pub fn total(&self, lines: Vec<Line>, coupon: Option<String>) -> f64 {
-        let sum = lines.iter().fold(0.0, |acc, l| acc + l.quantity as f64 * l.unit_price);
-        let coupon = if coupon.as_deref() == Some("ONE-OFF") { 1.0 } else { 0.0 };
+        let sum = lines
+            .iter()
+            .fold(0.0, |acc, l| acc + l.quantity as f64 * l.unit_price);
+        let coupon = if coupon.as_deref() == Some("ONE-OFF") {
+            1.0
+        } else {
+            0.0
+        };
         (sum * (1.0 - self.discount) - coupon).max(0.0)
     }
 
@@ -52,7 +58,12 @@ async fn main() -> pulsing::Result<()> {
         ("unit_price".into(), 2.5.into()),
     ]);
     let total = pricer
-        .call("total", Args::new().arg(Value::List(vec![line])).kwarg("coupon", "ONE-OFF"))
+        .call(
+            "total",
+            Args::new()
+                .arg(Value::List(vec![line]))
+                .kwarg("coupon", "ONE-OFF"),
+        )
         .await?;
     println!("total(lines=[4 x tea @ 2.5], coupon=\"ONE-OFF\") = {total}");
     let total = pricer.call("total", vec![Value::List(vec![])]).await?;
@@ -66,7 +77,10 @@ async fn main() -> pulsing::Result<()> {
         .await;
     println!("table(unit_price=2.0, n=3) = [{}]", table.join(", "));
 
-    let mistake = pricer.call("total", Args::new().arg("not a list")).await.unwrap_err();
+    let mistake = pricer
+        .call("total", Args::new().arg("not a list"))
+        .await
+        .unwrap_err();
     println!("a wrong call says: {mistake}");
 
     system.shutdown().await;

@@ -38,7 +38,13 @@ impl Sensor {
 #[tokio::main]
 async fn main() -> pulsing::Result<()> {
     let system = ActorSystem::builder().stream_buffer(4).build().await?;
-    let sensor = Sensor::spawn(&system, Sensor { produced: Arc::default() }).await?;
+    let sensor = Sensor::spawn(
+        &system,
+        Sensor {
+            produced: Arc::default(),
+        },
+    )
+    .await?;
 
     let mut readings = sensor.readings(2).await?;
     for _ in 0..5 {

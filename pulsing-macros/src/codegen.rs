@@ -148,7 +148,7 @@ fn actor_impl(actor: &Actor) -> TokenStream {
 
             #[allow(unused_mut, unused_variables)]
             fn dyn_message(
-                __method: &str,
+                __method: &::core::primitive::str,
                 __args: ::pulsing::Args,
                 __reply: ::pulsing::DynReply,
             ) -> ::pulsing::Result<Self::Message> {
@@ -200,7 +200,12 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
     let (variant, name) = (&m.name, m.name.to_string());
     let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
     let bound = arg_bindings(m);
-    let types = m.args.iter().map(|a| &a.ty);
+    let takes = m.args.iter().zip(&bound).map(|(a, b)| {
+        let ty = &a.ty;
+        // Spanned at the argument type: if it is not deserializable, the error points there.
+        let take = quote_spanned!(syn::spanned::Spanned::span(ty)=> __decoder.take::<#ty>()?);
+        quote!(let #b: #ty = #take;)
+    });
     let wire = m.output.wire_type();
     let reply = match m.output {
         Output::Value(_) => {
@@ -213,7 +218,7 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
     quote! {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
-            #(let #bound: #types = __decoder.take()?;)*
+            #(#takes)*
             ::core::result::Result::Ok(__Message::#variant { #(#fields: #bound,)* __reply: #reply })
         }
     }
@@ -331,20 +336,24 @@ fn stubs(actor: &Actor) -> TokenStream {
             }
 
             #[doc = #doc_resolve]
-            pub async fn resolve(system: &::pulsing::ActorSystem, name: &str) -> ::pulsing::Result<#proxy> {
+            pub async fn resolve(system: &::pulsing::ActorSystem, name: &::core::primitive::str) -> ::pulsing::Result<#proxy> {
                 system.resolve::<Self>(name).await.map(|inner| #proxy { inner })
             }
 
             #[doc = #doc_wait]
             pub async fn resolve_wait(
                 system: &::pulsing::ActorSystem,
-                name: &str,
+                name: &::core::primitive::str,
                 timeout: ::core::time::Duration,
             ) -> ::pulsing::Result<#proxy> {
                 system.resolve_wait::<Self>(name, timeout).await.map(|inner| #proxy { inner })
             }
         }
     }
+}
+
+fn wire_span(m: &Method) -> proc_macro2::Span {
+    syn::spanned::Spanned::span(m.output.wire_type())
 }
 
 /// Compile-time checks, spanned at the user's types so errors point there.

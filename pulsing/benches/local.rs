@@ -26,7 +26,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -130,10 +133,17 @@ fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
 }
 
 async fn run(s: Settings) {
-    let system = ActorSystem::builder().mailbox_capacity(1024).build().await.unwrap();
+    let system = ActorSystem::builder()
+        .mailbox_capacity(1024)
+        .build()
+        .await
+        .unwrap();
     let counter = Counter::spawn(&system, Counter { value: 0 }).await.unwrap();
     let raw = RawRef::spawn(1024);
-    println!("{:<44} {:>12} {:>12} {:<10} ratio", "workload", "pulsing", "raw floor", "unit");
+    println!(
+        "{:<44} {:>12} {:>12} {:<10} ratio",
+        "workload", "pulsing", "raw floor", "unit"
+    );
 
     // Warm up both.
     for _ in 0..s.asks / 10 {
@@ -166,17 +176,45 @@ async fn run(s: Settings) {
         start.elapsed()
     })
     .await;
-    row("sequential ask (default 30 s deadline)", p, r, "ns/ask", false);
+    row(
+        "sequential ask (default 30 s deadline)",
+        p,
+        r,
+        "ns/ask",
+        false,
+    );
     row("sequential ask (no deadline)", p_nodl, r, "ns/ask", false);
 
     // (2) Throughput, one caller with a window of asks in flight.
     for window in [64, 1024] {
         let n = s.asks * 4;
-        let p = 1e9 / ns_per_op(s.runs, n, || pipelined(n, window, || async { counter.inc(1).await.unwrap() })).await;
+        let p = 1e9
+            / ns_per_op(s.runs, n, || {
+                pipelined(n, window, || async { counter.inc(1).await.unwrap() })
+            })
+            .await;
         let r = 1e9 / ns_per_op(s.runs, n, || pipelined(n, window, || raw.inc(1))).await;
-        let q = 1e9 / ns_per_op(s.runs, n, || pipelined(n, window, || async { counter.inc(1).no_timeout().await.unwrap() })).await;
-        row(&format!("1 caller, {window} in flight"), p, r, "asks/s", true);
-        row(&format!("1 caller, {window} in flight (no deadline)"), q, r, "asks/s", true);
+        let q = 1e9
+            / ns_per_op(s.runs, n, || {
+                pipelined(n, window, || async {
+                    counter.inc(1).no_timeout().await.unwrap()
+                })
+            })
+            .await;
+        row(
+            &format!("1 caller, {window} in flight"),
+            p,
+            r,
+            "asks/s",
+            true,
+        );
+        row(
+            &format!("1 caller, {window} in flight (no deadline)"),
+            q,
+            r,
+            "asks/s",
+            true,
+        );
     }
 
     // 8 actors x 8 callers, each caller sequential.
@@ -244,11 +282,17 @@ async fn run(s: Settings) {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let start = Instant::now();
         for i in 0..s.spawns {
-            refs.push(Counter::spawn(&system, Counter { value: i as i64 }).await.unwrap());
+            refs.push(
+                Counter::spawn(&system, Counter { value: i as i64 })
+                    .await
+                    .unwrap(),
+            );
         }
         p_time.push(start.elapsed().as_nanos() as f64 / s.spawns as f64);
         let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
-        p_mem.push((bytes as f64 - (refs.capacity() * size_of::<CounterRef>()) as f64) / s.spawns as f64);
+        p_mem.push(
+            (bytes as f64 - (refs.capacity() * size_of::<CounterRef>()) as f64) / s.spawns as f64,
+        );
         // Let every actor start (run its task once) before tearing down.
         refs.last().unwrap().inc(0).await.unwrap();
         drop(refs);
@@ -262,21 +306,43 @@ async fn run(s: Settings) {
         }
         r_time.push(start.elapsed().as_nanos() as f64 / s.spawns as f64);
         let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
-        r_mem.push((bytes as f64 - (raws.capacity() * size_of::<RawRef>()) as f64) / s.spawns as f64);
+        r_mem.push(
+            (bytes as f64 - (raws.capacity() * size_of::<RawRef>()) as f64) / s.spawns as f64,
+        );
         raws.last().unwrap().inc(0).await;
         drop(raws);
         tokio::task::yield_now().await;
     }
-    row(&format!("spawn {} actors: time per actor", s.spawns), median(p_time), median(r_time), "ns", false);
-    row(&format!("spawn {} actors: heap per actor", s.spawns), median(p_mem), median(r_mem), "bytes", false);
+    row(
+        &format!("spawn {} actors: time per actor", s.spawns),
+        median(p_time),
+        median(r_time),
+        "ns",
+        false,
+    );
+    row(
+        &format!("spawn {} actors: heap per actor", s.spawns),
+        median(p_mem),
+        median(r_mem),
+        "bytes",
+        false,
+    );
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let settings = if quick {
-        Settings { runs: 3, asks: 20_000, spawns: 10_000 }
+        Settings {
+            runs: 3,
+            asks: 20_000,
+            spawns: 10_000,
+        }
     } else {
-        Settings { runs: 7, asks: 200_000, spawns: 100_000 }
+        Settings {
+            runs: 7,
+            asks: 200_000,
+            spawns: 100_000,
+        }
     };
     println!(
         "Pulsing local benchmark: tokio current-thread runtime, {} runs per row, medians{}",

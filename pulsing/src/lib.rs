@@ -117,3 +117,7 @@ pub mod prelude {
     pub use futures_core::Stream;
     pub use futures_util::StreamExt;
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

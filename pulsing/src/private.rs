@@ -280,9 +280,8 @@ impl ArgDecoder {
         self.next += 1;
         let p = &self.method.params[at];
         match self.slots[at].take() {
-            Some(value) => from_value(value).map_err(|e| {
-                self.error(format!("argument `{}` must be `{}`: {e}", p.name, p.ty))
-            }),
+            Some(value) => from_value(value)
+                .map_err(|e| self.error(format!("argument `{}` must be `{}`: {e}", p.name, p.ty))),
             None => from_value(Value::Null)
                 .map_err(|_| self.error(format!("missing argument `{}: {}`", p.name, p.ty))),
         }

@@ -143,7 +143,7 @@ const _: () = {
         }
         #[allow(unused_mut, unused_variables)]
         fn dyn_message(
-            __method: &str,
+            __method: &::core::primitive::str,
             __args: ::pulsing::Args,
             __reply: ::pulsing::DynReply,
         ) -> ::pulsing::Result<Self::Message> {
@@ -152,7 +152,7 @@ const _: () = {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(0usize, __args)?;
-                    let __a0: i64 = __decoder.next()?;
+                    let __a0: i64 = __decoder.take::<i64>()?;
                     ::core::result::Result::Ok(__Message::inc {
                         by: __a0,
                         __reply: ::pulsing::__private::dyn_call_reply::<
@@ -176,7 +176,7 @@ const _: () = {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(2usize, __args)?;
-                    let __a0: i64 = __decoder.next()?;
+                    let __a0: i64 = __decoder.take::<i64>()?;
                     ::core::result::Result::Ok(__Message::check {
                         limit: __a0,
                         __reply: ::pulsing::__private::dyn_call_reply::<
@@ -189,7 +189,7 @@ const _: () = {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(3usize, __args)?;
-                    let __a0: u32 = __decoder.next()?;
+                    let __a0: u32 = __decoder.take::<u32>()?;
                     ::core::result::Result::Ok(__Message::count_to {
                         n: __a0,
                         __reply: ::pulsing::__private::dyn_stream_reply::<
@@ -330,14 +330,14 @@ const _: () = {
         ///The `Counter` actor registered as `name`; fails if there is none.
         pub async fn resolve(
             system: &::pulsing::ActorSystem,
-            name: &str,
+            name: &::core::primitive::str,
         ) -> ::pulsing::Result<CounterRef> {
             system.resolve::<Self>(name).await.map(|inner| CounterRef { inner })
         }
         ///Like `resolve`, but waits up to `timeout` for `name` to appear.
         pub async fn resolve_wait(
             system: &::pulsing::ActorSystem,
-            name: &str,
+            name: &::core::primitive::str,
             timeout: ::core::time::Duration,
         ) -> ::pulsing::Result<CounterRef> {
             system

@@ -35,15 +35,14 @@ type Send = ();
 type Sync = ();
 type usize = ();
 type bool = ();
+type str = ();
 mod core {}
 mod std {}
 
 pub struct Counter {
     value: i64,
-    started: bool_,
+    started: ::core::primitive::bool,
 }
-
-type bool_ = ::core::primitive::bool;
 
 #[pulsing::remote]
 impl Counter {
