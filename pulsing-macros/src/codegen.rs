@@ -150,8 +150,8 @@ fn actor_impl(actor: &Actor) -> TokenStream {
             fn dyn_message(
                 __method: &::core::primitive::str,
                 __args: ::pulsing::Args,
-                __reply: ::pulsing::DynReply,
-            ) -> ::pulsing::Result<Self::Message> {
+                __kind: ::pulsing::DynKind,
+            ) -> ::pulsing::Result<(Self::Message, ::pulsing::DynPending)> {
                 match __method {
                     #(#dyn_arms)*
                     _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
@@ -207,19 +207,20 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
         quote!(let #b: #ty = #take;)
     });
     let wire = m.output.wire_type();
-    let reply = match m.output {
+    let slot = match m.output {
         Output::Value(_) => {
-            quote!(::pulsing::__private::dyn_call_reply::<Self, #wire>(#index, __reply)?)
+            quote_spanned!(wire_span(m)=> ::pulsing::__private::dyn_call::<Self, #wire>)
         }
         Output::Stream(_) => {
-            quote!(::pulsing::__private::dyn_stream_reply::<Self, #wire>(#index, __reply)?)
+            quote_spanned!(wire_span(m)=> ::pulsing::__private::dyn_stream::<Self, #wire>)
         }
     };
     quote! {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
             #(#takes)*
-            ::core::result::Result::Ok(__Message::#variant { #(#fields: #bound,)* __reply: #reply })
+            let (__reply, __pending) = #slot(#index, __kind)?;
+            ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
         }
     }
 }

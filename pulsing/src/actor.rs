@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use crate::__private::{Handled, HandlerCx};
-use crate::dynamic::{Args, DynReply};
+use crate::dynamic::{Args, DynKind, DynPending};
 use crate::interface::Interface;
 use crate::Result;
 
@@ -32,10 +32,10 @@ pub trait Actor: Send + Sized + 'static {
         cx: &'a HandlerCx<'a>,
     ) -> impl Future<Output = Handled> + Send + 'a;
 
-    /// Builds a message from a by-name call: the dynamic shim. Errors name the method and the
-    /// expected signature.
+    /// Builds a message from a by-name call (the dynamic shim), and what the caller awaits for
+    /// its answer. Errors name the method and the expected signature.
     #[doc(hidden)]
-    fn dyn_message(method: &str, args: Args, reply: DynReply) -> Result<Self::Message>;
+    fn dyn_message(method: &str, args: Args, kind: DynKind) -> Result<(Self::Message, DynPending)>;
 
     /// Runs once before the first message (and again after each restart).
     #[doc(hidden)]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::actor::Actor;
-use crate::dynamic::{Args, DynRef, DynReply};
+use crate::dynamic::{Args, DynKind, DynPending, DynRef};
 use crate::interface::Interface;
 use crate::{Error, Result};
 
@@ -95,8 +95,8 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
         &'a self,
         method: &'a str,
         args: Args,
-        reply: DynReply,
-    ) -> BoxFuture<'a, Result<()>>;
+        kind: DynKind,
+    ) -> BoxFuture<'a, Result<DynPending>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -128,11 +128,12 @@ impl<A: Actor> AnyCell for Cell<A> {
         &'a self,
         method: &'a str,
         args: Args,
-        reply: DynReply,
-    ) -> BoxFuture<'a, Result<()>> {
+        kind: DynKind,
+    ) -> BoxFuture<'a, Result<DynPending>> {
         Box::pin(async move {
-            let msg = A::dyn_message(method, args, reply)?;
-            self.enqueue(msg).await
+            let (msg, pending) = A::dyn_message(method, args, kind)?;
+            self.enqueue(msg).await?;
+            Ok(pending)
         })
     }
 

@@ -108,14 +108,14 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     /// Sends the call without waiting for its result. Waits while the mailbox is full
     /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
     pub async fn tell(self) -> Result<()> {
-        let msg = (self.build)(self.args, Reply::Ignore);
+        let msg = (self.build)(self.args, Reply::ignore());
         self.target.cell.enqueue(msg).await
     }
 
     /// Sends the call without waiting for its result or for mailbox space: fails with
     /// [`Error::MailboxFull`](crate::Error::MailboxFull) if the mailbox is full.
     pub fn try_tell(self) -> Result<()> {
-        let msg = (self.build)(self.args, Reply::Ignore);
+        let msg = (self.build)(self.args, Reply::ignore());
         let meta = &self.target.cell.meta;
         self.target
             .cell
@@ -146,7 +146,7 @@ impl<'a, A: Actor, Args, T: Send + 'static> IntoFuture for Call<'a, A, Args, T> 
 
     fn into_future(self) -> CallFuture<'a, A, T> {
         let (tx, rx) = oneshot::channel();
-        let msg = (self.build)(self.args, Reply::Typed(tx));
+        let msg = (self.build)(self.args, Reply::to(tx));
         CallFuture {
             target: self.target,
             method: self.method,
@@ -303,7 +303,7 @@ impl<'a, A: Actor, Args: Send + 'a, T: Send + 'static> IntoFuture for StreamCall
         Box::pin(async move {
             let meta = &self.target.cell.meta;
             let (tx, rx) = mpsc::channel(meta.stream_buffer);
-            let msg = (self.build)(self.args, StreamReply::Typed(tx));
+            let msg = (self.build)(self.args, StreamReply::to(tx));
             let stream = ReplyStream::new(rx, Arc::from(meta.label()));
             let open = async {
                 self.target.cell.enqueue(msg).await?;

@@ -31,13 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::actor_ref::{ActorId, AnyCell, BoxFuture};
 use crate::call::Deadline;
 use crate::interface::Interface;
-use crate::reply::StreamEvent;
-use crate::stream::ReplyStream;
+use crate::stream::ValueStream;
 use crate::value::Value;
 use crate::Result;
 
@@ -78,13 +76,36 @@ impl From<Vec<Value>> for Args {
     }
 }
 
-/// Where a by-name call wants its answer: one value, or a stream of values.
-#[derive(Debug)]
-pub enum DynReply {
-    /// One [`Value`].
-    Call(oneshot::Sender<Result<Value>>),
-    /// A stream of [`Value`]s.
-    Stream(mpsc::Sender<StreamEvent<Value>>),
+/// What a by-name caller asks for: one answer, or a stream.
+#[derive(Debug, Clone)]
+pub enum DynKind {
+    /// One answer.
+    Call,
+    /// A stream, with this much buffering; `actor` names the actor in errors.
+    Stream {
+        /// Items buffered between producer and consumer.
+        buffer: usize,
+        /// How errors name the actor.
+        actor: Arc<str>,
+    },
+}
+
+/// What a by-name caller awaits once its message is in the mailbox. `Call` yields `None` if the
+/// actor stopped before answering.
+pub enum DynPending {
+    /// The answer, converted to a [`Value`].
+    Call(BoxFuture<'static, Option<Result<Value>>>),
+    /// The stream, once open, with items converted to [`Value`]s.
+    Stream(BoxFuture<'static, Result<ValueStream>>),
+}
+
+impl std::fmt::Debug for DynPending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DynPending::Call(_) => "DynPending::Call",
+            DynPending::Stream(_) => "DynPending::Stream",
+        })
+    }
 }
 
 /// An untyped handle to any actor: calls by method name with [`Value`] arguments.
@@ -143,15 +164,18 @@ impl DynRef {
         &self,
         method: impl Into<String>,
         args: impl Into<Args>,
-    ) -> Result<ReplyStream<Value>> {
+    ) -> Result<ValueStream> {
         let method = method.into();
         let meta = self.cell.meta();
-        let (tx, rx) = mpsc::channel(meta.stream_buffer);
+        let kind = DynKind::Stream {
+            buffer: meta.stream_buffer,
+            actor: Arc::from(meta.label()),
+        };
         let open = async {
-            self.cell
-                .dyn_enqueue(&method, args.into(), DynReply::Stream(tx))
-                .await?;
-            ReplyStream::new(rx, Arc::from(meta.label())).opened().await
+            match self.cell.dyn_enqueue(&method, args.into(), kind).await? {
+                DynPending::Stream(opened) => opened.await,
+                DynPending::Call(_) => unreachable!("dyn_stream always yields a stream"),
+            }
         };
         with_deadline(meta.call_timeout, open, || {
             meta.timeout_error(&method, meta.call_timeout.unwrap_or_default())
@@ -199,11 +223,16 @@ impl<'a> IntoFuture for DynCall<'a> {
             let cell = &self.target.cell;
             let meta = cell.meta();
             let timeout = self.deadline.resolve(meta.call_timeout);
-            let (tx, rx) = oneshot::channel();
             let call = async {
-                cell.dyn_enqueue(&self.method, self.args, DynReply::Call(tx))
-                    .await?;
-                rx.await.unwrap_or_else(|_| Err(meta.stopped_error()))
+                match cell
+                    .dyn_enqueue(&self.method, self.args, DynKind::Call)
+                    .await?
+                {
+                    DynPending::Call(answer) => {
+                        answer.await.unwrap_or_else(|| Err(meta.stopped_error()))
+                    }
+                    DynPending::Stream(_) => unreachable!("dyn_call always yields one answer"),
+                }
             };
             with_deadline(timeout, call, || {
                 meta.timeout_error(&self.method, timeout.unwrap_or_default())

@@ -13,13 +13,15 @@ use serde::Serialize;
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorMeta;
-use crate::dynamic::{Args, DynReply};
+use crate::dynamic::{Args, DynKind, DynPending};
 use crate::interface::MethodInfo;
 use crate::reply::{Reply, StreamReply};
 use crate::stream::spawn_pump;
+use crate::stream::{ReplyStream, ValueStream};
 use crate::system::SystemInner;
 use crate::value::{from_value, to_value, Value};
 use crate::{Error, Result};
+use tokio::sync::{mpsc, oneshot};
 
 pub use crate::reply::{Reply as ReplySlot, StreamReply as StreamReplySlot};
 
@@ -79,7 +81,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
 pub const fn assert_wire<T: Wire>() {}
 
 /// Runs a synchronous method and answers its caller; a panic becomes an error for the caller.
-pub fn call_sync<T: Serialize>(
+pub fn call_sync<T>(
     cx: &HandlerCx<'_>,
     method: &'static str,
     reply: Reply<T>,
@@ -102,7 +104,7 @@ pub fn call_sync<T: Serialize>(
 }
 
 /// Runs an `async` method to completion on the actor's task and answers its caller.
-pub async fn call_async<T: Serialize, F: Future<Output = T>>(
+pub async fn call_async<T, F: Future<Output = T>>(
     cx: &HandlerCx<'_>,
     method: &'static str,
     reply: Reply<T>,
@@ -136,7 +138,7 @@ pub fn stream_sync<S>(
 ) -> Handled
 where
     S: Stream + Send + 'static,
-    S::Item: Serialize + Send + 'static,
+    S::Item: Send + 'static,
 {
     if reply.is_abandoned() {
         return Ok(());
@@ -164,7 +166,7 @@ pub async fn stream_async<S, F>(
 where
     F: Future<Output = S>,
     S: Stream + Send + 'static,
-    S::Item: Serialize + Send + 'static,
+    S::Item: Send + 'static,
 {
     if reply.is_abandoned() {
         return Ok(());
@@ -188,21 +190,16 @@ where
 fn start_pump<S>(cx: &HandlerCx<'_>, method: &'static str, reply: StreamReply<S::Item>, stream: S)
 where
     S: Stream + Send + 'static,
-    S::Item: Serialize + Send + 'static,
+    S::Item: Send + 'static,
 {
     let shutdown = cx.system.shutdown_token.clone();
-    let actor = cx.meta.label();
-    match reply {
-        StreamReply::Typed(tx) => spawn_pump(stream, tx, Ok, shutdown, actor, method),
-        StreamReply::Value(tx) => spawn_pump(
-            stream,
-            tx,
-            |item| to_value(&item).map_err(Error::from),
-            shutdown,
-            actor,
-            method,
-        ),
-    }
+    spawn_pump(
+        stream,
+        reply.into_sender(),
+        shutdown,
+        cx.meta.label(),
+        method,
+    );
 }
 
 /// Runs a lifecycle hook, turning a panic into a [`Panic`].
@@ -297,26 +294,42 @@ impl ArgDecoder {
     }
 }
 
-/// Checks that a by-name call asked for a plain call and yields its reply slot.
-pub fn dyn_call_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<Reply<T>> {
-    match reply {
-        DynReply::Call(tx) => Ok(Reply::Value(tx)),
-        DynReply::Stream(_) => Err(kind_mismatch::<A>(
+/// Makes the reply slot of a by-name call to `A`'s method number `index`, and the future that
+/// turns its typed answer into a [`Value`].
+pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
+    index: usize,
+    kind: DynKind,
+) -> Result<(Reply<T>, DynPending)> {
+    if let DynKind::Stream { .. } = kind {
+        return Err(kind_mismatch::<A>(
             index,
             "is not a streaming method: use `call`",
-        )),
+        ));
     }
+    let (tx, rx) = oneshot::channel::<Result<T>>();
+    let pending = Box::pin(async move {
+        let answer = rx.await.ok()?;
+        Some(answer.and_then(|v| to_value(&v).map_err(Error::from)))
+    });
+    Ok((Reply::to(tx), DynPending::Call(pending)))
 }
 
-/// Checks that a by-name call asked for a stream and yields its stream slot.
-pub fn dyn_stream_reply<A: Actor, T>(index: usize, reply: DynReply) -> Result<StreamReply<T>> {
-    match reply {
-        DynReply::Stream(tx) => Ok(StreamReply::Value(tx)),
-        DynReply::Call(_) => Err(kind_mismatch::<A>(
+/// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
+/// stream that turns its typed items into [`Value`]s.
+pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
+    index: usize,
+    kind: DynKind,
+) -> Result<(StreamReply<T>, DynPending)> {
+    let DynKind::Stream { buffer, actor } = kind else {
+        return Err(kind_mismatch::<A>(
             index,
             "is a streaming method: use `stream`",
-        )),
-    }
+        ));
+    };
+    let (tx, rx) = mpsc::channel(buffer);
+    let typed = ReplyStream::<T>::new(rx, actor);
+    let opened = Box::pin(async move { Ok(ValueStream::from_typed(typed.opened().await?)) });
+    Ok((StreamReply::to(tx), DynPending::Stream(opened)))
 }
 
 fn kind_mismatch<A: Actor>(index: usize, reason: &str) -> Error {

@@ -1,46 +1,42 @@
 //! Reply slots: how a handler's result travels back to whoever made the call.
 //!
-//! A message carries its reply slot. Typed callers get the value itself (no copy, no encoding);
-//! by-name callers get it converted to a [`Value`]; `tell` needs no answer at all. All three end
-//! in the same handler: there is one call path.
+//! A message carries its reply slot: a oneshot sender for the typed result (none for `tell`), or a
+//! bounded channel for a stream's items. Callers that want something else (a by-name caller wants
+//! a [`Value`](crate::Value), a remote caller wants bytes) convert the typed result on their side,
+//! so every call, whoever makes it, goes through the same message and the same handler. A slot is
+//! one pointer wide, which keeps mailbox slots small.
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::value::{to_value, Value};
 use crate::{Error, Result};
 
-/// Where the single answer of a call goes.
+/// Where the single answer of a call goes; empty for fire-and-forget.
 #[derive(Debug)]
-pub enum Reply<T> {
-    /// A typed caller in this process.
-    Typed(oneshot::Sender<Result<T>>),
-    /// A by-name caller, which wants a [`Value`].
-    Value(oneshot::Sender<Result<Value>>),
-    /// Fire-and-forget: nobody waits. Errors are only logged.
-    Ignore,
-}
+pub struct Reply<T>(Option<oneshot::Sender<Result<T>>>);
 
-impl<T: Serialize> Reply<T> {
+impl<T> Reply<T> {
+    /// A slot answering `tx`.
+    pub fn to(tx: oneshot::Sender<Result<T>>) -> Self {
+        Reply(Some(tx))
+    }
+
+    /// A slot for a told call: nobody waits, errors are only logged.
+    pub fn ignore() -> Self {
+        Reply(None)
+    }
+
     /// Whether the caller has gone (timed out or dropped its future). Such a call is skipped.
     pub fn is_abandoned(&self) -> bool {
-        match self {
-            Reply::Typed(tx) => tx.is_closed(),
-            Reply::Value(tx) => tx.is_closed(),
-            Reply::Ignore => false,
-        }
+        self.0.as_ref().is_some_and(|tx| tx.is_closed())
     }
 
     /// Delivers the result. A caller that has gone away is not an error.
     pub fn send(self, result: Result<T>) {
-        match self {
-            Reply::Typed(tx) => {
+        match self.0 {
+            Some(tx) => {
                 let _ = tx.send(result);
             }
-            Reply::Value(tx) => {
-                let _ = tx.send(result.and_then(|v| to_value(&v).map_err(Error::from)));
-            }
-            Reply::Ignore => {
+            None => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "a told (fire-and-forget) call failed");
                 }
@@ -65,31 +61,25 @@ pub enum StreamEvent<T> {
 
 /// Where the items of a streaming call go.
 #[derive(Debug)]
-pub enum StreamReply<T> {
-    /// A typed consumer in this process.
-    Typed(mpsc::Sender<StreamEvent<T>>),
-    /// A by-name consumer, which wants [`Value`] items.
-    Value(mpsc::Sender<StreamEvent<Value>>),
-}
+pub struct StreamReply<T>(mpsc::Sender<StreamEvent<T>>);
 
 impl<T> StreamReply<T> {
+    /// A slot feeding `tx`.
+    pub fn to(tx: mpsc::Sender<StreamEvent<T>>) -> Self {
+        StreamReply(tx)
+    }
+
     /// Whether the consumer has gone. Such a call is skipped.
     pub fn is_abandoned(&self) -> bool {
-        match self {
-            StreamReply::Typed(tx) => tx.is_closed(),
-            StreamReply::Value(tx) => tx.is_closed(),
-        }
+        self.0.is_closed()
     }
 
     /// Fails the stream before it opened (the only event, so the buffer always has room).
     pub(crate) fn fail(self, error: Error) {
-        match self {
-            StreamReply::Typed(tx) => {
-                let _ = tx.try_send(StreamEvent::Error(error));
-            }
-            StreamReply::Value(tx) => {
-                let _ = tx.try_send(StreamEvent::Error(error));
-            }
-        }
+        let _ = self.0.try_send(StreamEvent::Error(error));
+    }
+
+    pub(crate) fn into_sender(self) -> mpsc::Sender<StreamEvent<T>> {
+        self.0
     }
 }

@@ -38,8 +38,11 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use serde::Serialize;
+
 use crate::__private::panic_message;
 use crate::reply::StreamEvent;
+use crate::value::{to_value, Value};
 use crate::{Error, Result};
 
 /// The items of a streaming call, in order, each a `Result`: an `Err` item ends the stream.
@@ -109,20 +112,19 @@ impl<T> Stream for ReplyStream<T> {
     }
 }
 
-/// Spawns the task that moves `stream`'s items, converted by `convert`, into `tx`.
+/// Spawns the task that moves `stream`'s items into `tx`.
 ///
 /// Stops early when the consumer goes away or the system shuts down; a panic in the producer
 /// becomes an error item.
-pub(crate) fn spawn_pump<S, U>(
+pub(crate) fn spawn_pump<S>(
     stream: S,
-    tx: mpsc::Sender<StreamEvent<U>>,
-    convert: fn(S::Item) -> Result<U>,
+    tx: mpsc::Sender<StreamEvent<S::Item>>,
     shutdown: CancellationToken,
     actor: String,
     method: &'static str,
 ) where
     S: Stream + Send + 'static,
-    U: Send + 'static,
+    S::Item: Send + 'static,
 {
     tokio::spawn(async move {
         if tx.send(StreamEvent::Opened).await.is_err() {
@@ -139,10 +141,7 @@ pub(crate) fn spawn_pump<S, U>(
                 biased;
                 next = stream.next() => match next {
                     None => StreamEvent::End,
-                    Some(Ok(item)) => match convert(item) {
-                        Ok(item) => StreamEvent::Item(item),
-                        Err(e) => StreamEvent::Error(e),
-                    },
+                    Some(Ok(item)) => StreamEvent::Item(item),
                     Some(Err(panic)) => StreamEvent::Error(Error::Panicked {
                         actor: actor.clone(),
                         method: method.to_owned(),
@@ -158,4 +157,38 @@ pub(crate) fn spawn_pump<S, U>(
             }
         }
     });
+}
+
+/// A stream of [`Value`] items: what a by-name streaming call yields, whatever the item type.
+#[must_use = "a stream does nothing unless polled; dropping it cancels the producer"]
+pub struct ValueStream {
+    inner: Pin<Box<dyn Stream<Item = Result<Value>> + Send>>,
+}
+
+impl ValueStream {
+    /// Converts each item of a typed stream (a failed conversion ends the stream with its error).
+    pub(crate) fn from_typed<T: Serialize + Send + 'static>(typed: ReplyStream<T>) -> Self {
+        let converted = typed.scan(false, |failed, item| {
+            let item = (!*failed).then(|| item.and_then(|v| to_value(&v).map_err(Error::from)));
+            *failed = !matches!(item, Some(Ok(_)));
+            std::future::ready(item)
+        });
+        ValueStream {
+            inner: Box::pin(converted),
+        }
+    }
+}
+
+impl Stream for ValueStream {
+    type Item = Result<Value>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for ValueStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ValueStream")
+    }
 }

@@ -145,58 +145,69 @@ const _: () = {
         fn dyn_message(
             __method: &::core::primitive::str,
             __args: ::pulsing::Args,
-            __reply: ::pulsing::DynReply,
-        ) -> ::pulsing::Result<Self::Message> {
+            __kind: ::pulsing::DynKind,
+        ) -> ::pulsing::Result<(Self::Message, ::pulsing::DynPending)> {
             match __method {
                 "inc" => {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(0usize, __args)?;
                     let __a0: i64 = __decoder.take::<i64>()?;
-                    ::core::result::Result::Ok(__Message::inc {
-                        by: __a0,
-                        __reply: ::pulsing::__private::dyn_call_reply::<
-                            Self,
-                            i64,
-                        >(0usize, __reply)?,
-                    })
+                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                        Self,
+                        i64,
+                    >(0usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::inc {
+                            by: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
                 }
                 "get" => {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(1usize, __args)?;
-                    ::core::result::Result::Ok(__Message::get {
-                        __reply: ::pulsing::__private::dyn_call_reply::<
-                            Self,
-                            i64,
-                        >(1usize, __reply)?,
-                    })
+                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                        Self,
+                        i64,
+                    >(1usize, __kind)?;
+                    ::core::result::Result::Ok((__Message::get { __reply }, __pending))
                 }
                 "check" => {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(2usize, __args)?;
                     let __a0: i64 = __decoder.take::<i64>()?;
-                    ::core::result::Result::Ok(__Message::check {
-                        limit: __a0,
-                        __reply: ::pulsing::__private::dyn_call_reply::<
-                            Self,
-                            Result<(), String>,
-                        >(2usize, __reply)?,
-                    })
+                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                        Self,
+                        Result<(), String>,
+                    >(2usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::check {
+                            limit: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
                 }
                 "count_to" => {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(3usize, __args)?;
                     let __a0: u32 = __decoder.take::<u32>()?;
-                    ::core::result::Result::Ok(__Message::count_to {
-                        n: __a0,
-                        __reply: ::pulsing::__private::dyn_stream_reply::<
-                            Self,
-                            u32,
-                        >(3usize, __reply)?,
-                    })
+                    let (__reply, __pending) = ::pulsing::__private::dyn_stream::<
+                        Self,
+                        u32,
+                    >(3usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::count_to {
+                            n: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
                 }
                 _ => {
                     ::core::result::Result::Err(
