@@ -133,6 +133,9 @@ fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
 }
 
 async fn run(s: Settings) {
+    if std::env::args().any(|a| a == "--spawn-only") {
+        return spawning(&s).await;
+    }
     let system = ActorSystem::builder()
         .mailbox_capacity(1024)
         .build()
@@ -228,8 +231,9 @@ async fn run(s: Settings) {
     let raws: Vec<RawRef> = (0..8).map(|_| RawRef::spawn(1024)).collect();
     let per_caller = s.asks / 8;
     let n = per_caller * 64;
-    let p = 1e9
-        / ns_per_op(s.runs, n, || async {
+    let fan_out = |deadline: bool| {
+        let actors = actors.clone();
+        async move {
             let start = Instant::now();
             let mut tasks = Vec::new();
             for a in &actors {
@@ -237,7 +241,11 @@ async fn run(s: Settings) {
                     let a = a.clone();
                     tasks.push(tokio::spawn(async move {
                         for _ in 0..per_caller {
-                            a.inc(1).await.unwrap();
+                            if deadline {
+                                a.inc(1).await.unwrap();
+                            } else {
+                                a.inc(1).no_timeout().await.unwrap();
+                            }
                         }
                     }));
                 }
@@ -246,8 +254,10 @@ async fn run(s: Settings) {
                 t.await.unwrap();
             }
             start.elapsed()
-        })
-        .await;
+        }
+    };
+    let p = 1e9 / ns_per_op(s.runs, n, || fan_out(true)).await;
+    let q = 1e9 / ns_per_op(s.runs, n, || fan_out(false)).await;
     let r = 1e9
         / ns_per_op(s.runs, n, || async {
             let start = Instant::now();
@@ -269,9 +279,13 @@ async fn run(s: Settings) {
         })
         .await;
     row("8 actors x 8 callers", p, r, "asks/s", true);
+    row("8 actors x 8 callers (no deadline)", q, r, "asks/s", true);
     system.shutdown().await;
+    spawning(&s).await;
+}
 
-    // (3) Spawning: time and live heap bytes per actor.
+/// (3) Spawning: time and live heap bytes per actor.
+async fn spawning(s: &Settings) {
     let mut p_time = Vec::new();
     let mut p_mem = Vec::new();
     let mut r_time = Vec::new();
