@@ -113,7 +113,7 @@ impl Errors {
 fn check_header(item: &ItemImpl, errors: &mut Errors) -> Option<(syn::Ident, Type)> {
     if let Some((_, path, _)) = &item.trait_ {
         errors.push(
-            &path,
+            path,
             "#[pulsing::remote] goes on the inherent `impl` block of the actor type, not on a trait impl",
         );
         return None;
@@ -127,7 +127,7 @@ fn check_header(item: &ItemImpl, errors: &mut Errors) -> Option<(syn::Ident, Typ
     }
     if item.unsafety.is_some() {
         errors.push(
-            &item.unsafety,
+            item.unsafety,
             "#[pulsing::remote] cannot be used on an `unsafe impl`",
         );
     }
@@ -185,7 +185,7 @@ fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Option<Hook>, Option
                 || !sig.generics.params.is_empty()
             {
                 errors.push(
-                    &sig,
+                    sig,
                     format!("an `#[{kind}]` hook must look like `fn {}(&mut self)` (sync or async, no arguments, no return value)", sig.ident),
                 );
                 continue;
@@ -218,7 +218,7 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
     let receiver = sig.receiver()?;
     if receiver.reference.is_none() || receiver.colon_token.is_some() {
         errors.push(
-            &receiver,
+            receiver,
             "remote methods take `&self` or `&mut self`: a call cannot consume the actor",
         );
     }
@@ -229,13 +229,13 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.push(&unsafety, "remote methods cannot be `unsafe`");
+        errors.push(unsafety, "remote methods cannot be `unsafe`");
     }
     if let Some(abi) = &sig.abi {
-        errors.push(&abi, "remote methods cannot have an `extern` ABI");
+        errors.push(abi, "remote methods cannot have an `extern` ABI");
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(&variadic, "remote methods cannot be variadic");
+        errors.push(variadic, "remote methods cannot be variadic");
     }
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate().skip(1) {
@@ -244,7 +244,7 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
             Pat::Wild(_) => quote::format_ident!("arg{}", i - 1),
             other => {
-                errors.push(&other, "give this argument a plain name (`name: Type`): remote arguments are named in the interface");
+                errors.push(other, "give this argument a plain name (`name: Type`): remote arguments are named in the interface");
                 continue;
             }
         };
@@ -299,7 +299,7 @@ fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
                 other => other.to_token_stream().to_string(),
             };
             self.errors.push(
-                &r,
+                r,
                 format!(
                     "a remote method's {} must be owned: it crosses a mailbox (and maybe the network); use `{owned}` instead of a reference",
                     self.what
@@ -308,7 +308,7 @@ fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
         }
         fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
             self.errors.push(
-                &t,
+                t,
                 format!(
                     "a remote method's {} cannot be `impl Trait`: it must be a concrete, serializable type",
                     self.what
@@ -352,7 +352,7 @@ fn stream_item(imp: &syn::TypeImplTrait, errors: &mut Errors) -> Option<Type> {
                     is_static = true;
                 } else {
                     errors.push(
-                        &l,
+                        l,
                         "a streaming method's stream cannot borrow `self`: it outlives the actor's turn. Clone what it needs into the stream and return `impl Stream<Item = T> + Send + 'static`",
                     );
                     return None;
@@ -363,21 +363,21 @@ fn stream_item(imp: &syn::TypeImplTrait, errors: &mut Errors) -> Option<Type> {
     }
     let Some(item) = item else {
         errors.push(
-            &imp,
+            imp,
             "a remote method can return `impl Stream<Item = T> + Send + 'static` (a streaming method) or a concrete type, not another `impl Trait`",
         );
         return None;
     };
     if !is_static {
         errors.push(
-            &imp,
+            imp,
             "a streaming method's stream must be `'static`: it outlives the actor's turn, so it cannot borrow `self`. Clone what it needs into the stream and add `+ 'static`: `impl Stream<Item = T> + Send + 'static`",
         );
         return None;
     }
     if !send {
         errors.push(
-            &imp,
+            imp,
             "a streaming method's stream runs on its own task: add `+ Send`: `impl Stream<Item = T> + Send + 'static`",
         );
         return None;
