@@ -19,7 +19,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every variant names what it is about (the actor, the method, the name) so that a log line is
 /// enough to act on. `actor` fields read like `Counter#3 "counter"`: type, local id, and name.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// No actor is registered under this name.

@@ -91,6 +91,7 @@ mod stream;
 mod supervision;
 mod system;
 pub mod value;
+pub mod wire;
 
 #[doc(hidden)]
 #[path = "private.rs"]

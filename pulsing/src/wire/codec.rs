@@ -1,0 +1,195 @@
+//! Frame encoding and defensive decoding.
+
+use super::Frame;
+
+/// The default maximum size of one frame: 64 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+/// Why bytes could not be decoded into a [`Frame`]. The connection that sent them is closed with
+/// this reason; the node carries on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame is larger than the limit; it was not decoded.
+    #[error("frame of {size} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// The frame's size.
+        size: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The bytes are not a valid frame (truncated, corrupt, or from another protocol).
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes a frame with postcard.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    postcard::to_stdvec(frame)
+        .expect("frames always encode: no maps with non-string keys, no failing Serialize impls")
+}
+
+/// Decodes one frame, refusing anything over `max` bytes and any trailing garbage.
+pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
+    if bytes.len() > max {
+        return Err(FrameError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(bytes)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed(format!(
+            "{} unexpected bytes after the frame",
+            rest.len()
+        )));
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamic::Args;
+    use crate::wire::{NodeId, Payload};
+    use crate::{Error, Value};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(Value::Float),
+            ".{0,8}".prop_map(Value::Str),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Payload::Typed),
+            (
+                proptest::collection::vec(value(), 0..3),
+                proptest::collection::vec((".{0,6}", value()), 0..3)
+            )
+                .prop_map(|(positional, keyword)| Payload::Dynamic(Args {
+                    positional,
+                    keyword
+                })),
+            value().prop_map(Payload::Value),
+        ]
+    }
+
+    fn error() -> impl Strategy<Value = Error> {
+        prop_oneof![
+            ".{0,12}".prop_map(|name| Error::NotFound { name }),
+            (".{0,12}", ".{0,12}", ".{0,12}").prop_map(|(actor, method, message)| {
+                Error::Panicked {
+                    actor,
+                    method,
+                    message,
+                }
+            }),
+            ".{0,12}".prop_map(|actor| Error::Stopped { actor }),
+            Just(Error::SystemShutdown),
+        ]
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (any::<u32>(), any::<u64>(), ".{0,20}", any::<[u8; 32]>()).prop_map(
+                |(version, node, addr, nonce)| Frame::Hello {
+                    version,
+                    node: NodeId(node),
+                    addr,
+                    nonce
+                }
+            ),
+            any::<[u8; 32]>().prop_map(|mac| Frame::Proof { mac }),
+            (
+                any::<u64>(),
+                ".{0,12}",
+                proptest::option::of(".{0,8}"),
+                ".{0,12}",
+                payload(),
+                any::<bool>(),
+                proptest::option::of(any::<u64>())
+            )
+                .prop_map(
+                    |(id, actor, expect_type, method, args, stream, deadline_ms)| Frame::Request {
+                        id,
+                        actor,
+                        expect_type,
+                        method,
+                        args,
+                        stream,
+                        deadline_ms
+                    }
+                ),
+            (
+                any::<u64>(),
+                prop_oneof![payload().prop_map(Ok), error().prop_map(Err)]
+            )
+                .prop_map(|(id, result)| Frame::Response { id, result }),
+            (any::<u64>(), payload()).prop_map(|(id, item)| Frame::StreamItem { id, item }),
+            (any::<u64>(), proptest::option::of(error()))
+                .prop_map(|(id, error)| Frame::StreamEnd { id, error }),
+            (any::<u64>(), any::<u32>()).prop_map(|(id, items)| Frame::Credit { id, items }),
+            any::<u64>().prop_map(|id| Frame::Cancel { id }),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Frame::Gossip),
+            Just(Frame::Leaving),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(frame in frame()) {
+            let bytes = encode(&frame);
+            prop_assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), frame);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes, DEFAULT_MAX_FRAME);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(frame in frame()) {
+            let bytes = encode(&frame);
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut], DEFAULT_MAX_FRAME).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_before_decoding() {
+        let bytes = encode(&Frame::Gossip(vec![0; 1000]));
+        assert_eq!(
+            decode(&bytes, 100),
+            Err(FrameError::TooLarge {
+                size: bytes.len(),
+                max: 100
+            })
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        let mut bytes = encode(&Frame::Leaving);
+        bytes.push(0);
+        assert!(matches!(
+            decode(&bytes, DEFAULT_MAX_FRAME),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}

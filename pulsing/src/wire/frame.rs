@@ -1,0 +1,107 @@
+//! The frames two nodes exchange.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dynamic::Args;
+use crate::Error;
+
+/// The protocol version this build speaks; the handshake refuses any other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A node's identity: random per process start, so a restarted node is a new member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The arguments or result of a call, as it crosses the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    /// Postcard bytes of the typed argument tuple or result: Rust caller to Rust actor.
+    Typed(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Self-describing arguments of a by-name call (Python, tools).
+    Dynamic(Args),
+    /// A self-describing result of a by-name call.
+    Value(crate::Value),
+}
+
+/// One message between two nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame of each side: who I am, and a fresh nonce the peer must sign when the
+    /// cluster has a secret.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The sender's id.
+        node: NodeId,
+        /// The address peers should use to reach the sender.
+        addr: String,
+        /// A random challenge for the peer.
+        nonce: [u8; 32],
+    },
+    /// Second frame of each side: proof of the cluster secret over the peer's nonce (all zeros
+    /// when the cluster has no secret).
+    Proof {
+        /// HMAC-SHA256(secret, peer nonce ‖ own node id).
+        mac: [u8; 32],
+    },
+    /// A call of `method` on the actor named `actor`.
+    Request {
+        /// Chosen by the caller, unique per connection.
+        id: u64,
+        /// The target actor's name.
+        actor: String,
+        /// The actor type the caller expects (checked, so a wrong type is a clear error).
+        expect_type: Option<String>,
+        /// The method's name.
+        method: String,
+        /// The arguments.
+        args: Payload,
+        /// Whether the caller wants a stream of items rather than one reply.
+        stream: bool,
+        /// Milliseconds the caller will wait; the callee gives up after that.
+        deadline_ms: Option<u64>,
+    },
+    /// The reply to request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The result, or why the call failed.
+        result: Result<Payload, Error>,
+    },
+    /// One item of stream `id`.
+    StreamItem {
+        /// The request's id.
+        id: u64,
+        /// The item.
+        item: Payload,
+    },
+    /// The end of stream `id`, with the error that ended it, if any.
+    StreamEnd {
+        /// The request's id.
+        id: u64,
+        /// `None` for a normal end.
+        error: Option<Error>,
+    },
+    /// The consumer of stream `id` can take `items` more.
+    Credit {
+        /// The request's id.
+        id: u64,
+        /// How many more items may be sent.
+        items: u32,
+    },
+    /// The caller gave up on request or stream `id`.
+    Cancel {
+        /// The request's id.
+        id: u64,
+    },
+    /// A membership gossip message (opaque to the transport).
+    Gossip(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Sent before a graceful close: the sender is leaving the cluster.
+    Leaving,
+}
