@@ -113,6 +113,30 @@ pub enum Error {
     /// A value could not be converted to or from its wire or dynamic form.
     #[error("codec error: {0}")]
     Codec(String),
+    /// No connection could be made to a node.
+    #[error("cannot reach node at {addr}: {reason}")]
+    Unreachable {
+        /// The address dialled.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The handshake with a node failed (protocol version, cluster secret).
+    #[error("node at {addr} refused: {reason}")]
+    Refused {
+        /// The peer's address.
+        addr: String,
+        /// Why the handshake failed.
+        reason: String,
+    },
+    /// The connection to a node broke while the call or stream was in progress.
+    #[error("connection to node {peer} lost: {reason}")]
+    PeerLost {
+        /// The peer's address.
+        peer: String,
+        /// Why the connection ended.
+        reason: String,
+    },
     /// The actor system has been shut down; nothing can be spawned or called through it.
     #[error("the actor system is shut down")]
     SystemShutdown,

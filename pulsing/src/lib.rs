@@ -90,6 +90,7 @@ mod runner;
 mod stream;
 mod supervision;
 mod system;
+mod transport;
 pub mod value;
 pub mod wire;
 

@@ -1,0 +1,497 @@
+//! One WebSocket connection to a peer node: a writer task, a reader task, and the bookkeeping that
+//! multiplexes many concurrent calls and streams over it by request id.
+//!
+//! Control frames (credit, cancel, gossip) have their own lane and are written first, so they never
+//! starve behind a large stream. When the connection ends, every call and stream waiting on it
+//! fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use super::handshake::{frame_kind, nonce, read_hello, Identity};
+use crate::wire::{decode, encode, Frame, NodeId, Payload};
+use crate::{Error, Result};
+
+/// How long the handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames queued for writing before senders wait.
+const DATA_LANE: usize = 1024;
+
+/// A call arriving from the peer.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) id: u64,
+    pub(crate) actor: String,
+    pub(crate) expect_type: Option<String>,
+    pub(crate) method: String,
+    pub(crate) args: Payload,
+    pub(crate) stream: bool,
+    pub(crate) deadline: Option<Duration>,
+}
+
+/// What the node does with traffic that is not a reply to its own calls.
+pub(crate) trait Inbound: Send + Sync + 'static {
+    /// Serves a call; answer through `conn` (spawn for anything that waits).
+    fn request(&self, conn: &Arc<Connection>, call: Incoming);
+    /// Takes a gossip message.
+    fn gossip(&self, conn: &Arc<Connection>, bytes: Vec<u8>);
+    /// The connection has ended.
+    fn closed(&self, conn: &Arc<Connection>);
+}
+
+/// One event of a stream the peer is sending us.
+#[derive(Debug)]
+pub(crate) enum StreamMsg {
+    Item(Payload),
+    End(Option<Error>),
+}
+
+enum Waiting {
+    Call(oneshot::Sender<Result<Payload>>),
+    Stream(mpsc::UnboundedSender<StreamMsg>),
+}
+
+/// A call or stream we are serving for the peer, so `Cancel` and `Credit` can reach it.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    pub(crate) abort: AbortHandle,
+    pub(crate) credit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// An open, authenticated connection to one peer.
+pub(crate) struct Connection {
+    pub(crate) peer: NodeId,
+    pub(crate) peer_addr: String,
+    data: mpsc::Sender<Frame>,
+    control: mpsc::UnboundedSender<Frame>,
+    next_id: AtomicU64,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    serving: Mutex<HashMap<u64, Serving>>,
+    closed: CancellationToken,
+    reason: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("peer_addr", &self.peer_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connection {
+    /// Whether the connection has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the connection ends.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    fn lost(&self) -> Error {
+        Error::PeerLost {
+            peer: self.peer_addr.clone(),
+            reason: lock(&self.reason)
+                .clone()
+                .unwrap_or_else(|| "connection closed".into()),
+        }
+    }
+
+    /// Queues a data frame (replies, stream items); waits while the lane is full.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<()> {
+        self.data.send(frame).await.map_err(|_| self.lost())
+    }
+
+    /// Queues a control frame; never waits.
+    pub(crate) fn send_control(&self, frame: Frame) {
+        let _ = self.control.send(frame);
+    }
+
+    /// Sends a call and waits for its reply. Dropping the future cancels the call on the peer.
+    pub(crate) async fn call(
+        &self,
+        actor: &str,
+        expect_type: Option<&str>,
+        method: &str,
+        args: Payload,
+        deadline: Option<Duration>,
+    ) -> Result<Payload> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiting).insert(id, Waiting::Call(tx));
+        let guard = CancelOnDrop { conn: self, id };
+        if self.is_closed() {
+            return Err(self.lost());
+        }
+        self.send(request(
+            id,
+            actor,
+            expect_type,
+            method,
+            args,
+            false,
+            deadline,
+        ))
+        .await?;
+        let result = rx.await.unwrap_or_else(|_| Err(self.lost()));
+        std::mem::forget(guard);
+        result
+    }
+
+    /// Opens a stream: returns its id and the channel its items arrive on. The caller grants
+    /// credit with [`grant`](Self::grant) and cancels with [`cancel`](Self::cancel).
+    pub(crate) async fn open_stream(
+        &self,
+        actor: &str,
+        expect_type: Option<&str>,
+        method: &str,
+        args: Payload,
+        deadline: Option<Duration>,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<StreamMsg>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.waiting).insert(id, Waiting::Stream(tx));
+        if self.is_closed() {
+            return Err(self.lost());
+        }
+        self.send(request(
+            id,
+            actor,
+            expect_type,
+            method,
+            args,
+            true,
+            deadline,
+        ))
+        .await?;
+        Ok((id, rx))
+    }
+
+    /// Lets the peer send `items` more items of stream `id`.
+    pub(crate) fn grant(&self, id: u64, items: u32) {
+        self.send_control(Frame::Credit { id, items });
+    }
+
+    /// Gives up on call or stream `id`.
+    pub(crate) fn cancel(&self, id: u64) {
+        if lock(&self.waiting).remove(&id).is_some() {
+            self.send_control(Frame::Cancel { id });
+        }
+    }
+
+    /// Records a call we serve, so the peer can cancel it (and grant credit to it).
+    pub(crate) fn serving(&self, id: u64, serving: Serving) {
+        lock(&self.serving).insert(id, serving);
+    }
+
+    /// Forgets a call we served.
+    pub(crate) fn served(&self, id: u64) {
+        lock(&self.serving).remove(&id);
+    }
+
+    /// Closes the connection, telling the peer why.
+    pub(crate) fn close(&self, reason: &str) {
+        lock(&self.reason).get_or_insert_with(|| reason.to_owned());
+        self.closed.cancel();
+    }
+
+    fn finish(self: &Arc<Self>, inbound: &dyn Inbound) {
+        self.closed.cancel();
+        let waiting: Vec<Waiting> = lock(&self.waiting).drain().map(|(_, w)| w).collect();
+        for w in waiting {
+            match w {
+                Waiting::Call(tx) => {
+                    let _ = tx.send(Err(self.lost()));
+                }
+                Waiting::Stream(tx) => {
+                    let _ = tx.send(StreamMsg::End(Some(self.lost())));
+                }
+            }
+        }
+        for (_, s) in lock(&self.serving).drain() {
+            s.abort.abort();
+        }
+        inbound.closed(self);
+    }
+}
+
+fn request(
+    id: u64,
+    actor: &str,
+    expect_type: Option<&str>,
+    method: &str,
+    args: Payload,
+    stream: bool,
+    deadline: Option<Duration>,
+) -> Frame {
+    Frame::Request {
+        id,
+        actor: actor.to_owned(),
+        expect_type: expect_type.map(str::to_owned),
+        method: method.to_owned(),
+        args,
+        stream,
+        deadline_ms: deadline.map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+    }
+}
+
+/// Cancels a call whose caller gave up (its future was dropped).
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    id: u64,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.conn.cancel(self.id);
+    }
+}
+
+/// Runs the handshake on a fresh WebSocket and starts the connection's tasks.
+pub(crate) async fn establish<S>(
+    ws: WebSocketStream<S>,
+    me: &Identity,
+    max_frame: usize,
+    inbound: Arc<dyn Inbound>,
+) -> std::result::Result<Arc<Connection>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let handshake = async {
+        let our_nonce = nonce();
+        send_now(&mut sink, &me.hello(our_nonce)).await?;
+        let (peer, peer_addr, peer_nonce) = read_hello(next_frame(&mut stream, max_frame).await?)?;
+        send_now(&mut sink, &me.proof(&peer_nonce)).await?;
+        match next_frame(&mut stream, max_frame).await? {
+            Frame::Proof { mac } if me.verify(&our_nonce, peer, &mac) => Ok((peer, peer_addr)),
+            Frame::Proof { .. } => Err("the peer does not know the cluster secret".to_owned()),
+            other => Err(format!("expected Proof, got {}", frame_kind(&other))),
+        }
+    };
+    let (peer, peer_addr) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(reason)) => {
+            let _ = sink.send(Message::Close(None)).await;
+            return Err(reason);
+        }
+        Err(_) => return Err("handshake timed out".to_owned()),
+    };
+    let (data_tx, data_rx) = mpsc::channel(DATA_LANE);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Connection {
+        peer,
+        peer_addr,
+        data: data_tx,
+        control: control_tx,
+        next_id: AtomicU64::new(1),
+        waiting: Mutex::new(HashMap::new()),
+        serving: Mutex::new(HashMap::new()),
+        closed: CancellationToken::new(),
+        reason: Mutex::new(None),
+    });
+    tokio::spawn(write_loop(sink, data_rx, control_rx, conn.closed.clone()));
+    tokio::spawn(read_loop(stream, conn.clone(), inbound, max_frame));
+    Ok(conn)
+}
+
+async fn send_now<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    frame: &Frame,
+) -> std::result::Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    sink.send(Message::Binary(encode(frame).into()))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn next_frame<S>(
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    max: usize,
+) -> std::result::Result<Frame, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                return decode(&bytes, max).map_err(|e| e.to_string())
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => {
+                return Err("the peer closed the connection".to_owned())
+            }
+            Some(Ok(other)) => return Err(format!("unexpected WebSocket message: {other:?}")),
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Writes queued frames, control lane first, batching what is ready before each flush.
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut data: mpsc::Receiver<Frame>,
+    mut control: mpsc::UnboundedReceiver<Frame>,
+    closed: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = closed.cancelled() => break,
+            Some(frame) = control.recv() => frame,
+            Some(frame) = data.recv() => frame,
+            else => break,
+        };
+        if sink
+            .feed(Message::Binary(encode(&frame).into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        // Write whatever else is ready in the same flush.
+        let mut more = 0;
+        while more < 64 {
+            let next = control.try_recv().ok().or_else(|| data.try_recv().ok());
+            let Some(frame) = next else { break };
+            if sink
+                .feed(Message::Binary(encode(&frame).into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            more += 1;
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    closed.cancel();
+}
+
+/// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or
+/// oversize frame closes this connection with a logged reason; the node carries on.
+async fn read_loop<S>(
+    mut stream: SplitStream<WebSocketStream<S>>,
+    conn: Arc<Connection>,
+    inbound: Arc<dyn Inbound>,
+    max_frame: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let reason = loop {
+        let message = tokio::select! {
+            () = conn.closed.cancelled() => break lock(&conn.reason).clone().unwrap_or_default(),
+            message = stream.next() => message,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => {
+                break "the peer closed the connection".to_owned()
+            }
+            Some(Ok(Message::Text(_))) => break "protocol error: text message".to_owned(),
+            Some(Err(e)) => break format!("transport error: {e}"),
+        };
+        let frame = match decode(&bytes, max_frame) {
+            Ok(frame) => frame,
+            Err(e) => break format!("bad frame: {e}"),
+        };
+        if let Err(reason) = route(&conn, &*inbound, frame) {
+            break reason;
+        }
+    };
+    tracing::info!(peer = %conn.peer_addr, node = %conn.peer, %reason, "connection closed");
+    lock(&conn.reason).get_or_insert(reason);
+    conn.finish(&*inbound);
+}
+
+fn route(
+    conn: &Arc<Connection>,
+    inbound: &dyn Inbound,
+    frame: Frame,
+) -> std::result::Result<(), String> {
+    match frame {
+        Frame::Request {
+            id,
+            actor,
+            expect_type,
+            method,
+            args,
+            stream,
+            deadline_ms,
+        } => {
+            let deadline = deadline_ms.map(Duration::from_millis);
+            inbound.request(
+                conn,
+                Incoming {
+                    id,
+                    actor,
+                    expect_type,
+                    method,
+                    args,
+                    stream,
+                    deadline,
+                },
+            );
+        }
+        Frame::Response { id, result } => {
+            if let Some(Waiting::Call(tx)) = lock(&conn.waiting).remove(&id) {
+                let _ = tx.send(result);
+            }
+        }
+        Frame::StreamItem { id, item } => {
+            if let Some(Waiting::Stream(tx)) = lock(&conn.waiting).get(&id) {
+                let _ = tx.send(StreamMsg::Item(item));
+            }
+        }
+        Frame::StreamEnd { id, error } => {
+            if let Some(Waiting::Stream(tx)) = lock(&conn.waiting).remove(&id) {
+                let _ = tx.send(StreamMsg::End(error));
+            }
+        }
+        Frame::Credit { id, items } => {
+            if let Some(credit) = lock(&conn.serving).get(&id).and_then(|s| s.credit.clone()) {
+                credit.add_permits(items as usize);
+            }
+        }
+        Frame::Cancel { id } => {
+            if let Some(serving) = lock(&conn.serving).remove(&id) {
+                serving.abort.abort();
+            }
+        }
+        Frame::Gossip(bytes) => inbound.gossip(conn, bytes),
+        Frame::Leaving => return Err("the peer is leaving the cluster".to_owned()),
+        other @ (Frame::Hello { .. } | Frame::Proof { .. }) => {
+            return Err(format!(
+                "protocol error: {} after the handshake",
+                frame_kind(&other)
+            ));
+        }
+    }
+    Ok(())
+}

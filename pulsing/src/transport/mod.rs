@@ -1,0 +1,206 @@
+//! Node-to-node connections over WebSocket (tokio-tungstenite), binary frames, postcard encoding.
+//!
+//! A [`Transport`] listens on one address and dials peers on demand, keeping at most one outgoing
+//! connection per peer address; concurrent dials to the same address share one attempt. Every
+//! connection starts with the [handshake](handshake) and then multiplexes any number of calls and
+//! streams (see [`connection`]). Frames over the size limit, malformed frames and protocol errors
+//! close only the connection that sent them.
+
+pub(crate) mod connection;
+pub(crate) mod handshake;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub(crate) use connection::{Connection, Inbound, Incoming, Serving, StreamMsg};
+pub(crate) use handshake::{new_node_id, Identity};
+
+use crate::{Error, Result};
+
+/// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Listens for peers and dials them; owns the table of live connections.
+pub(crate) struct Transport {
+    me: Identity,
+    max_frame: usize,
+    inbound: Weak<dyn Inbound>,
+    outgoing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("me", &self.me)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Binds `bind` (port 0 picks a free port) and starts accepting peers. `advertise` is the
+    /// address peers should use; `None` uses the bound address (with `0.0.0.0` replaced by
+    /// `127.0.0.1`, since a wildcard is not reachable).
+    pub(crate) async fn start(
+        bind: &str,
+        advertise: Option<String>,
+        node: crate::wire::NodeId,
+        secret: Option<Vec<u8>>,
+        max_frame: usize,
+        inbound: Weak<dyn Inbound>,
+    ) -> Result<Arc<Transport>> {
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|e| Error::Unreachable {
+                addr: bind.to_owned(),
+                reason: format!("cannot bind: {e}"),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Unreachable {
+            addr: bind.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if !local_addr.ip().is_loopback() && secret.is_none() {
+            tracing::warn!(
+                %local_addr,
+                "listening on a non-loopback address without a cluster secret: any host that can \
+                 reach this port can join the cluster and call every actor; set a secret"
+            );
+        }
+        let advertised = advertise.unwrap_or_else(|| {
+            let mut addr = local_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        });
+        let transport = Arc::new(Transport {
+            me: Identity {
+                node,
+                addr: advertised,
+                secret,
+            },
+            max_frame,
+            inbound,
+            outgoing: Mutex::new(HashMap::new()),
+            local_addr,
+        });
+        tokio::spawn(accept_loop(listener, Arc::downgrade(&transport)));
+        Ok(transport)
+    }
+
+    /// The address this node is bound to.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address this node advertises to peers.
+    pub(crate) fn advertised(&self) -> &str {
+        &self.me.addr
+    }
+
+    /// This node's id.
+    pub(crate) fn node(&self) -> crate::wire::NodeId {
+        self.me.node
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_frame))
+            .max_frame_size(Some(self.max_frame))
+    }
+
+    /// The live connection to `addr`, dialing it if there is none.
+    pub(crate) async fn connect(&self, addr: &str) -> Result<Arc<Connection>> {
+        let slot = {
+            let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+            outgoing.entry(addr.to_owned()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let conn = tokio::time::timeout(DIAL_TIMEOUT, self.dial(addr))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unreachable {
+                    addr: addr.to_owned(),
+                    reason: format!("no answer within {DIAL_TIMEOUT:?}"),
+                })
+            })?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn dial(&self, addr: &str) -> Result<Arc<Connection>> {
+        let unreachable = |reason: String| Error::Unreachable {
+            addr: addr.to_owned(),
+            reason,
+        };
+        let inbound = self.inbound.upgrade().ok_or(Error::SystemShutdown)?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let url = format!("ws://{addr}/pulsing");
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(self.ws_config()))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        connection::establish(ws, &self.me, self.max_frame, inbound)
+            .await
+            .map_err(|reason| Error::Refused {
+                addr: addr.to_owned(),
+                reason,
+            })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(t) = transport.upgrade() else { return };
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Some(inbound) = t.inbound.upgrade() else {
+                return;
+            };
+            let ws = match tokio::time::timeout(
+                DIAL_TIMEOUT,
+                tokio_tungstenite::accept_async_with_config(tcp, Some(t.ws_config())),
+            )
+            .await
+            {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(e)) => {
+                    tracing::warn!(%from, error = %e, "refused a connection: not a WebSocket upgrade");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%from, "refused a connection: no WebSocket upgrade in time");
+                    return;
+                }
+            };
+            match connection::establish(ws, &t.me, t.max_frame, inbound).await {
+                Ok(conn) => tracing::debug!(%from, node = %conn.peer, "peer connected"),
+                Err(reason) => {
+                    tracing::warn!(%from, %reason, "refused a connection: handshake failed")
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

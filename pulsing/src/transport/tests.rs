@@ -1,0 +1,166 @@
+//! In-process tests of the transport: two nodes on loopback, port 0.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::*;
+use crate::wire::{Frame, Payload};
+use crate::Value;
+
+/// Answers every call with its own arguments; a method named "hang" never answers.
+struct Echo;
+
+impl Inbound for Echo {
+    fn request(&self, conn: &Arc<Connection>, call: Incoming) {
+        if call.method == "hang" {
+            return;
+        }
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let result = match call.args {
+                Payload::Dynamic(args) => Ok(Payload::Value(Value::List(args.positional))),
+                other => Ok(other),
+            };
+            let _ = conn
+                .send(Frame::Response {
+                    id: call.id,
+                    result,
+                })
+                .await;
+        });
+    }
+    fn gossip(&self, _: &Arc<Connection>, _: Vec<u8>) {}
+    fn closed(&self, _: &Arc<Connection>) {}
+}
+
+async fn node(secret: Option<&[u8]>, max_frame: usize) -> (Arc<Transport>, Arc<dyn Inbound>) {
+    let inbound: Arc<dyn Inbound> = Arc::new(Echo);
+    let weak: Weak<dyn Inbound> = Arc::downgrade(&inbound);
+    let t = Transport::start(
+        "127.0.0.1:0",
+        None,
+        new_node_id(),
+        secret.map(<[u8]>::to_vec),
+        max_frame,
+        weak,
+    )
+    .await
+    .unwrap();
+    (t, inbound)
+}
+
+fn args(n: i64) -> Payload {
+    Payload::Dynamic(crate::Args::new().arg(n))
+}
+
+#[tokio::test]
+async fn calls_round_trip_and_share_one_connection() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let addr = b.advertised().to_owned();
+    let conn = a.connect(&addr).await.unwrap();
+    assert_eq!(conn.peer, b.node());
+    let calls = (0..200).map(|i| {
+        let conn = conn.clone();
+        async move { conn.call("x", None, "echo", args(i), None).await }
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(
+            reply.unwrap(),
+            Payload::Value(Value::List(vec![Value::Int(i as i64)]))
+        );
+    }
+    let again = a.connect(&addr).await.unwrap();
+    assert!(Arc::ptr_eq(&conn, &again), "one connection per peer");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_and_the_right_one_accepted() {
+    let (a, _ia) = node(Some(b"right"), 1 << 20).await;
+    let (good, _ig) = node(Some(b"right"), 1 << 20).await;
+    let (bad, _ib) = node(Some(b"wrong"), 1 << 20).await;
+    let (none, _in) = node(None, 1 << 20).await;
+    let addr = a.advertised().to_owned();
+    assert!(good.connect(&addr).await.is_ok());
+    assert!(matches!(
+        bad.connect(&addr).await,
+        Err(Error::Refused { .. })
+    ));
+    assert!(matches!(
+        none.connect(&addr).await,
+        Err(Error::Refused { .. })
+    ));
+}
+
+#[tokio::test]
+async fn garbage_on_the_port_does_not_disturb_the_node() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let addr = b.advertised().to_owned();
+    let conn = a.connect(&addr).await.unwrap();
+    for garbage in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xff; 4096][..],
+        b"\x00\x01\x02",
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = raw.write_all(garbage).await;
+        drop(raw);
+    }
+    assert_eq!(
+        conn.call("x", None, "echo", args(1), None).await.unwrap(),
+        Payload::Value(Value::List(vec![Value::Int(1)]))
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_frame_closes_only_that_connection() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 4096).await;
+    let (c, _ic) = node(None, 1 << 20).await;
+    let addr = b.advertised().to_owned();
+    let conn = a.connect(&addr).await.unwrap();
+    let big = Payload::Typed(vec![7; 10_000]);
+    let err = conn.call("x", None, "echo", big, None).await.unwrap_err();
+    assert!(matches!(err, Error::PeerLost { .. }), "{err}");
+    // The node still serves other connections (and a fresh one from the same peer).
+    let other = c.connect(&addr).await.unwrap();
+    assert!(other.call("x", None, "echo", args(2), None).await.is_ok());
+    let fresh = a.connect(&addr).await.unwrap();
+    assert!(fresh.call("x", None, "echo", args(3), None).await.is_ok());
+}
+
+#[tokio::test]
+async fn pending_calls_fail_promptly_when_the_connection_ends() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, ib) = node(None, 1 << 20).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let pending = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call("x", None, "hang", args(0), None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(b);
+    drop(ib); // the node goes away: its connections end
+    conn.close("test closes it");
+    let err = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::PeerLost { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_address_is_a_typed_error() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = a.connect(&free.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+}
