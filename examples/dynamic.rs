@@ -48,8 +48,11 @@ async fn main() -> pulsing::Result<()> {
 
     // Only the name is known here: no Rust type.
     let pricer = system.resolve_dyn("pricer").await?;
-    for method in pricer.interface().methods {
-        println!("{} offers {}", pricer.interface().actor, method.signature());
+    let interface = pricer
+        .interface()
+        .expect("a local actor's interface is at hand");
+    for method in interface.methods {
+        println!("{} offers {}", interface.actor, method.signature());
     }
 
     let line = Value::Map(vec![

@@ -198,7 +198,9 @@ async fn streams_work_by_name() {
 async fn the_interface_describes_every_remote_method() {
     let sys = system().await;
     let g = Geometry::spawn(&sys, Geometry).await.unwrap().to_dyn();
-    let iface = g.interface();
+    let iface = g
+        .interface()
+        .expect("a local actor has its interface at hand");
     assert_eq!(iface.actor, "Geometry");
     let sigs: Vec<String> = iface.methods.iter().map(|m| m.signature()).collect();
     assert_eq!(

@@ -124,6 +124,11 @@ fn actor_impl(actor: &Actor) -> TokenStream {
     let interface = interface(actor);
     let arms = actor.methods.iter().map(handle_arm);
     let dyn_arms = actor.methods.iter().enumerate().map(|(i, m)| dyn_arm(i, m));
+    let remote_arms = actor
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| remote_arm(i, m));
     let on_start = actor.on_start.as_ref().map(|h| hook("on_start", h));
     let on_stop = actor.on_stop.as_ref().map(|h| hook("on_stop", h));
     quote! {
@@ -154,6 +159,18 @@ fn actor_impl(actor: &Actor) -> TokenStream {
             ) -> ::pulsing::Result<(Self::Message, ::pulsing::DynPending)> {
                 match __method {
                     #(#dyn_arms)*
+                    _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
+                }
+            }
+
+            #[allow(unused_variables)]
+            fn remote_message(
+                __method: &::core::primitive::str,
+                __bytes: &[::core::primitive::u8],
+                __kind: ::pulsing::DynKind,
+            ) -> ::pulsing::Result<(Self::Message, ::pulsing::Pending<::std::vec::Vec<::core::primitive::u8>>)> {
+                match __method {
+                    #(#remote_arms)*
                     _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
                 }
             }
@@ -219,6 +236,37 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
             #(#takes)*
+            let (__reply, __pending) = #slot(#index, __kind)?;
+            ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
+        }
+    }
+}
+
+/// One arm of the remote decoder: the argument tuple arrives postcard-encoded.
+fn remote_arm(index: usize, m: &Method) -> TokenStream {
+    let (variant, name) = (&m.name, m.name.to_string());
+    let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
+    let types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
+    let bound = arg_bindings(m);
+    let wire = m.output.wire_type();
+    // Spanned at the user's types, so a type that cannot cross the wire is reported there.
+    let slot = match m.output {
+        Output::Value(_) => {
+            quote_spanned!(wire_span(m)=> ::pulsing::__private::remote_call::<Self, #wire>)
+        }
+        Output::Stream(_) => {
+            quote_spanned!(wire_span(m)=> ::pulsing::__private::remote_stream::<Self, #wire>)
+        }
+    };
+    let args_span = m
+        .args
+        .first()
+        .map_or(m.span, |a| syn::spanned::Spanned::span(&a.ty));
+    let decode =
+        quote_spanned!(args_span=> ::pulsing::__private::decode_args::<Self, (#(#types,)*)>);
+    quote! {
+        #name => {
+            let (#(#bound,)*): (#(#types,)*) = #decode(#index, __bytes)?;
             let (__reply, __pending) = #slot(#index, __kind)?;
             ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
         }

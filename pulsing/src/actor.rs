@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use crate::__private::{Handled, HandlerCx};
-use crate::dynamic::{Args, DynKind, DynPending};
+use crate::dynamic::{Args, DynKind, DynPending, Pending};
 use crate::interface::Interface;
 use crate::Result;
 
@@ -36,6 +36,15 @@ pub trait Actor: Send + Sized + 'static {
     /// its answer. Errors name the method and the expected signature.
     #[doc(hidden)]
     fn dyn_message(method: &str, args: Args, kind: DynKind) -> Result<(Self::Message, DynPending)>;
+
+    /// Builds a message from a remote typed call (postcard-encoded argument tuple), and what the
+    /// node awaits for the postcard-encoded answer.
+    #[doc(hidden)]
+    fn remote_message(
+        method: &str,
+        args: &[u8],
+        kind: DynKind,
+    ) -> Result<(Self::Message, Pending<Vec<u8>>)>;
 
     /// Runs once before the first message (and again after each restart).
     #[doc(hidden)]

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::actor::Actor;
-use crate::dynamic::{Args, DynKind, DynPending, DynRef};
+use crate::dynamic::{Args, DynKind, DynPending, DynRef, Pending};
 use crate::interface::Interface;
+use crate::remote::RemoteActor;
 use crate::{Error, Result};
 
 /// A process-unique actor number, shown in error messages as `Counter#3`.
@@ -90,13 +91,18 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn interface(&self) -> &'static Interface;
     fn request_stop(&self);
     fn is_alive(&self) -> bool;
-    fn wait_stopped(&self) -> BoxFuture<'_, ()>;
     fn dyn_enqueue<'a>(
         &'a self,
         method: &'a str,
         args: Args,
         kind: DynKind,
     ) -> BoxFuture<'a, Result<DynPending>>;
+    fn remote_enqueue<'a>(
+        &'a self,
+        method: &'a str,
+        args: &'a [u8],
+        kind: DynKind,
+    ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -120,10 +126,6 @@ impl<A: Actor> AnyCell for Cell<A> {
         !self.tx.is_closed()
     }
 
-    fn wait_stopped(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.tx.closed())
-    }
-
     fn dyn_enqueue<'a>(
         &'a self,
         method: &'a str,
@@ -137,75 +139,167 @@ impl<A: Actor> AnyCell for Cell<A> {
         })
     }
 
+    fn remote_enqueue<'a>(
+        &'a self,
+        method: &'a str,
+        args: &'a [u8],
+        kind: DynKind,
+    ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>> {
+        Box::pin(async move {
+            let (msg, pending) = A::remote_message(method, args, kind)?;
+            self.enqueue(msg).await?;
+            Ok(pending)
+        })
+    }
+
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
 }
 
-/// A typed handle to a running actor of type `A`.
+/// A typed handle to a running actor of type `A`, in this process or on another node.
 ///
 /// Cheap to clone (one reference count). Calls go through the generated proxy (`CounterRef`),
 /// which dereferences to this type for the operations every actor shares.
 pub struct ActorRef<A: Actor> {
-    pub(crate) cell: Arc<Cell<A>>,
+    pub(crate) target: Target<A>,
+}
+
+/// Where the actor behind an [`ActorRef`] lives.
+pub(crate) enum Target<A: Actor> {
+    Local(Arc<Cell<A>>),
+    Remote(Arc<RemoteActor>),
 }
 
 impl<A: Actor> ActorRef<A> {
-    /// The actor's process-unique id.
+    pub(crate) fn local(cell: Arc<Cell<A>>) -> Self {
+        ActorRef {
+            target: Target::Local(cell),
+        }
+    }
+
+    pub(crate) fn remote(remote: Arc<RemoteActor>) -> Self {
+        ActorRef {
+            target: Target::Remote(remote),
+        }
+    }
+
+    /// The actor's id on its own node.
     pub fn id(&self) -> ActorId {
-        self.cell.meta.id
+        match &self.target {
+            Target::Local(cell) => cell.meta.id,
+            Target::Remote(r) => r.id,
+        }
     }
 
     /// The name it was registered under, if any.
     pub fn name(&self) -> Option<&str> {
-        self.cell.meta.name.as_deref()
+        match &self.target {
+            Target::Local(cell) => cell.meta.name.as_deref(),
+            Target::Remote(r) => Some(&r.name),
+        }
     }
 
-    /// Whether the actor is still running (it may stop right after this returns).
+    /// Whether the actor lives in this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local(_))
+    }
+
+    /// Whether the actor is still running, as far as this process knows (for a remote actor:
+    /// whether the connection to its node is up).
     pub fn is_alive(&self) -> bool {
-        self.cell.is_alive()
+        match &self.target {
+            Target::Local(cell) => cell.is_alive(),
+            Target::Remote(r) => !r.conn.is_closed(),
+        }
     }
 
     /// Asks the actor to stop after the message it is handling now. Messages still queued fail
-    /// with [`Error::Stopped`]; its name is released. Returns at once; await
-    /// [`stopped`](Self::stopped) to wait for the end.
+    /// with [`Error::Stopped`](crate::Error::Stopped); its name is released. Returns at once;
+    /// await [`stopped`](Self::stopped) to wait for the end.
     pub fn stop(&self) {
-        self.cell.request_stop();
+        match &self.target {
+            Target::Local(cell) => cell.request_stop(),
+            Target::Remote(r) => {
+                let r = r.clone();
+                tokio::spawn(async move { r.call_dyn(STOP, crate::Args::new(), None).await });
+            }
+        }
     }
 
-    /// Resolves once the actor has stopped and its mailbox is closed.
+    /// Resolves once the actor has stopped and its mailbox is closed (for a remote actor: once
+    /// its node no longer knows it, or the connection is gone).
     pub async fn stopped(&self) {
-        self.cell.tx.closed().await
+        match &self.target {
+            Target::Local(cell) => cell.tx.closed().await,
+            Target::Remote(r) => loop {
+                if r.call_dyn(DESCRIBE, crate::Args::new(), None)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            },
+        }
     }
 
     /// An untyped handle for by-name calls with [`Value`](crate::Value) arguments.
     pub fn to_dyn(&self) -> DynRef {
-        DynRef::from_cell(self.cell.clone())
+        match &self.target {
+            Target::Local(cell) => DynRef::from_cell(cell.clone()),
+            Target::Remote(r) => DynRef::from_remote(r.clone()),
+        }
     }
 
     /// The default deadline of calls through this handle, from the system's configuration.
     pub fn call_timeout(&self) -> Option<Duration> {
-        self.cell.meta.call_timeout
+        match &self.target {
+            Target::Local(cell) => cell.meta.call_timeout,
+            Target::Remote(r) => r.call_timeout,
+        }
+    }
+
+    /// How errors name this actor.
+    pub(crate) fn label(&self) -> String {
+        match &self.target {
+            Target::Local(cell) => cell.meta.label(),
+            Target::Remote(r) => r.label(),
+        }
     }
 }
+
+/// The meta-method a node answers with an actor's type and id.
+pub(crate) const DESCRIBE: &str = "$describe";
+/// The meta-method that stops an actor from another node.
+pub(crate) const STOP: &str = "$stop";
 
 impl<A: Actor> Clone for ActorRef<A> {
     fn clone(&self) -> Self {
         ActorRef {
-            cell: self.cell.clone(),
+            target: match &self.target {
+                Target::Local(cell) => Target::Local(cell.clone()),
+                Target::Remote(r) => Target::Remote(r.clone()),
+            },
         }
     }
 }
 
 impl<A: Actor> fmt::Debug for ActorRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ActorRef({})", self.cell.meta.label())
+        write!(f, "ActorRef({})", self.label())
     }
 }
 
 impl<A: Actor> PartialEq for ActorRef<A> {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.cell, &other.cell)
+        match (&self.target, &other.target) {
+            (Target::Local(a), Target::Local(b)) => Arc::ptr_eq(a, b),
+            (Target::Remote(a), Target::Remote(b)) => {
+                Arc::ptr_eq(&a.conn, &b.conn) && a.name == b.name && a.id == b.id
+            }
+            _ => false,
+        }
     }
 }
 

@@ -37,9 +37,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 
 use crate::actor::Actor;
-use crate::actor_ref::{ActorRef, BoxFuture, Envelope};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::actor_ref::{ActorRef, BoxFuture, Cell, Envelope, Target};
+use crate::remote::{decode_typed, encode_args};
 use crate::reply::{Reply, StreamReply};
 use crate::stream::ReplyStream;
+use crate::wire::Payload;
 use crate::Result;
 
 /// The deadline of one call.
@@ -107,19 +112,37 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
 
     /// Sends the call without waiting for its result. Waits while the mailbox is full
     /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
-    pub async fn tell(self) -> Result<()> {
-        let msg = (self.build)(self.args, Reply::ignore());
-        self.target.cell.enqueue(msg).await
+    pub async fn tell(self) -> Result<()>
+    where
+        Args: Serialize,
+    {
+        match &self.target.target {
+            Target::Local(cell) => cell.enqueue((self.build)(self.args, Reply::ignore())).await,
+            Target::Remote(remote) => remote.tell(self.method, encode_args(&self.args)).await,
+        }
     }
 
     /// Sends the call without waiting for its result or for mailbox space: fails with
     /// [`Error::MailboxFull`](crate::Error::MailboxFull) if the mailbox is full.
-    pub fn try_tell(self) -> Result<()> {
+    ///
+    /// Only for actors in this process: a remote actor gives [`Error::MailboxFull`] only when
+    /// the connection's send queue is full, so use [`tell`](Self::tell) for those.
+    pub fn try_tell(self) -> Result<()>
+    where
+        Args: Serialize,
+    {
+        let cell = match &self.target.target {
+            Target::Local(cell) => cell,
+            Target::Remote(remote) => {
+                let remote = remote.clone();
+                let (method, args) = (self.method, encode_args(&self.args));
+                tokio::spawn(async move { remote.tell(method, args).await });
+                return Ok(());
+            }
+        };
         let msg = (self.build)(self.args, Reply::ignore());
-        let meta = &self.target.cell.meta;
-        self.target
-            .cell
-            .tx
+        let meta = &cell.meta;
+        cell.tx
             .try_send(Envelope::Message(msg))
             .map_err(|e| match e {
                 TrySendError::Full(_) => crate::Error::MailboxFull {
@@ -140,24 +163,45 @@ impl<A: Actor, Args, T> std::fmt::Debug for Call<'_, A, Args, T> {
     }
 }
 
-impl<'a, A: Actor, Args, T: Send + 'static> IntoFuture for Call<'a, A, Args, T> {
+impl<'a, A, Args, T> IntoFuture for Call<'a, A, Args, T>
+where
+    A: Actor,
+    Args: Serialize + Send + 'a,
+    T: DeserializeOwned + Send + 'static,
+{
     type Output = Result<T>;
     type IntoFuture = CallFuture<'a, A, T>;
 
     fn into_future(self) -> CallFuture<'a, A, T> {
-        let (tx, rx) = oneshot::channel();
-        let msg = (self.build)(self.args, Reply::to(tx));
-        CallFuture {
-            target: self.target,
-            method: self.method,
-            send: SendState::Unsent(msg),
-            rx,
-            timeout: self.deadline.resolve(self.target.cell.meta.call_timeout),
-            deadline: None,
+        let timeout = self.deadline.resolve(self.target.call_timeout());
+        match &self.target.target {
+            Target::Local(cell) => {
+                let (tx, rx) = oneshot::channel();
+                let msg = (self.build)(self.args, Reply::to(tx));
+                CallFuture {
+                    inner: CallInner::Local {
+                        cell,
+                        method: self.method,
+                        send: SendState::Unsent(msg),
+                        rx,
+                        timeout,
+                        deadline: None,
+                    },
+                }
+            }
+            Target::Remote(remote) => {
+                let (method, args) = (self.method, encode_args(&self.args));
+                CallFuture {
+                    inner: CallInner::Remote {
+                        call: Box::pin(async move { remote.call(method, args, timeout).await }),
+                    },
+                }
+            }
         }
     }
 }
 
+/// Where a local call's message is: not sent, waiting for mailbox room, or in the mailbox.
 enum SendState<'a, M> {
     Unsent(M),
     /// The mailbox was full: waiting for room (the only case that allocates).
@@ -166,25 +210,43 @@ enum SendState<'a, M> {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of an awaited [`Call`]: sends the message, then waits for the reply or the deadline.
+    /// The future of an awaited [`Call`]: sends the message, then waits for the reply or the
+    /// deadline. For an actor in this process it never allocates (unless the mailbox is full).
     #[must_use = "futures do nothing unless polled"]
     pub struct CallFuture<'a, A: Actor, T> {
-        target: &'a ActorRef<A>,
-        method: &'static str,
-        send: SendState<'a, A::Message>,
-        rx: oneshot::Receiver<Result<T>>,
-        timeout: Option<Duration>,
         #[pin]
-        deadline: Option<Sleep>,
+        inner: CallInner<'a, A, T>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = CallInnerProj]
+    enum CallInner<'a, A: Actor, T> {
+        /// An actor in this process: straight into its mailbox.
+        Local {
+            cell: &'a Arc<Cell<A>>,
+            method: &'static str,
+            send: SendState<'a, A::Message>,
+            rx: oneshot::Receiver<Result<T>>,
+            timeout: Option<Duration>,
+            #[pin]
+            deadline: Option<Sleep>,
+        },
+        /// An actor on another node: over its connection.
+        Remote {
+            call: BoxFuture<'a, Result<T>>,
+        },
     }
 }
 
 impl<A: Actor, T> std::fmt::Debug for CallFuture<'_, A, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallFuture")
-            .field("target", self.target)
-            .field("method", &self.method)
-            .finish_non_exhaustive()
+        match &self.inner {
+            CallInner::Local { cell, method, .. } => {
+                write!(f, "CallFuture({}.{method})", cell.meta.label())
+            }
+            CallInner::Remote { .. } => f.write_str("CallFuture(remote)"),
+        }
     }
 }
 
@@ -192,14 +254,23 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let this = self.project();
-        let cell = &this.target.cell;
+        let (cell, method, send, rx, timeout, deadline) = match self.project().inner.project() {
+            CallInnerProj::Remote { call } => return call.as_mut().poll(cx),
+            CallInnerProj::Local {
+                cell,
+                method,
+                send,
+                rx,
+                timeout,
+                deadline,
+            } => (*cell, *method, send, rx, *timeout, deadline),
+        };
         loop {
-            match std::mem::replace(this.send, SendState::Sent) {
+            match std::mem::replace(send, SendState::Sent) {
                 SendState::Unsent(msg) => match cell.tx.try_send(Envelope::Message(msg)) {
                     Ok(()) => break,
                     Err(TrySendError::Full(envelope)) => {
-                        *this.send = SendState::Waiting(Box::pin(cell.tx.send(envelope)));
+                        *send = SendState::Waiting(Box::pin(cell.tx.send(envelope)));
                     }
                     Err(TrySendError::Closed(_)) => {
                         return Poll::Ready(Err(cell.meta.stopped_error()))
@@ -209,19 +280,19 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
                     Poll::Ready(Ok(())) => break,
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(cell.meta.stopped_error())),
                     Poll::Pending => {
-                        *this.send = SendState::Waiting(sending);
-                        return poll_deadline(this.deadline, *this.timeout, cx)
-                            .map(|after| Err(cell.meta.timeout_error(this.method, after)));
+                        *send = SendState::Waiting(sending);
+                        return poll_deadline(deadline, timeout, cx)
+                            .map(|after| Err(cell.meta.timeout_error(method, after)));
                     }
                 },
                 SendState::Sent => break,
             }
         }
-        match Pin::new(&mut *this.rx).poll(cx) {
+        match Pin::new(rx).poll(cx) {
             Poll::Ready(Ok(result)) => Poll::Ready(result),
             Poll::Ready(Err(_)) => Poll::Ready(Err(cell.meta.stopped_error())),
-            Poll::Pending => poll_deadline(this.deadline, *this.timeout, cx)
-                .map(|after| Err(cell.meta.timeout_error(this.method, after))),
+            Poll::Pending => poll_deadline(deadline, timeout, cx)
+                .map(|after| Err(cell.meta.timeout_error(method, after))),
         }
     }
 }
@@ -295,18 +366,39 @@ impl<A: Actor, Args, T> std::fmt::Debug for StreamCall<'_, A, Args, T> {
     }
 }
 
-impl<'a, A: Actor, Args: Send + 'a, T: Send + 'static> IntoFuture for StreamCall<'a, A, Args, T> {
+impl<'a, A, Args, T> IntoFuture for StreamCall<'a, A, Args, T>
+where
+    A: Actor,
+    Args: Serialize + Send + 'a,
+    T: DeserializeOwned + Send + 'static,
+{
     type Output = Result<ReplyStream<T>>;
     type IntoFuture = BoxFuture<'a, Result<ReplyStream<T>>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let meta = &self.target.cell.meta;
+            let cell = match &self.target.target {
+                Target::Local(cell) => cell,
+                Target::Remote(remote) => {
+                    let bytes = encode_args(&self.args)?;
+                    let timeout = self.deadline.resolve(remote.call_timeout);
+                    return remote
+                        .stream(
+                            self.method,
+                            Payload::Typed(bytes),
+                            true,
+                            decode_typed::<T>,
+                            timeout,
+                        )
+                        .await;
+                }
+            };
+            let meta = &cell.meta;
             let (tx, rx) = mpsc::channel(meta.stream_buffer);
             let msg = (self.build)(self.args, StreamReply::to(tx));
             let stream = ReplyStream::new(rx, Arc::from(meta.label()));
             let open = async {
-                self.target.cell.enqueue(msg).await?;
+                cell.enqueue(msg).await?;
                 stream.opened().await
             };
             match self.deadline.resolve(meta.call_timeout) {

@@ -32,11 +32,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor_ref::{ActorId, AnyCell, BoxFuture};
+use crate::actor_ref::{ActorId, AnyCell, BoxFuture, STOP};
 use crate::call::Deadline;
 use crate::interface::Interface;
-use crate::stream::ValueStream;
+use crate::remote::{decode_value, RemoteActor};
+use crate::stream::{ConvertedStream, ValueStream};
 use crate::value::Value;
+use crate::wire::Payload;
 use crate::Result;
 
 /// The arguments of a by-name call: positional ones first, then keyword ones.
@@ -90,63 +92,103 @@ pub enum DynKind {
     },
 }
 
-/// What a by-name caller awaits once its message is in the mailbox. `Call` yields `None` if the
-/// actor stopped before answering.
-pub enum DynPending {
-    /// The answer, converted to a [`Value`].
-    Call(BoxFuture<'static, Option<Result<Value>>>),
-    /// The stream, once open, with items converted to [`Value`]s.
-    Stream(BoxFuture<'static, Result<ValueStream>>),
+/// What a by-name or remote caller awaits once its message is in the mailbox, with the answer
+/// converted to `O` (a [`Value`], or bytes). `Call` yields `None` if the actor stopped before
+/// answering.
+pub enum Pending<O> {
+    /// The answer.
+    Call(BoxFuture<'static, Option<Result<O>>>),
+    /// The stream, once open.
+    Stream(BoxFuture<'static, Result<ConvertedStream<O>>>),
 }
 
-impl std::fmt::Debug for DynPending {
+/// What a by-name caller awaits: answers as [`Value`]s.
+pub type DynPending = Pending<Value>;
+
+impl<O> std::fmt::Debug for Pending<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            DynPending::Call(_) => "DynPending::Call",
-            DynPending::Stream(_) => "DynPending::Stream",
+            Pending::Call(_) => "Pending::Call",
+            Pending::Stream(_) => "Pending::Stream",
         })
     }
 }
 
-/// An untyped handle to any actor: calls by method name with [`Value`] arguments.
+/// An untyped handle to any actor, local or remote: calls by method name with [`Value`] arguments.
 #[derive(Clone)]
 pub struct DynRef {
-    cell: Arc<dyn AnyCell>,
+    target: DynTarget,
+}
+
+#[derive(Clone)]
+enum DynTarget {
+    Local(Arc<dyn AnyCell>),
+    Remote(Arc<RemoteActor>),
 }
 
 impl DynRef {
     pub(crate) fn from_cell(cell: Arc<dyn AnyCell>) -> Self {
-        DynRef { cell }
+        DynRef {
+            target: DynTarget::Local(cell),
+        }
     }
 
-    /// The actor's interface: its methods, their parameters and types.
-    pub fn interface(&self) -> &'static Interface {
-        self.cell.interface()
+    pub(crate) fn from_remote(remote: Arc<RemoteActor>) -> Self {
+        DynRef {
+            target: DynTarget::Remote(remote),
+        }
     }
 
-    /// The actor's process-unique id.
+    /// The actor's interface (its methods, their parameters and types), for an actor in this
+    /// process; `None` for a remote one.
+    pub fn interface(&self) -> Option<&'static Interface> {
+        match &self.target {
+            DynTarget::Local(cell) => Some(cell.interface()),
+            DynTarget::Remote(_) => None,
+        }
+    }
+
+    /// The actor's type name.
+    pub fn type_name(&self) -> &str {
+        match &self.target {
+            DynTarget::Local(cell) => cell.meta().type_name,
+            DynTarget::Remote(r) => &r.type_name,
+        }
+    }
+
+    /// The actor's id on its node.
     pub fn id(&self) -> ActorId {
-        self.cell.meta().id
+        match &self.target {
+            DynTarget::Local(cell) => cell.meta().id,
+            DynTarget::Remote(r) => r.id,
+        }
     }
 
     /// The name it was registered under, if any.
     pub fn name(&self) -> Option<&str> {
-        self.cell.meta().name.as_deref()
+        match &self.target {
+            DynTarget::Local(cell) => cell.meta().name.as_deref(),
+            DynTarget::Remote(r) => Some(&r.name),
+        }
     }
 
-    /// Whether the actor is still running.
+    /// Whether the actor is still running (for a remote actor: whether its node is connected).
     pub fn is_alive(&self) -> bool {
-        self.cell.is_alive()
+        match &self.target {
+            DynTarget::Local(cell) => cell.is_alive(),
+            DynTarget::Remote(r) => !r.conn.is_closed(),
+        }
     }
 
     /// Asks the actor to stop (see [`ActorRef::stop`](crate::ActorRef::stop)).
     pub fn stop(&self) {
-        self.cell.request_stop();
-    }
-
-    /// Resolves once the actor has stopped.
-    pub async fn stopped(&self) {
-        self.cell.wait_stopped().await
+        match &self.target {
+            DynTarget::Local(cell) => cell.request_stop(),
+            DynTarget::Remote(r) => {
+                let r = r.clone();
+                tokio::spawn(async move { r.call_dyn(STOP, Args::new(), None).await });
+            }
+        }
     }
 
     /// Calls `method` with `args`; await the result for the method's return value as a [`Value`].
@@ -166,15 +208,33 @@ impl DynRef {
         args: impl Into<Args>,
     ) -> Result<ValueStream> {
         let method = method.into();
-        let meta = self.cell.meta();
+        let cell = match &self.target {
+            DynTarget::Local(cell) => cell,
+            DynTarget::Remote(r) => {
+                let typed = r
+                    .stream(
+                        &method,
+                        Payload::Dynamic(args.into()),
+                        false,
+                        decode_value,
+                        r.call_timeout,
+                    )
+                    .await?;
+                return Ok(ConvertedStream::from_typed(
+                    typed,
+                    |v: &Value| Ok(v.clone()),
+                ));
+            }
+        };
+        let meta = cell.meta();
         let kind = DynKind::Stream {
             buffer: meta.stream_buffer,
             actor: Arc::from(meta.label()),
         };
         let open = async {
-            match self.cell.dyn_enqueue(&method, args.into(), kind).await? {
-                DynPending::Stream(opened) => opened.await,
-                DynPending::Call(_) => unreachable!("dyn_stream always yields a stream"),
+            match cell.dyn_enqueue(&method, args.into(), kind).await? {
+                Pending::Stream(opened) => opened.await,
+                Pending::Call(_) => unreachable!("dyn_stream always yields a stream"),
             }
         };
         with_deadline(meta.call_timeout, open, || {
@@ -186,7 +246,10 @@ impl DynRef {
 
 impl std::fmt::Debug for DynRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DynRef({})", self.cell.meta().label())
+        match &self.target {
+            DynTarget::Local(cell) => write!(f, "DynRef({})", cell.meta().label()),
+            DynTarget::Remote(r) => write!(f, "DynRef({})", r.label()),
+        }
     }
 }
 
@@ -220,7 +283,13 @@ impl<'a> IntoFuture for DynCall<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let cell = &self.target.cell;
+            let cell = match &self.target.target {
+                DynTarget::Local(cell) => cell,
+                DynTarget::Remote(r) => {
+                    let timeout = self.deadline.resolve(r.call_timeout);
+                    return r.call_dyn(&self.method, self.args, timeout).await;
+                }
+            };
             let meta = cell.meta();
             let timeout = self.deadline.resolve(meta.call_timeout);
             let call = async {
@@ -228,10 +297,10 @@ impl<'a> IntoFuture for DynCall<'a> {
                     .dyn_enqueue(&self.method, self.args, DynKind::Call)
                     .await?
                 {
-                    DynPending::Call(answer) => {
+                    Pending::Call(answer) => {
                         answer.await.unwrap_or_else(|| Err(meta.stopped_error()))
                     }
-                    DynPending::Stream(_) => unreachable!("dyn_call always yields one answer"),
+                    Pending::Stream(_) => unreachable!("dyn_call always yields one answer"),
                 }
             };
             with_deadline(timeout, call, || {

@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorMeta;
-use crate::dynamic::{Args, DynKind, DynPending};
+use crate::dynamic::{Args, DynKind, DynPending, Pending};
 use crate::interface::MethodInfo;
 use crate::reply::{Reply, StreamReply};
 use crate::stream::spawn_pump;
-use crate::stream::{ReplyStream, ValueStream};
+use crate::stream::{ConvertedStream, ReplyStream};
 use crate::system::SystemInner;
 use crate::value::{from_value, to_value, Value};
 use crate::{Error, Result};
@@ -300,6 +300,60 @@ pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(Reply<T>, DynPending)> {
+    call_slot::<A, T, Value>(index, kind, |v| to_value(v).map_err(Error::from))
+}
+
+/// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
+/// stream that turns its typed items into [`Value`]s.
+pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
+    index: usize,
+    kind: DynKind,
+) -> Result<(StreamReply<T>, DynPending)> {
+    stream_slot::<A, T, Value>(index, kind, |v| to_value(v).map_err(Error::from))
+}
+
+/// Like [`dyn_call`], for a remote caller: the answer becomes postcard bytes.
+pub fn remote_call<A: Actor, T: Serialize + Send + 'static>(
+    index: usize,
+    kind: DynKind,
+) -> Result<(Reply<T>, Pending<Vec<u8>>)> {
+    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard)
+}
+
+/// Like [`dyn_stream`], for a remote caller: items become postcard bytes.
+pub fn remote_stream<A: Actor, T: Serialize + Send + 'static>(
+    index: usize,
+    kind: DynKind,
+) -> Result<(StreamReply<T>, Pending<Vec<u8>>)> {
+    stream_slot::<A, T, Vec<u8>>(index, kind, encode_postcard)
+}
+
+/// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
+pub fn decode_args<A: Actor, Args: DeserializeOwned>(index: usize, bytes: &[u8]) -> Result<Args> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        let iface = A::interface();
+        let method = &iface.methods[index];
+        Error::BadArguments {
+            actor: iface.actor.to_owned(),
+            method: method.name.to_owned(),
+            signature: method.signature(),
+            reason: format!(
+                "the arguments do not decode ({e}): does the caller run another version of `{}`?",
+                iface.actor
+            ),
+        }
+    })
+}
+
+fn encode_postcard<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))
+}
+
+fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
+    index: usize,
+    kind: DynKind,
+    convert: fn(&T) -> Result<O>,
+) -> Result<(Reply<T>, Pending<O>)> {
     if let DynKind::Stream { .. } = kind {
         return Err(kind_mismatch::<A>(
             index,
@@ -309,17 +363,16 @@ pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
     let (tx, rx) = oneshot::channel::<Result<T>>();
     let pending = Box::pin(async move {
         let answer = rx.await.ok()?;
-        Some(answer.and_then(|v| to_value(&v).map_err(Error::from)))
+        Some(answer.and_then(|v| convert(&v)))
     });
-    Ok((Reply::to(tx), DynPending::Call(pending)))
+    Ok((Reply::to(tx), Pending::Call(pending)))
 }
 
-/// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
-/// stream that turns its typed items into [`Value`]s.
-pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
+fn stream_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
     index: usize,
     kind: DynKind,
-) -> Result<(StreamReply<T>, DynPending)> {
+    convert: fn(&T) -> Result<O>,
+) -> Result<(StreamReply<T>, Pending<O>)> {
     let DynKind::Stream { buffer, actor } = kind else {
         return Err(kind_mismatch::<A>(
             index,
@@ -328,8 +381,9 @@ pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
     };
     let (tx, rx) = mpsc::channel(buffer);
     let typed = ReplyStream::<T>::new(rx, actor);
-    let opened = Box::pin(async move { Ok(ValueStream::from_typed(typed.opened().await?)) });
-    Ok((StreamReply::to(tx), DynPending::Stream(opened)))
+    let opened =
+        Box::pin(async move { Ok(ConvertedStream::from_typed(typed.opened().await?, convert)) });
+    Ok((StreamReply::to(tx), Pending::Stream(opened)))
 }
 
 fn kind_mismatch<A: Actor>(index: usize, reason: &str) -> Error {

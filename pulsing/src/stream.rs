@@ -38,11 +38,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use serde::Serialize;
-
 use crate::__private::panic_message;
 use crate::reply::StreamEvent;
-use crate::value::{to_value, Value};
+use crate::value::Value;
 use crate::{Error, Result};
 
 /// The items of a streaming call, in order, each a `Result`: an `Err` item ends the stream.
@@ -159,36 +157,43 @@ pub(crate) fn spawn_pump<S>(
     });
 }
 
-/// A stream of [`Value`] items: what a by-name streaming call yields, whatever the item type.
+/// The items of a stream, each converted from its typed form (to a [`Value`] for by-name callers,
+/// to bytes for remote ones). A failed conversion ends the stream with its error.
 #[must_use = "a stream does nothing unless polled; dropping it cancels the producer"]
-pub struct ValueStream {
-    inner: Pin<Box<dyn Stream<Item = Result<Value>> + Send>>,
+pub struct ConvertedStream<O> {
+    inner: Pin<Box<dyn Stream<Item = Result<O>> + Send>>,
 }
 
-impl ValueStream {
-    /// Converts each item of a typed stream (a failed conversion ends the stream with its error).
-    pub(crate) fn from_typed<T: Serialize + Send + 'static>(typed: ReplyStream<T>) -> Self {
-        let converted = typed.scan(false, |failed, item| {
-            let item = (!*failed).then(|| item.and_then(|v| to_value(&v).map_err(Error::from)));
+/// A stream of [`Value`] items: what a by-name streaming call yields, whatever the item type.
+pub type ValueStream = ConvertedStream<Value>;
+
+impl<O: Send + 'static> ConvertedStream<O> {
+    /// Converts each item of a typed stream with `convert`.
+    pub(crate) fn from_typed<T: Send + 'static>(
+        typed: ReplyStream<T>,
+        convert: fn(&T) -> Result<O>,
+    ) -> Self {
+        let converted = typed.scan(false, move |failed, item| {
+            let item = (!*failed).then(|| item.and_then(|v| convert(&v)));
             *failed = !matches!(item, Some(Ok(_)));
             std::future::ready(item)
         });
-        ValueStream {
+        ConvertedStream {
             inner: Box::pin(converted),
         }
     }
 }
 
-impl Stream for ValueStream {
-    type Item = Result<Value>;
+impl<O> Stream for ConvertedStream<O> {
+    type Item = Result<O>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
     }
 }
 
-impl std::fmt::Debug for ValueStream {
+impl<O> std::fmt::Debug for ConvertedStream<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ValueStream")
+        f.write_str("ConvertedStream")
     }
 }

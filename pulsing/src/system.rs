@@ -36,9 +36,11 @@ use tokio_util::task::TaskTracker;
 use crate::actor::Actor;
 use crate::actor_ref::{ActorId, ActorMeta, ActorRef, AnyCell, Cell};
 use crate::dynamic::DynRef;
+use crate::node::Node;
 use crate::registry::Registry;
 use crate::runner;
 use crate::supervision::{SpawnOptions, Supervisor};
+use crate::transport::{new_node_id, Inbound, Transport};
 use crate::{Error, Result};
 
 /// Settings of an [`ActorSystem`]; build one with [`ActorSystem::builder`].
@@ -52,6 +54,17 @@ pub struct Config {
     pub stream_buffer: usize,
     /// How long `shutdown` lets actors finish before aborting them. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Where to listen for peers (`"127.0.0.1:0"` picks a free port); `None`: no cluster.
+    pub addr: Option<String>,
+    /// The address peers should use to reach this node; default: the bound address, with a
+    /// wildcard IP (`0.0.0.0`) replaced by `127.0.0.1`.
+    pub advertise: Option<String>,
+    /// Nodes to contact when joining.
+    pub seeds: Vec<String>,
+    /// The cluster secret every node must prove (never sent). `None`: no authentication.
+    pub secret: Option<Vec<u8>>,
+    /// The largest frame accepted from a peer. Default 64 MiB.
+    pub max_frame: usize,
 }
 
 impl Default for Config {
@@ -61,6 +74,11 @@ impl Default for Config {
             call_timeout: Some(Duration::from_secs(30)),
             stream_buffer: 32,
             shutdown_grace: Duration::from_secs(5),
+            addr: None,
+            advertise: None,
+            seeds: Vec::new(),
+            secret: None,
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -103,18 +121,67 @@ impl Builder {
         self
     }
 
-    /// Starts the system on the current tokio runtime.
+    /// Listens for peers on `addr` (`"127.0.0.1:0"` picks a free port; read it back with
+    /// [`ActorSystem::local_addr`]). Without it the system is standalone.
+    pub fn addr(mut self, addr: impl Into<String>) -> Self {
+        self.config.addr = Some(addr.into());
+        self
+    }
+
+    /// The address peers should use to reach this node (when the bound one is not reachable).
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
+        self
+    }
+
+    /// Nodes to contact when joining the cluster.
+    pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
+        self.config.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The cluster secret: peers must prove they know it (it is never sent).
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.config.secret = Some(secret.into());
+        self
+    }
+
+    /// The largest frame accepted from a peer; a larger one closes that connection.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Starts the system on the current tokio runtime (and, with an address, joins the cluster).
     pub async fn build(self) -> Result<ActorSystem> {
-        Ok(ActorSystem {
-            inner: Arc::new(SystemInner {
-                config: self.config,
-                next_id: AtomicU64::new(1),
-                registry: Registry::default(),
-                actors: Mutex::new(Actors::default()),
-                tracker: TaskTracker::new(),
-                shutdown_token: CancellationToken::new(),
-            }),
-        })
+        let config = self.config;
+        let inner = Arc::new_cyclic(|me: &std::sync::Weak<SystemInner>| SystemInner {
+            node: config
+                .addr
+                .as_ref()
+                .map(|_| Arc::new(Node::new(me.clone(), config.seeds.clone()))),
+            config: config.clone(),
+            next_id: AtomicU64::new(1),
+            registry: Registry::default(),
+            actors: Mutex::new(Actors::default()),
+            tracker: TaskTracker::new(),
+            shutdown_token: CancellationToken::new(),
+        });
+        if let (Some(node), Some(addr)) = (&inner.node, &config.addr) {
+            let inbound: Arc<dyn Inbound> = node.clone();
+            let transport = Transport::start(
+                addr,
+                config.advertise.clone(),
+                new_node_id(),
+                config.secret.clone(),
+                config.max_frame,
+                Arc::downgrade(&inbound),
+            )
+            .await?;
+            let _ = node.transport.set(transport);
+            node.join().await;
+        }
+        Ok(ActorSystem { inner })
     }
 }
 
@@ -129,7 +196,8 @@ struct Actors {
 pub(crate) struct SystemInner {
     config: Config,
     next_id: AtomicU64,
-    registry: Registry,
+    pub(crate) registry: Registry,
+    node: Option<Arc<Node>>,
     actors: Mutex<Actors>,
     tracker: TaskTracker,
     pub(crate) shutdown_token: CancellationToken,
@@ -245,20 +313,57 @@ impl ActorSystem {
         let task = runner::run(cell.clone(), rx, factory, supervisor, inner.clone());
         let handle = inner.tracker.spawn(task);
         let _ = cell.meta.abort.set(handle.abort_handle());
-        Ok(ActorRef { cell })
+        Ok(ActorRef::local(cell))
     }
 
     /// The actor named `name`, as an `A`. Looks once: fails with [`Error::NotFound`] if the name
     /// is not bound now, or [`Error::TypeMismatch`] if it is bound to another actor type.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
-        let cell = self
-            .inner
-            .registry
-            .get(name)
-            .ok_or_else(|| Error::NotFound {
+        if let Some(cell) = self.inner.registry.get(name) {
+            return downcast(name, cell);
+        }
+        let remote = self.find_remote(name).await?;
+        let expected = A::interface().actor;
+        if remote.type_name != expected {
+            return Err(Error::TypeMismatch {
                 name: name.to_owned(),
-            })?;
-        downcast(name, cell)
+                expected: expected.to_owned(),
+                found: remote.type_name.clone(),
+            });
+        }
+        Ok(ActorRef::remote(remote))
+    }
+
+    /// Looks for `name` on the other nodes of the cluster (`NotFound` when standalone).
+    async fn find_remote(&self, name: &str) -> Result<Arc<crate::remote::RemoteActor>> {
+        match &self.inner.node {
+            Some(node) => {
+                let config = &self.inner.config;
+                node.find(name, config.call_timeout, config.stream_buffer)
+                    .await
+            }
+            None => Err(Error::NotFound {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The address this node listens on (`None` when standalone).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.node.as_ref().map(|n| n.transport().local_addr())
+    }
+
+    /// This node's random id, fresh at every start (`None` when standalone).
+    pub fn node_id(&self) -> Option<crate::wire::NodeId> {
+        self.inner.node.as_ref().map(|n| n.transport().node())
+    }
+
+    /// The address this node advertises to peers (`None` when standalone).
+    pub fn advertised_addr(&self) -> Option<String> {
+        self.inner
+            .node
+            .as_ref()
+            .map(|n| n.transport().advertised().to_owned())
     }
 
     /// Like [`resolve`](Self::resolve), but waits up to `timeout` for the name to appear.
@@ -267,19 +372,39 @@ impl ActorSystem {
         name: &str,
         timeout: Duration,
     ) -> Result<ActorRef<A>> {
-        let cell = self.inner.registry.wait_for(name, timeout).await?;
-        downcast(name, cell)
+        if self.inner.node.is_none() {
+            let cell = self.inner.registry.wait_for(name, timeout).await?;
+            return downcast(name, cell);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.resolve::<A>(name).await {
+                Err(Error::NotFound { .. }) if tokio::time::Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(
+                        deadline,
+                        self.inner
+                            .registry
+                            .wait_for(name, Duration::from_millis(50)),
+                    )
+                    .await;
+                }
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::ResolveTimeout {
+                        name: name.to_owned(),
+                        waited: timeout,
+                    })
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The actor named `name`, for by-name calls whatever its type.
     pub async fn resolve_dyn(&self, name: &str) -> Result<DynRef> {
-        self.inner
-            .registry
-            .get(name)
-            .map(DynRef::from_cell)
-            .ok_or_else(|| Error::NotFound {
-                name: name.to_owned(),
-            })
+        match self.inner.registry.get(name) {
+            Some(cell) => Ok(DynRef::from_cell(cell)),
+            None => self.find_remote(name).await.map(DynRef::from_remote),
+        }
     }
 
     /// Like [`resolve_dyn`](Self::resolve_dyn), but waits up to `timeout` for the name to appear.
@@ -331,6 +456,9 @@ impl ActorSystem {
         }
         inner.registry.clear();
         inner.actors().live.clear();
+        if let Some(node) = &inner.node {
+            node.transport().shutdown();
+        }
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
@@ -343,7 +471,7 @@ fn downcast<A: Actor>(name: &str, cell: Arc<dyn AnyCell>) -> Result<ActorRef<A>>
     let found = cell.meta().type_name;
     cell.into_any()
         .downcast::<Cell<A>>()
-        .map(|cell| ActorRef { cell })
+        .map(ActorRef::local)
         .map_err(|_| Error::TypeMismatch {
             name: name.to_owned(),
             expected: A::interface().actor.to_owned(),

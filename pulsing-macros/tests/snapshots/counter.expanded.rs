@@ -216,6 +216,84 @@ const _: () = {
                 }
             }
         }
+        #[allow(unused_variables)]
+        fn remote_message(
+            __method: &::core::primitive::str,
+            __bytes: &[::core::primitive::u8],
+            __kind: ::pulsing::DynKind,
+        ) -> ::pulsing::Result<
+            (Self::Message, ::pulsing::Pending<::std::vec::Vec<::core::primitive::u8>>),
+        > {
+            match __method {
+                "inc" => {
+                    let (__a0,): (i64,) = ::pulsing::__private::decode_args::<
+                        Self,
+                        (i64,),
+                    >(0usize, __bytes)?;
+                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                        Self,
+                        i64,
+                    >(0usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::inc {
+                            by: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
+                }
+                "get" => {
+                    let (): () = ::pulsing::__private::decode_args::<
+                        Self,
+                        (),
+                    >(1usize, __bytes)?;
+                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                        Self,
+                        i64,
+                    >(1usize, __kind)?;
+                    ::core::result::Result::Ok((__Message::get { __reply }, __pending))
+                }
+                "check" => {
+                    let (__a0,): (i64,) = ::pulsing::__private::decode_args::<
+                        Self,
+                        (i64,),
+                    >(2usize, __bytes)?;
+                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                        Self,
+                        Result<(), String>,
+                    >(2usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::check {
+                            limit: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
+                }
+                "count_to" => {
+                    let (__a0,): (u32,) = ::pulsing::__private::decode_args::<
+                        Self,
+                        (u32,),
+                    >(3usize, __bytes)?;
+                    let (__reply, __pending) = ::pulsing::__private::remote_stream::<
+                        Self,
+                        u32,
+                    >(3usize, __kind)?;
+                    ::core::result::Result::Ok((
+                        __Message::count_to {
+                            n: __a0,
+                            __reply,
+                        },
+                        __pending,
+                    ))
+                }
+                _ => {
+                    ::core::result::Result::Err(
+                        ::pulsing::__private::unknown_method::<Self>(__method),
+                    )
+                }
+            }
+        }
         fn on_start(
             &mut self,
         ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send + '_ {

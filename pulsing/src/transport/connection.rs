@@ -14,7 +14,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +52,8 @@ pub(crate) trait Inbound: Send + Sync + 'static {
 /// One event of a stream the peer is sending us.
 #[derive(Debug)]
 pub(crate) enum StreamMsg {
+    /// The peer opened the stream (`Ok`) or could not (`Err`).
+    Opened(Result<()>),
     Item(Payload),
     End(Option<Error>),
 }
@@ -65,7 +66,7 @@ enum Waiting {
 /// A call or stream we are serving for the peer, so `Cancel` and `Credit` can reach it.
 #[derive(Debug)]
 pub(crate) struct Serving {
-    pub(crate) abort: AbortHandle,
+    pub(crate) abort: futures_util::future::AbortHandle,
     pub(crate) credit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -99,11 +100,6 @@ impl Connection {
     /// Whether the connection has ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
-    }
-
-    /// Resolves when the connection ends.
-    pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await
     }
 
     fn lost(&self) -> Error {
@@ -154,6 +150,19 @@ impl Connection {
         let result = rx.await.unwrap_or_else(|_| Err(self.lost()));
         std::mem::forget(guard);
         result
+    }
+
+    /// Sends a call whose reply nobody waits for (its `Response` is dropped on arrival).
+    pub(crate) async fn tell(
+        &self,
+        actor: &str,
+        expect_type: Option<&str>,
+        method: &str,
+        args: Payload,
+    ) -> Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send(request(id, actor, expect_type, method, args, false, None))
+            .await
     }
 
     /// Opens a stream: returns its id and the channel its items arrive on. The caller grants
@@ -359,7 +368,14 @@ async fn write_loop<S>(
     loop {
         let frame = tokio::select! {
             biased;
-            () = closed.cancelled() => break,
+            () = closed.cancelled() => {
+                // Last words (a `Leaving`) go out before the close.
+                while let Ok(frame) = control.try_recv() {
+                    let _ = sink.feed(Message::Binary(encode(&frame).into())).await;
+                }
+                let _ = sink.flush().await;
+                break;
+            }
             Some(frame) = control.recv() => frame,
             Some(frame) = data.recv() => frame,
             else => break,
@@ -460,8 +476,18 @@ fn route(
             );
         }
         Frame::Response { id, result } => {
-            if let Some(Waiting::Call(tx)) = lock(&conn.waiting).remove(&id) {
-                let _ = tx.send(result);
+            let mut waiting = lock(&conn.waiting);
+            match waiting.get(&id) {
+                Some(Waiting::Call(_)) => {
+                    if let Some(Waiting::Call(tx)) = waiting.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                // For a stream, the response says whether it opened.
+                Some(Waiting::Stream(tx)) => {
+                    let _ = tx.send(StreamMsg::Opened(result.map(|_| ())));
+                }
+                None => {}
             }
         }
         Frame::StreamItem { id, item } => {

@@ -25,13 +25,18 @@ use crate::{Error, Result};
 /// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The outgoing connection to one address; its lock makes concurrent dials share one attempt.
+type DialSlot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
+
 /// Listens for peers and dials them; owns the table of live connections.
 pub(crate) struct Transport {
     me: Identity,
     max_frame: usize,
     inbound: Weak<dyn Inbound>,
-    outgoing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>>>,
+    outgoing: Mutex<HashMap<String, DialSlot>>,
+    all: Mutex<Vec<std::sync::Weak<Connection>>>,
     local_addr: SocketAddr,
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Transport {
@@ -88,7 +93,9 @@ impl Transport {
             max_frame,
             inbound,
             outgoing: Mutex::new(HashMap::new()),
+            all: Mutex::new(Vec::new()),
             local_addr,
+            stopped: tokio_util::sync::CancellationToken::new(),
         });
         tokio::spawn(accept_loop(listener, Arc::downgrade(&transport)));
         Ok(transport)
@@ -107,6 +114,27 @@ impl Transport {
     /// This node's id.
     pub(crate) fn node(&self) -> crate::wire::NodeId {
         self.me.node
+    }
+
+    fn track(&self, conn: &Arc<Connection>) {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|c| c.strong_count() > 0);
+        all.push(Arc::downgrade(conn));
+    }
+
+    /// Stops accepting and closes every connection, telling peers this node is leaving.
+    pub(crate) fn shutdown(&self) {
+        self.stopped.cancel();
+        let all: Vec<_> = self
+            .all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for conn in all.iter().filter_map(std::sync::Weak::upgrade) {
+            conn.send_control(crate::wire::Frame::Leaving);
+            conn.close("this node is shutting down");
+        }
     }
 
     fn ws_config(&self) -> WebSocketConfig {
@@ -133,6 +161,7 @@ impl Transport {
                     reason: format!("no answer within {DIAL_TIMEOUT:?}"),
                 })
             })?;
+        self.track(&conn);
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -162,7 +191,14 @@ impl Transport {
 
 async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
     loop {
-        let (tcp, from) = match listener.accept().await {
+        let Some(stopped) = transport.upgrade().map(|t| t.stopped.clone()) else {
+            return;
+        };
+        let accepted = tokio::select! {
+            () = stopped.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, from) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -193,7 +229,10 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
                 }
             };
             match connection::establish(ws, &t.me, t.max_frame, inbound).await {
-                Ok(conn) => tracing::debug!(%from, node = %conn.peer, "peer connected"),
+                Ok(conn) => {
+                    tracing::debug!(%from, node = %conn.peer, "peer connected");
+                    t.track(&conn);
+                }
                 Err(reason) => {
                     tracing::warn!(%from, %reason, "refused a connection: handshake failed")
                 }

@@ -1,0 +1,214 @@
+//! Client side of calls to actors on other nodes: a remote [`ActorRef`](crate::ActorRef) holds a
+//! [`RemoteActor`] and sends typed calls as postcard bytes over the connection to the actor's node.
+//!
+//! Streams cross the wire under a credit window: the consumer grants as many items as its buffer
+//! holds and grants more as it takes them, so a slow consumer holds back the remote producer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::reply::StreamEvent;
+use crate::stream::ReplyStream;
+use crate::transport::{Connection, StreamMsg};
+use crate::wire::Payload;
+use crate::{Error, Result, Value};
+
+/// An actor on another node, as seen from here.
+#[derive(Debug)]
+pub(crate) struct RemoteActor {
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) type_name: String,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) stream_buffer: usize,
+}
+
+impl RemoteActor {
+    /// `Counter#3 "counter" @ 127.0.0.1:9000`.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{}#{} {:?} @ {}",
+            self.type_name, self.id, self.name, self.conn.peer_addr
+        )
+    }
+
+    /// A typed call: postcard arguments in, postcard result out.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Result<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<T> {
+        let bytes = args?;
+        let call = self.conn.call(
+            &self.name,
+            Some(&self.type_name),
+            method,
+            Payload::Typed(bytes),
+            timeout,
+        );
+        let payload = self.with_deadline(method, timeout, call).await?;
+        decode_typed(payload)
+    }
+
+    /// A by-name call with [`Value`] arguments.
+    pub(crate) async fn call_dyn(
+        &self,
+        method: &str,
+        args: crate::Args,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
+        let call = self
+            .conn
+            .call(&self.name, None, method, Payload::Dynamic(args), timeout);
+        match self.with_deadline(method, timeout, call).await? {
+            Payload::Value(v) => Ok(v),
+            other => Err(Error::Codec(format!(
+                "expected a Value reply, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a call without waiting for its result.
+    pub(crate) async fn tell(&self, method: &str, args: Result<Vec<u8>>) -> Result<()> {
+        let bytes = args?;
+        self.conn
+            .tell(
+                &self.name,
+                Some(&self.type_name),
+                method,
+                Payload::Typed(bytes),
+            )
+            .await
+    }
+
+    async fn with_deadline(
+        &self,
+        method: &str,
+        timeout: Option<Duration>,
+        work: impl std::future::Future<Output = Result<Payload>>,
+    ) -> Result<Payload> {
+        match timeout {
+            None => work.await,
+            Some(after) => tokio::time::timeout(after, work).await.unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    actor: self.label(),
+                    method: method.to_owned(),
+                    after,
+                })
+            }),
+        }
+    }
+
+    /// Opens a remote stream; its items arrive typed, through the same [`ReplyStream`] as local ones.
+    pub(crate) async fn stream<T: DeserializeOwned + Send + 'static>(
+        &self,
+        method: &str,
+        args: Payload,
+        expect_type: bool,
+        decode: fn(Payload) -> Result<T>,
+        timeout: Option<Duration>,
+    ) -> Result<ReplyStream<T>> {
+        let expect = expect_type.then_some(self.type_name.as_str());
+        let open = async {
+            let (id, mut incoming) = self
+                .conn
+                .open_stream(&self.name, expect, method, args, timeout)
+                .await?;
+            let (tx, rx) = mpsc::channel(self.stream_buffer);
+            let window = self.stream_buffer.max(2) as u32;
+            self.conn.grant(id, window);
+            let conn = self.conn.clone();
+            tokio::spawn(async move {
+                let mut since_grant = 0u32;
+                loop {
+                    let msg = tokio::select! {
+                        msg = incoming.recv() => msg,
+                        () = tx.closed() => {
+                            conn.cancel(id);
+                            return;
+                        }
+                    };
+                    let event = match msg {
+                        Some(StreamMsg::Opened(Ok(()))) => {
+                            if tx.send(StreamEvent::Opened).await.is_err() {
+                                conn.cancel(id);
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(StreamMsg::Opened(Err(e))) => StreamEvent::Error(e),
+                        Some(StreamMsg::Item(payload)) => match decode(payload) {
+                            Ok(item) => StreamEvent::Item(item),
+                            Err(e) => {
+                                conn.cancel(id);
+                                StreamEvent::Error(e)
+                            }
+                        },
+                        Some(StreamMsg::End(None)) => StreamEvent::End,
+                        Some(StreamMsg::End(Some(e))) => StreamEvent::Error(e),
+                        None => StreamEvent::Error(Error::PeerLost {
+                            peer: conn.peer_addr.clone(),
+                            reason: "connection closed".into(),
+                        }),
+                    };
+                    let last = !matches!(event, StreamEvent::Item(_));
+                    if tx.send(event).await.is_err() {
+                        conn.cancel(id);
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                    since_grant += 1;
+                    if since_grant >= window / 2 {
+                        conn.grant(id, since_grant);
+                        since_grant = 0;
+                    }
+                }
+            });
+            ReplyStream::new(rx, Arc::from(self.label())).opened().await
+        };
+        match timeout {
+            None => open.await,
+            Some(after) => tokio::time::timeout(after, open).await.unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    actor: self.label(),
+                    method: method.to_owned(),
+                    after,
+                })
+            }),
+        }
+    }
+}
+
+/// Encodes a typed argument tuple.
+pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<Vec<u8>> {
+    postcard::to_stdvec(args).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Decodes a typed (postcard) payload.
+pub(crate) fn decode_typed<T: DeserializeOwned>(payload: Payload) -> Result<T> {
+    match payload {
+        Payload::Typed(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|e| Error::Codec(format!("cannot decode the reply: {e}"))),
+        other => Err(Error::Codec(format!(
+            "expected a typed reply, got {other:?}"
+        ))),
+    }
+}
+
+/// Decodes a by-name (Value) payload.
+pub(crate) fn decode_value(payload: Payload) -> Result<Value> {
+    match payload {
+        Payload::Value(v) => Ok(v),
+        other => Err(Error::Codec(format!(
+            "expected a Value item, got {other:?}"
+        ))),
+    }
+}
