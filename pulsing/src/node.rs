@@ -88,9 +88,14 @@ impl Node {
         call_timeout: Option<Duration>,
         stream_buffer: usize,
     ) -> Result<Arc<RemoteActor>> {
+        let mut refused = None;
         for addr in self.peers() {
-            let Ok(conn) = self.transport().connect(&addr).await else {
-                continue;
+            let conn = match self.transport().connect(&addr).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    refused = Some(e);
+                    continue;
+                }
             };
             let described = conn
                 .call(
@@ -119,8 +124,12 @@ impl Node {
                 stream_buffer,
             }));
         }
-        Err(Error::NotFound {
-            name: name.to_owned(),
+        // Nobody reachable has it; if a peer refused us (wrong secret or version), say so.
+        Err(match refused {
+            Some(e @ Error::Refused { .. }) => e,
+            _ => Error::NotFound {
+                name: name.to_owned(),
+            },
         })
     }
 }
@@ -141,7 +150,7 @@ impl Inbound for Node {
         };
         self.learn(&conn.peer_addr);
         let id = call.id;
-        let credit = call.stream.then(|| Arc::new(Semaphore::new(0)));
+        let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
         let (task, abort) =
             futures_util::future::abortable(serve(system, conn.clone(), call, credit.clone()));
         conn.serving(id, Serving { abort, credit });

@@ -116,13 +116,13 @@ impl RemoteActor {
     ) -> Result<ReplyStream<T>> {
         let expect = expect_type.then_some(self.type_name.as_str());
         let open = async {
+            // The first window of credit travels with the request itself.
+            let window = self.stream_buffer.max(2) as u32;
             let (id, mut incoming) = self
                 .conn
-                .open_stream(&self.name, expect, method, args, timeout)
+                .open_stream(&self.name, expect, method, args, window, timeout)
                 .await?;
             let (tx, rx) = mpsc::channel(self.stream_buffer);
-            let window = self.stream_buffer.max(2) as u32;
-            self.conn.grant(id, window);
             let conn = self.conn.clone();
             tokio::spawn(async move {
                 let mut since_grant = 0u32;

@@ -1,1 +1,103 @@
-//! Integration tests of Pulsing live in this package's `tests/` folder.
+//! Shared pieces of the integration tests: the actors that the multi-process tests run on
+//! separate nodes, and a handle on a node process (`test_node` binary) that kills it on drop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pulsing::prelude::*;
+
+/// An actor that runs on a separate node process.
+pub struct Worker {
+    /// Which node it runs on.
+    pub node: String,
+}
+
+#[pulsing::remote]
+impl Worker {
+    /// Tags `text` with the node's name.
+    pub fn process(&mut self, text: String) -> String {
+        format!("{text} processed by {}", self.node)
+    }
+
+    /// Returns `data` unchanged.
+    pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    /// The numbers 0..n.
+    pub fn count(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+        futures_util::stream::iter(0..n)
+    }
+
+    /// Answers after `ms` milliseconds.
+    pub async fn slow(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+
+    /// A business error.
+    pub fn refuse(&self, why: String) -> Result<(), String> {
+        Err(why)
+    }
+
+    /// Panics.
+    pub fn boom(&self) -> u32 {
+        panic!("boom on {}", self.node)
+    }
+}
+
+/// Another actor type, for type-mismatch tests.
+pub struct Clerk;
+
+#[pulsing::remote]
+impl Clerk {
+    /// A reply.
+    pub fn stamp(&self) -> String {
+        "stamped".into()
+    }
+}
+
+/// A `test_node` process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// The address the node listens on.
+    pub addr: String,
+}
+
+impl NodeProcess {
+    /// Starts `binary` with `args` and waits for it to print `LISTENING <addr>`.
+    pub fn start(binary: &str, args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the test node starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the node prints its address");
+        let addr = line
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("unexpected first line from the node: {line:?}"))
+            .trim()
+            .to_owned();
+        NodeProcess { child, addr }
+    }
+
+    /// SIGKILL, as `kill -9` does.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -35,7 +35,8 @@ pub(crate) struct Incoming {
     pub(crate) expect_type: Option<String>,
     pub(crate) method: String,
     pub(crate) args: Payload,
-    pub(crate) stream: bool,
+    /// `Some(initial credit)` for a stream.
+    pub(crate) credit: Option<u32>,
     pub(crate) deadline: Option<Duration>,
 }
 
@@ -143,7 +144,7 @@ impl Connection {
             expect_type,
             method,
             args,
-            false,
+            None,
             deadline,
         ))
         .await?;
@@ -161,7 +162,7 @@ impl Connection {
         args: Payload,
     ) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.send(request(id, actor, expect_type, method, args, false, None))
+        self.send(request(id, actor, expect_type, method, args, None, None))
             .await
     }
 
@@ -173,6 +174,7 @@ impl Connection {
         expect_type: Option<&str>,
         method: &str,
         args: Payload,
+        initial_credit: u32,
         deadline: Option<Duration>,
     ) -> Result<(u64, mpsc::UnboundedReceiver<StreamMsg>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +189,7 @@ impl Connection {
             expect_type,
             method,
             args,
-            true,
+            Some(initial_credit),
             deadline,
         ))
         .await?;
@@ -248,7 +250,7 @@ fn request(
     expect_type: Option<&str>,
     method: &str,
     args: Payload,
-    stream: bool,
+    credit: Option<u32>,
     deadline: Option<Duration>,
 ) -> Frame {
     Frame::Request {
@@ -257,7 +259,7 @@ fn request(
         expect_type: expect_type.map(str::to_owned),
         method: method.to_owned(),
         args,
-        stream,
+        credit,
         deadline_ms: deadline.map(|d| d.as_millis().min(u64::MAX as u128) as u64),
     }
 }
@@ -458,7 +460,7 @@ fn route(
             expect_type,
             method,
             args,
-            stream,
+            credit,
             deadline_ms,
         } => {
             let deadline = deadline_ms.map(Duration::from_millis);
@@ -470,7 +472,7 @@ fn route(
                     expect_type,
                     method,
                     args,
-                    stream,
+                    credit,
                     deadline,
                 },
             );

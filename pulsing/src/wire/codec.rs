@@ -121,17 +121,17 @@ mod tests {
                 proptest::option::of(".{0,8}"),
                 ".{0,12}",
                 payload(),
-                any::<bool>(),
+                proptest::option::of(any::<u32>()),
                 proptest::option::of(any::<u64>())
             )
                 .prop_map(
-                    |(id, actor, expect_type, method, args, stream, deadline_ms)| Frame::Request {
+                    |(id, actor, expect_type, method, args, credit, deadline_ms)| Frame::Request {
                         id,
                         actor,
                         expect_type,
                         method,
                         args,
-                        stream,
+                        credit,
                         deadline_ms
                     }
                 ),

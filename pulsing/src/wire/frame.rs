@@ -62,8 +62,9 @@ pub enum Frame {
         method: String,
         /// The arguments.
         args: Payload,
-        /// Whether the caller wants a stream of items rather than one reply.
-        stream: bool,
+        /// `Some(n)`: the caller wants a stream of items, and may take `n` before granting more
+        /// with [`Frame::Credit`]. `None`: one reply.
+        credit: Option<u32>,
         /// Milliseconds the caller will wait; the callee gives up after that.
         deadline_ms: Option<u64>,
     },

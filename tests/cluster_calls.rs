@@ -1,0 +1,202 @@
+//! Typed calls and streams between two real processes on loopback: this test process is one
+//! node, `test_node` (a separate OS process, port 0) the other.
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use pulsing::prelude::*;
+use pulsing_tests::{Clerk, NodeProcess, Worker, WorkerRef};
+use tokio::io::AsyncWriteExt;
+
+const NODE: &str = env!("CARGO_BIN_EXE_test_node");
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn client(seed: &str) -> ActorSystem {
+    ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([seed])
+        .build()
+        .await
+        .expect("client node starts")
+}
+
+async fn worker(system: &ActorSystem) -> WorkerRef {
+    Worker::resolve_wait(system, "worker", WAIT)
+        .await
+        .expect("the worker is found on the other node")
+}
+
+#[tokio::test]
+async fn typed_calls_cross_processes_with_the_same_proxy() {
+    let node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
+    let system = client(&node.addr).await;
+    let w = worker(&system).await;
+    assert!(!w.is_local());
+    assert_eq!(
+        w.process("hello".into()).await.unwrap(),
+        "hello processed by node-a"
+    );
+    assert_eq!(
+        w.refuse("no".into()).await.unwrap(),
+        Err("no".to_string()),
+        "business errors stay inside"
+    );
+    let big = vec![7u8; 1 << 20];
+    assert_eq!(w.echo(big.clone()).await.unwrap(), big);
+    // Hundreds of calls in flight on one connection simply queue and complete.
+    let calls = (0..500).map(|i| w.process(format!("#{i}")).into_future());
+    for (i, reply) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(reply.unwrap(), format!("#{i} processed by node-a"));
+    }
+    w.process("told".into()).tell().await.unwrap();
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_cross_processes_in_order_and_can_be_dropped() {
+    let node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
+    let system = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([node.addr.as_str()])
+        .stream_buffer(16)
+        .build()
+        .await
+        .unwrap();
+    let w = worker(&system).await;
+    let items: Vec<u32> = w
+        .count(10_000)
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(items, (0..10_000).collect::<Vec<_>>());
+    // Dropping a huge stream early cancels it; the connection keeps serving.
+    let mut s = w.count(u32::MAX).await.unwrap();
+    assert_eq!(s.next().await.unwrap().unwrap(), 0);
+    drop(s);
+    assert_eq!(
+        w.process("after".into()).await.unwrap(),
+        "after processed by node-a"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn remote_failures_are_typed_errors() {
+    let node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
+    let system = client(&node.addr).await;
+    let w = worker(&system).await;
+    let err = w
+        .slow(300)
+        .timeout(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(matches!(
+        Worker::resolve(&system, "nobody").await,
+        Err(Error::NotFound { .. })
+    ));
+    let err = Clerk::resolve(&system, "worker").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`worker` is bound to a `Worker` actor, not a `Clerk`"
+    );
+    // By name, with Value arguments, across processes.
+    let any = system.resolve_dyn("worker").await.unwrap();
+    assert_eq!(
+        any.call("process", Args::new().kwarg("text", "dyn"))
+            .await
+            .unwrap(),
+        Value::from("dyn processed by node-a")
+    );
+    let err = any.call("process", Args::new().arg(3)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("argument `text` must be `String`"),
+        "{err}"
+    );
+    // Last, since a panic stops the worker (default supervision).
+    match w.boom().await {
+        Err(Error::Panicked {
+            method, message, ..
+        }) => {
+            assert_eq!(method, "boom");
+            assert_eq!(message, "boom on node-a");
+        }
+        other => panic!("expected the remote panic, got {other:?}"),
+    }
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_peer_fails_pending_calls_promptly() {
+    let mut node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
+    let system = client(&node.addr).await;
+    let w = worker(&system).await;
+    let pending = tokio::spawn({
+        let w = w.clone();
+        async move { w.slow(60_000).no_timeout().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed_at = Instant::now();
+    node.kill(); // SIGKILL
+    let err = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::PeerLost { .. }), "{err}");
+    assert!(killed_at.elapsed() < WAIT);
+    assert!(
+        w.process("x".into()).await.is_err(),
+        "calls to the dead node fail"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_cluster_secret_is_refused() {
+    let node = NodeProcess::start(NODE, &["--secret", "right", "--spawn", "worker"]);
+    let wrong = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([node.addr.as_str()])
+        .secret("wrong")
+        .build()
+        .await
+        .unwrap();
+    let err = Worker::resolve(&wrong, "worker").await.unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
+    let right = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([node.addr.as_str()])
+        .secret("right")
+        .build()
+        .await
+        .unwrap();
+    assert!(Worker::resolve(&right, "worker").await.is_ok());
+    wrong.shutdown().await;
+    right.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_on_the_port_do_not_disturb_the_node() {
+    let node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xffu8; 10_000][..],
+        b"\x00",
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+        let _ = raw.write_all(garbage).await;
+    }
+    let system = client(&node.addr).await;
+    assert_eq!(
+        worker(&system).await.process("still".into()).await.unwrap(),
+        "still processed by node-a"
+    );
+    system.shutdown().await;
+}
