@@ -23,7 +23,12 @@ impl Worker {
     /// Processes one piece of text.
     pub fn process(&mut self, text: String) -> String {
         self.handled += 1;
-        format!("{} (job #{} on pid {})", text.to_uppercase(), self.handled, std::process::id())
+        format!(
+            "{} (job #{} on pid {})",
+            text.to_uppercase(),
+            self.handled,
+            std::process::id()
+        )
     }
 
     /// A countdown, one tick at a time.
@@ -47,19 +52,30 @@ async fn main() -> pulsing::Result<()> {
             let bind = args.get(1).map_or("127.0.0.1:0", String::as_str);
             let system = ActorSystem::builder().addr(bind).build().await?;
             Worker::spawn_named(&system, "worker", Worker { handled: 0 }).await?;
-            println!("seed listening on {}", system.advertised_addr().expect("a cluster node"));
+            println!(
+                "seed listening on {}",
+                system.advertised_addr().expect("a cluster node")
+            );
             println!("(Ctrl-C to stop)");
             tokio::signal::ctrl_c().await.ok();
             system.shutdown().await;
         }
         Some(role @ ("call" | "stream")) => {
             let seed = args.get(1).expect(usage);
-            let system = ActorSystem::builder().addr("127.0.0.1:0").seeds([seed.as_str()]).build().await?;
-            let worker: WorkerRef = Worker::resolve_wait(&system, "worker", Duration::from_secs(10)).await?;
+            let system = ActorSystem::builder()
+                .addr("127.0.0.1:0")
+                .seeds([seed.as_str()])
+                .build()
+                .await?;
+            let worker: WorkerRef =
+                Worker::resolve_wait(&system, "worker", Duration::from_secs(10)).await?;
             println!("found {worker:?} from pid {}", std::process::id());
             if role == "call" {
                 for text in ["hello", "typed", "cross-node"] {
-                    println!("process({text:?}) -> {}", worker.process(text.into()).await?);
+                    println!(
+                        "process({text:?}) -> {}",
+                        worker.process(text.into()).await?
+                    );
                 }
             } else {
                 let mut ticks = worker.countdown(5).await?;

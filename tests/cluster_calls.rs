@@ -200,3 +200,32 @@ async fn garbage_bytes_on_the_port_do_not_disturb_the_node() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restarted_peer_is_reached_again_by_resolving_anew() {
+    let mut first = NodeProcess::start(NODE, &["--name", "first", "--spawn", "worker"]);
+    let addr = first.addr.clone();
+    let system = client(&addr).await;
+    let old = worker(&system).await;
+    assert_eq!(
+        old.process("a".into()).await.unwrap(),
+        "a processed by first"
+    );
+    first.kill();
+    // The same address (the port was picked by the OS the first time) comes back with a new node.
+    let _second = NodeProcess::start(
+        NODE,
+        &["--addr", &addr, "--name", "second", "--spawn", "worker"],
+    );
+    let err = old.process("b".into()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::PeerLost { .. }),
+        "the old proxy's actor died with its node: {err}"
+    );
+    let new = worker(&system).await;
+    assert_eq!(
+        new.process("c".into()).await.unwrap(),
+        "c processed by second"
+    );
+    system.shutdown().await;
+}

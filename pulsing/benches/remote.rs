@@ -59,9 +59,13 @@ async fn serve_raw(listener: TcpListener) {
                 if id == u64::MAX {
                     let n = u64::from_le_bytes(payload[..8].try_into().unwrap());
                     for i in 0..n {
-                        let _ = out.send(postcard::to_stdvec(&(i, Vec::<u8>::new())).unwrap()).await;
+                        let _ = out
+                            .send(postcard::to_stdvec(&(i, Vec::<u8>::new())).unwrap())
+                            .await;
                     }
-                    let _ = out.send(postcard::to_stdvec(&(u64::MAX, Vec::<u8>::new())).unwrap()).await;
+                    let _ = out
+                        .send(postcard::to_stdvec(&(u64::MAX, Vec::<u8>::new())).unwrap())
+                        .await;
                 } else {
                     let _ = out.send(postcard::to_stdvec(&(id, payload)).unwrap()).await;
                 }
@@ -81,7 +85,9 @@ impl Raw {
     async fn connect(addr: &str) -> Raw {
         let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .unwrap();
         let (mut sink, stream) = ws.split();
         let (out, mut queued) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
         tokio::spawn(async move {
@@ -135,7 +141,9 @@ fn spawn_server(kind: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     (child, line.trim().to_owned())
 }
 
@@ -146,7 +154,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
     let ratio = pulsing / raw;
-    let what = if higher_is_better { "of raw throughput" } else { "of raw time" };
+    let what = if higher_is_better {
+        "of raw throughput"
+    } else {
+        "of raw time"
+    };
     println!("{name:<40} {pulsing:>12.1} {raw:>12.1} {unit:<9} {ratio:.2}x {what}");
 }
 
@@ -175,10 +187,20 @@ async fn client(quick: bool) {
     let calls = if quick { 5_000 } else { 50_000 };
     let (mut p_server, p_addr) = spawn_server("pulsing");
     let (mut r_server, r_addr) = spawn_server("raw");
-    let system = ActorSystem::builder().addr("127.0.0.1:0").seeds([p_addr.as_str()]).build().await.unwrap();
-    let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10)).await.unwrap();
+    let system = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([p_addr.as_str()])
+        .build()
+        .await
+        .unwrap();
+    let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10))
+        .await
+        .unwrap();
     let mut raw = Raw::connect(&r_addr).await;
-    println!("{:<40} {:>12} {:>12} {:<9} ratio", "workload", "pulsing", "raw ws", "unit");
+    println!(
+        "{:<40} {:>12} {:>12} {:<9} ratio",
+        "workload", "pulsing", "raw ws", "unit"
+    );
 
     // Warm up.
     pulsing_pipelined(&w, 1000, 64, b"x").await;
@@ -191,18 +213,38 @@ async fn client(quick: bool) {
         ps.push(pulsing_pipelined(&w, seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
         rs.push(raw.pipelined(seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
     }
-    row("sequential call latency", median(ps), median(rs), "us", false);
+    row(
+        "sequential call latency",
+        median(ps),
+        median(rs),
+        "us",
+        false,
+    );
 
     for window in [64, 1024] {
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            ps.push(calls as f64 / pulsing_pipelined(&w, calls, window, b"x").await.as_secs_f64());
+            ps.push(
+                calls as f64
+                    / pulsing_pipelined(&w, calls, window, b"x")
+                        .await
+                        .as_secs_f64(),
+            );
             rs.push(calls as f64 / raw.pipelined(calls, window, b"x").await.as_secs_f64());
         }
-        row(&format!("calls/s, {window} in flight"), median(ps), median(rs), "calls/s", true);
+        row(
+            &format!("calls/s, {window} in flight"),
+            median(ps),
+            median(rs),
+            "calls/s",
+            true,
+        );
     }
 
-    for (label, size, n) in [("1 KiB echo", 1 << 10, calls / 2), ("1 MiB echo", 1 << 20, if quick { 50 } else { 300 })] {
+    for (label, size, n) in [
+        ("1 KiB echo", 1 << 10, calls / 2),
+        ("1 MiB echo", 1 << 20, if quick { 50 } else { 300 }),
+    ] {
         let payload = vec![7u8; size];
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -210,14 +252,28 @@ async fn client(quick: bool) {
             ps.push(bytes / pulsing_pipelined(&w, n, 16, &payload).await.as_secs_f64());
             rs.push(bytes / raw.pipelined(n, 16, &payload).await.as_secs_f64());
         }
-        row(&format!("{label} (16 in flight, both ways)"), median(ps), median(rs), "MB/s", true);
+        row(
+            &format!("{label} (16 in flight, both ways)"),
+            median(ps),
+            median(rs),
+            "MB/s",
+            true,
+        );
     }
 
     let n = 100_000u64;
     let (mut ps, mut rs) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let start = Instant::now();
-        let got = w.items(n).await.unwrap().fold(0u64, |acc, r| async move { r.unwrap(); acc + 1 }).await;
+        let got = w
+            .items(n)
+            .await
+            .unwrap()
+            .fold(0u64, |acc, r| async move {
+                r.unwrap();
+                acc + 1
+            })
+            .await;
         assert_eq!(got, n);
         ps.push(n as f64 / start.elapsed().as_secs_f64());
         let start = Instant::now();
@@ -225,7 +281,13 @@ async fn client(quick: bool) {
         while raw.recv().await.0 != u64::MAX {}
         rs.push(n as f64 / start.elapsed().as_secs_f64());
     }
-    row("stream of 100,000 small items", median(ps), median(rs), "items/s", true);
+    row(
+        "stream of 100,000 small items",
+        median(ps),
+        median(rs),
+        "items/s",
+        true,
+    );
 
     system.shutdown().await;
     let _ = p_server.kill();
@@ -234,7 +296,11 @@ async fn client(quick: bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     if let Some(at) = args.iter().position(|a| a == "--serve") {
         let kind = args[at + 1].clone();
         rt.block_on(async move {
@@ -243,7 +309,11 @@ fn main() {
                 println!("{}", listener.local_addr().unwrap());
                 serve_raw(listener).await;
             } else {
-                let system = ActorSystem::builder().addr("127.0.0.1:0").build().await.unwrap();
+                let system = ActorSystem::builder()
+                    .addr("127.0.0.1:0")
+                    .build()
+                    .await
+                    .unwrap();
                 Echo::spawn_named(&system, "echo", Echo).await.unwrap();
                 println!("{}", system.advertised_addr().unwrap());
                 std::future::pending::<()>().await;
@@ -252,6 +322,8 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    println!("Pulsing remote benchmark: client and server in separate processes on loopback; medians");
+    println!(
+        "Pulsing remote benchmark: client and server in separate processes on loopback; medians"
+    );
     rt.block_on(client(quick));
 }
