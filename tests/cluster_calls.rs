@@ -229,3 +229,24 @@ async fn a_restarted_peer_is_reached_again_by_resolving_anew() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_remote_consumer_holds_the_producer_back() {
+    let node = NodeProcess::start(NODE, &["--spawn", "worker"]);
+    let system = client(&node.addr).await;
+    let w = worker(&system).await;
+    let mut ticks = w.ticks().await.unwrap();
+    for expected in 0..10 {
+        assert_eq!(ticks.next().await.unwrap().unwrap(), expected);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Credit window (256) + the buffers on both sides bound how far the producer may run ahead;
+    // without flow control it would have produced millions by now.
+    let produced = w.produced().await.unwrap();
+    assert!(
+        produced < 10 + 256 + 2 * 32 + 8,
+        "the producer ran {produced} items ahead"
+    );
+    drop(ticks);
+    system.shutdown().await;
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_core::Stream;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
@@ -191,17 +191,17 @@ async fn serve(
                     return;
                 }
                 loop {
-                    match credit.acquire().await {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => return,
+                    let (batch, end) = next_batch(&mut items, &credit).await;
+                    if !batch.is_empty()
+                        && conn
+                            .send(Frame::StreamItems { id, items: batch })
+                            .await
+                            .is_err()
+                    {
+                        break;
                     }
-                    let frame = match items.next().await {
-                        Some(Ok(item)) => Frame::StreamItem { id, item },
-                        Some(Err(e)) => Frame::StreamEnd { id, error: Some(e) },
-                        None => Frame::StreamEnd { id, error: None },
-                    };
-                    let last = !matches!(frame, Frame::StreamItem { .. });
-                    if conn.send(frame).await.is_err() || last {
+                    if let Some(error) = end {
+                        let _ = conn.send(Frame::StreamEnd { id, error }).await;
                         break;
                     }
                 }
@@ -209,6 +209,56 @@ async fn serve(
         },
     }
     conn.served(id);
+}
+
+/// Items per `StreamItems` frame at most, and roughly how many bytes.
+const MAX_BATCH_ITEMS: usize = 256;
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
+/// Waits for one item the consumer has credit for, then takes every further item that is ready
+/// at once, within the credit and the batch limits. `end` is `Some` once the stream is over.
+async fn next_batch(
+    items: &mut ItemStream,
+    credit: &Semaphore,
+) -> (Vec<Payload>, Option<Option<Error>>) {
+    match credit.acquire().await {
+        Ok(permit) => permit.forget(),
+        Err(_) => return (Vec::new(), Some(None)),
+    }
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let mut next = items.next().await;
+    loop {
+        match next {
+            Some(Ok(item)) => {
+                bytes += approx_size(&item);
+                batch.push(item);
+            }
+            Some(Err(e)) => return (batch, Some(Some(e))),
+            None => return (batch, Some(None)),
+        }
+        if batch.len() >= MAX_BATCH_ITEMS || bytes >= MAX_BATCH_BYTES {
+            return (batch, None);
+        }
+        let Ok(permit) = credit.try_acquire() else {
+            return (batch, None);
+        };
+        match items.next().now_or_never() {
+            Some(more) => {
+                permit.forget();
+                next = more;
+            }
+            // Not ready: send what we have; the unused permit goes back.
+            None => return (batch, None),
+        }
+    }
+}
+
+fn approx_size(item: &Payload) -> usize {
+    match item {
+        Payload::Typed(bytes) => bytes.len(),
+        Payload::Dynamic(_) | Payload::Value(_) => 64,
+    }
 }
 
 fn lookup(system: &SystemInner, name: &str, expect_type: Option<&str>) -> Result<Arc<dyn AnyCell>> {

@@ -117,7 +117,7 @@ impl RemoteActor {
         let expect = expect_type.then_some(self.type_name.as_str());
         let open = async {
             // The first window of credit travels with the request itself.
-            let window = self.stream_buffer.max(2) as u32;
+            let window = (self.stream_buffer * 8).max(256) as u32;
             let (id, mut incoming) = self
                 .conn
                 .open_stream(&self.name, expect, method, args, window, timeout)
@@ -134,7 +134,7 @@ impl RemoteActor {
                             return;
                         }
                     };
-                    let event = match msg {
+                    let (items, end) = match msg {
                         Some(StreamMsg::Opened(Ok(()))) => {
                             if tx.send(StreamEvent::Opened).await.is_err() {
                                 conn.cancel(id);
@@ -142,33 +142,42 @@ impl RemoteActor {
                             }
                             continue;
                         }
-                        Some(StreamMsg::Opened(Err(e))) => StreamEvent::Error(e),
-                        Some(StreamMsg::Item(payload)) => match decode(payload) {
+                        Some(StreamMsg::Opened(Err(e))) => {
+                            (Vec::new(), Some(StreamEvent::Error(e)))
+                        }
+                        Some(StreamMsg::Items(items)) => (items, None),
+                        Some(StreamMsg::End(None)) => (Vec::new(), Some(StreamEvent::End)),
+                        Some(StreamMsg::End(Some(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
+                        None => (
+                            Vec::new(),
+                            Some(StreamEvent::Error(Error::PeerLost {
+                                peer: conn.peer_addr.clone(),
+                                reason: "connection closed".into(),
+                            })),
+                        ),
+                    };
+                    for payload in items {
+                        let event = match decode(payload) {
                             Ok(item) => StreamEvent::Item(item),
                             Err(e) => {
                                 conn.cancel(id);
-                                StreamEvent::Error(e)
+                                let _ = tx.send(StreamEvent::Error(e)).await;
+                                return;
                             }
-                        },
-                        Some(StreamMsg::End(None)) => StreamEvent::End,
-                        Some(StreamMsg::End(Some(e))) => StreamEvent::Error(e),
-                        None => StreamEvent::Error(Error::PeerLost {
-                            peer: conn.peer_addr.clone(),
-                            reason: "connection closed".into(),
-                        }),
-                    };
-                    let last = !matches!(event, StreamEvent::Item(_));
-                    if tx.send(event).await.is_err() {
-                        conn.cancel(id);
-                        return;
+                        };
+                        if tx.send(event).await.is_err() {
+                            conn.cancel(id);
+                            return;
+                        }
+                        since_grant += 1;
+                        if since_grant >= window / 2 {
+                            conn.grant(id, since_grant);
+                            since_grant = 0;
+                        }
                     }
-                    if last {
+                    if let Some(end) = end {
+                        let _ = tx.send(end).await;
                         return;
-                    }
-                    since_grant += 1;
-                    if since_grant >= window / 2 {
-                        conn.grant(id, since_grant);
-                        since_grant = 0;
                     }
                 }
             });

@@ -11,6 +11,18 @@ use pulsing::prelude::*;
 pub struct Worker {
     /// Which node it runs on.
     pub node: String,
+    /// How many items `ticks` streams have produced.
+    pub produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Worker {
+    /// A worker named after its node.
+    pub fn new(node: impl Into<String>) -> Self {
+        Worker {
+            node: node.into(),
+            produced: Default::default(),
+        }
+    }
 }
 
 #[pulsing::remote]
@@ -28,6 +40,18 @@ impl Worker {
     /// The numbers 0..n.
     pub fn count(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
         futures_util::stream::iter(0..n)
+    }
+
+    /// An endless stream that counts what it produced.
+    pub fn ticks(&self) -> impl Stream<Item = u64> + Send + 'static {
+        let produced = self.produced.clone();
+        futures_util::stream::repeat(())
+            .map(move |()| produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// How many items `ticks` streams have produced so far.
+    pub fn produced(&self) -> u64 {
+        self.produced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Answers after `ms` milliseconds.

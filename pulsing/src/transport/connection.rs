@@ -55,7 +55,7 @@ pub(crate) trait Inbound: Send + Sync + 'static {
 pub(crate) enum StreamMsg {
     /// The peer opened the stream (`Ok`) or could not (`Err`).
     Opened(Result<()>),
-    Item(Payload),
+    Items(Vec<Payload>),
     End(Option<Error>),
 }
 
@@ -492,9 +492,9 @@ fn route(
                 None => {}
             }
         }
-        Frame::StreamItem { id, item } => {
+        Frame::StreamItems { id, items } => {
             if let Some(Waiting::Stream(tx)) = lock(&conn.waiting).get(&id) {
-                let _ = tx.send(StreamMsg::Item(item));
+                let _ = tx.send(StreamMsg::Items(items));
             }
         }
         Frame::StreamEnd { id, error } => {

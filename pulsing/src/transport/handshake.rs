@@ -111,7 +111,7 @@ pub(crate) fn frame_kind(frame: &Frame) -> &'static str {
         Frame::Proof { .. } => "Proof",
         Frame::Request { .. } => "Request",
         Frame::Response { .. } => "Response",
-        Frame::StreamItem { .. } => "StreamItem",
+        Frame::StreamItems { .. } => "StreamItems",
         Frame::StreamEnd { .. } => "StreamEnd",
         Frame::Credit { .. } => "Credit",
         Frame::Cancel { .. } => "Cancel",

@@ -140,7 +140,8 @@ mod tests {
                 prop_oneof![payload().prop_map(Ok), error().prop_map(Err)]
             )
                 .prop_map(|(id, result)| Frame::Response { id, result }),
-            (any::<u64>(), payload()).prop_map(|(id, item)| Frame::StreamItem { id, item }),
+            (any::<u64>(), proptest::collection::vec(payload(), 0..4))
+                .prop_map(|(id, items)| Frame::StreamItems { id, items }),
             (any::<u64>(), proptest::option::of(error()))
                 .prop_map(|(id, error)| Frame::StreamEnd { id, error }),
             (any::<u64>(), any::<u32>()).prop_map(|(id, items)| Frame::Credit { id, items }),

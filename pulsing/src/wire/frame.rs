@@ -75,12 +75,13 @@ pub enum Frame {
         /// The result, or why the call failed.
         result: Result<Payload, Error>,
     },
-    /// One item of stream `id`.
-    StreamItem {
+    /// The next items of stream `id`, in order (a batch: as many as were ready and allowed by
+    /// the consumer's credit).
+    StreamItems {
         /// The request's id.
         id: u64,
-        /// The item.
-        item: Payload,
+        /// The items.
+        items: Vec<Payload>,
     },
     /// The end of stream `id`, with the error that ended it, if any.
     StreamEnd {

@@ -38,7 +38,7 @@ async fn main() -> pulsing::Result<()> {
     }
     let system = builder.build().await?;
     for name in names {
-        Worker::spawn_named(&system, name, Worker { node: node.clone() }).await?;
+        Worker::spawn_named(&system, name, Worker::new(node.clone())).await?;
     }
     println!(
         "LISTENING {}",
