@@ -17,7 +17,7 @@ use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
 use crate::dynamic::{DynKind, Pending};
 use crate::remote::RemoteActor;
 use crate::system::SystemInner;
-use crate::transport::{Connection, Inbound, Incoming, Serving, Transport};
+use crate::transport::{Connection, Inbound, Incoming, Outgoing, Serving, Transport};
 use crate::wire::{Frame, Payload};
 use crate::{Args, Error, Result, Value};
 
@@ -98,13 +98,13 @@ impl Node {
                 }
             };
             let described = conn
-                .call(
-                    name,
-                    None,
-                    DESCRIBE,
-                    Payload::Dynamic(Args::new()),
-                    Some(Duration::from_secs(5)),
-                )
+                .call(Outgoing {
+                    actor: name,
+                    expect_type: None,
+                    method: DESCRIBE,
+                    args: Payload::Dynamic(Args::new()),
+                    deadline: Some(Duration::from_secs(5)),
+                })
                 .await;
             let Ok(Payload::Value(info)) = described else {
                 continue;

@@ -331,17 +331,11 @@ pub fn remote_stream<A: Actor, T: Serialize + Send + 'static>(
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
 pub fn decode_args<A: Actor, Args: DeserializeOwned>(index: usize, bytes: &[u8]) -> Result<Args> {
     postcard::from_bytes(bytes).map_err(|e| {
-        let iface = A::interface();
-        let method = &iface.methods[index];
-        Error::BadArguments {
-            actor: iface.actor.to_owned(),
-            method: method.name.to_owned(),
-            signature: method.signature(),
-            reason: format!(
-                "the arguments do not decode ({e}): does the caller run another version of `{}`?",
-                iface.actor
-            ),
-        }
+        let actor = A::interface().actor;
+        bad_arguments::<A>(
+            index,
+            format!("the arguments do not decode ({e}): does the caller run another version of `{actor}`?"),
+        )
     })
 }
 
@@ -387,12 +381,18 @@ fn stream_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
 }
 
 fn kind_mismatch<A: Actor>(index: usize, reason: &str) -> Error {
+    let name = A::interface().methods[index].name;
+    bad_arguments::<A>(index, format!("`{name}` {reason}"))
+}
+
+/// `BadArguments` for `A`'s method number `index`.
+fn bad_arguments<A: Actor>(index: usize, reason: String) -> Error {
     let iface = A::interface();
     let method = &iface.methods[index];
     Error::BadArguments {
         actor: iface.actor.to_owned(),
         method: method.name.to_owned(),
         signature: method.signature(),
-        reason: format!("`{}` {reason}", method.name),
+        reason,
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::reply::StreamEvent;
 use crate::stream::ReplyStream;
-use crate::transport::{Connection, StreamMsg};
+use crate::transport::{Connection, Outgoing, StreamMsg};
 use crate::wire::Payload;
 use crate::{Error, Result, Value};
 
@@ -44,14 +44,8 @@ impl RemoteActor {
         args: Result<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<T> {
-        let bytes = args?;
-        let call = self.conn.call(
-            &self.name,
-            Some(&self.type_name),
-            method,
-            Payload::Typed(bytes),
-            timeout,
-        );
+        let typed = Payload::Typed(args?);
+        let call = self.conn.call(self.outgoing(method, true, typed, timeout));
         let payload = self.with_deadline(method, timeout, call).await?;
         decode_typed(payload)
     }
@@ -65,7 +59,7 @@ impl RemoteActor {
     ) -> Result<Value> {
         let call = self
             .conn
-            .call(&self.name, None, method, Payload::Dynamic(args), timeout);
+            .call(self.outgoing(method, false, Payload::Dynamic(args), timeout));
         match self.with_deadline(method, timeout, call).await? {
             Payload::Value(v) => Ok(v),
             other => Err(Error::Codec(format!(
@@ -76,15 +70,27 @@ impl RemoteActor {
 
     /// Sends a call without waiting for its result.
     pub(crate) async fn tell(&self, method: &str, args: Result<Vec<u8>>) -> Result<()> {
-        let bytes = args?;
+        let typed = Payload::Typed(args?);
         self.conn
-            .tell(
-                &self.name,
-                Some(&self.type_name),
-                method,
-                Payload::Typed(bytes),
-            )
+            .tell(self.outgoing(method, true, typed, None))
             .await
+    }
+
+    /// A request to this actor; `typed` requests are checked against its type by the peer.
+    fn outgoing<'a>(
+        &'a self,
+        method: &'a str,
+        typed: bool,
+        args: Payload,
+        deadline: Option<Duration>,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            actor: &self.name,
+            expect_type: typed.then_some(self.type_name.as_str()),
+            method,
+            args,
+            deadline,
+        }
     }
 
     async fn with_deadline(
@@ -114,13 +120,12 @@ impl RemoteActor {
         decode: fn(Payload) -> Result<T>,
         timeout: Option<Duration>,
     ) -> Result<ReplyStream<T>> {
-        let expect = expect_type.then_some(self.type_name.as_str());
         let open = async {
             // The first window of credit travels with the request itself.
             let window = (self.stream_buffer * 8).max(256) as u32;
             let (id, mut incoming) = self
                 .conn
-                .open_stream(&self.name, expect, method, args, window, timeout)
+                .open_stream(self.outgoing(method, expect_type, args, timeout), window)
                 .await?;
             let (tx, rx) = mpsc::channel(self.stream_buffer);
             let conn = self.conn.clone();

@@ -122,77 +122,69 @@ impl Connection {
         let _ = self.control.send(frame);
     }
 
-    /// Sends a call and waits for its reply. Dropping the future cancels the call on the peer.
-    pub(crate) async fn call(
+    /// Registers what waits for the answer (if anything) under a fresh id, then sends the
+    /// request. If sending fails, the registration is removed again.
+    async fn submit(
         &self,
-        actor: &str,
-        expect_type: Option<&str>,
-        method: &str,
-        args: Payload,
-        deadline: Option<Duration>,
-    ) -> Result<Payload> {
+        call: Outgoing<'_>,
+        waiting: Option<Waiting>,
+        credit: Option<u32>,
+    ) -> Result<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(id, Waiting::Call(tx));
-        let guard = CancelOnDrop { conn: self, id };
-        if self.is_closed() {
-            return Err(self.lost());
+        if let Some(waiting) = waiting {
+            lock(&self.waiting).insert(id, waiting);
+            // `finish` sets `closed` before failing every waiter: a waiter added after that
+            // would never be told, so check here.
+            if self.is_closed() {
+                lock(&self.waiting).remove(&id);
+                return Err(self.lost());
+            }
         }
-        self.send(request(
+        let frame = Frame::Request {
             id,
-            actor,
-            expect_type,
-            method,
-            args,
-            None,
-            deadline,
-        ))
-        .await?;
+            actor: call.actor.to_owned(),
+            expect_type: call.expect_type.map(str::to_owned),
+            method: call.method.to_owned(),
+            args: call.args,
+            credit,
+            deadline_ms: call
+                .deadline
+                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+        };
+        if let Err(e) = self.send(frame).await {
+            lock(&self.waiting).remove(&id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Sends a call and waits for its reply. Dropping the future cancels the call on the peer.
+    pub(crate) async fn call(&self, call: Outgoing<'_>) -> Result<Payload> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.submit(call, Some(Waiting::Call(tx)), None).await?;
+        let guard = CancelOnDrop { conn: self, id };
         let result = rx.await.unwrap_or_else(|_| Err(self.lost()));
         std::mem::forget(guard);
         result
     }
 
     /// Sends a call whose reply nobody waits for (its `Response` is dropped on arrival).
-    pub(crate) async fn tell(
-        &self,
-        actor: &str,
-        expect_type: Option<&str>,
-        method: &str,
-        args: Payload,
-    ) -> Result<()> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.send(request(id, actor, expect_type, method, args, None, None))
-            .await
+    pub(crate) async fn tell(&self, call: Outgoing<'_>) -> Result<()> {
+        self.submit(call, None, None).await.map(drop)
     }
 
-    /// Opens a stream: returns its id and the channel its items arrive on. The caller grants
-    /// credit with [`grant`](Self::grant) and cancels with [`cancel`](Self::cancel).
+    /// Opens a stream with `initial_credit` items of credit: returns its id and the channel its
+    /// items arrive on. The caller grants more with [`grant`](Self::grant) and cancels with
+    /// [`cancel`](Self::cancel).
     pub(crate) async fn open_stream(
         &self,
-        actor: &str,
-        expect_type: Option<&str>,
-        method: &str,
-        args: Payload,
+        call: Outgoing<'_>,
         initial_credit: u32,
-        deadline: Option<Duration>,
     ) -> Result<(u64, mpsc::UnboundedReceiver<StreamMsg>)> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.waiting).insert(id, Waiting::Stream(tx));
-        if self.is_closed() {
-            return Err(self.lost());
-        }
-        self.send(request(
-            id,
-            actor,
-            expect_type,
-            method,
-            args,
-            Some(initial_credit),
-            deadline,
-        ))
-        .await?;
+        let id = self
+            .submit(call, Some(Waiting::Stream(tx)), Some(initial_credit))
+            .await?;
         Ok((id, rx))
     }
 
@@ -244,24 +236,14 @@ impl Connection {
     }
 }
 
-fn request(
-    id: u64,
-    actor: &str,
-    expect_type: Option<&str>,
-    method: &str,
-    args: Payload,
-    credit: Option<u32>,
-    deadline: Option<Duration>,
-) -> Frame {
-    Frame::Request {
-        id,
-        actor: actor.to_owned(),
-        expect_type: expect_type.map(str::to_owned),
-        method: method.to_owned(),
-        args,
-        credit,
-        deadline_ms: deadline.map(|d| d.as_millis().min(u64::MAX as u128) as u64),
-    }
+/// A call to send: which actor, which method, with what, and how long the caller will wait.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) actor: &'a str,
+    pub(crate) expect_type: Option<&'a str>,
+    pub(crate) method: &'a str,
+    pub(crate) args: Payload,
+    pub(crate) deadline: Option<Duration>,
 }
 
 /// Cancels a call whose caller gave up (its future was dropped).

@@ -55,6 +55,16 @@ fn args(n: i64) -> Payload {
     Payload::Dynamic(crate::Args::new().arg(n))
 }
 
+fn call(method: &'static str, args: Payload) -> Outgoing<'static> {
+    Outgoing {
+        actor: "x",
+        expect_type: None,
+        method,
+        args,
+        deadline: None,
+    }
+}
+
 #[tokio::test]
 async fn calls_round_trip_and_share_one_connection() {
     let (a, _ia) = node(None, 1 << 20).await;
@@ -64,7 +74,7 @@ async fn calls_round_trip_and_share_one_connection() {
     assert_eq!(conn.peer, b.node());
     let calls = (0..200).map(|i| {
         let conn = conn.clone();
-        async move { conn.call("x", None, "echo", args(i), None).await }
+        async move { conn.call(call("echo", args(i))).await }
     });
     let replies = futures_util::future::join_all(calls).await;
     for (i, reply) in replies.into_iter().enumerate() {
@@ -111,7 +121,7 @@ async fn garbage_on_the_port_does_not_disturb_the_node() {
         drop(raw);
     }
     assert_eq!(
-        conn.call("x", None, "echo", args(1), None).await.unwrap(),
+        conn.call(call("echo", args(1))).await.unwrap(),
         Payload::Value(Value::List(vec![Value::Int(1)]))
     );
 }
@@ -124,13 +134,13 @@ async fn an_oversize_frame_closes_only_that_connection() {
     let addr = b.advertised().to_owned();
     let conn = a.connect(&addr).await.unwrap();
     let big = Payload::Typed(vec![7; 10_000]);
-    let err = conn.call("x", None, "echo", big, None).await.unwrap_err();
+    let err = conn.call(call("echo", big)).await.unwrap_err();
     assert!(matches!(err, Error::PeerLost { .. }), "{err}");
     // The node still serves other connections (and a fresh one from the same peer).
     let other = c.connect(&addr).await.unwrap();
-    assert!(other.call("x", None, "echo", args(2), None).await.is_ok());
+    assert!(other.call(call("echo", args(2))).await.is_ok());
     let fresh = a.connect(&addr).await.unwrap();
-    assert!(fresh.call("x", None, "echo", args(3), None).await.is_ok());
+    assert!(fresh.call(call("echo", args(3))).await.is_ok());
 }
 
 #[tokio::test]
@@ -140,7 +150,7 @@ async fn pending_calls_fail_promptly_when_the_connection_ends() {
     let conn = a.connect(b.advertised()).await.unwrap();
     let pending = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("x", None, "hang", args(0), None).await }
+        async move { conn.call(call("hang", args(0))).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     drop(b);
