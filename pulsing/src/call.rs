@@ -125,8 +125,8 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     /// Sends the call without waiting for its result or for mailbox space: fails with
     /// [`Error::MailboxFull`](crate::Error::MailboxFull) if the mailbox is full.
     ///
-    /// Only for actors in this process: a remote actor gives [`Error::MailboxFull`] only when
-    /// the connection's send queue is full, so use [`tell`](Self::tell) for those.
+    /// For an actor on another node the call is handed to a background task that queues it on
+    /// the connection, so `try_tell` never reports a full mailbox there; errors are logged.
     pub fn try_tell(self) -> Result<()>
     where
         Args: Serialize,
@@ -136,7 +136,11 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
             Target::Remote(remote) => {
                 let remote = remote.clone();
                 let (method, args) = (self.method, encode_args(&self.args));
-                tokio::spawn(async move { remote.tell(method, args).await });
+                tokio::spawn(async move {
+                    if let Err(e) = remote.tell(method, args).await {
+                        tracing::warn!(error = %e, method, "a told remote call could not be sent");
+                    }
+                });
                 return Ok(());
             }
         };
