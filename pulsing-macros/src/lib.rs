@@ -2,8 +2,8 @@
 //! and documents what it generates.
 //!
 //! This crate only declares the entry point; the work happens in three plain modules that unit
-//! tests call with token streams: [`parse`] turns the `impl` block into a checked [`model`],
-//! collecting every error with its span, and [`codegen`] writes the code from the model.
+//! tests call with token streams: `parse` turns the `impl` block into a checked `model`,
+//! collecting every error with its span, and `codegen` writes the code from the model.
 
 mod codegen;
 mod model;
