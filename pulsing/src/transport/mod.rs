@@ -50,8 +50,9 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// Binds `bind` (port 0 picks a free port) and starts accepting peers. `advertise` is the
-    /// address peers should use; `None` uses the bound address (with `0.0.0.0` replaced by
-    /// `127.0.0.1`, since a wildcard is not reachable).
+    /// address peers should use; `None` uses the bound address, with a wildcard IP (`0.0.0.0`,
+    /// `::`) replaced by this host's first non-loopback interface address (or loopback if it has
+    /// none), since a wildcard is not reachable.
     pub(crate) async fn start(
         bind: &str,
         advertise: Option<String>,
@@ -77,13 +78,8 @@ impl Transport {
                  reach this port can join the cluster and call every actor; set a secret"
             );
         }
-        let advertised = advertise.unwrap_or_else(|| {
-            let mut addr = local_addr;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            addr.to_string()
-        });
+        let advertised =
+            advertise.unwrap_or_else(|| reachable(local_addr, &interface_ips()).to_string());
         let transport = Arc::new(Transport {
             me: Identity {
                 node,
@@ -187,6 +183,32 @@ impl Transport {
                 reason,
             })
     }
+}
+
+/// The IP addresses of this host's network interfaces.
+fn interface_ips() -> Vec<(std::net::IpAddr, bool)> {
+    if_addrs::get_if_addrs()
+        .map(|ifs| ifs.iter().map(|i| (i.ip(), i.is_loopback())).collect())
+        .unwrap_or_default()
+}
+
+/// The address peers can dial for a socket bound to `bound`, given the host's interfaces
+/// `(ip, is_loopback)`: a wildcard becomes the first non-loopback address of the same family.
+fn reachable(bound: SocketAddr, interfaces: &[(std::net::IpAddr, bool)]) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let same_family = |ip: &std::net::IpAddr| ip.is_ipv4() == bound.is_ipv4();
+    let ip = interfaces
+        .iter()
+        .find(|(ip, loopback)| !loopback && same_family(ip))
+        .map(|(ip, _)| *ip)
+        .unwrap_or(if bound.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    SocketAddr::new(ip, bound.port())
 }
 
 async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {

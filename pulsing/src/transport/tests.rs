@@ -174,3 +174,45 @@ async fn an_unreachable_address_is_a_typed_error() {
     let err = a.connect(&free.to_string()).await.unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
 }
+
+#[test]
+fn a_wildcard_bind_advertises_a_reachable_interface_address() {
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let eth: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let v6: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+    let wildcard: SocketAddr = "0.0.0.0:9000".parse().unwrap();
+    assert_eq!(
+        reachable(wildcard, &[(lo, true), (v6, false), (eth, false)]),
+        "192.0.2.7:9000".parse().unwrap()
+    );
+    assert_eq!(
+        reachable(wildcard, &[(lo, true)]),
+        "127.0.0.1:9000".parse().unwrap(),
+        "loopback when nothing else"
+    );
+    let fixed: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+    assert_eq!(
+        reachable(fixed, &[(eth, false)]),
+        fixed,
+        "a specific address is kept"
+    );
+}
+
+#[tokio::test]
+async fn binding_all_interfaces_never_advertises_the_wildcard() {
+    let inbound: Arc<dyn Inbound> = Arc::new(Echo);
+    let t = Transport::start(
+        "0.0.0.0:0",
+        None,
+        new_node_id(),
+        None,
+        1 << 20,
+        Arc::downgrade(&inbound),
+    )
+    .await
+    .unwrap();
+    let advertised: SocketAddr = t.advertised().parse().unwrap();
+    assert!(!advertised.ip().is_unspecified(), "{advertised}");
+    assert_eq!(advertised.port(), t.local_addr().port());
+    t.shutdown();
+}
