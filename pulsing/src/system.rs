@@ -57,7 +57,7 @@ pub struct Config {
     /// Where to listen for peers (`"127.0.0.1:0"` picks a free port); `None`: no cluster.
     pub addr: Option<String>,
     /// The address peers should use to reach this node; default: the bound address, with a
-    /// wildcard IP (`0.0.0.0`) replaced by `127.0.0.1`.
+    /// wildcard IP (`0.0.0.0`) replaced by the host's first non-loopback interface address.
     pub advertise: Option<String>,
     /// Nodes to contact when joining.
     pub seeds: Vec<String>,
