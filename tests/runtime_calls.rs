@@ -204,3 +204,29 @@ async fn calls_are_lazy_until_awaited() {
     assert_eq!(c.get().await.unwrap(), 0);
     sys.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_callers_on_many_threads_lose_nothing_even_through_a_tiny_mailbox() {
+    let sys = ActorSystem::builder()
+        .mailbox_capacity(2)
+        .build()
+        .await
+        .unwrap();
+    let c = Counter::spawn(&sys, Counter::new(0)).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    c.inc(1).no_timeout().await.unwrap();
+                    c.inc(1).tell().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(c.get().await.unwrap(), 16 * 500 * 2);
+    sys.shutdown().await;
+}

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::actor::Actor;
 use crate::dynamic::{Args, DynKind, DynPending, DynRef, Pending};
 use crate::interface::Interface;
+use crate::mailbox::Mailbox;
 use crate::remote::RemoteActor;
 use crate::{Error, Result};
 
@@ -69,13 +69,13 @@ impl ActorMeta {
 /// The shared part of a running actor: its mailbox sender and its metadata.
 pub(crate) struct Cell<A: Actor> {
     pub(crate) meta: ActorMeta,
-    pub(crate) tx: mpsc::Sender<Envelope<A::Message>>,
+    pub(crate) mailbox: Mailbox<Envelope<A::Message>>,
 }
 
 impl<A: Actor> Cell<A> {
     /// Puts a message in the mailbox, waiting while it is full.
     pub(crate) async fn enqueue(&self, msg: A::Message) -> Result<()> {
-        self.tx
+        self.mailbox
             .send(Envelope::Message(msg))
             .await
             .map_err(|_| self.meta.stopped_error())
@@ -119,11 +119,11 @@ impl<A: Actor> AnyCell for Cell<A> {
         // The flag is read before every message; the nudge only wakes an idle actor, so a full
         // mailbox (a busy actor, which will read the flag soon) is fine.
         self.meta.stopping.store(true, Ordering::Release);
-        let _ = self.tx.try_send(Envelope::Stop);
+        let _ = self.mailbox.try_send(Envelope::Stop);
     }
 
     fn is_alive(&self) -> bool {
-        !self.tx.is_closed()
+        !self.mailbox.is_closed()
     }
 
     fn dyn_enqueue<'a>(
@@ -231,7 +231,7 @@ impl<A: Actor> ActorRef<A> {
     /// its node no longer knows it, or the connection is gone).
     pub async fn stopped(&self) {
         match &self.target {
-            Target::Local(cell) => cell.tx.closed().await,
+            Target::Local(cell) => cell.mailbox.closed().await,
             Target::Remote(r) => loop {
                 if r.call_dyn(DESCRIBE, crate::Args::new(), None)
                     .await

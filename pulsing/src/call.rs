@@ -146,7 +146,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         };
         let msg = (self.build)(self.args, Reply::ignore());
         let meta = &cell.meta;
-        cell.tx
+        cell.mailbox
             .try_send(Envelope::Message(msg))
             .map_err(|e| match e {
                 TrySendError::Full(_) => crate::Error::MailboxFull {
@@ -271,10 +271,10 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
         };
         loop {
             match std::mem::replace(send, SendState::Sent) {
-                SendState::Unsent(msg) => match cell.tx.try_send(Envelope::Message(msg)) {
+                SendState::Unsent(msg) => match cell.mailbox.try_send(Envelope::Message(msg)) {
                     Ok(()) => break,
                     Err(TrySendError::Full(envelope)) => {
-                        *send = SendState::Waiting(Box::pin(cell.tx.send(envelope)));
+                        *send = SendState::Waiting(Box::pin(cell.mailbox.send(envelope)));
                     }
                     Err(TrySendError::Closed(_)) => {
                         return Poll::Ready(Err(cell.meta.stopped_error()))

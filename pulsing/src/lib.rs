@@ -84,6 +84,7 @@ mod call;
 mod dynamic;
 mod error;
 mod interface;
+mod mailbox;
 mod node;
 mod registry;
 mod remote;

@@ -8,8 +8,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::__private::{hook, HandlerCx, Panic};
 use crate::actor::Actor;
 use crate::actor_ref::{Cell, Envelope};
@@ -19,7 +17,6 @@ use crate::system::SystemInner;
 /// Runs one actor until it stops. `factory` yields its state: once, or again after each restart.
 pub(crate) async fn run<A, F>(
     cell: Arc<Cell<A>>,
-    mut mailbox: mpsc::Receiver<Envelope<A::Message>>,
     mut factory: F,
     mut supervisor: Supervisor,
     system: Arc<SystemInner>,
@@ -27,6 +24,10 @@ pub(crate) async fn run<A, F>(
     A: Actor,
     F: FnMut() -> Option<A>,
 {
+    let _closing = Closing {
+        cell: &cell,
+        system: &system,
+    };
     let cx = HandlerCx {
         meta: &cell.meta,
         system: &system,
@@ -43,7 +44,7 @@ pub(crate) async fn run<A, F>(
                 }
             }
         }
-        let Some(envelope) = mailbox.recv().await else {
+        let Some(envelope) = cell.mailbox.recv().await else {
             break;
         };
         if cell.meta.stopping.load(Ordering::Acquire) {
@@ -62,11 +63,23 @@ pub(crate) async fn run<A, F>(
             tracing::warn!(actor = %cell.meta.label(), message = %panic.message, "on_stop panicked");
         }
     }
-    cell.meta.stopping.store(true, Ordering::Release);
-    system.forget(&cell.meta);
-    mailbox.close();
-    while mailbox.try_recv().is_ok() {}
     tracing::debug!(actor = %cell.meta.label(), "stopped");
+}
+
+/// Closes an actor's books when its loop ends, however it ends (returned or aborted by a
+/// shutdown): no more messages, name released, and every queued caller told `Stopped`.
+struct Closing<'a, A: Actor> {
+    cell: &'a Cell<A>,
+    system: &'a SystemInner,
+}
+
+impl<A: Actor> Drop for Closing<'_, A> {
+    fn drop(&mut self) {
+        self.cell.meta.stopping.store(true, Ordering::Release);
+        self.system.forget(&self.cell.meta);
+        // Dropping what was still queued drops its reply slots: those callers get `Stopped` now.
+        drop(self.cell.mailbox.close());
+    }
 }
 
 /// Logs a panic and asks the supervisor for a fresh state (`None`: stop).

@@ -29,13 +29,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::Actor;
 use crate::actor_ref::{ActorId, ActorMeta, ActorRef, AnyCell, Cell};
 use crate::dynamic::DynRef;
+use crate::mailbox::Mailbox;
 use crate::node::Node;
 use crate::registry::Registry;
 use crate::runner;
@@ -286,7 +286,6 @@ impl ActorSystem {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let capacity = options.mailbox.unwrap_or(inner.config.mailbox_capacity);
-        let (tx, rx) = mpsc::channel(capacity);
         let cell = Arc::new(Cell {
             meta: ActorMeta {
                 id,
@@ -297,7 +296,7 @@ impl ActorSystem {
                 stopping: AtomicBool::new(false),
                 abort: OnceLock::new(),
             },
-            tx,
+            mailbox: Mailbox::new(capacity),
         });
         {
             let mut actors = inner.actors();
@@ -310,7 +309,7 @@ impl ActorSystem {
             actors.live.insert(id, cell.clone());
         }
         let supervisor = Supervisor::new(options.supervision);
-        let task = runner::run(cell.clone(), rx, factory, supervisor, inner.clone());
+        let task = runner::run(cell.clone(), factory, supervisor, inner.clone());
         let handle = inner.tracker.spawn(task);
         let _ = cell.meta.abort.set(handle.abort_handle());
         Ok(ActorRef::local(cell))
