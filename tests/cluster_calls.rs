@@ -250,3 +250,29 @@ async fn a_slow_remote_consumer_holds_the_producer_back() {
     drop(ticks);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hung_peer_is_detected_within_seconds_without_a_tcp_reset() {
+    let node = NodeProcess::start(NODE, &["--spawn", "worker"]);
+    let system = client(&node.addr).await;
+    let w = worker(&system).await;
+    // Idle but alive: pings keep the connection up well past the silence limit.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        w.process("still".into()).await.unwrap(),
+        "still processed by node"
+    );
+    node.freeze();
+    let frozen_at = Instant::now();
+    let err = tokio::time::timeout(WAIT, w.process("stuck".into()).no_timeout())
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(matches!(err, Error::PeerLost { .. }), "{err}");
+    let took = frozen_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "not declared dead too eagerly: {took:?}"
+    );
+    system.shutdown().await;
+}

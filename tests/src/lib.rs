@@ -113,6 +113,15 @@ impl NodeProcess {
         NodeProcess { child, addr }
     }
 
+    /// SIGSTOP: the process freezes with its sockets open, like a hung host.
+    pub fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success());
+    }
+
     /// SIGKILL, as `kill -9` does.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

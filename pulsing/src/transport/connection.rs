@@ -26,6 +26,11 @@ use crate::{Error, Result};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued for writing before senders wait.
 const DATA_LANE: usize = 1024;
+/// How often each side pings, and checks that it has heard from the peer.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// After this many checks in a row with nothing heard (pongs included), the peer is taken for
+/// dead: a hung or vanished host is detected in about five seconds, even with no TCP reset.
+const SILENT_CHECKS: u32 = 5;
 
 /// A call arriving from the peer.
 #[derive(Debug)]
@@ -349,6 +354,8 @@ async fn write_loop<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let frame = tokio::select! {
             biased;
@@ -362,7 +369,12 @@ async fn write_loop<S>(
             }
             Some(frame) = control.recv() => frame,
             Some(frame) = data.recv() => frame,
-            else => break,
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
         };
         if sink
             .feed(Message::Binary(encode(&frame).into()))
@@ -403,11 +415,26 @@ async fn read_loop<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut check = tokio::time::interval(PING_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut heard, mut heard_at_check, mut silent) = (0u64, 0u64, 0u32);
     let reason = loop {
         let message = tokio::select! {
             () = conn.closed.cancelled() => break lock(&conn.reason).clone().unwrap_or_default(),
             message = stream.next() => message,
+            _ = check.tick() => {
+                if heard == heard_at_check {
+                    silent += 1;
+                    if silent >= SILENT_CHECKS {
+                        break format!("nothing heard from the peer for {silent} s");
+                    }
+                } else {
+                    (heard_at_check, silent) = (heard, 0);
+                }
+                continue;
+            }
         };
+        heard += 1;
         let bytes = match message {
             Some(Ok(Message::Binary(bytes))) => bytes,
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
