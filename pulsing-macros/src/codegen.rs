@@ -214,8 +214,7 @@ fn handle_arm(m: &Method) -> TokenStream {
 
 /// One arm of the by-name decoder: check and convert the arguments, then build the same message.
 fn dyn_arm(index: usize, m: &Method) -> TokenStream {
-    let (variant, name) = (&m.name, m.name.to_string());
-    let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
+    let name = m.name.to_string();
     let bound = arg_bindings(m);
     let takes = m.args.iter().zip(&bound).map(|(a, b)| {
         let ty = &a.ty;
@@ -223,41 +222,22 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
         let take = quote_spanned!(syn::spanned::Spanned::span(ty)=> __decoder.take::<#ty>()?);
         quote!(let #b: #ty = #take;)
     });
-    let wire = m.output.wire_type();
-    let slot = match m.output {
-        Output::Value(_) => {
-            quote_spanned!(wire_span(m)=> ::pulsing::__private::dyn_call::<Self, #wire>)
-        }
-        Output::Stream(_) => {
-            quote_spanned!(wire_span(m)=> ::pulsing::__private::dyn_stream::<Self, #wire>)
-        }
-    };
+    let build = build_message(index, m, "dyn_call", "dyn_stream");
     quote! {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
             #(#takes)*
-            let (__reply, __pending) = #slot(#index, __kind)?;
-            ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
+            #build
         }
     }
 }
 
 /// One arm of the remote decoder: the argument tuple arrives postcard-encoded.
 fn remote_arm(index: usize, m: &Method) -> TokenStream {
-    let (variant, name) = (&m.name, m.name.to_string());
-    let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
+    let name = m.name.to_string();
     let types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
     let bound = arg_bindings(m);
-    let wire = m.output.wire_type();
-    // Spanned at the user's types, so a type that cannot cross the wire is reported there.
-    let slot = match m.output {
-        Output::Value(_) => {
-            quote_spanned!(wire_span(m)=> ::pulsing::__private::remote_call::<Self, #wire>)
-        }
-        Output::Stream(_) => {
-            quote_spanned!(wire_span(m)=> ::pulsing::__private::remote_stream::<Self, #wire>)
-        }
-    };
+    let build = build_message(index, m, "remote_call", "remote_stream");
     let args_span = m
         .args
         .first()
@@ -267,9 +247,30 @@ fn remote_arm(index: usize, m: &Method) -> TokenStream {
     quote! {
         #name => {
             let (#(#bound,)*): (#(#types,)*) = #decode(#index, __bytes)?;
-            let (__reply, __pending) = #slot(#index, __kind)?;
-            ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
+            #build
         }
+    }
+}
+
+/// The end of a by-name or remote arm: the reply slot from `__private::<call_helper>` (or
+/// `<stream_helper>` for a streaming method), then the same message a typed call builds.
+fn build_message(index: usize, m: &Method, call_helper: &str, stream_helper: &str) -> TokenStream {
+    let variant = &m.name;
+    let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
+    let bound = arg_bindings(m);
+    let wire = m.output.wire_type();
+    let helper = format_ident!(
+        "{}",
+        match m.output {
+            Output::Value(_) => call_helper,
+            Output::Stream(_) => stream_helper,
+        }
+    );
+    // Spanned at the result type: if it cannot cross the wire, the error points there.
+    let slot = quote_spanned!(wire_span(m)=> ::pulsing::__private::#helper::<Self, #wire>);
+    quote! {
+        let (__reply, __pending) = #slot(#index, __kind)?;
+        ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
     }
 }
 

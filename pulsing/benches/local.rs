@@ -122,6 +122,27 @@ where
     start.elapsed()
 }
 
+/// Eight callers per handle, each running `caller(handle, per_caller)` on its own task; returns
+/// the elapsed time once all are done.
+async fn fan_out<R, F, Fut>(refs: &[R], per_caller: usize, caller: F) -> Duration
+where
+    R: Clone + Send + 'static,
+    F: Fn(R, usize) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for r in refs {
+        for _ in 0..8 {
+            tasks.push(tokio::spawn(caller(r.clone(), per_caller)));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
 fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
     let ratio = pulsing / raw;
     let verdict = if higher_is_better {
@@ -231,51 +252,31 @@ async fn run(s: Settings) {
     let raws: Vec<RawRef> = (0..8).map(|_| RawRef::spawn(1024)).collect();
     let per_caller = s.asks / 8;
     let n = per_caller * 64;
-    let fan_out = |deadline: bool| {
-        let actors = actors.clone();
-        async move {
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for a in &actors {
-                for _ in 0..8 {
-                    let a = a.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..per_caller {
-                            if deadline {
-                                a.inc(1).await.unwrap();
-                            } else {
-                                a.inc(1).no_timeout().await.unwrap();
-                            }
-                        }
-                    }));
+    let p = 1e9
+        / ns_per_op(s.runs, n, || {
+            fan_out(&actors, per_caller, |a: CounterRef, k| async move {
+                for _ in 0..k {
+                    a.inc(1).await.unwrap();
                 }
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
-        }
-    };
-    let p = 1e9 / ns_per_op(s.runs, n, || fan_out(true)).await;
-    let q = 1e9 / ns_per_op(s.runs, n, || fan_out(false)).await;
+            })
+        })
+        .await;
+    let q = 1e9
+        / ns_per_op(s.runs, n, || {
+            fan_out(&actors, per_caller, |a: CounterRef, k| async move {
+                for _ in 0..k {
+                    a.inc(1).no_timeout().await.unwrap();
+                }
+            })
+        })
+        .await;
     let r = 1e9
-        / ns_per_op(s.runs, n, || async {
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for a in &raws {
-                for _ in 0..8 {
-                    let a = a.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..per_caller {
-                            a.inc(1).await;
-                        }
-                    }));
+        / ns_per_op(s.runs, n, || {
+            fan_out(&raws, per_caller, |a: RawRef, k| async move {
+                for _ in 0..k {
+                    a.inc(1).await;
                 }
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            start.elapsed()
+            })
         })
         .await;
     row("8 actors x 8 callers", p, r, "asks/s", true);

@@ -6,7 +6,7 @@
 //! lookup behind the same `resolve` API.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -25,7 +25,7 @@ use crate::{Args, Error, Result, Value};
 pub(crate) struct Node {
     pub(crate) transport: OnceLock<Arc<Transport>>,
     system: Weak<SystemInner>,
-    peers: Mutex<BTreeSet<String>>,
+    seeds: Vec<String>,
 }
 
 impl std::fmt::Debug for Node {
@@ -43,7 +43,7 @@ impl Node {
         Node {
             transport: OnceLock::new(),
             system,
-            peers: Mutex::new(seeds.into_iter().collect()),
+            seeds,
         }
     }
 
@@ -53,23 +53,14 @@ impl Node {
             .expect("the transport starts with the node")
     }
 
-    /// Every peer address this node knows, except its own.
+    /// Every peer address this node knows (its seeds and every node connected to it, either
+    /// way), except its own.
     pub(crate) fn peers(&self) -> Vec<String> {
-        let me = self.transport().advertised();
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|p| *p != me)
-            .cloned()
-            .collect()
-    }
-
-    fn learn(&self, addr: &str) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr.to_owned());
+        let transport = self.transport();
+        let mut peers: BTreeSet<String> = self.seeds.iter().cloned().collect();
+        peers.extend(transport.connected_addrs());
+        peers.remove(transport.advertised());
+        peers.into_iter().collect()
     }
 
     /// Dials every seed (best effort: a seed that is not up yet is retried on the next lookup).
@@ -148,7 +139,6 @@ impl Inbound for Node {
             });
             return;
         };
-        self.learn(&conn.peer_addr);
         let id = call.id;
         let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
         let (task, abort) =

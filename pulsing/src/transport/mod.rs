@@ -118,6 +118,16 @@ impl Transport {
         all.push(Arc::downgrade(conn));
     }
 
+    /// The advertised addresses of the peers connected now, in either direction.
+    pub(crate) fn connected_addrs(&self) -> Vec<String> {
+        let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| !c.is_closed())
+            .map(|c| c.peer_addr.clone())
+            .collect()
+    }
+
     /// Stops accepting and closes every connection, telling peers this node is leaving.
     pub(crate) fn shutdown(&self) {
         self.stopped.cancel();

@@ -339,6 +339,31 @@ fn describe_unexpected(unexp: Unexpected<'_>) -> String {
     }
 }
 
+/// Random `Value`s for property tests, shared by every module that tests with them.
+#[cfg(test)]
+pub(crate) mod strategy {
+    use super::Value;
+    use proptest::prelude::*;
+
+    /// Values up to three levels deep (floats are finite, so every value equals itself).
+    pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e300..1e300f64).prop_map(Value::Float),
+            ".{0,8}".prop_map(Value::Str),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,26 +633,9 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn arb_value() -> impl Strategy<Value = Value> {
-            let leaf = prop_oneof![
-                Just(Value::Null),
-                any::<bool>().prop_map(Value::Bool),
-                any::<i64>().prop_map(Value::Int),
-                (-1e300..1e300f64).prop_map(Value::Float),
-                ".{0,8}".prop_map(Value::Str),
-                proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
-            ];
-            leaf.prop_recursive(3, 32, 4, |inner| {
-                prop_oneof![
-                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
-                    proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
-                ]
-            })
-        }
-
         proptest! {
             #[test]
-            fn identity_and_postcard(value in arb_value()) {
+            fn identity_and_postcard(value in crate::value::strategy::arb_value()) {
                 prop_assert_eq!(to_value(&value), Ok(value.clone()));
                 prop_assert_eq!(from_value::<Value>(value.clone()), Ok(value.clone()));
                 let bytes = postcard::to_stdvec(&value).unwrap();

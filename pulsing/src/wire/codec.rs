@@ -51,28 +51,10 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
 mod tests {
     use super::*;
     use crate::dynamic::Args;
+    use crate::value::strategy::arb_value as value;
     use crate::wire::{NodeId, Payload};
-    use crate::{Error, Value};
+    use crate::Error;
     use proptest::prelude::*;
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::Int),
-            any::<f64>()
-                .prop_filter("NaN != NaN", |f| !f.is_nan())
-                .prop_map(Value::Float),
-            ".{0,8}".prop_map(Value::Str),
-            proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::Bytes),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
-                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
-            ]
-        })
-    }
 
     fn payload() -> impl Strategy<Value = Payload> {
         prop_oneof![
