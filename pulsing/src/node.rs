@@ -1,31 +1,35 @@
 //! A node: this process's presence in a cluster. It serves calls that arrive from peers by
-//! putting them in the same mailboxes local calls use, and finds actors on peers by name.
-//!
-//! Finding names: for now a node asks its known peers (its seeds and every node connected to it)
-//! whether they hold a name; the gossiped name directory of design-notes §5 will replace this
-//! lookup behind the same `resolve` API.
+//! putting them in the same mailboxes local calls use, hands gossip to the directory, and finds
+//! actors on peers by name through that directory.
 
-use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
+use crate::directory::{Directory, Instance};
 use crate::dynamic::{DynKind, Pending};
+use crate::gossip::{Carrier, ChitchatGossip, GossipConfig};
 use crate::remote::RemoteActor;
 use crate::system::SystemInner;
-use crate::transport::{Connection, Inbound, Incoming, Outgoing, Serving, Transport};
+use crate::transport::{Connection, Inbound, Incoming, Serving, Transport};
 use crate::wire::{Frame, Payload};
-use crate::{Args, Error, Result, Value};
+use crate::{Error, Result, Value};
 
-/// This process's cluster membership: its transport and the peers it knows.
+/// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
+const GOSSIP_INBOX: usize = 1024;
+
+/// This process's cluster membership: its transport and its view of the cluster.
 pub(crate) struct Node {
-    pub(crate) transport: OnceLock<Arc<Transport>>,
+    transport: OnceLock<Arc<Transport>>,
+    directory: OnceLock<Directory>,
+    addr: OnceLock<SocketAddr>,
+    gossip_inbox: OnceLock<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
     system: Weak<SystemInner>,
-    seeds: Vec<String>,
 }
 
 impl std::fmt::Debug for Node {
@@ -39,12 +43,44 @@ impl std::fmt::Debug for Node {
 type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
 
 impl Node {
-    pub(crate) fn new(system: Weak<SystemInner>, seeds: Vec<String>) -> Node {
+    pub(crate) fn new(system: Weak<SystemInner>) -> Node {
         Node {
             transport: OnceLock::new(),
+            directory: OnceLock::new(),
+            addr: OnceLock::new(),
+            gossip_inbox: OnceLock::new(),
             system,
-            seeds,
         }
+    }
+
+    /// Starts the transport on `transport` and gossip through `seeds`.
+    pub(crate) async fn start(
+        &self,
+        transport: Arc<Transport>,
+        seeds: Vec<String>,
+        gossip: &GossipConfig,
+    ) -> Result<()> {
+        let advertised = transport.advertised();
+        let addr: SocketAddr = match advertised.parse() {
+            Ok(addr) => addr,
+            Err(_) => tokio::net::lookup_host(advertised)
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| Error::Unreachable {
+                    addr: advertised.to_owned(),
+                    reason: "the advertised address does not resolve".into(),
+                })?,
+        };
+        let _ = self.addr.set(addr);
+        let (inbox_tx, inbox) = mpsc::channel(GOSSIP_INBOX);
+        let _ = self.gossip_inbox.set(inbox_tx);
+        let carrier = Carrier::new(Arc::downgrade(&transport), inbox);
+        let node_id = transport.node();
+        let _ = self.transport.set(transport);
+        let gossip = ChitchatGossip::start(node_id, addr, seeds, gossip, &carrier).await?;
+        let _ = self.directory.set(Directory::new(node_id, Box::new(gossip)));
+        Ok(())
     }
 
     pub(crate) fn transport(&self) -> &Arc<Transport> {
@@ -53,75 +89,54 @@ impl Node {
             .expect("the transport starts with the node")
     }
 
-    /// Every peer address this node knows (its seeds and every node connected to it, either
-    /// way), except its own.
-    pub(crate) fn peers(&self) -> Vec<String> {
-        let transport = self.transport();
-        let mut peers: BTreeSet<String> = self.seeds.iter().cloned().collect();
-        peers.extend(transport.connected_addrs());
-        peers.remove(transport.advertised());
-        peers.into_iter().collect()
+    /// The advertised address, resolved.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        *self.addr.get().expect("the address is set when the node starts")
     }
 
-    /// Dials every seed (best effort: a seed that is not up yet is retried on the next lookup).
-    pub(crate) async fn join(&self) {
-        for addr in self.peers() {
-            if let Err(e) = self.transport().connect(&addr).await {
-                tracing::info!(%addr, error = %e, "seed not reachable yet");
-            }
-        }
+    pub(crate) fn directory(&self) -> &Directory {
+        self.directory
+            .get()
+            .expect("the directory starts with the node")
     }
 
-    /// Asks the known peers for an actor named `name`.
-    pub(crate) async fn find(
+    /// Connects to the first reachable of `instances` (already in order of preference).
+    pub(crate) async fn connect_to(
         &self,
         name: &str,
+        instances: &[Instance],
         call_timeout: Option<Duration>,
         stream_buffer: usize,
     ) -> Result<Arc<RemoteActor>> {
-        let mut refused = None;
-        for addr in self.peers() {
-            let conn = match self.transport().connect(&addr).await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    refused = Some(e);
-                    continue;
+        let mut failure = None;
+        for instance in instances {
+            match self.transport().connect(&instance.addr.to_string()).await {
+                Ok(conn) => {
+                    return Ok(Arc::new(RemoteActor {
+                        conn,
+                        name: name.to_owned(),
+                        id: instance.actor,
+                        type_name: instance.type_name.clone(),
+                        call_timeout,
+                        stream_buffer,
+                    }))
                 }
-            };
-            let described = conn
-                .call(Outgoing {
-                    actor: name,
-                    expect_type: None,
-                    method: DESCRIBE,
-                    args: Payload::Dynamic(Args::new()),
-                    deadline: Some(Duration::from_secs(5)),
-                })
-                .await;
-            let Ok(Payload::Value(info)) = described else {
-                continue;
-            };
-            let type_name = info
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let id = info.get("id").and_then(Value::as_i64).unwrap_or_default() as u64;
-            return Ok(Arc::new(RemoteActor {
-                conn,
-                name: name.to_owned(),
-                id,
-                type_name,
-                call_timeout,
-                stream_buffer,
-            }));
+                Err(e) => failure = Some(e),
+            }
         }
-        // Nobody reachable has it; if a peer refused us (wrong secret or version), say so.
-        Err(match refused {
-            Some(e @ Error::Refused { .. }) => e,
-            _ => Error::NotFound {
-                name: name.to_owned(),
-            },
-        })
+        Err(failure.unwrap_or_else(|| Error::NotFound {
+            name: name.to_owned(),
+        }))
+    }
+
+    /// Leaves the cluster: tells the members, then closes every connection.
+    pub(crate) async fn leave(&self) {
+        if let Some(directory) = self.directory.get() {
+            directory.leave().await;
+        }
+        if let Some(transport) = self.transport.get() {
+            transport.shutdown();
+        }
     }
 }
 
@@ -147,7 +162,19 @@ impl Inbound for Node {
         tokio::spawn(task);
     }
 
-    fn gossip(&self, _conn: &Arc<Connection>, _bytes: Vec<u8>) {}
+    fn gossip(&self, conn: &Arc<Connection>, bytes: Vec<u8>) {
+        let (Some(inbox), Ok(from)) = (self.gossip_inbox.get(), conn.peer_addr.parse()) else {
+            return;
+        };
+        // Full: the gossip loop is behind; dropping is safe, the next round repeats it.
+        let _ = inbox.try_send((from, bytes));
+    }
+
+    fn leaving(&self, conn: &Arc<Connection>) {
+        if let Some(directory) = self.directory.get() {
+            directory.left(conn.peer);
+        }
+    }
 
     fn closed(&self, _conn: &Arc<Connection>) {}
 }

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -41,37 +40,24 @@ impl Registry {
         Ok(())
     }
 
-    /// Releases `name` if it is still bound to actor `id`.
-    pub(crate) fn release(&self, name: &str, id: ActorId) {
+    /// Releases `name` if it is still bound to actor `id`; says whether it was.
+    pub(crate) fn release(&self, name: &str, id: ActorId) -> bool {
         let mut names = self.names();
-        if names.get(name).is_some_and(|c| c.meta().id == id) {
+        let bound = names.get(name).is_some_and(|c| c.meta().id == id);
+        if bound {
             names.remove(name);
         }
+        bound
+    }
+
+    /// Completes at the next bind (call `enable` on it before looking, to miss none).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The actor bound to `name`, if any.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn AnyCell>> {
         self.names().get(name).cloned()
-    }
-
-    /// Waits up to `timeout` for `name` to be bound.
-    pub(crate) async fn wait_for(&self, name: &str, timeout: Duration) -> Result<Arc<dyn AnyCell>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // Register interest before looking, so a bind between the look and the wait is seen.
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            if let Some(cell) = self.get(name) {
-                return Ok(cell);
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(Error::ResolveTimeout {
-                    name: name.to_owned(),
-                    waited: timeout,
-                });
-            }
-        }
     }
 
     /// All bound names, sorted.

@@ -36,6 +36,8 @@ use crate::actor::Actor;
 use crate::actor_ref::{ActorId, ActorMeta, ActorRef, AnyCell, Cell};
 use crate::dynamic::DynRef;
 use crate::mailbox::Mailbox;
+use crate::directory::{Instance, Member};
+use crate::gossip::GossipConfig;
 use crate::node::Node;
 use crate::registry::Registry;
 use crate::runner;
@@ -65,6 +67,12 @@ pub struct Config {
     pub secret: Option<Vec<u8>>,
     /// The largest frame accepted from a peer. Default 64 MiB.
     pub max_frame: usize,
+    /// How often this node gossips with a few others. A `kill -9`ed member is declared dead
+    /// after about 12 of its mean heartbeat intervals (3 s at the default 250 ms).
+    pub gossip_interval: Duration,
+    /// How long `resolve` waits, right after joining, to hear from the cluster before it
+    /// decides a name does not exist. Default 5 s.
+    pub join_timeout: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +87,8 @@ impl Default for Config {
             seeds: Vec::new(),
             secret: None,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            gossip_interval: GossipConfig::default().interval,
+            join_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -152,6 +162,18 @@ impl Builder {
         self
     }
 
+    /// How often this node gossips (at least 10 ms).
+    pub fn gossip_interval(mut self, interval: Duration) -> Self {
+        self.config.gossip_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long `resolve` waits, right after joining, to hear from the cluster.
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.config.join_timeout = timeout;
+        self
+    }
+
     /// Starts the system on the current tokio runtime (and, with an address, joins the cluster).
     pub async fn build(self) -> Result<ActorSystem> {
         let config = self.config;
@@ -159,7 +181,7 @@ impl Builder {
             node: config
                 .addr
                 .as_ref()
-                .map(|_| Arc::new(Node::new(me.clone(), config.seeds.clone()))),
+                .map(|_| Arc::new(Node::new(me.clone()))),
             config: config.clone(),
             next_id: AtomicU64::new(1),
             registry: Registry::default(),
@@ -178,8 +200,11 @@ impl Builder {
                 Arc::downgrade(&inbound),
             )
             .await?;
-            let _ = node.transport.set(transport);
-            node.join().await;
+            let gossip = GossipConfig {
+                interval: config.gossip_interval,
+                ..GossipConfig::default()
+            };
+            node.start(transport, config.seeds.clone(), &gossip).await?;
         }
         Ok(ActorSystem { inner })
     }
@@ -219,7 +244,11 @@ impl SystemInner {
     /// Drops a stopped actor from the books: its name and its shutdown entry.
     pub(crate) fn forget(&self, meta: &ActorMeta) {
         if let Some(name) = &meta.name {
-            self.registry.release(name, meta.id);
+            if self.registry.release(name, meta.id) {
+                if let Some(node) = &self.node {
+                    node.directory().retract(name);
+                }
+            }
         }
         self.actors().live.remove(&meta.id);
     }
@@ -305,6 +334,9 @@ impl ActorSystem {
             }
             if let Some(name) = &cell.meta.name {
                 inner.registry.bind(name.clone(), cell.clone())?;
+                if let Some(node) = &inner.node {
+                    node.directory().publish(name, id, cell.meta.type_name);
+                }
             }
             actors.live.insert(id, cell.clone());
         }
@@ -315,35 +347,123 @@ impl ActorSystem {
         Ok(ActorRef::local(cell))
     }
 
-    /// The actor named `name`, as an `A`. Looks once: fails with [`Error::NotFound`] if the name
-    /// is not bound now, or [`Error::TypeMismatch`] if it is bound to another actor type.
+    /// The actor named `name`, as an `A`: a local one if there is one, else a live one on
+    /// another node. Fails with [`Error::NotFound`] if no member has the name, or
+    /// [`Error::TypeMismatch`] if it is bound to another actor type.
+    ///
+    /// In a cluster, a node that has not yet heard from any other member (it just started)
+    /// first waits up to [`Config::join_timeout`] for gossip; after that it looks once. Use
+    /// [`resolve_wait`](Self::resolve_wait) to wait for a name that may appear later.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
         if let Some(cell) = self.inner.registry.get(name) {
             return downcast(name, cell);
         }
-        let remote = self.find_remote(name).await?;
-        let expected = A::interface().actor;
-        if remote.type_name != expected {
-            return Err(Error::TypeMismatch {
-                name: name.to_owned(),
-                expected: expected.to_owned(),
-                found: remote.type_name.clone(),
-            });
-        }
-        Ok(ActorRef::remote(remote))
+        self.await_join().await;
+        self.resolve_remote::<A>(name).await
     }
 
-    /// Looks for `name` on the other nodes of the cluster (`NotFound` when standalone).
-    async fn find_remote(&self, name: &str) -> Result<Arc<crate::remote::RemoteActor>> {
-        match &self.inner.node {
-            Some(node) => {
-                let config = &self.inner.config;
-                node.find(name, config.call_timeout, config.stream_buffer)
-                    .await
+    async fn resolve_remote<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
+        let expected = A::interface().actor;
+        let instances = self.remote_instances(name);
+        let (matching, other): (Vec<_>, Vec<_>) =
+            instances.into_iter().partition(|i| i.type_name == expected);
+        if matching.is_empty() {
+            return Err(match other.first() {
+                Some(found) => Error::TypeMismatch {
+                    name: name.to_owned(),
+                    expected: expected.to_owned(),
+                    found: found.type_name.clone(),
+                },
+                None => self.not_found(name),
+            });
+        }
+        self.connect_remote(name, &matching)
+            .await
+            .map(ActorRef::remote)
+    }
+
+    /// `NotFound`, unless this node could not join because peers refused it (then why).
+    fn not_found(&self, name: &str) -> Error {
+        let refusal = self.inner.node.as_ref().and_then(|node| {
+            if node.directory().has_peers() {
+                None
+            } else {
+                node.transport().last_refusal()
             }
-            None => Err(Error::NotFound {
-                name: name.to_owned(),
-            }),
+        });
+        refusal.unwrap_or_else(|| Error::NotFound {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Right after joining, waits (up to the join timeout) until gossip shows another member.
+    async fn await_join(&self) {
+        let Some(node) = &self.inner.node else { return };
+        let config = &self.inner.config;
+        let alone = config
+            .seeds
+            .iter()
+            .all(|s| node.transport().advertised() == s.as_str());
+        let directory = node.directory();
+        if alone || directory.has_peers() {
+            return;
+        }
+        let mut changes = directory.watch();
+        let _ = tokio::time::timeout(config.join_timeout, async {
+            while !directory.has_peers() && node.transport().last_refusal().is_none() {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    fn remote_instances(&self, name: &str) -> Vec<Instance> {
+        match &self.inner.node {
+            Some(node) => node.directory().remote_instances(name),
+            None => Vec::new(),
+        }
+    }
+
+    async fn connect_remote(
+        &self,
+        name: &str,
+        instances: &[Instance],
+    ) -> Result<Arc<crate::remote::RemoteActor>> {
+        let node = self.inner.node.as_ref().ok_or_else(|| Error::NotFound {
+            name: name.to_owned(),
+        })?;
+        let config = &self.inner.config;
+        node.connect_to(name, instances, config.call_timeout, config.stream_buffer)
+            .await
+    }
+
+    /// Every instance of `name` in the cluster: the local one first (if any), then those on
+    /// other live members.
+    pub fn instances(&self, name: &str) -> Vec<Instance> {
+        let mut all = Vec::new();
+        if let Some(cell) = self.inner.registry.get(name) {
+            let meta = cell.meta();
+            if let Some(node) = &self.inner.node {
+                all.push(Instance {
+                    node: node.transport().node(),
+                    addr: node.addr(),
+                    actor: meta.id,
+                    type_name: meta.type_name.to_owned(),
+                    is_local: true,
+                });
+            }
+        }
+        all.extend(self.remote_instances(name));
+        all
+    }
+
+    /// The live members of the cluster, this node included (empty when standalone).
+    pub fn members(&self) -> Vec<Member> {
+        match &self.inner.node {
+            Some(node) => node.directory().members(),
+            None => Vec::new(),
         }
     }
 
@@ -365,51 +485,88 @@ impl ActorSystem {
             .map(|n| n.transport().advertised().to_owned())
     }
 
-    /// Like [`resolve`](Self::resolve), but waits up to `timeout` for the name to appear.
+    /// Like [`resolve`](Self::resolve), but waits up to `timeout` for the name to appear here
+    /// or anywhere in the cluster; then fails with [`Error::ResolveTimeout`].
     pub async fn resolve_wait<A: Actor>(
         &self,
         name: &str,
         timeout: Duration,
     ) -> Result<ActorRef<A>> {
-        if self.inner.node.is_none() {
-            let cell = self.inner.registry.wait_for(name, timeout).await?;
-            return downcast(name, cell);
-        }
+        self.wait_for(name, timeout, || async {
+            if let Some(cell) = self.inner.registry.get(name) {
+                return downcast(name, cell);
+            }
+            self.resolve_remote::<A>(name).await
+        })
+        .await
+    }
+
+    /// Retries `look` whenever a name is bound here or the cluster view changes, while it
+    /// says `NotFound`, until `timeout`.
+    async fn wait_for<T, F, Fut>(&self, name: &str, timeout: Duration, look: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut cluster = self.inner.node.as_ref().map(|n| n.directory().watch());
         loop {
-            match self.resolve::<A>(name).await {
-                Err(Error::NotFound { .. }) if tokio::time::Instant::now() < deadline => {
-                    let _ = tokio::time::timeout_at(
-                        deadline,
-                        self.inner
-                            .registry
-                            .wait_for(name, Duration::from_millis(50)),
-                    )
-                    .await;
-                }
-                Err(Error::NotFound { .. }) => {
-                    return Err(Error::ResolveTimeout {
-                        name: name.to_owned(),
-                        waited: timeout,
-                    })
-                }
+            let bound = self.inner.registry.changed();
+            let mut bound = std::pin::pin!(bound);
+            bound.as_mut().enable();
+            match look().await {
+                Err(Error::NotFound { .. }) => {}
                 other => return other,
+            }
+            let changed = async {
+                match cluster.as_mut() {
+                    Some(view) => {
+                        tokio::select! {
+                            _ = view.changed() => {}
+                            () = bound => {}
+                        }
+                    }
+                    None => bound.await,
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::ResolveTimeout {
+                    name: name.to_owned(),
+                    waited: timeout,
+                });
             }
         }
     }
 
-    /// The actor named `name`, for by-name calls whatever its type.
+    /// The actor named `name`, for by-name calls whatever its type (local first, then a live
+    /// one on another node).
     pub async fn resolve_dyn(&self, name: &str) -> Result<DynRef> {
-        match self.inner.registry.get(name) {
-            Some(cell) => Ok(DynRef::from_cell(cell)),
-            None => self.find_remote(name).await.map(DynRef::from_remote),
+        if let Some(cell) = self.inner.registry.get(name) {
+            return Ok(DynRef::from_cell(cell));
         }
+        self.await_join().await;
+        self.resolve_dyn_remote(name).await
+    }
+
+    async fn resolve_dyn_remote(&self, name: &str) -> Result<DynRef> {
+        let instances = self.remote_instances(name);
+        if instances.is_empty() {
+            return Err(self.not_found(name));
+        }
+        self.connect_remote(name, &instances)
+            .await
+            .map(DynRef::from_remote)
     }
 
     /// Like [`resolve_dyn`](Self::resolve_dyn), but waits up to `timeout` for the name to appear.
     pub async fn resolve_dyn_wait(&self, name: &str, timeout: Duration) -> Result<DynRef> {
-        let cell = self.inner.registry.wait_for(name, timeout).await?;
-        Ok(DynRef::from_cell(cell))
+        self.wait_for(name, timeout, || async {
+            if let Some(cell) = self.inner.registry.get(name) {
+                return Ok(DynRef::from_cell(cell));
+            }
+            self.resolve_dyn_remote(name).await
+        })
+        .await
     }
 
     /// The names bound in this system, sorted.
@@ -456,7 +613,7 @@ impl ActorSystem {
         inner.registry.clear();
         inner.actors().live.clear();
         if let Some(node) = &inner.node {
-            node.transport().shutdown();
+            node.leave().await;
         }
     }
 

@@ -51,6 +51,8 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn request(&self, conn: &Arc<Connection>, call: Incoming);
     /// Takes a gossip message.
     fn gossip(&self, conn: &Arc<Connection>, bytes: Vec<u8>);
+    /// The peer said it is leaving the cluster.
+    fn leaving(&self, conn: &Arc<Connection>);
     /// The connection has ended.
     fn closed(&self, conn: &Arc<Connection>);
 }
@@ -522,7 +524,10 @@ fn route(
             }
         }
         Frame::Gossip(bytes) => inbound.gossip(conn, bytes),
-        Frame::Leaving => return Err("the peer is leaving the cluster".to_owned()),
+        Frame::Leaving => {
+            inbound.leaving(conn);
+            return Err("the peer is leaving the cluster".to_owned());
+        }
         other @ (Frame::Hello { .. } | Frame::Proof { .. }) => {
             return Err(format!(
                 "protocol error: {} after the handshake",

@@ -37,6 +37,8 @@ pub(crate) struct Transport {
     all: Mutex<Vec<std::sync::Weak<Connection>>>,
     local_addr: SocketAddr,
     stopped: tokio_util::sync::CancellationToken,
+    /// The last time a peer refused our handshake (wrong secret or version), for error reports.
+    last_refusal: Mutex<Option<Error>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -92,6 +94,7 @@ impl Transport {
             all: Mutex::new(Vec::new()),
             local_addr,
             stopped: tokio_util::sync::CancellationToken::new(),
+            last_refusal: Mutex::new(None),
         });
         tokio::spawn(accept_loop(listener, Arc::downgrade(&transport)));
         Ok(transport)
@@ -112,20 +115,54 @@ impl Transport {
         self.me.node
     }
 
+    fn slot(&self, addr: &str) -> DialSlot {
+        let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        outgoing.entry(addr.to_owned()).or_default().clone()
+    }
+
+    /// Uses a connection the peer opened for our own calls to it too, unless we have one: one
+    /// connection per pair of nodes (two only when both dial each other at the same moment).
+    fn adopt(&self, conn: &Arc<Connection>) {
+        if let Ok(mut slot) = self.slot(&conn.peer_addr).try_lock() {
+            if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                *slot = Some(conn.clone());
+            }
+        }
+    }
+
+    /// Sends a gossip message to `addr` without waiting: over the live connection if there is
+    /// one, else after dialing in the background. Dropped if a dial to `addr` is under way
+    /// or fails (gossip is lossy by design; the next round repeats it).
+    pub(crate) fn gossip_to(self: &Arc<Self>, addr: SocketAddr, bytes: Vec<u8>) {
+        let key = addr.to_string();
+        let slot = self.slot(&key);
+        let Ok(held) = slot.try_lock() else { return };
+        if let Some(conn) = held.as_ref().filter(|c| !c.is_closed()) {
+            conn.send_control(crate::wire::Frame::Gossip(bytes));
+            return;
+        }
+        drop(held);
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.connect(&key).await {
+                Ok(conn) => conn.send_control(crate::wire::Frame::Gossip(bytes)),
+                Err(e) => tracing::debug!(addr = %key, error = %e, "gossip peer unreachable"),
+            }
+        });
+    }
+
+    /// The last refusal of our handshake by a peer, if any.
+    pub(crate) fn last_refusal(&self) -> Option<Error> {
+        self.last_refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn track(&self, conn: &Arc<Connection>) {
         let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|c| c.strong_count() > 0);
         all.push(Arc::downgrade(conn));
-    }
-
-    /// The advertised addresses of the peers connected now, in either direction.
-    pub(crate) fn connected_addrs(&self) -> Vec<String> {
-        let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
-        all.iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .filter(|c| !c.is_closed())
-            .map(|c| c.peer_addr.clone())
-            .collect()
     }
 
     /// Stops accepting and closes every connection, telling peers this node is leaving.
@@ -151,10 +188,10 @@ impl Transport {
 
     /// The live connection to `addr`, dialing it if there is none.
     pub(crate) async fn connect(&self, addr: &str) -> Result<Arc<Connection>> {
-        let slot = {
-            let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
-            outgoing.entry(addr.to_owned()).or_default().clone()
-        };
+        if self.stopped.is_cancelled() {
+            return Err(Error::SystemShutdown);
+        }
+        let slot = self.slot(addr);
         let mut slot = slot.lock().await;
         if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
@@ -188,9 +225,14 @@ impl Transport {
             .map_err(|e| unreachable(e.to_string()))?;
         connection::establish(ws, &self.me, self.max_frame, inbound)
             .await
-            .map_err(|reason| Error::Refused {
-                addr: addr.to_owned(),
-                reason,
+            .map_err(|reason| {
+                let refused = Error::Refused {
+                    addr: addr.to_owned(),
+                    reason,
+                };
+                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(refused.clone());
+                refused
             })
     }
 }
@@ -264,6 +306,7 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
                 Ok(conn) => {
                     tracing::debug!(%from, node = %conn.peer, "peer connected");
                     t.track(&conn);
+                    t.adopt(&conn);
                 }
                 Err(reason) => {
                     tracing::warn!(%from, %reason, "refused a connection: handshake failed")

@@ -32,6 +32,7 @@ impl Inbound for Echo {
         });
     }
     fn gossip(&self, _: &Arc<Connection>, _: Vec<u8>) {}
+    fn leaving(&self, _: &Arc<Connection>) {}
     fn closed(&self, _: &Arc<Connection>) {}
 }
 

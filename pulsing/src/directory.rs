@@ -1,0 +1,203 @@
+//! The cluster directory: the live members and the named actors each one holds, as gossip
+//! spreads them.
+//!
+//! Each node publishes only its own names (key `name:<name>`, value `<actor id>:<type>`) and
+//! retracts them when the actor stops, so a name can disappear but never be revived by a merge;
+//! a dead or departed member's names disappear with it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::gossip::{Gossip, MemberState, Members};
+use crate::wire::NodeId;
+use crate::ActorId;
+
+/// A live member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The member's node id (fresh at every start).
+    pub node: NodeId,
+    /// The address it advertises.
+    pub addr: SocketAddr,
+    /// Whether it is this node.
+    pub is_self: bool,
+}
+
+/// One actor registered under a name somewhere in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The node holding it.
+    pub node: NodeId,
+    /// That node's address.
+    pub addr: SocketAddr,
+    /// The actor's id on that node.
+    pub actor: ActorId,
+    /// The actor's type name.
+    pub type_name: String,
+    /// Whether it lives in this process.
+    pub is_local: bool,
+}
+
+const NAME_PREFIX: &str = "name:";
+
+/// The live members and their names, over a [`Gossip`].
+pub(crate) struct Directory {
+    gossip: Box<dyn Gossip>,
+    members: watch::Receiver<Members>,
+    /// Members that said they are leaving (a `Leaving` frame), hidden before gossip catches up.
+    left: Mutex<HashSet<NodeId>>,
+    me: NodeId,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// A directory for node `me` over `gossip`.
+    pub(crate) fn new(me: NodeId, gossip: Box<dyn Gossip>) -> Directory {
+        Directory {
+            members: gossip.members(),
+            gossip,
+            left: Mutex::new(HashSet::new()),
+            me,
+        }
+    }
+
+    /// Publishes that this node holds actor `id` of type `type_name` under `name`.
+    pub(crate) fn publish(&self, name: &str, id: ActorId, type_name: &str) {
+        self.gossip
+            .set(format!("{NAME_PREFIX}{name}"), format!("{id}:{type_name}"));
+    }
+
+    /// Retracts this node's `name`.
+    pub(crate) fn retract(&self, name: &str) {
+        self.gossip.delete(format!("{NAME_PREFIX}{name}"));
+    }
+
+    /// Hides `node` at once: it said it is leaving.
+    pub(crate) fn left(&self, node: NodeId) {
+        self.left.lock().unwrap_or_else(|e| e.into_inner()).insert(node);
+    }
+
+    /// Leaves the cluster (see [`Gossip::leave`]).
+    pub(crate) async fn leave(&self) {
+        self.gossip.leave().await;
+    }
+
+    /// A receiver that changes whenever the membership or a member's names change.
+    pub(crate) fn watch(&self) -> watch::Receiver<Members> {
+        self.members.clone()
+    }
+
+    fn live(&self) -> Vec<MemberState> {
+        let left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        self.members
+            .borrow()
+            .iter()
+            .filter(|m| !left.contains(&m.node))
+            .cloned()
+            .collect()
+    }
+
+    /// The live members, this node included.
+    pub(crate) fn members(&self) -> Vec<Member> {
+        self.live()
+            .into_iter()
+            .map(|m| Member {
+                node: m.node,
+                addr: m.addr,
+                is_self: m.node == self.me,
+            })
+            .collect()
+    }
+
+    /// Whether gossip has shown any live member besides this node.
+    pub(crate) fn has_peers(&self) -> bool {
+        self.live().iter().any(|m| m.node != self.me)
+    }
+
+    /// The instances of `name` on other live members.
+    pub(crate) fn remote_instances(&self, name: &str) -> Vec<Instance> {
+        let key = format!("{NAME_PREFIX}{name}");
+        self.live()
+            .into_iter()
+            .filter(|m| m.node != self.me)
+            .filter_map(|m| {
+                let (id, type_name) = m.keys.get(&key)?.split_once(':')?;
+                Some(Instance {
+                    node: m.node,
+                    addr: m.addr,
+                    actor: id.parse().ok()?,
+                    type_name: type_name.to_owned(),
+                    is_local: false,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use futures_util::future::BoxFuture;
+    use std::collections::BTreeMap;
+
+    /// A gossip whose view the test sets by hand.
+    struct FakeGossip(watch::Receiver<Members>);
+
+    impl Gossip for FakeGossip {
+        fn set(&self, _: String, _: String) {}
+        fn delete(&self, _: String) {}
+        fn members(&self) -> watch::Receiver<Members> {
+            self.0.clone()
+        }
+        fn leave(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn member(node: u64, names: &[(&str, &str)]) -> MemberState {
+        MemberState {
+            node: NodeId(node),
+            addr: SocketAddr::from(([127, 0, 0, 1], 9000 + node as u16)),
+            keys: names
+                .iter()
+                .map(|(k, v)| (format!("{NAME_PREFIX}{k}"), (*v).to_owned()))
+                .chain([("other".to_owned(), "x".to_owned())])
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn instances_come_from_live_members_other_than_self_and_not_from_leavers() {
+        let view = Arc::new(vec![
+            member(1, &[("w", "3:Worker")]),
+            member(2, &[("w", "7:Worker"), ("c", "1:Clerk")]),
+            member(3, &[("w", "9:Clerk"), ("bad", "no-colon")]),
+        ]);
+        let (_tx, rx) = watch::channel(view);
+        let dir = Directory::new(NodeId(1), Box::new(FakeGossip(rx)));
+        let found = dir.remote_instances("w");
+        assert_eq!(
+            found.iter().map(|i| (i.node.0, i.actor, i.type_name.as_str())).collect::<Vec<_>>(),
+            [(2, 7, "Worker"), (3, 9, "Clerk")]
+        );
+        assert!(dir.remote_instances("bad").is_empty(), "malformed values are skipped");
+        assert!(dir.has_peers());
+        dir.left(NodeId(2));
+        dir.left(NodeId(3));
+        assert!(dir.remote_instances("w").is_empty());
+        assert!(!dir.has_peers());
+        assert_eq!(dir.members().len(), 1);
+        assert!(dir.members()[0].is_self);
+    }
+}
