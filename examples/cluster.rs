@@ -9,8 +9,6 @@
 //! cargo run -p pulsing-examples --example cluster -- stream 127.0.0.1:8000
 //! ```
 
-use std::time::Duration;
-
 use pulsing::prelude::*;
 
 /// Does work for whoever asks, wherever they are.
@@ -67,8 +65,8 @@ async fn main() -> pulsing::Result<()> {
                 .seeds([seed.as_str()])
                 .build()
                 .await?;
-            let worker: WorkerRef =
-                Worker::resolve_wait(&system, "worker", Duration::from_secs(10)).await?;
+            // Waits for the first gossip exchange (up to `join_timeout`), then looks the name up.
+            let worker: WorkerRef = Worker::resolve(&system, "worker").await?;
             println!("found {worker:?} from pid {}", std::process::id());
             if role == "call" {
                 for text in ["hello", "typed", "cross-node"] {

@@ -35,6 +35,8 @@ pub(crate) enum Envelope<M> {
 pub(crate) struct ActorMeta {
     pub(crate) id: ActorId,
     pub(crate) type_name: &'static str,
+    /// `A::interface()`, or a hosted actor's own (see `hosted.rs`).
+    pub(crate) interface: &'static Interface,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) stream_buffer: usize,
@@ -112,7 +114,7 @@ impl<A: Actor> AnyCell for Cell<A> {
     }
 
     fn interface(&self) -> &'static Interface {
-        A::interface()
+        self.meta.interface
     }
 
     fn request_stop(&self) {

@@ -84,7 +84,10 @@ impl Directory {
 
     /// Hides `node` at once: it said it is leaving.
     pub(crate) fn left(&self, node: NodeId) {
-        self.left.lock().unwrap_or_else(|e| e.into_inner()).insert(node);
+        self.left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node);
     }
 
     /// Leaves the cluster (see [`Gossip::leave`]).
@@ -147,9 +150,9 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use futures_util::future::BoxFuture;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     /// A gossip whose view the test sets by hand.
     struct FakeGossip(watch::Receiver<Members>);
@@ -188,10 +191,16 @@ mod tests {
         let dir = Directory::new(NodeId(1), Box::new(FakeGossip(rx)));
         let found = dir.remote_instances("w");
         assert_eq!(
-            found.iter().map(|i| (i.node.0, i.actor, i.type_name.as_str())).collect::<Vec<_>>(),
+            found
+                .iter()
+                .map(|i| (i.node.0, i.actor, i.type_name.as_str()))
+                .collect::<Vec<_>>(),
             [(2, 7, "Worker"), (3, 9, "Clerk")]
         );
-        assert!(dir.remote_instances("bad").is_empty(), "malformed values are skipped");
+        assert!(
+            dir.remote_instances("bad").is_empty(),
+            "malformed values are skipped"
+        );
         assert!(dir.has_peers());
         dir.left(NodeId(2));
         dir.left(NodeId(3));

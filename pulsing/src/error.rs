@@ -140,6 +140,21 @@ pub enum Error {
     /// The actor system has been shut down; nothing can be spawned or called through it.
     #[error("the actor system is shut down")]
     SystemShutdown,
+    /// A hosted actor's method raised an exception (a Python actor, see
+    /// [`hosted`](crate::hosted)); the actor keeps serving.
+    #[error("{actor}.{method}() raised {kind}: {message}")]
+    Raised {
+        /// The actor whose method raised.
+        actor: String,
+        /// The method that raised.
+        method: String,
+        /// The exception's type name (`ValueError`).
+        kind: String,
+        /// The exception's message.
+        message: String,
+        /// The traceback as text, where the actor's language has one.
+        traceback: String,
+    },
 }
 
 impl From<crate::value::ValueError> for Error {

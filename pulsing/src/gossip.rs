@@ -70,6 +70,8 @@ impl Default for GossipConfig {
 
 /// The key a leaving node sets: peers stop counting it as live as soon as they hear it.
 const LEAVING: &str = "leaving";
+/// How many members a leaving node tells directly (its connections get a `Leaving` frame too).
+const LEAVE_FANOUT: usize = 16;
 /// Every cluster shares one chitchat cluster id; the handshake already keeps strangers out.
 const CLUSTER_ID: &str = "pulsing";
 
@@ -173,6 +175,14 @@ impl ChitchatGossip {
     }
 }
 
+impl Drop for ChitchatGossip {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            handle.abort();
+        }
+    }
+}
+
 fn to_members(live: &BTreeMap<ChitchatId, NodeState>) -> Members {
     Arc::new(
         live.iter()
@@ -214,12 +224,15 @@ impl Gossip for ChitchatGossip {
                 let mut chitchat = chitchat.lock().await;
                 chitchat.self_node_state().set(LEAVING, "1");
             }
-            // A syn to each live member; their answer lets us push the `leaving` key in the
-            // third message of the exchange, so wait about one round trip for it.
-            for member in me.iter() {
-                if member.addr != self_id.gossip_advertise_addr {
-                    let _ = handle.gossip(member.addr);
-                }
+            // A syn to some live members (gossip carries it to the rest); their answer lets us
+            // push the `leaving` key in the third message of the exchange, so wait about one
+            // round trip for it.
+            for member in me
+                .iter()
+                .filter(|m| m.addr != self_id.gossip_advertise_addr)
+                .take(LEAVE_FANOUT)
+            {
+                let _ = handle.gossip(member.addr);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = handle.shutdown().await;
@@ -227,13 +240,16 @@ impl Gossip for ChitchatGossip {
     }
 }
 
+/// Gossip messages received by the node: (sender's advertised address, chitchat bytes).
+pub(crate) type GossipInbox = mpsc::Receiver<(SocketAddr, Vec<u8>)>;
+
 /// Carries chitchat's messages over the node's connections as `Frame::Gossip`.
 ///
 /// Sending never waits: with no live connection to the peer it dials in the background and the
 /// message follows once connected (or is dropped, like a lost datagram; gossip repeats itself).
 pub(crate) struct Carrier {
     transport: Weak<crate::transport::Transport>,
-    inbox: Mutex<Option<mpsc::Receiver<(SocketAddr, Vec<u8>)>>>,
+    inbox: Mutex<Option<GossipInbox>>,
 }
 
 impl std::fmt::Debug for Carrier {
@@ -246,7 +262,7 @@ impl Carrier {
     /// A carrier over `transport`, receiving what the node puts into `inbox`.
     pub(crate) fn new(
         transport: Weak<crate::transport::Transport>,
-        inbox: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+        inbox: GossipInbox,
     ) -> Carrier {
         Carrier {
             transport,
@@ -273,7 +289,7 @@ impl chitchat::transport::Transport for Carrier {
 
 struct CarrierSocket {
     transport: Weak<crate::transport::Transport>,
-    inbox: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    inbox: GossipInbox,
 }
 
 #[async_trait]
@@ -296,9 +312,13 @@ impl Socket for CarrierSocket {
                 .ok_or_else(|| anyhow::anyhow!("the node has stopped"))?;
             match ChitchatMessage::deserialize(&mut &bytes[..]) {
                 Ok(message) => return Ok((from_addr, message)),
-                Err(e) => tracing::warn!(%from_addr, error = %e, "dropped a malformed gossip message"),
+                Err(e) => {
+                    tracing::warn!(%from_addr, error = %e, "dropped a malformed gossip message")
+                }
             }
         }
     }
 }
 
+#[cfg(test)]
+mod simulation;

@@ -85,6 +85,7 @@ mod directory;
 mod dynamic;
 mod error;
 mod gossip;
+pub mod hosted;
 mod interface;
 mod mailbox;
 mod node;

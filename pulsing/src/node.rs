@@ -79,7 +79,9 @@ impl Node {
         let node_id = transport.node();
         let _ = self.transport.set(transport);
         let gossip = ChitchatGossip::start(node_id, addr, seeds, gossip, &carrier).await?;
-        let _ = self.directory.set(Directory::new(node_id, Box::new(gossip)));
+        let _ = self
+            .directory
+            .set(Directory::new(node_id, Box::new(gossip)));
         Ok(())
     }
 
@@ -91,7 +93,10 @@ impl Node {
 
     /// The advertised address, resolved.
     pub(crate) fn addr(&self) -> SocketAddr {
-        *self.addr.get().expect("the address is set when the node starts")
+        *self
+            .addr
+            .get()
+            .expect("the address is set when the node starts")
     }
 
     pub(crate) fn directory(&self) -> &Directory {
@@ -135,7 +140,7 @@ impl Node {
             directory.leave().await;
         }
         if let Some(transport) = self.transport.get() {
-            transport.shutdown();
+            transport.shutdown().await;
         }
     }
 }

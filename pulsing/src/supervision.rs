@@ -58,6 +58,8 @@ pub struct SpawnOptions {
     pub(crate) name: Option<String>,
     pub(crate) mailbox: Option<usize>,
     pub(crate) supervision: Supervision,
+    /// A hosted actor's own interface (and type name), instead of `A::interface()`.
+    pub(crate) interface: Option<&'static crate::Interface>,
 }
 
 impl SpawnOptions {

@@ -34,10 +34,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::Actor;
 use crate::actor_ref::{ActorId, ActorMeta, ActorRef, AnyCell, Cell};
-use crate::dynamic::DynRef;
-use crate::mailbox::Mailbox;
 use crate::directory::{Instance, Member};
+use crate::dynamic::DynRef;
 use crate::gossip::GossipConfig;
+use crate::mailbox::Mailbox;
 use crate::node::Node;
 use crate::registry::Registry;
 use crate::runner;
@@ -305,7 +305,7 @@ impl ActorSystem {
         self.start(options, move || Some(factory())).await
     }
 
-    async fn start<A, F>(&self, options: SpawnOptions, factory: F) -> Result<ActorRef<A>>
+    pub(crate) async fn start<A, F>(&self, options: SpawnOptions, factory: F) -> Result<ActorRef<A>>
     where
         A: Actor,
         F: FnMut() -> Option<A> + Send + 'static,
@@ -315,10 +315,12 @@ impl ActorSystem {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let capacity = options.mailbox.unwrap_or(inner.config.mailbox_capacity);
+        let interface = options.interface.unwrap_or_else(A::interface);
         let cell = Arc::new(Cell {
             meta: ActorMeta {
                 id,
-                type_name: A::interface().actor,
+                type_name: interface.actor,
+                interface,
                 name: options.name.map(Arc::from),
                 call_timeout: inner.config.call_timeout,
                 stream_buffer: inner.config.stream_buffer,

@@ -82,6 +82,63 @@ impl Clerk {
     }
 }
 
+/// Reports what its node sees of the cluster, so tests can check every node's view.
+pub struct Probe {
+    /// The node it reports on.
+    pub system: ActorSystem,
+}
+
+#[pulsing::remote]
+impl Probe {
+    /// This node's id.
+    pub fn node_id(&self) -> String {
+        self.system
+            .node_id()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The ids of the live members this node sees, sorted.
+    pub fn members(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .system
+            .members()
+            .iter()
+            .map(|m| m.node.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The node ids holding `name`, as this node sees them, sorted.
+    pub fn holders(&self, name: String) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .system
+            .instances(&name)
+            .iter()
+            .map(|i| i.node.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `true`; panics with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `test_node` process; killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -111,6 +168,12 @@ impl NodeProcess {
             .trim()
             .to_owned();
         NodeProcess { child, addr }
+    }
+
+    /// Closes the node's stdin: it shuts down gracefully and exits.
+    pub fn shut_down(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 
     /// SIGSTOP: the process freezes with its sockets open, like a hung host.

@@ -88,6 +88,8 @@ pub(crate) struct Connection {
     waiting: Mutex<HashMap<u64, Waiting>>,
     serving: Mutex<HashMap<u64, Serving>>,
     closed: CancellationToken,
+    /// Cancelled once the writer has stopped (after its last words).
+    written: CancellationToken,
     reason: Mutex<Option<String>>,
 }
 
@@ -223,6 +225,11 @@ impl Connection {
         self.closed.cancel();
     }
 
+    /// Resolves once the writer has stopped, its last frames sent.
+    pub(crate) async fn written(&self) {
+        self.written.cancelled().await;
+    }
+
     fn finish(self: &Arc<Self>, inbound: &dyn Inbound) {
         self.closed.cancel();
         let waiting: Vec<Waiting> = lock(&self.waiting).drain().map(|(_, w)| w).collect();
@@ -306,9 +313,15 @@ where
         waiting: Mutex::new(HashMap::new()),
         serving: Mutex::new(HashMap::new()),
         closed: CancellationToken::new(),
+        written: CancellationToken::new(),
         reason: Mutex::new(None),
     });
-    tokio::spawn(write_loop(sink, data_rx, control_rx, conn.closed.clone()));
+    let written = conn.written.clone().drop_guard();
+    let writer = write_loop(sink, data_rx, control_rx, conn.closed.clone());
+    tokio::spawn(async move {
+        writer.await;
+        drop(written);
+    });
     tokio::spawn(read_loop(stream, conn.clone(), inbound, max_frame));
     Ok(conn)
 }

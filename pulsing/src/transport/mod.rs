@@ -165,8 +165,9 @@ impl Transport {
         all.push(Arc::downgrade(conn));
     }
 
-    /// Stops accepting and closes every connection, telling peers this node is leaving.
-    pub(crate) fn shutdown(&self) {
+    /// Stops accepting and closes every connection, telling peers this node is leaving; waits
+    /// (up to a second) for those last words to be written.
+    pub(crate) async fn shutdown(&self) {
         self.stopped.cancel();
         let all: Vec<_> = self
             .all
@@ -174,10 +175,13 @@ impl Transport {
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect();
-        for conn in all.iter().filter_map(std::sync::Weak::upgrade) {
+        let open: Vec<Arc<Connection>> = all.iter().filter_map(std::sync::Weak::upgrade).collect();
+        for conn in &open {
             conn.send_control(crate::wire::Frame::Leaving);
             conn.close("this node is shutting down");
         }
+        let written = futures_util::future::join_all(open.iter().map(|c| c.written()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
     }
 
     fn ws_config(&self) -> WebSocketConfig {
@@ -305,8 +309,8 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
             match connection::establish(ws, &t.me, t.max_frame, inbound).await {
                 Ok(conn) => {
                     tracing::debug!(%from, node = %conn.peer, "peer connected");
-                    t.track(&conn);
                     t.adopt(&conn);
+                    t.track(&conn);
                 }
                 Err(reason) => {
                     tracing::warn!(%from, %reason, "refused a connection: handshake failed")

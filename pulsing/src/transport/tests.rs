@@ -215,5 +215,33 @@ async fn binding_all_interfaces_never_advertises_the_wildcard() {
     let advertised: SocketAddr = t.advertised().parse().unwrap();
     assert!(!advertised.ip().is_unspecified(), "{advertised}");
     assert_eq!(advertised.port(), t.local_addr().port());
-    t.shutdown();
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_the_peer_opened_carries_our_calls_to_it_too() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let a_to_b = a.connect(b.advertised()).await.unwrap();
+    // b adopts the incoming connection once the handshake is done on its side too.
+    while b.all.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let b_to_a = b.connect(a.advertised()).await.unwrap();
+    assert_eq!(b_to_a.peer, a.node());
+    assert_eq!(
+        b.all.lock().unwrap().len(),
+        1,
+        "b opened no second connection"
+    );
+    assert_eq!(
+        a.all.lock().unwrap().len(),
+        1,
+        "a accepted no second connection"
+    );
+    assert_eq!(
+        b_to_a.call(call("echo", args(9))).await.unwrap(),
+        Payload::Value(Value::List(vec![Value::Int(9)]))
+    );
+    drop(a_to_b);
 }

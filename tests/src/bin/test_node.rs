@@ -1,16 +1,23 @@
 //! A Pulsing node for the multi-process tests: binds a port (0 by default), spawns `Worker`
 //! actors under the given names, prints `LISTENING <addr>`, and serves until stdin closes.
 //!
-//! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--seed ADDR]... [--spawn NAME]...`
+//! Every node also runs a `Probe` named `probe-<NODE>`.
+//!
+//! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--gossip-ms MS] [--seed ADDR]...
+//! [--spawn NAME]...`
 
 use std::io::Write;
 
 use pulsing::prelude::*;
-use pulsing_tests::Worker;
+use pulsing_tests::{Probe, Worker};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main]
 async fn main() -> pulsing::Result<()> {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let (mut addr, mut node, mut secret, mut seeds, mut names) = (
         "127.0.0.1:0".to_owned(),
@@ -19,6 +26,7 @@ async fn main() -> pulsing::Result<()> {
         Vec::new(),
         Vec::new(),
     );
+    let mut gossip = None;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -29,6 +37,11 @@ async fn main() -> pulsing::Result<()> {
             "--secret" => secret = Some(value),
             "--seed" => seeds.push(value),
             "--spawn" => names.push(value),
+            "--gossip-ms" => {
+                gossip = Some(std::time::Duration::from_millis(
+                    value.parse().expect("--gossip-ms takes milliseconds"),
+                ))
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -36,7 +49,18 @@ async fn main() -> pulsing::Result<()> {
     if let Some(secret) = secret {
         builder = builder.secret(secret);
     }
+    if let Some(interval) = gossip {
+        builder = builder.gossip_interval(interval);
+    }
     let system = builder.build().await?;
+    Probe::spawn_named(
+        &system,
+        format!("probe-{node}"),
+        Probe {
+            system: system.clone(),
+        },
+    )
+    .await?;
     for name in names {
         Worker::spawn_named(&system, name, Worker::new(node.clone())).await?;
     }

@@ -1,0 +1,378 @@
+//! Hosted actors: actors whose methods are known only at run time.
+//!
+//! A `#[pulsing::remote]` type knows its methods at compile time. An actor written in another
+//! language (the Python package) does not: it is a [`Host`] that receives every by-name call as
+//! a [`HostedCall`] (method name, [`Args`], reply slot) and answers it whenever it likes, with a
+//! [`Value`] or a stream of them. The runtime gives it what every actor has: a mailbox, a name in
+//! the registry and the cluster directory, a per-instance type name and [`Interface`], by-name
+//! calls from this process ([`DynRef`]) and from peers.
+//!
+//! [`Host::dispatch`] runs on the actor's task and must not block: it hands the call over (to
+//! another event loop, a queue) and returns, so the host decides itself how calls interleave.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pulsing::hosted::{self, Host, HostedCall, HostedMethod, HostedReply};
+//! use pulsing::prelude::*;
+//!
+//! struct Upper;
+//! impl Host for Upper {
+//!     fn dispatch(&self, call: HostedCall) {
+//!         if let HostedReply::Call(reply) = call.reply {
+//!             match (call.method.as_str(), call.args.positional.first()) {
+//!                 ("upper", Some(Value::Str(s))) => reply.send(Ok(Value::Str(s.to_uppercase()))),
+//!                 _ => reply.send(Err(Error::Raised {
+//!                     actor: "Upper".into(), method: call.method, kind: "TypeError".into(),
+//!                     message: "upper(text: str)".into(), traceback: String::new(),
+//!                 })),
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> pulsing::Result<()> {
+//! let system = ActorSystem::builder().build().await?;
+//! let iface = hosted::interface("Upper", vec![HostedMethod::call("upper", &["text"])]);
+//! hosted::spawn(&system, SpawnOptions::new().name("upper"), iface, Arc::new(Upper)).await?;
+//! let any = system.resolve_dyn("upper").await?;
+//! assert_eq!(any.type_name(), "Upper");
+//! assert_eq!(any.call("upper", Args::new().arg("hi")).await?, Value::from("HI"));
+//! # system.shutdown().await; Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::__private::{Handled, HandlerCx};
+use crate::actor::Actor;
+use crate::dynamic::{Args, DynKind, DynPending, DynRef, Pending};
+use crate::interface::{Interface, MethodInfo, MethodKind, ParamInfo};
+use crate::reply::{Reply, StreamEvent};
+use crate::stream::{ConvertedStream, ReplyStream};
+use crate::supervision::SpawnOptions;
+use crate::system::ActorSystem;
+use crate::value::Value;
+use crate::{Error, Result};
+
+/// The code behind a hosted actor.
+pub trait Host: Send + Sync + 'static {
+    /// Takes one call. Runs on the actor's task: hand the call over and return at once.
+    fn dispatch(&self, call: HostedCall);
+
+    /// The actor stopped (after its last call was dispatched).
+    fn stopped(&self) {}
+}
+
+/// One by-name call to a hosted actor.
+#[derive(Debug)]
+pub struct HostedCall {
+    /// The method called.
+    pub method: String,
+    /// Its arguments.
+    pub args: Args,
+    /// Where the answer goes.
+    pub reply: HostedReply,
+}
+
+/// How a hosted call is answered.
+#[derive(Debug)]
+pub enum HostedReply {
+    /// With one [`Value`] (or an error).
+    Call(Reply<Value>),
+    /// With a stream of them: call [`StreamSink::open`] first, then send items, then end.
+    Stream(StreamSink),
+}
+
+impl HostedReply {
+    /// Whether the caller has gone (timed out, or dropped its future or stream).
+    pub fn is_abandoned(&self) -> bool {
+        match self {
+            HostedReply::Call(reply) => reply.is_abandoned(),
+            HostedReply::Stream(sink) => sink.is_closed(),
+        }
+    }
+
+    /// Fails the call (or the stream, before it opened).
+    pub fn fail(self, error: Error) {
+        match self {
+            HostedReply::Call(reply) => reply.send(Err(error)),
+            HostedReply::Stream(sink) => {
+                let _ = sink.tx.try_send(StreamEvent::Error(error));
+            }
+        }
+    }
+}
+
+/// The producer side of a hosted streaming call. The buffer between it and the consumer is
+/// bounded: [`try_send`](Self::try_send) says when it is full, [`ready`](Self::ready) waits
+/// for room. Dropping the sink without [`end`](Self::end) fails the stream with `Stopped`.
+#[derive(Debug, Clone)]
+pub struct StreamSink {
+    tx: mpsc::Sender<StreamEvent<Value>>,
+}
+
+/// What [`StreamSink::try_send`] did.
+#[derive(Debug)]
+pub enum SinkSend {
+    /// The item is queued.
+    Sent,
+    /// The buffer is full: the item comes back; wait with [`StreamSink::ready`].
+    Full(Value),
+    /// The consumer has gone: stop producing.
+    Closed,
+}
+
+impl StreamSink {
+    /// Tells the consumer the stream exists. Call it once, before any item.
+    pub fn open(&self) -> bool {
+        self.tx.try_send(StreamEvent::Opened).is_ok()
+    }
+
+    /// Queues `item` if there is room.
+    pub fn try_send(&self, item: Value) -> SinkSend {
+        match self.tx.try_send(StreamEvent::Item(item)) {
+            Ok(()) => SinkSend::Sent,
+            Err(mpsc::error::TrySendError::Full(StreamEvent::Item(item))) => SinkSend::Full(item),
+            Err(_) => SinkSend::Closed,
+        }
+    }
+
+    /// Waits until there is room for one item; `false` once the consumer has gone.
+    pub async fn ready(&self) -> bool {
+        self.tx.reserve().await.is_ok()
+    }
+
+    /// Ends the stream normally (waits for room in the buffer).
+    pub async fn end(self) {
+        let _ = self.tx.send(StreamEvent::End).await;
+    }
+
+    /// Ends the stream with `error`, after the items already sent.
+    pub async fn fail(self, error: Error) {
+        let _ = self.tx.send(StreamEvent::Error(error)).await;
+    }
+
+    /// Whether the consumer has gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// One method of a hosted actor's [`Interface`], before it is leaked to `'static`.
+#[derive(Debug, Clone, Default)]
+pub struct HostedMethod {
+    /// The method's name.
+    pub name: String,
+    /// Parameter names and types (as text; `"Any"` when the language has none).
+    pub params: Vec<(String, String)>,
+    /// The return type, or the item type of a stream.
+    pub returns: String,
+    /// Whether it streams.
+    pub stream: bool,
+    /// Whether it is asynchronous.
+    pub is_async: bool,
+    /// Its documentation.
+    pub doc: String,
+}
+
+impl HostedMethod {
+    /// A plain method with untyped parameters `params`.
+    pub fn call(name: &str, params: &[&str]) -> Self {
+        HostedMethod {
+            name: name.to_owned(),
+            params: params
+                .iter()
+                .map(|p| ((*p).to_owned(), "Any".to_owned()))
+                .collect(),
+            returns: "Any".to_owned(),
+            ..HostedMethod::default()
+        }
+    }
+}
+
+/// Builds a `'static` [`Interface`] named `actor`. The memory is never freed: build one per
+/// actor class, not per instance.
+pub fn interface(actor: &str, methods: Vec<HostedMethod>) -> &'static Interface {
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+    let methods: Vec<MethodInfo> = methods
+        .into_iter()
+        .map(|m| MethodInfo {
+            name: leak(m.name),
+            params: Box::leak(
+                m.params
+                    .into_iter()
+                    .map(|(name, ty)| ParamInfo {
+                        name: leak(name),
+                        ty: leak(ty),
+                    })
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
+            returns: leak(m.returns),
+            kind: if m.stream {
+                MethodKind::Stream
+            } else {
+                MethodKind::Call
+            },
+            is_async: m.is_async,
+            mutates: true,
+            doc: leak(m.doc),
+        })
+        .collect();
+    Box::leak(Box::new(Interface {
+        actor: leak(actor.to_owned()),
+        methods: Box::leak(methods.into_boxed_slice()),
+    }))
+}
+
+/// Spawns a hosted actor: `interface` gives its type name and methods, `host` runs them.
+pub async fn spawn(
+    system: &ActorSystem,
+    mut options: SpawnOptions,
+    interface: &'static Interface,
+    host: Arc<dyn Host>,
+) -> Result<DynRef> {
+    options.interface = Some(interface);
+    let mut once = Some(Hosted { host });
+    let actor = system.start(options, move || once.take()).await?;
+    Ok(actor.to_dyn())
+}
+
+/// The runtime's side of a hosted actor.
+struct Hosted {
+    host: Arc<dyn Host>,
+}
+
+static HOSTED: Interface = Interface {
+    actor: "Hosted",
+    methods: &[],
+};
+
+impl Actor for Hosted {
+    type Message = HostedCall;
+
+    fn interface() -> &'static Interface {
+        &HOSTED
+    }
+
+    fn handle<'a>(
+        &'a mut self,
+        msg: HostedCall,
+        _cx: &'a HandlerCx<'a>,
+    ) -> impl Future<Output = Handled> + Send + 'a {
+        if !msg.reply.is_abandoned() {
+            self.host.dispatch(msg);
+        }
+        std::future::ready(Ok(()))
+    }
+
+    fn dyn_message(method: &str, args: Args, kind: DynKind) -> Result<(HostedCall, DynPending)> {
+        let (reply, pending) = match kind {
+            DynKind::Call => {
+                let (tx, rx) = oneshot::channel();
+                let answer: DynPending = Pending::Call(Box::pin(async move { rx.await.ok() }));
+                (HostedReply::Call(Reply::to(tx)), answer)
+            }
+            DynKind::Stream { buffer, actor } => {
+                let (tx, rx) = mpsc::channel(buffer.max(1));
+                let typed = ReplyStream::<Value>::new(rx, actor);
+                let opened: DynPending = Pending::Stream(Box::pin(async move {
+                    Ok(ConvertedStream::from_typed(
+                        typed.opened().await?,
+                        |v: &Value| Ok(v.clone()),
+                    ))
+                }));
+                (HostedReply::Stream(StreamSink { tx }), opened)
+            }
+        };
+        let call = HostedCall {
+            method: method.to_owned(),
+            args,
+            reply,
+        };
+        Ok((call, pending))
+    }
+
+    fn remote_message(
+        method: &str,
+        _args: &[u8],
+        _kind: DynKind,
+    ) -> Result<(HostedCall, Pending<Vec<u8>>)> {
+        Err(Error::Codec(format!(
+            "`{method}`: a hosted actor takes by-name calls only, not typed ones"
+        )))
+    }
+
+    fn on_stop(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        self.host.stopped();
+        std::future::ready(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    struct Counting;
+    impl Host for Counting {
+        fn dispatch(&self, call: HostedCall) {
+            match call.reply {
+                HostedReply::Call(reply) => reply.send(Ok(Value::Str(call.method))),
+                HostedReply::Stream(sink) => {
+                    tokio::spawn(async move {
+                        assert!(sink.open());
+                        for i in 0..5 {
+                            let mut item = Value::Int(i);
+                            loop {
+                                match sink.try_send(item) {
+                                    SinkSend::Sent => break,
+                                    SinkSend::Full(back) => {
+                                        item = back;
+                                        sink.ready().await;
+                                    }
+                                    SinkSend::Closed => return,
+                                }
+                            }
+                        }
+                        sink.fail(Error::Codec("late".into())).await;
+                    });
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn hosted_calls_and_streams() {
+        let system = ActorSystem::builder()
+            .stream_buffer(1)
+            .build()
+            .await
+            .unwrap();
+        let iface = interface("Counting", vec![HostedMethod::call("any", &["x"])]);
+        let any = spawn(
+            &system,
+            SpawnOptions::new().name("c"),
+            iface,
+            Arc::new(Counting),
+        )
+        .await
+        .unwrap();
+        assert_eq!(any.type_name(), "Counting");
+        assert_eq!(any.interface().unwrap().methods[0].name, "any");
+        let again = system.resolve_dyn("c").await.unwrap();
+        assert_eq!(
+            again.call("hello", Args::new()).await.unwrap(),
+            Value::from("hello")
+        );
+        let items: Vec<_> = any.stream("s", Args::new()).await.unwrap().collect().await;
+        assert_eq!(items.len(), 6);
+        assert_eq!(items[4], Ok(Value::Int(4)));
+        assert!(matches!(items[5], Err(Error::Codec(_))));
+        system.shutdown().await;
+    }
+}
