@@ -1,0 +1,80 @@
+"""Pulsing: distributed actors for Python on the Pulsing Rust runtime.
+
+```python
+import pulsing as pul
+
+@pul.remote
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+    def inc(self, by=1):
+        self.value += by
+        return self.value
+
+async def main():
+    await pul.init()
+    counter = await Counter.spawn(10, name="counter")
+    print(await counter.inc())   # 11
+    await pul.shutdown()
+```
+"""
+
+from . import _native
+from ._core import (
+    ActorProxy,
+    ActorRef,
+    Call,
+    RemoteClass,
+    advertised_addr,
+    init,
+    instances,
+    local_addr,
+    members,
+    remote,
+    resolve,
+    shutdown,
+    stop,
+)
+from ._errors import (
+    PulsingActorError,
+    PulsingBadArgumentsError,
+    PulsingDecodeError,
+    PulsingError,
+    PulsingNameTakenError,
+    PulsingNotFoundError,
+    PulsingStoppedError,
+    PulsingTimeoutError,
+    PulsingTransportError,
+    PulsingTypeMismatchError,
+    PulsingUnknownMethodError,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "ActorProxy",
+    "ActorRef",
+    "Call",
+    "RemoteClass",
+    "PulsingActorError",
+    "PulsingBadArgumentsError",
+    "PulsingDecodeError",
+    "PulsingError",
+    "PulsingNameTakenError",
+    "PulsingNotFoundError",
+    "PulsingStoppedError",
+    "PulsingTimeoutError",
+    "PulsingTransportError",
+    "PulsingTypeMismatchError",
+    "PulsingUnknownMethodError",
+    "__version__",
+    "advertised_addr",
+    "init",
+    "instances",
+    "local_addr",
+    "members",
+    "remote",
+    "resolve",
+    "shutdown",
+    "stop",
+]

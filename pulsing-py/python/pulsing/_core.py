@@ -1,0 +1,937 @@
+"""The Python half of Pulsing: the decorator, actor hosts, proxies and the asyncio bridge.
+
+Execution model
+---------------
+* A Python actor lives on the asyncio event loop that spawned it.
+* ``async def`` methods run on that loop and may interleave at ``await`` points (as in Ray's
+  async actors). A local call runs the method directly in the caller's task: no thread hop.
+* ``def`` methods run one at a time per actor, on a worker thread (a shared pool; each actor's
+  calls are drained in order by one worker at a time), so a slow ``def`` never blocks the loop
+  or any other actor. Results go back to the loop in batches.
+* ``@pul.remote(serial=True)`` makes an actor strictly one-at-a-time: every method, sync or
+  async, waits for the previous one. Calls made by the actor itself while it runs (directly or
+  through other actors: A -> B -> A) are re-entrant, so they never deadlock.
+* Generator methods (``async def`` with ``yield``, or ``def`` with ``yield``) stream: the consumer
+  uses ``async for``. A sync generator is pulled on the worker thread in chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextvars
+import inspect
+import itertools
+import threading
+import time
+import traceback
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+from . import _native
+from ._errors import (
+    PulsingActorError,
+    PulsingError,
+    PulsingNameTakenError,
+    PulsingNotFoundError,
+    PulsingStoppedError,
+    PulsingTimeoutError,
+    PulsingTypeMismatchError,
+    PulsingUnknownMethodError,
+    from_native,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Global state
+
+_state: Optional[tuple] = None  # the arguments of the running init
+_generation = 0  # bumped by shutdown: hosts of an older generation are stopped
+_NAMES: "dict[str, _Host]" = {}  # named Python actors of this process
+_HOSTS: "dict[int, _Host]" = {}  # named Python actors by id, for calls coming through Rust
+_host_ids = itertools.count(1)
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pulsing-sync")
+_chain: contextvars.ContextVar[tuple] = contextvars.ContextVar("pulsing_chain", default=())
+
+
+class _Done:
+    """An already-finished awaitable: lets ``init``/``shutdown`` work with or without ``await``."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+
+def init(
+    addr: Optional[str] = None,
+    *,
+    seeds: "list[str] | tuple[str, ...]" = (),
+    secret: "str | bytes | None" = None,
+    call_timeout: Optional[float] = 30.0,
+    advertise: Optional[str] = None,
+) -> _Done:
+    """Starts Pulsing in this process. Works from sync code too (``await`` is optional).
+
+    Without ``addr`` the system is standalone. With ``addr`` (``"127.0.0.1:0"`` picks a free port,
+    read it back with :func:`local_addr`) it joins the cluster through ``seeds``. Calling ``init``
+    again with the same arguments returns the running system; with different ones it raises.
+    """
+    global _state
+    if isinstance(secret, str):
+        secret = secret.encode()
+    args = (addr, tuple(seeds), secret, call_timeout, advertise)
+    if _state is not None:
+        if _state == args and _native.is_initialized():
+            return _Done()
+        raise PulsingError(
+            "pulsing is already initialized with other arguments; call pul.shutdown() first"
+        )
+    try:
+        _native.init(addr, list(seeds), secret, call_timeout, advertise)
+    except _native.PulsingNativeError as e:
+        raise from_native(e) from None
+    _state = args
+    return _Done()
+
+
+def shutdown() -> _Done:
+    """Stops every local actor and leaves the cluster. Works with or without ``await``."""
+    global _state, _generation
+    _generation += 1
+    _NAMES.clear()
+    _HOSTS.clear()
+    _state = None
+    _native.shutdown()
+    return _Done()
+
+
+def _atexit() -> None:
+    global _generation
+    _generation += 1
+    _NAMES.clear()
+    _HOSTS.clear()
+    # Shuts the system and the tokio runtime down before the interpreter finalizes; no Rust
+    # thread holds a Python object, so nothing can touch Python after this.
+    _native.finalize()
+
+
+atexit.register(_atexit)
+
+
+def _require_init() -> None:
+    if _state is None:
+        raise PulsingError("pulsing is not initialized: call `await pul.init()` first")
+
+
+def local_addr() -> Optional[str]:
+    """The address this node listens on (``None`` when standalone)."""
+    _require_init()
+    return _native.local_addr()
+
+
+def advertised_addr() -> Optional[str]:
+    """The address this node advertises to peers (``None`` when standalone)."""
+    _require_init()
+    return _native.advertised_addr()
+
+
+def members() -> "list[dict]":
+    """The live members of the cluster, this node included."""
+    _require_init()
+    return _native.members()
+
+
+def instances(name: str) -> "list[dict]":
+    """Every instance of ``name`` in the cluster (local first)."""
+    _require_init()
+    return _native.instances(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bridge: completions from Rust arrive on the loop in batches
+
+
+class _LoopBridge:
+    __slots__ = ("loop", "native", "waiters", "tokens", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.native = _native.Bridge()
+        self.waiters: dict = {}
+        self.tokens = itertools.count(1)
+        loop.add_reader(self.native.fileno(), self._drain)
+
+    def future(self):
+        token = next(self.tokens)
+        fut = self.loop.create_future()
+        self.waiters[token] = fut
+        return token, fut
+
+    def _drain(self) -> None:
+        waiters = self.waiters
+        for ev in self.native.take():
+            tag = ev[0]
+            if tag == 3:
+                _incoming(self, ev)
+                continue
+            fut = waiters.pop(ev[1], None)
+            if fut is None or fut.done():
+                continue
+            if tag == 2:
+                fut.set_result(ev)
+            elif ev[2]:
+                fut.set_result(ev[3])
+            else:
+                fut.set_exception(from_native(ev[3]))
+
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = (
+    weakref.WeakKeyDictionary()
+)
+_last_bridge: Optional[_LoopBridge] = None
+
+
+def _bridge_for(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
+    global _last_bridge
+    b = _last_bridge
+    if b is not None and b.loop is loop:
+        return b
+    b = _bridges.get(loop)
+    if b is None:
+        b = _LoopBridge(loop)
+        _bridges[loop] = b
+    _last_bridge = b
+    return b
+
+
+def _bridge() -> _LoopBridge:
+    return _bridge_for(asyncio.get_running_loop())
+
+
+async def _native_call(fn, *args):
+    b = _bridge()
+    token, fut = b.future()
+    try:
+        fn(b.native, token, *args)
+    except _native.PulsingNativeError as e:
+        b.waiters.pop(token, None)
+        raise from_native(e) from None
+    return await fut
+
+
+# ---------------------------------------------------------------------------------------------
+# Classes and hosts
+
+
+class _ClassInfo:
+    """What Pulsing knows of a ``@pul.remote`` class: its methods and how they run."""
+
+    def __init__(self, cls: type, serial: bool) -> None:
+        self.cls = cls
+        self.name = cls.__qualname__
+        self.serial = serial
+        self.kinds: dict[str, str] = {}
+        spec = []
+        for attr in dir(cls):
+            if attr.startswith("_"):
+                continue
+            fn = inspect.getattr_static(cls, attr)
+            if isinstance(fn, (staticmethod, classmethod)) or not inspect.isfunction(fn):
+                continue
+            if inspect.isasyncgenfunction(fn):
+                kind = "agen"
+            elif inspect.isgeneratorfunction(fn):
+                kind = "gen"
+            elif inspect.iscoroutinefunction(fn):
+                kind = "async"
+            else:
+                kind = "sync"
+            self.kinds[attr] = kind
+            try:
+                params = [p for p in inspect.signature(fn).parameters][1:]
+            except (TypeError, ValueError):
+                params = []
+            doc = inspect.getdoc(fn) or ""
+            spec.append((attr, params, kind in ("gen", "agen"), kind in ("async", "agen"), doc))
+        self.spec = spec
+
+    def interface(self) -> dict:
+        return {
+            "actor": self.name,
+            "methods": [
+                {
+                    "name": name,
+                    "params": [{"name": p, "ty": "Any"} for p in params],
+                    "returns": "Any",
+                    "kind": "Stream" if stream else "Call",
+                    "is_async": is_async,
+                    "doc": doc,
+                }
+                for name, params, stream, is_async, doc in self.spec
+            ],
+        }
+
+
+class _Host:
+    """One running Python actor: its instance, its loop, and its sync-call queue."""
+
+    __slots__ = (
+        "id", "info", "instance", "loop", "lock", "sync_q", "sync_busy", "sync_lock",
+        "name", "native", "generation", "stopped",
+    )
+
+    def __init__(self, info: _ClassInfo, instance: Any, loop, name: Optional[str]) -> None:
+        self.id = next(_host_ids)
+        self.info = info
+        self.instance = instance
+        self.loop = loop
+        self.lock = asyncio.Lock() if info.serial else None
+        self.sync_q: collections.deque = collections.deque()
+        self.sync_busy = False
+        self.sync_lock = threading.Lock()
+        self.name = name
+        self.native = None
+        self.generation = _generation
+        self.stopped = False
+
+    def label(self) -> str:
+        if self.name is not None:
+            return f'{self.info.name}#{self.id} "{self.name}"'
+        return f"{self.info.name}#{self.id}"
+
+    def is_stopped(self) -> bool:
+        return self.stopped or self.generation != _generation
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.name is not None and _NAMES.get(self.name) is self:
+            del _NAMES[self.name]
+        _HOSTS.pop(self.id, None)
+        if self.native is not None:
+            try:
+                self.native.stop()
+            except Exception:
+                pass
+
+    # -- sync methods: one at a time, on a worker thread ---------------------------------
+
+    def run_sync(self, fn, args, kwargs, method: str) -> asyncio.Future:
+        fut = self.loop.create_future()
+        with self.sync_lock:
+            self.sync_q.append((fn, args, kwargs, fut, method))
+            start = not self.sync_busy
+            self.sync_busy = True
+        if start:
+            _POOL.submit(self._drain_sync)
+        return fut
+
+    def _drain_sync(self) -> None:
+        done = []
+        q = self.sync_q
+        while True:
+            with self.sync_lock:
+                if not q:
+                    self.sync_busy = False
+                    break
+                fn, args, kwargs, fut, method = q.popleft()
+            try:
+                done.append((fut, True, fn(*args, **kwargs)))
+            except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+                done.append((fut, False, _raised(self, method, e)))
+            if len(done) >= 32:
+                self._deliver(done)
+                done = []
+        if done:
+            self._deliver(done)
+
+    def _deliver(self, done) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_set_results, done)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+
+def _set_results(done) -> None:
+    for fut, ok, value in done:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+def _raised(host: _Host, method: str, e: BaseException) -> PulsingActorError:
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return PulsingActorError(
+        str(e), type_name=type(e).__name__, remote_traceback=tb, actor=host.label(), method=method
+    )
+
+
+def _unknown(host: _Host, method: str) -> PulsingUnknownMethodError:
+    available = ", ".join(host.info.kinds)
+    return PulsingUnknownMethodError(
+        f"{host.label()} has no remote method `{method}` (it has: {available})"
+    )
+
+
+async def _invoke(host: _Host, method: str, args, kwargs):
+    """Runs one call of ``method`` on ``host`` from the current task."""
+    if host.is_stopped():
+        raise PulsingStoppedError(f"{host.label()} is stopped")
+    kind = host.info.kinds.get(method)
+    if kind is None:
+        raise _unknown(host, method)
+    if kind in ("gen", "agen"):
+        raise PulsingUnknownMethodError(f"{host.label()}.{method}() streams: use `async for`")
+    if asyncio.get_running_loop() is not host.loop:
+        # The actor lives on another loop (another thread): run the call there.
+        cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs), host.loop)
+        return await asyncio.wrap_future(cf)
+    if host.lock is None:
+        if kind == "async":
+            try:
+                return await getattr(host.instance, method)(*args, **kwargs)
+            except Exception as e:
+                raise _raised(host, method, e) from None
+        return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
+    return await _invoke_serial(host, kind, method, args, kwargs)
+
+
+async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
+    chain = _chain.get()
+    reentrant = host.id in chain
+    if not reentrant:
+        await host.lock.acquire()
+    token = _chain.set(chain + (host.id,))
+    try:
+        if kind == "async":
+            try:
+                return await getattr(host.instance, method)(*args, **kwargs)
+            except Exception as e:
+                raise _raised(host, method, e) from None
+        return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
+    finally:
+        _chain.reset(token)
+        if not reentrant:
+            host.lock.release()
+
+
+def _pull_chunk(gen, max_items: int = 256, max_seconds: float = 0.002):
+    """Pulls up to ``max_items`` from a sync generator (on the worker thread)."""
+    items = []
+    deadline = time.monotonic() + max_seconds
+    try:
+        for item in gen:
+            items.append(item)
+            if len(items) >= max_items or time.monotonic() >= deadline:
+                return items, False, None
+        return items, True, None
+    except Exception as e:  # noqa: BLE001
+        return items, True, e
+
+
+async def _local_stream(host: _Host, method: str, args, kwargs):
+    """The items of a streaming method of a local actor, pulled by the consumer."""
+    if host.is_stopped():
+        raise PulsingStoppedError(f"{host.label()} is stopped")
+    kind = host.info.kinds.get(method)
+    if kind is None:
+        raise _unknown(host, method)
+    if kind not in ("gen", "agen"):
+        raise PulsingUnknownMethodError(
+            f"{host.label()}.{method}() is not a streaming method: use `await`"
+        )
+    if asyncio.get_running_loop() is not host.loop:
+        raise PulsingError("streams from an actor on another event loop are not supported")
+    fn = getattr(host.instance, method)
+    if kind == "agen":
+        try:
+            agen = fn(*args, **kwargs)
+        except Exception as e:
+            raise _raised(host, method, e) from None
+        try:
+            while True:
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    return
+                except Exception as e:
+                    raise _raised(host, method, e) from None
+                yield item
+        finally:
+            await agen.aclose()
+    else:
+        try:
+            gen = fn(*args, **kwargs)
+        except Exception as e:
+            raise _raised(host, method, e) from None
+        finished = False
+        try:
+            while not finished:
+                items, finished, exc = await host.run_sync(_pull_chunk, (gen,), {}, method)
+                for item in items:
+                    yield item
+                if exc is not None:
+                    raise _raised(host, method, exc) from None
+        finally:
+            if not finished:
+                gen.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls that arrive through Rust (from another process, or a Rust caller)
+
+
+def _incoming(bridge: _LoopBridge, ev) -> None:
+    _, host_id, method, args, kwargs, reply, stream = ev
+    host = _HOSTS.get(host_id)
+    if host is None or host.is_stopped():
+        if stream:
+            reply.raised("actor", method, "PulsingStoppedError", "the actor is stopped", "")
+        else:
+            reply.stopped(host.label() if host is not None else f"actor#{host_id}")
+        return
+    if stream:
+        bridge.loop.create_task(_serve_stream(bridge, host, method, args, kwargs, reply))
+        return
+    kind = host.info.kinds.get(method)
+    if kind == "sync" and host.lock is None:
+        fut = host.run_sync(getattr(host.instance, method), args, kwargs, method)
+        fut.add_done_callback(lambda f: _answer(host, method, reply, f))
+    else:
+        task = bridge.loop.create_task(_invoke(host, method, args, kwargs))
+        task.add_done_callback(lambda f: _answer(host, method, reply, f))
+
+
+def _answer(host: _Host, method: str, reply, fut) -> None:
+    if fut.cancelled():
+        reply.stopped(host.label())
+        return
+    e = fut.exception()
+    if e is None:
+        try:
+            reply.send(fut.result())
+        except Exception as err:  # noqa: BLE001 - the result would not convert
+            reply.raised(host.label(), method, type(err).__name__, str(err), "")
+        return
+    _fail(host, method, reply, e)
+
+
+def _fail(host: _Host, method: str, reply, e: BaseException) -> None:
+    if isinstance(e, PulsingUnknownMethodError) and "has no remote method" in str(e):
+        reply.unknown(host.label(), method, ", ".join(host.info.kinds))
+    elif isinstance(e, PulsingActorError):
+        reply.raised(host.label(), method, e.type_name, e.message, e.remote_traceback)
+    else:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        reply.raised(host.label(), method, type(e).__name__, str(e), tb)
+
+
+async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwargs, sink) -> None:
+    items = _local_stream(host, method, args, kwargs)
+    try:
+        first = True
+        async for item in items:
+            if first:
+                first = False
+                sink.open()
+            r = sink.try_send(item)
+            while r == 1:
+                token, fut = bridge.future()
+                sink.ready(bridge.native, token)
+                r = sink.try_send(item) if await fut else 2
+            if r == 2:
+                return
+        if first:
+            sink.open()
+        sink.end()
+    except BaseException as e:  # noqa: BLE001 - every failure reaches the consumer
+        if isinstance(e, PulsingUnknownMethodError) and "has no remote method" in str(e):
+            sink.unknown(host.label(), method, ", ".join(host.info.kinds))
+        elif isinstance(e, PulsingActorError):
+            sink.open()
+            sink.raised(host.label(), method, e.type_name, e.message, e.remote_traceback)
+        else:
+            sink.open()
+            sink.raised(host.label(), method, type(e).__name__, str(e), "")
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+    finally:
+        await items.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# References and proxies
+
+
+class _LocalTarget:
+    """A Python actor in this process: calls run on its loop without leaving Python."""
+
+    __slots__ = ("host",)
+    is_local = True
+
+    def __init__(self, host: _Host) -> None:
+        self.host = host
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.host.name
+
+    @property
+    def type_name(self) -> str:
+        return self.host.info.name
+
+    async def call(self, method, args, kwargs, timeout):
+        if timeout is None:
+            return await _invoke(self.host, method, args, kwargs)
+        try:
+            return await asyncio.wait_for(_invoke(self.host, method, args, kwargs), timeout)
+        except asyncio.TimeoutError:
+            raise PulsingTimeoutError(
+                f"{self.host.label()}.{method}() timed out after {timeout}s"
+            ) from None
+
+    def stream(self, method, args, kwargs):
+        return _local_stream(self.host, method, args, kwargs)
+
+    async def interface(self) -> dict:
+        return self.host.info.interface()
+
+    def stop(self) -> None:
+        self.host.stop()
+
+
+class _RemoteTarget:
+    """Any actor reached through the Rust runtime (another process, or a Rust actor)."""
+
+    __slots__ = ("native",)
+    is_local = False
+
+    def __init__(self, native) -> None:
+        self.native = native
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.native.name
+
+    @property
+    def type_name(self) -> str:
+        return self.native.type_name
+
+    async def call(self, method, args, kwargs, timeout):
+        b = _bridge()
+        token, fut = b.future()
+        try:
+            self.native.call(b.native, token, method, args, kwargs or None, timeout)
+        except _native.PulsingNativeError as e:
+            b.waiters.pop(token, None)
+            raise from_native(e) from None
+        return await fut
+
+    def stream(self, method, args, kwargs):
+        return _RemoteStream(self.native, method, args, kwargs)
+
+    async def interface(self) -> dict:
+        local = self.native.local_interface()
+        if local is not None:
+            return local
+        described = await self.call("$describe", (), None, None)
+        iface = described.get("interface") if isinstance(described, dict) else None
+        if iface is None:
+            raise PulsingError(f"the node of {self.native!r} does not describe interfaces")
+        return iface
+
+    def stop(self) -> None:
+        self.native.stop()
+
+
+class _RemoteStream:
+    """Items of a stream from the Rust runtime, fetched in batches (one prefetched)."""
+
+    def __init__(self, native, method, args, kwargs) -> None:
+        self._native = native
+        self._call = (method, args, kwargs)
+        self._stream = None
+        self._buf: collections.deque = collections.deque()
+        self._pending = None
+        self._done = False
+        self._err = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._buf:
+            return self._buf.popleft()
+        return await self._fill()
+
+    async def _fill(self):
+        if self._stream is None:
+            if self._done:
+                raise StopAsyncIteration
+            method, args, kwargs = self._call
+            b = _bridge()
+            token, fut = b.future()
+            self._native.stream(b.native, token, method, args, kwargs or None)
+            self._stream = await fut
+            self._request()
+        while not self._buf:
+            if self._done:
+                err, self._err = self._err, None
+                if err is not None:
+                    raise err
+                raise StopAsyncIteration
+            _, _, items, ended, err = await self._pending
+            self._pending = None
+            self._buf.extend(items)
+            if ended:
+                self._done = True
+                self._err = from_native(err) if err is not None else None
+            else:
+                self._request()
+        return self._buf.popleft()
+
+    def _request(self) -> None:
+        b = _bridge()
+        token, fut = b.future()
+        self._stream.next_batch(b.native, token, 4096)
+        self._pending = fut
+
+    async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._stream is not None and not self._done:
+            self._done = True
+            self._stream.close()
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except Exception:
+            pass
+
+
+class Call:
+    """A call not yet made: ``await`` it for the result, or ``async for`` over a stream.
+
+    ``.timeout(seconds)`` sets this call's deadline.
+    """
+
+    __slots__ = ("_target", "_method", "_args", "_kwargs", "_timeout", "_kind")
+
+    def __init__(self, target, method, args, kwargs, kind) -> None:
+        self._target = target
+        self._method = method
+        self._args = args
+        self._kwargs = kwargs
+        self._timeout = None
+        self._kind = kind
+
+    def timeout(self, seconds: Optional[float]) -> "Call":
+        self._timeout = seconds
+        return self
+
+    def __await__(self):
+        if self._kind in ("gen", "agen"):
+            raise PulsingUnknownMethodError(f"`{self._method}` streams: use `async for`")
+        return self._target.call(self._method, self._args, self._kwargs, self._timeout).__await__()
+
+    def __aiter__(self):
+        if self._kind in ("sync", "async"):
+            raise PulsingUnknownMethodError(f"`{self._method}` is not a streaming method: use `await`")
+        return self._target.stream(self._method, self._args, self._kwargs).__aiter__()
+
+
+class _Method:
+    __slots__ = ("_target", "_name", "_kind")
+
+    def __init__(self, target, name, kind) -> None:
+        self._target = target
+        self._name = name
+        self._kind = kind
+
+    def __call__(self, *args, **kwargs) -> Call:
+        return Call(self._target, self._name, args, kwargs, self._kind)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name}>"
+
+
+class ActorProxy:
+    """Calls an actor's methods: ``await proxy.method(args)``, ``async for x in proxy.gen()``.
+
+    A typed proxy (from ``Cls.spawn``, ``Cls.resolve`` or ``ref.as_type(Cls)``) knows the class's
+    methods and rejects other names at once; an untyped one (``ref.as_any()``) forwards any
+    public name and lets the actor report unknown ones.
+    """
+
+    def __init__(self, target, info: Optional[_ClassInfo]) -> None:
+        self.__dict__["_pulsing_target"] = target
+        self.__dict__["_pulsing_info"] = info
+
+    def __getattr__(self, name: str) -> _Method:
+        if name.startswith("_"):
+            raise PulsingUnknownMethodError(
+                f"`{name}` is private: only public methods can be called on an actor"
+            )
+        info = self.__dict__["_pulsing_info"]
+        kind = None
+        if info is not None:
+            kind = info.kinds.get(name)
+            if kind is None:
+                raise PulsingUnknownMethodError(
+                    f"{info.name} has no remote method `{name}` (it has: {', '.join(info.kinds)})"
+                )
+        m = _Method(self.__dict__["_pulsing_target"], name, kind)
+        self.__dict__[name] = m
+        return m
+
+    def __setattr__(self, name, value):
+        raise AttributeError("actor proxies are read-only")
+
+    def __repr__(self) -> str:
+        t = self.__dict__["_pulsing_target"]
+        return f"<ActorProxy {t.type_name} {t.name!r}>"
+
+
+class ActorRef:
+    """An untyped reference from :func:`resolve`: ``.as_any()`` or ``.as_type(Cls)``."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target) -> None:
+        self._target = target
+
+    @property
+    def name(self) -> Optional[str]:
+        return self._target.name
+
+    @property
+    def type_name(self) -> str:
+        """The actor's type: a Python class's ``__qualname__``, or a Rust type name."""
+        return self._target.type_name
+
+    @property
+    def is_local(self) -> bool:
+        return self._target.is_local
+
+    def as_any(self) -> ActorProxy:
+        """A proxy that forwards any public method name (the actor reports unknown ones)."""
+        return ActorProxy(self._target, None)
+
+    def as_type(self, cls) -> ActorProxy:
+        """A typed proxy for ``cls`` (a ``@pul.remote`` class); checks the actor's type."""
+        info = _info_of(cls)
+        if self._target.type_name != info.name:
+            raise PulsingTypeMismatchError(
+                f"`{self.name}` is bound to a `{self._target.type_name}` actor, not a `{info.name}`"
+            )
+        return ActorProxy(self._target, info)
+
+    async def interface(self) -> dict:
+        """The actor's methods, their parameters and kinds (works for Rust actors too)."""
+        return await self._target.interface()
+
+    def stop(self) -> None:
+        """Asks the actor to stop; its name is released."""
+        self._target.stop()
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.type_name} {self.name!r}>"
+
+
+def _info_of(cls) -> _ClassInfo:
+    info = getattr(cls, "_pulsing_info", None)
+    if not isinstance(info, _ClassInfo):
+        raise TypeError(f"{cls!r} is not a @pul.remote class")
+    return info
+
+
+async def resolve(name: str, *, timeout: Optional[float] = None) -> ActorRef:
+    """Finds the actor named ``name`` (here first, then in the cluster).
+
+    With ``timeout`` (seconds), waits for the name to appear; then raises
+    :class:`PulsingNotFoundError`.
+    """
+    _require_init()
+    host = _NAMES.get(name)
+    if host is not None and not host.is_stopped():
+        return ActorRef(_LocalTarget(host))
+    b = _bridge()
+    token, fut = b.future()
+    _native.resolve(b.native, token, name, timeout)
+    native = await fut
+    # A Python actor of this process found through Rust (another loop registered it).
+    return ActorRef(_RemoteTarget(native))
+
+
+def stop(actor) -> None:
+    """Stops an actor given its proxy or ref."""
+    if isinstance(actor, ActorProxy):
+        actor.__dict__["_pulsing_target"].stop()
+    elif isinstance(actor, ActorRef):
+        actor.stop()
+    else:
+        raise TypeError("pul.stop takes an actor proxy or ref")
+
+
+# ---------------------------------------------------------------------------------------------
+# The decorator
+
+
+class RemoteClass:
+    """What ``@pul.remote`` turns a class into: ``await Cls.spawn(...)``, ``await Cls.resolve(name)``."""
+
+    def __init__(self, cls: type, serial: bool) -> None:
+        self._pulsing_info = _ClassInfo(cls, serial)
+        self.__wrapped__ = cls
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__doc__ = cls.__doc__
+        self.__module__ = cls.__module__
+
+    async def spawn(self, *args, name: Optional[str] = None, **kwargs) -> ActorProxy:
+        """Creates an actor on the running loop: ``args``/``kwargs`` go to ``__init__``;
+        ``name`` registers it in the cluster."""
+        _require_init()
+        info = self._pulsing_info
+        loop = asyncio.get_running_loop()
+        if name is not None and name in _NAMES and not _NAMES[name].is_stopped():
+            raise PulsingNameTakenError(f"the name `{name}` is already taken by {_NAMES[name].label()}")
+        instance = info.cls(*args, **kwargs)
+        host = _Host(info, instance, loop, name)
+        if name is not None:
+            b = _bridge_for(loop)
+            try:
+                host.native = _native.spawn_hosted(b.native, host.id, name, info.name, info.spec)
+            except _native.PulsingNativeError as e:
+                raise from_native(e) from None
+            _NAMES[name] = host
+            _HOSTS[host.id] = host
+        return ActorProxy(_LocalTarget(host), info)
+
+    async def resolve(self, name: str, *, timeout: Optional[float] = None) -> ActorProxy:
+        """A typed proxy to the actor named ``name``."""
+        ref = await resolve(name, timeout=timeout)
+        return ref.as_type(self)
+
+    def __call__(self, *args, **kwargs):
+        """Builds a plain (non-actor) instance of the class."""
+        return self.__wrapped__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pulsing remote class {self.__qualname__}>"
+
+
+def remote(cls=None, *, serial: bool = False):
+    """Makes a class an actor class: ``@pul.remote`` or ``@pul.remote(serial=True)``.
+
+    ``serial=True`` runs every method (sync or async) strictly one at a time.
+    """
+    if cls is None:
+        return lambda c: RemoteClass(c, serial)
+    return RemoteClass(cls, serial)

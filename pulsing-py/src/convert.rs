@@ -1,0 +1,270 @@
+//! Python objects <-> `pulsing::Value`.
+//!
+//! Plain data (None, bool, int, float, str, bytes, list, tuple, dict) becomes the language-neutral
+//! `Value`; anything else is pickled into `{"$pickle": bytes}`. Tuples arrive as lists.
+
+use pulsing::{Error, Value};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// The key that marks a pickled object.
+pub(crate) const PICKLE: &str = "$pickle";
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn pickle_fn<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let f = cell.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("pickle")?.getattr(name)?.unbind())
+    })?;
+    Ok(f.bind(py).clone())
+}
+
+fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let py = obj.py();
+    let dumps = pickle_fn(py, &DUMPS, "dumps")?;
+    let bytes = dumps.call1((obj, 5))?;
+    let bytes = bytes.cast::<PyBytes>()?;
+    Ok(Value::Map(vec![(
+        Value::Str(PICKLE.to_owned()),
+        Value::Bytes(bytes.as_bytes().to_vec()),
+    )]))
+}
+
+/// Converts a Python object to a `Value` (pickling what is not plain data).
+pub(crate) fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    to_value_depth(obj, 0)
+}
+
+fn to_value_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > 200 {
+        return Err(PyValueError::new_err("value nested too deeply"));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // Exact types only: subclasses (enums, named tuples, ...) keep their type through pickle.
+    if obj.is_exact_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.extract::<bool>()?));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        return match obj.extract::<i64>() {
+            Ok(i) => Ok(Value::Int(i)),
+            Err(_) => pickled(obj),
+        };
+    }
+    if obj.is_exact_instance_of::<PyFloat>() {
+        return Ok(Value::Float(obj.extract::<f64>()?));
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast_exact::<PyByteArray>() {
+        return Ok(Value::Bytes(b.to_vec()));
+    }
+    if let Ok(list) = obj.cast_exact::<PyList>() {
+        let mut out = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            out.push(to_value_depth(&item, depth + 1)?);
+        }
+        return Ok(Value::List(out));
+    }
+    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+        let mut out = Vec::with_capacity(tuple.len());
+        for item in tuple.iter() {
+            out.push(to_value_depth(&item, depth + 1)?);
+        }
+        return Ok(Value::List(out));
+    }
+    if let Ok(dict) = obj.cast_exact::<PyDict>() {
+        if dict.len() == 1 && dict.contains(PICKLE)? {
+            // Would read back as a pickled object: send the dict itself pickled.
+            return pickled(obj);
+        }
+        let mut out = Vec::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            out.push((to_value_depth(&k, depth + 1)?, to_value_depth(&v, depth + 1)?));
+        }
+        return Ok(Value::Map(out));
+    }
+    pickled(obj)
+}
+
+/// Converts a `Value` to a Python object (unpickling `{"$pickle": bytes}`).
+pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+    Ok(match value {
+        Value::Null => py.None(),
+        Value::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::Float(f) => PyFloat::new(py, f).into_any().unbind(),
+        Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
+        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Map(entries) => {
+            if let [(Value::Str(k), Value::Bytes(b))] = entries.as_slice() {
+                if k == PICKLE {
+                    let loads = pickle_fn(py, &LOADS, "loads")?;
+                    return Ok(loads.call1((PyBytes::new(py, b),))?.unbind());
+                }
+            }
+            let dict = PyDict::new(py);
+            for (k, v) in entries {
+                let key = match k {
+                    // Lists cannot be dict keys in Python: tuples can.
+                    Value::List(items) => {
+                        let items: PyResult<Vec<Py<PyAny>>> =
+                            items.into_iter().map(|i| to_py(py, i)).collect();
+                        PyTuple::new(py, items?)?.into_any().unbind()
+                    }
+                    other => to_py(py, other)?,
+                };
+                dict.set_item(key, to_py(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+    })
+}
+
+/// Arguments of a by-name call from a Python tuple and dict.
+pub(crate) fn to_args(
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<pulsing::Args> {
+    let mut out = pulsing::Args {
+        positional: Vec::with_capacity(args.len()),
+        keyword: Vec::new(),
+    };
+    for a in args.iter() {
+        out.positional.push(to_value(&a)?);
+    }
+    if let Some(kwargs) = kwargs {
+        for (k, v) in kwargs.iter() {
+            out.keyword.push((k.extract::<String>()?, to_value(&v)?));
+        }
+    }
+    Ok(out)
+}
+
+/// A pulsing error as `(kind, message, fields)` for the Python side to raise as the right class.
+pub(crate) fn error_tuple(py: Python<'_>, error: &Error) -> PyResult<Py<PyAny>> {
+    let fields = PyDict::new(py);
+    let kind = match error {
+        Error::NotFound { name } => {
+            fields.set_item("name", name)?;
+            "NotFound"
+        }
+        Error::ResolveTimeout { name, waited } => {
+            fields.set_item("name", name)?;
+            fields.set_item("waited", waited.as_secs_f64())?;
+            "ResolveTimeout"
+        }
+        Error::NameTaken { name, holder } => {
+            fields.set_item("name", name)?;
+            fields.set_item("holder", holder)?;
+            "NameTaken"
+        }
+        Error::TypeMismatch {
+            name,
+            expected,
+            found,
+        } => {
+            fields.set_item("name", name)?;
+            fields.set_item("expected", expected)?;
+            fields.set_item("found", found)?;
+            "TypeMismatch"
+        }
+        Error::Timeout {
+            actor,
+            method,
+            after,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("after", after.as_secs_f64())?;
+            "Timeout"
+        }
+        Error::Stopped { actor } => {
+            fields.set_item("actor", actor)?;
+            "Stopped"
+        }
+        Error::MailboxFull { actor } => {
+            fields.set_item("actor", actor)?;
+            "MailboxFull"
+        }
+        Error::Panicked {
+            actor,
+            method,
+            message,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("type_name", "panic")?;
+            fields.set_item("message", message)?;
+            fields.set_item("traceback", "")?;
+            "Panicked"
+        }
+        Error::Raised {
+            actor,
+            method,
+            kind,
+            message,
+            traceback,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("type_name", kind)?;
+            fields.set_item("message", message)?;
+            fields.set_item("traceback", traceback)?;
+            "Raised"
+        }
+        Error::UnknownMethod {
+            actor,
+            method,
+            available,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("available", available)?;
+            "UnknownMethod"
+        }
+        Error::BadArguments {
+            actor,
+            method,
+            signature,
+            reason,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("signature", signature)?;
+            fields.set_item("reason", reason)?;
+            "BadArguments"
+        }
+        Error::Codec(_) => "Codec",
+        Error::Unreachable { addr, .. } => {
+            fields.set_item("addr", addr)?;
+            "Unreachable"
+        }
+        Error::Refused { addr, .. } => {
+            fields.set_item("addr", addr)?;
+            "Refused"
+        }
+        Error::PeerLost { peer, .. } => {
+            fields.set_item("peer", peer)?;
+            "PeerLost"
+        }
+        Error::SystemShutdown => "SystemShutdown",
+        _ => "Other",
+    };
+    Ok((kind, error.to_string(), fields).into_pyobject(py)?.into_any().unbind())
+}
