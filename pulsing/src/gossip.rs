@@ -260,10 +260,7 @@ impl std::fmt::Debug for Carrier {
 
 impl Carrier {
     /// A carrier over `transport`, receiving what the node puts into `inbox`.
-    pub(crate) fn new(
-        transport: Weak<crate::transport::Transport>,
-        inbox: GossipInbox,
-    ) -> Carrier {
+    pub(crate) fn new(transport: Weak<crate::transport::Transport>, inbox: GossipInbox) -> Carrier {
         Carrier {
             transport,
             inbox: Mutex::new(Some(inbox)),

@@ -412,9 +412,11 @@ impl ActorSystem {
         }
         let mut changes = directory.watch();
         let _ = tokio::time::timeout(config.join_timeout, async {
+            // Gossip changes wake us; a refused handshake does not, so look again now and then.
             while !directory.has_peers() && node.transport().last_refusal().is_none() {
-                if changes.changed().await.is_err() {
-                    return;
+                let poll = tokio::time::timeout(Duration::from_millis(50), changes.changed());
+                if let Ok(Err(_)) = poll.await {
+                    return; // the node is stopping
                 }
             }
         })

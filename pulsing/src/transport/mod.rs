@@ -39,7 +39,13 @@ pub(crate) struct Transport {
     stopped: tokio_util::sync::CancellationToken,
     /// The last time a peer refused our handshake (wrong secret or version), for error reports.
     last_refusal: Mutex<Option<Error>>,
+    /// Addresses whose handshake failed, and until when gossip leaves them alone.
+    shunned: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// How long gossip waits before dialing again an address that refused the handshake (each
+/// refusal is logged on both sides; retrying every round would flood the logs).
+const REFUSAL_BACKOFF: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,6 +101,7 @@ impl Transport {
             local_addr,
             stopped: tokio_util::sync::CancellationToken::new(),
             last_refusal: Mutex::new(None),
+            shunned: Mutex::new(HashMap::new()),
         });
         tokio::spawn(accept_loop(listener, Arc::downgrade(&transport)));
         Ok(transport)
@@ -142,10 +149,25 @@ impl Transport {
             return;
         }
         drop(held);
+        {
+            let mut shunned = self.shunned.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            shunned.retain(|_, until| *until > now);
+            if shunned.contains_key(&key) {
+                return;
+            }
+        }
         let me = self.clone();
         tokio::spawn(async move {
             match me.connect(&key).await {
                 Ok(conn) => conn.send_control(crate::wire::Frame::Gossip(bytes)),
+                Err(e @ Error::Refused { .. }) => {
+                    tracing::warn!(addr = %key, error = %e, "gossip peer refused us; retrying in {REFUSAL_BACKOFF:?}");
+                    me.shunned
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, tokio::time::Instant::now() + REFUSAL_BACKOFF);
+                }
                 Err(e) => tracing::debug!(addr = %key, error = %e, "gossip peer unreachable"),
             }
         });
