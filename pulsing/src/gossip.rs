@@ -319,3 +319,35 @@ impl Socket for CarrierSocket {
 
 #[cfg(test)]
 mod simulation;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chitchat::transport::Transport as _;
+
+    #[tokio::test]
+    async fn malformed_gossip_is_dropped_and_the_next_message_still_arrives() {
+        let (tx, rx) = mpsc::channel(8);
+        let carrier = Carrier::new(Weak::new(), rx);
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut socket = carrier.open(from).await.unwrap();
+        assert!(carrier.open(from).await.is_err(), "one socket per carrier");
+        let good = ChitchatMessage::BadCluster.serialize_to_vec();
+        tx.send((from, vec![0xff; 7])).await.unwrap();
+        tx.send((from, good[..good.len() - 1].to_vec()))
+            .await
+            .unwrap();
+        tx.send((from, good.clone())).await.unwrap();
+        let (sender, message) = socket.recv().await.unwrap();
+        assert_eq!((sender, message), (from, ChitchatMessage::BadCluster));
+        drop(tx);
+        assert!(socket.recv().await.is_err(), "a closed inbox ends the loop");
+        assert!(
+            socket
+                .send(from, ChitchatMessage::BadCluster)
+                .await
+                .is_err(),
+            "sending after the node stopped is an error, not a panic"
+        );
+    }
+}

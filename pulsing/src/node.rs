@@ -308,6 +308,11 @@ async fn answer(system: &SystemInner, call: Incoming) -> Result<Payload> {
             return Ok(Payload::Value(Value::Map(vec![
                 ("type".into(), meta.type_name.into()),
                 ("id".into(), Value::Int(meta.id as i64)),
+                // What the actor offers, for callers that only know its name (Python, tools).
+                (
+                    "interface".into(),
+                    crate::value::to_value(cell.interface()).unwrap_or_default(),
+                ),
             ])));
         }
         STOP => {
