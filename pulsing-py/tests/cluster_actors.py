@@ -1,0 +1,74 @@
+"""Actors shared by the multi-process tests (imported by the test and by py_node.py)."""
+
+import asyncio
+import dataclasses
+import fractions
+import time
+
+import pulsing as pul
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+@pul.remote
+class Worker:
+    def __init__(self, node="py"):
+        self.node = node
+        self.produced = 0
+
+    def process(self, text):
+        return f"{self.node} processed {text}"
+
+    def add(self, a, b=0):
+        return a + b
+
+    def echo(self, data):
+        return data
+
+    async def aecho(self, data):
+        await asyncio.sleep(0)
+        return data
+
+    def kinds(self, value):
+        return type(value).__name__
+
+    async def count(self, n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise RuntimeError(f"failed at {i}")
+            self.produced += 1
+            yield i
+
+    def ticks(self, n):
+        for i in range(n):
+            self.produced += 1
+            yield i
+
+    def produced_so_far(self):
+        return self.produced
+
+    def fail(self, why):
+        raise ValueError(why)
+
+    async def slow(self, seconds):
+        await asyncio.sleep(seconds)
+        return seconds
+
+    def block(self, seconds):
+        time.sleep(seconds)
+        return seconds
+
+    def fraction(self):
+        return fractions.Fraction(1, 3)
+
+    def point(self, p):
+        return Point(p.x * 2, p.y * 2)
+
+    async def call_other(self, name, method, *args):
+        """Calls another actor by name (a Rust actor, or a Python one on another node)."""
+        ref = await pul.resolve(name, timeout=10)
+        return await getattr(ref.as_any(), method)(*args)

@@ -1,0 +1,34 @@
+"""A Python Pulsing node for the multi-process tests.
+
+Usage: python py_node.py [--addr A] [--seed ADDR]... [--spawn NAME]... [--no-shutdown]
+Prints `LISTENING <addr>`, serves until stdin closes.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pulsing as pul  # noqa: E402
+from cluster_actors import Worker  # noqa: E402
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--addr", default="127.0.0.1:0")
+    p.add_argument("--seed", action="append", default=[])
+    p.add_argument("--spawn", action="append", default=[])
+    p.add_argument("--name", default="py")
+    a = p.parse_args()
+    await pul.init(addr=a.addr, seeds=a.seed)
+    for name in a.spawn:
+        await Worker.spawn(a.name, name=name)
+    print("LISTENING", pul.advertised_addr(), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    await pul.shutdown()
+
+
+asyncio.run(main())

@@ -1,0 +1,249 @@
+"""Real processes on loopback: Python <-> Python, Python -> Rust, Rust -> Python."""
+
+import asyncio
+import fractions
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pulsing as pul
+from cluster_actors import Point, Worker
+from conftest import HERE, ROOT
+
+TEST_NODE = ROOT / "target" / "debug" / "test_node"
+RUST_CALLER = ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller"
+
+
+class Proc:
+    """A node process that printed `LISTENING <addr>`; stopped (stdin closed, then killed)."""
+
+    def __init__(self, argv):
+        self.p = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines = []
+        line = self.p.stdout.readline()
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise RuntimeError(f"node did not start: {line!r} {self.p.stderr.read()}")
+        self.addr = line.split()[1]
+
+    async def read_until(self, marker, timeout=20):
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = await asyncio.wait_for(loop.run_in_executor(None, self.p.stdout.readline), timeout)
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith(marker):
+                return self.lines
+        raise AssertionError(f"no {marker!r} in {self.lines}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+                self.p.wait(5)
+            except Exception:
+                self.p.kill()
+                self.p.wait()
+
+
+@pytest.fixture
+def py_node():
+    procs = []
+
+    def start(*args):
+        proc = Proc([sys.executable, str(HERE / "py_node.py"), *args])
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+def rust_node():
+    assert TEST_NODE.exists(), "build it: cargo build -p pulsing-tests --bin test_node"
+    procs = []
+
+    def start(*args):
+        proc = Proc([str(TEST_NODE), *args])
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+async def cluster_system():
+    yield
+    await pul.shutdown()
+
+
+async def test_port_zero_and_bound_address(cluster_system):
+    await pul.init(addr="127.0.0.1:0")
+    addr = pul.local_addr()
+    host, port = addr.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    assert pul.advertised_addr() == addr
+    assert isinstance(pul.members(), list)
+
+
+async def test_two_python_processes(py_node, cluster_system):
+    seed = py_node("--spawn", "worker", "--name", "seed")
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    worker = await Worker.resolve("worker", timeout=10)
+    assert await worker.process("hello") == "seed processed hello"
+    assert await worker.add(2, b=3) == 5
+    assert len(pul.members()) == 2
+    assert pul.instances("worker")[0]["type_name"] == "Worker"
+
+    # Plain data travels as Value (tuples come back as lists), the rest as pickle.
+    plain = {"none": None, "t": True, "i": -(2**63), "f": 1.5, "s": "é", "b": b"\x00\xff",
+             "l": [1, [2, "x"]], 7: "int key", "d": {"nested": {}}}
+    assert await worker.echo(plain) == plain
+    assert await worker.echo((1, 2)) == [1, 2]
+    assert await worker.kinds(b"x") == "bytes"
+    assert await worker.kinds({"$pickle": b"not really"}) == "dict"
+    assert await worker.echo({"$pickle": b"not really"}) == {"$pickle": b"not really"}
+    assert await worker.echo(2**80) == 2**80
+    assert await worker.fraction() == fractions.Fraction(1, 3)
+    assert await worker.point(Point(1, 2)) == Point(2, 4)
+    big = os.urandom(1 << 20)
+    assert await worker.aecho(big) == big
+
+    # Streams, both kinds; an error after the items; breaking out stops the producer.
+    assert [x async for x in worker.count(5)] == [0, 1, 2, 3, 4]
+    assert [x async for x in worker.ticks(3000)] == list(range(3000))
+    got = []
+    with pytest.raises(pul.PulsingActorError) as info:
+        async for x in worker.count(10, fail_at=3):
+            got.append(x)
+    assert got == [0, 1, 2] and info.value.type_name == "RuntimeError"
+    before = await worker.produced_so_far()
+    async for x in worker.count(10**9):
+        if x == 10:
+            break
+    await asyncio.sleep(0.3)
+    after = await worker.produced_so_far()
+    await asyncio.sleep(0.3)
+    assert await worker.produced_so_far() == after
+    assert after - before < 10_000  # backpressure held the producer back
+
+    # Errors and timeouts across processes.
+    with pytest.raises(pul.PulsingActorError) as info:
+        await worker.fail("remote why")
+    err = info.value
+    assert (err.type_name, err.message) == ("ValueError", "remote why")
+    assert "in fail" in err.remote_traceback
+    with pytest.raises(pul.PulsingTimeoutError):
+        await worker.slow(5).timeout(0.2)
+    assert await worker.process("still serving") == "seed processed still serving"
+    with pytest.raises(pul.PulsingUnknownMethodError):
+        await (await pul.resolve("worker")).as_any().nope()
+    with pytest.raises(pul.PulsingUnknownMethodError):
+        worker.nope
+    iface = await (await pul.resolve("worker")).interface()
+    assert iface["actor"] == "Worker"
+    assert {"process", "count", "ticks"} <= {m["name"] for m in iface["methods"]}
+
+
+async def test_python_nodes_call_each_other(py_node, cluster_system):
+    seed = py_node("--spawn", "there", "--name", "seed")
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    await Worker.spawn("here-node", name="here")
+    there = await Worker.resolve("there", timeout=10)
+    # The other node calls back into this one, which calls it again.
+    assert await there.call_other("here", "process", "x") == "here-node processed x"
+    assert await there.call_other("here", "call_other", "there", "add", 1, 2) == 3
+
+
+async def test_resolve_waits_for_a_name_on_a_node_that_joins_later(py_node, cluster_system):
+    await pul.init(addr="127.0.0.1:0")
+    pending = asyncio.ensure_future(Worker.resolve("late", timeout=15))
+    await asyncio.sleep(0.2)
+    py_node("--seed", pul.local_addr(), "--spawn", "late", "--name", "later")
+    worker = await pending
+    assert await worker.process("x") == "later processed x"
+    t0 = time.monotonic()
+    with pytest.raises(pul.PulsingNotFoundError):
+        await pul.resolve("never", timeout=0.3)
+    assert time.monotonic() - t0 < 3
+
+
+async def test_python_calls_a_rust_actor(rust_node, cluster_system):
+    node = rust_node("--spawn", "rworker", "--name", "rust")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    ref = await pul.resolve("rworker", timeout=10)
+    assert ref.type_name == "Worker" and not ref.is_local
+    w = ref.as_any()
+    assert await w.process("hi") == "hi processed by rust"
+    assert await w.process(text="kw") == "kw processed by rust"
+    assert [x async for x in w.count(n=4)] == [0, 1, 2, 3]
+    assert await w.echo([1, 2, 3]) == [1, 2, 3]
+    assert await w.slow(ms=10) == 10
+    assert await w.refuse("no") == {"Err": "no"}  # the method's own Result, as data
+    with pytest.raises(pul.PulsingBadArgumentsError, match="argument `text` must be `String`"):
+        await w.process(5)
+    with pytest.raises(pul.PulsingBadArgumentsError, match="unexpected keyword argument `txt`"):
+        await w.process(txt="x")
+    with pytest.raises(pul.PulsingUnknownMethodError, match="nope"):
+        await w.nope()
+    with pytest.raises(pul.PulsingTimeoutError):
+        await w.slow(5000).timeout(0.1)
+    # Breaking out of an endless Rust stream cancels it.
+    async for t in w.ticks():
+        if t >= 100:
+            break
+    await asyncio.sleep(0.3)
+    produced = await w.produced()
+    await asyncio.sleep(0.3)
+    assert await w.produced() == produced
+    # The Rust interface, from Python.
+    iface = await ref.interface()
+    assert iface["actor"] == "Worker"
+    methods = {m["name"]: m for m in iface["methods"]}
+    assert methods["process"]["params"] == [{"name": "text", "ty": "String"}]
+    assert methods["process"]["returns"] == "String"
+    assert methods["count"]["kind"] == "Stream"
+    assert methods["slow"]["is_async"] is True
+    assert "Tags `text`" in methods["process"]["doc"]
+    # A panic reaches Python as an actor error (the Rust actor's supervision then stops it).
+    with pytest.raises(pul.PulsingActorError) as info:
+        await w.boom()
+    assert info.value.type_name == "panic" and "boom on rust" in info.value.message
+
+
+async def test_rust_calls_a_python_actor_and_back(cluster_system):
+    assert RUST_CALLER.exists(), "build it: cargo build --release --example rust_caller"
+    await pul.init(addr="127.0.0.1:0")
+    await Worker.spawn("py", name="pyworker")
+    rust = Proc([str(RUST_CALLER), "--seed", pul.local_addr(), "--target", "pyworker"])
+    try:
+        lines = await rust.read_until("DONE")
+        assert lines == [
+            "TYPE Worker",
+            "OK \"py processed from rust\"",
+            "OK 42",
+            'OK {"list": [1, None], "bytes": b"\\x00\\xff", "float": 1.5}',
+            "ERR Raised ValueError rust asked traceback=true",
+            lines[5],
+            "STREAM 0 1 2 3",
+            "DONE",
+        ]
+        assert lines[5].startswith("ERR UnknownMethod") and "nope" in lines[5]
+        # ... and Python calls the Rust node's actor back.
+        greeter = (await pul.resolve("rust-greeter", timeout=10)).as_any()
+        assert await greeter.greet("py", times=2) == "hello py, hello py"
+        assert [x async for x in greeter.countdown(3)] == [3, 2, 1]
+        assert await greeter.greeted() == 1
+    finally:
+        rust.stop()
