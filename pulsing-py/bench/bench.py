@@ -1,0 +1,260 @@
+"""Pulsing vs Ray, Python actors: prints medians for the workloads of issue #4.
+
+    pulsing-py/.venv/bin/python pulsing-py/bench/bench.py            # Pulsing, then Ray
+    pulsing-py/.venv/bin/python pulsing-py/bench/bench.py --no-ray   # Pulsing only
+
+Ray (``pip install ray``, only for this script) runs with ``ray.init(num_cpus=2)``. Across
+processes, Pulsing's server is a second Python process on loopback (port 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import pulsing as pul
+
+SEQ_CALLS = 3000
+THROUGHPUT_CALLS = 40_000
+REPEATS = 5
+MIB = 1 << 20
+STREAM_ITEMS = 100_000
+
+
+@pul.remote
+class Bench:
+    def ping(self, x):
+        return x
+
+    async def aping(self, x):
+        return x
+
+    async def echo(self, data):
+        return data
+
+    async def stream(self, n):
+        for i in range(n):
+            yield i
+
+    def sstream(self, n):
+        yield from range(n)
+
+
+@pul.remote
+class Empty:
+    def ping(self):
+        return None
+
+
+def fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def fmt_rate(per_s: float, unit: str) -> str:
+    return f"{per_s:,.0f} {unit}/s"
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+async def seq_latency(call, n=SEQ_CALLS):
+    for i in range(200):
+        await call(i)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await call(i)
+        times.append(time.perf_counter() - t0)
+    return med(times)
+
+
+async def throughput(call, in_flight, total=THROUGHPUT_CALLS):
+    rates = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        done = 0
+        while done < total:
+            await asyncio.gather(*(call(i) for i in range(in_flight)))
+            done += in_flight
+        rates.append(done / (time.perf_counter() - t0))
+    return med(rates)
+
+
+async def serve() -> None:
+    await pul.init(addr="127.0.0.1:0")
+    await Bench.spawn(name="bench")
+    print("LISTENING", pul.local_addr(), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await pul.shutdown()
+
+
+async def pulsing_bench(results: dict) -> None:
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        addr = server.stdout.readline().split()[1]
+        await pul.init(addr="127.0.0.1:0", seeds=[addr])
+        local = await Bench.spawn()
+        remote = await Bench.resolve("bench", timeout=10)
+
+        results["call, same process (def)"] = fmt_us(await seq_latency(local.ping))
+        results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
+        results["call, across processes (def)"] = fmt_us(await seq_latency(remote.ping))
+        results["call, across processes (async def)"] = fmt_us(await seq_latency(remote.aping))
+        for n in (64, 512):
+            results[f"calls/s, {n} in flight, in-process (def)"] = fmt_rate(await throughput(local.ping, n), "calls")
+            results[f"calls/s, {n} in flight, in-process (async def)"] = fmt_rate(await throughput(local.aping, n), "calls")
+            results[f"calls/s, {n} in flight, across processes (def)"] = fmt_rate(await throughput(remote.ping, n, 20_000), "calls")
+            results[f"calls/s, {n} in flight, across processes (async def)"] = fmt_rate(await throughput(remote.aping, n, 20_000), "calls")
+
+        payload = os.urandom(MIB)
+        for _ in range(3):
+            await remote.echo(payload)
+        times = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            back = await remote.echo(payload)
+            times.append(time.perf_counter() - t0)
+        assert back == payload
+        results["1 MiB echo, across processes"] = f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+
+        for method in ("stream", "sstream"):
+            rates = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                n = 0
+                async for _ in getattr(remote, method)(STREAM_ITEMS):
+                    n += 1
+                assert n == STREAM_ITEMS
+                rates.append(n / (time.perf_counter() - t0))
+            kind = "async gen" if method == "stream" else "sync gen"
+            results[f"100k-item stream, across processes ({kind})"] = fmt_rate(med(rates), "items")
+
+        times, per_actor = [], []
+        for _ in range(REPEATS):
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            t0 = time.perf_counter()
+            actors = [await Empty.spawn() for _ in range(1000)]
+            times.append(time.perf_counter() - t0)
+            per_actor.append((tracemalloc.get_traced_memory()[0] - base) / 1000)
+            tracemalloc.stop()
+            await actors[-1].ping()
+            del actors
+        results["spawn 1,000 actors"] = f"{med(times) * 1e3:,.2f} ms, {med(per_actor):,.0f} B per actor (Python heap)"
+        await pul.shutdown()
+    finally:
+        server.stdin.close()
+        server.wait(10)
+
+
+def ray_bench(results: dict) -> None:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote
+    class RayBench:
+        def ping(self, x):
+            return x
+
+        def echo(self, data):
+            return data
+
+        def stream(self, n):
+            for i in range(n):
+                yield i
+
+    @ray.remote
+    class RayAsyncBench:
+        async def aping(self, x):
+            return x
+
+    a = RayBench.remote()
+    b = RayAsyncBench.remote()
+    ray.get(a.ping.remote(0))
+    ray.get(b.aping.remote(0))
+
+    def seq(fn, n=1000):
+        for i in range(50):
+            ray.get(fn.remote(i))
+        ts = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            ray.get(fn.remote(i))
+            ts.append(time.perf_counter() - t0)
+        return med(ts)
+
+    results["call, same process (def)"] = "n/a"
+    results["call, same process (async def)"] = "n/a"
+    results["call, across processes (def)"] = fmt_us(seq(a.ping))
+    results["call, across processes (async def)"] = fmt_us(seq(b.aping))
+    for n in (64, 512):
+        for label, fn in (("def", a.ping), ("async def", b.aping)):
+            rates = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                done = 0
+                while done < 5000:
+                    ray.get([fn.remote(i) for i in range(n)])
+                    done += n
+                rates.append(done / (time.perf_counter() - t0))
+            results[f"calls/s, {n} in flight, in-process ({label})"] = "n/a"
+            results[f"calls/s, {n} in flight, across processes ({label})"] = fmt_rate(med(rates), "calls")
+
+    payload = os.urandom(MIB)
+    ray.get(a.echo.remote(payload))
+    ts = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        back = ray.get(a.echo.remote(payload))
+        ts.append(time.perf_counter() - t0)
+    assert back == payload
+    results["1 MiB echo, across processes"] = f"{MIB / med(ts) / 1e6:,.0f} MB/s ({fmt_us(med(ts))} per echo)"
+
+    t0 = time.perf_counter()
+    n = 0
+    for ref in a.stream.options(num_returns="streaming").remote(STREAM_ITEMS):
+        ray.get(ref)
+        n += 1
+    assert n == STREAM_ITEMS
+    results["100k-item stream, across processes (sync gen)"] = fmt_rate(n / (time.perf_counter() - t0), "items")
+    results["100k-item stream, across processes (async gen)"] = "see sync gen"
+    results["spawn 1,000 actors"] = "n/a (one process per actor)"
+    ray.shutdown()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-ray", action="store_true")
+    args = p.parse_args()
+    if args.serve:
+        asyncio.run(serve())
+        return
+    pulsing_results: dict = {}
+    asyncio.run(pulsing_bench(pulsing_results))
+    ray_results: dict = {}
+    if not args.no_ray:
+        try:
+            ray_bench(ray_results)
+        except ImportError:
+            print("(ray is not installed: pip install ray)")
+    width = max(len(k) for k in pulsing_results)
+    print(f"\n{'workload':<{width}}  {'pulsing ' + pul.__version__:<34}  ray")
+    for key, value in pulsing_results.items():
+        print(f"{key:<{width}}  {value:<34}  {ray_results.get(key, '')}")
+
+
+if __name__ == "__main__":
+    main()
