@@ -44,7 +44,12 @@ fn print(line: String) {
 fn report(result: pulsing::Result<Value>) {
     match result {
         Ok(v) => print(format!("OK {v}")),
-        Err(Error::Raised { kind, message, traceback, .. }) => print(format!(
+        Err(Error::Raised {
+            kind,
+            message,
+            traceback,
+            ..
+        }) => print(format!(
             "ERR Raised {kind} {message} traceback={}",
             traceback.contains("Traceback")
         )),
@@ -71,12 +76,20 @@ async fn main() -> pulsing::Result<()> {
         .build()
         .await?;
     Greeter::spawn_named(&system, "rust-greeter", Greeter { greeted: 0 }).await?;
-    print(format!("LISTENING {}", system.advertised_addr().expect("a node")));
+    print(format!(
+        "LISTENING {}",
+        system.advertised_addr().expect("a node")
+    ));
 
-    let py = system.resolve_dyn_wait(&target, Duration::from_secs(10)).await?;
+    let py = system
+        .resolve_dyn_wait(&target, Duration::from_secs(10))
+        .await?;
     print(format!("TYPE {}", py.type_name()));
     report(py.call("process", Args::new().arg("from rust")).await);
-    report(py.call("add", Args::new().kwarg("a", 2).kwarg("b", 40)).await);
+    report(
+        py.call("add", Args::new().kwarg("a", 2).kwarg("b", 40))
+            .await,
+    );
     report(
         py.call(
             "echo",

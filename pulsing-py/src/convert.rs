@@ -7,7 +7,9 @@ use pulsing::{Error, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
 
 /// The key that marks a pickled object.
 pub(crate) const PICKLE: &str = "$pickle";
@@ -15,7 +17,11 @@ pub(crate) const PICKLE: &str = "$pickle";
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn pickle_fn<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+fn pickle_fn<'py>(
+    py: Python<'py>,
+    cell: &PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     let f = cell.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py.import("pickle")?.getattr(name)?.unbind())
     })?;
@@ -88,7 +94,10 @@ fn to_value_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         }
         let mut out = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
-            out.push((to_value_depth(&k, depth + 1)?, to_value_depth(&v, depth + 1)?));
+            out.push((
+                to_value_depth(&k, depth + 1)?,
+                to_value_depth(&v, depth + 1)?,
+            ));
         }
         return Ok(Value::Map(out));
     }
@@ -266,5 +275,8 @@ pub(crate) fn error_tuple(py: Python<'_>, error: &Error) -> PyResult<Py<PyAny>> 
         Error::SystemShutdown => "SystemShutdown",
         _ => "Other",
     };
-    Ok((kind, error.to_string(), fields).into_pyobject(py)?.into_any().unbind())
+    Ok((kind, error.to_string(), fields)
+        .into_pyobject(py)?
+        .into_any()
+        .unbind())
 }

@@ -120,7 +120,10 @@ fn init(
 fn shutdown(py: Python<'_>) {
     let (system, handle) = {
         let g = global();
-        (g.system.clone(), g.runtime.as_ref().map(|r| r.handle().clone()))
+        (
+            g.system.clone(),
+            g.runtime.as_ref().map(|r| r.handle().clone()),
+        )
     };
     if let (Some(system), Some(handle)) = (system, handle) {
         py.detach(|| handle.block_on(system.shutdown()));
@@ -262,7 +265,8 @@ impl Bridge {
                 break;
             }
         }
-        let events = std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let events =
+            std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let out = PyList::empty(py);
         for event in events {
             let tuple = match event {
@@ -347,7 +351,9 @@ impl Bridge {
                     let stream = matches!(reply, HostedReply::Stream(_));
                     let reply_obj: Py<PyAny> = match reply {
                         HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
-                        HostedReply::Stream(s) => Py::new(py, PySink { inner: Some(s) })?.into_any(),
+                        HostedReply::Stream(s) => {
+                            Py::new(py, PySink { inner: Some(s) })?.into_any()
+                        }
                     };
                     let args = PyTuple::new(py, positional.iter())?;
                     (3, host, method, args, kwargs, reply_obj, stream)
@@ -385,7 +391,11 @@ fn resolve(bridge: &Bridge, token: u64, name: String, timeout: Option<f64>) -> P
     let inner = bridge.inner.clone();
     handle()?.spawn(async move {
         let result = match timeout {
-            Some(t) => system.resolve_dyn_wait(&name, Duration::from_secs_f64(t)).await,
+            Some(t) => {
+                system
+                    .resolve_dyn_wait(&name, Duration::from_secs_f64(t))
+                    .await
+            }
             None => system.resolve_dyn(&name).await,
         };
         inner.push(Event::Obj(token, result.map(Obj::Ref)));
@@ -425,7 +435,8 @@ impl PyDynRef {
     fn local_interface(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match self.inner.interface() {
             Some(iface) => {
-                let v = pulsing::value::to_value(iface).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                let v = pulsing::value::to_value(iface)
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
                 Ok(Some(to_py(py, v)?))
             }
             None => Ok(None),
@@ -478,7 +489,6 @@ impl PyDynRef {
         format!("{:?}", self.inner)
     }
 }
-
 
 /// The consumer side of a stream: fetches items in batches.
 #[pyclass(module = "pulsing._native", name = "Stream")]
@@ -587,7 +597,14 @@ fn spawn_hosted(
         id: host,
     });
     let r = py
-        .detach(|| handle.block_on(hosted::spawn(&system, SpawnOptions::new().name(name), iface, host)))
+        .detach(|| {
+            handle.block_on(hosted::spawn(
+                &system,
+                SpawnOptions::new().name(name),
+                iface,
+                host,
+            ))
+        })
         .map_err(|e| py_err(py, &e))?;
     Ok(PyDynRef { inner: r })
 }
@@ -610,7 +627,10 @@ fn interface_for(
             .iter()
             .map(|(name, params, stream, is_async, doc)| HostedMethod {
                 name: name.clone(),
-                params: params.iter().map(|p| (p.clone(), "Any".to_owned())).collect(),
+                params: params
+                    .iter()
+                    .map(|p| (p.clone(), "Any".to_owned()))
+                    .collect(),
                 returns: "Any".to_owned(),
                 stream: *stream,
                 is_async: *is_async,
@@ -642,7 +662,14 @@ impl PyReply {
     }
 
     /// Answers with an exception raised by the actor.
-    fn raised(&mut self, actor: String, method: String, kind: String, message: String, traceback: String) {
+    fn raised(
+        &mut self,
+        actor: String,
+        method: String,
+        kind: String,
+        message: String,
+        traceback: String,
+    ) {
         if let Some(reply) = self.inner.take() {
             reply.send(Err(Error::Raised {
                 actor,
@@ -687,7 +714,9 @@ impl PySink {
 
     /// 0: sent, 1: the buffer is full (wait with `ready`, then send again), 2: the consumer left.
     fn try_send(&self, item: &Bound<'_, PyAny>) -> PyResult<u8> {
-        let Some(sink) = &self.inner else { return Ok(2) };
+        let Some(sink) = &self.inner else {
+            return Ok(2);
+        };
         let value = to_value(item)?;
         Ok(match sink.try_send(value) {
             SinkSend::Sent => 0,
@@ -714,7 +743,14 @@ impl PySink {
         Ok(())
     }
 
-    fn raised(&mut self, actor: String, method: String, kind: String, message: String, traceback: String) -> PyResult<()> {
+    fn raised(
+        &mut self,
+        actor: String,
+        method: String,
+        kind: String,
+        message: String,
+        traceback: String,
+    ) -> PyResult<()> {
         if let Some(sink) = self.inner.take() {
             handle()?.spawn(sink.fail(Error::Raised {
                 actor,
@@ -741,7 +777,10 @@ impl PySink {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("PulsingNativeError", m.py().get_type::<PulsingNativeError>())?;
+    m.add(
+        "PulsingNativeError",
+        m.py().get_type::<PulsingNativeError>(),
+    )?;
     m.add_class::<Bridge>()?;
     m.add_class::<PyDynRef>()?;
     m.add_class::<PyStream>()?;
