@@ -2,7 +2,8 @@
 //! the floor of a raw tokio-tungstenite WebSocket echo of postcard frames, in the same run.
 //! The server side is this same binary, started as a child process (`--serve pulsing|raw`).
 //!
-//! Run: `cargo bench -p pulsing --bench remote` (add `-- --quick` for a short run).
+//! Run: `cargo bench -p pulsing --bench remote` (add `-- --quick` for a short run, or
+//! `-- --soak SECONDS` to keep 1024 calls in flight for a profiler).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -182,6 +183,30 @@ async fn pulsing_pipelined(w: &EchoRef, n: usize, window: usize, payload: &[u8])
 
 use std::future::IntoFuture;
 
+async fn soak(length: Duration) {
+    let (mut server, addr) = spawn_server("pulsing");
+    let system = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([addr.as_str()])
+        .build()
+        .await
+        .unwrap();
+    let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut calls = 0;
+    while start.elapsed() < length {
+        pulsing_pipelined(&w, 50_000, 1024, b"x").await;
+        calls += 50_000;
+    }
+    println!(
+        "{:.0} calls/s at 1024 in flight",
+        calls as f64 / start.elapsed().as_secs_f64()
+    );
+    let _ = server.kill();
+}
+
 async fn client(quick: bool) {
     let runs = if quick { 3 } else { 5 };
     let calls = if quick { 5_000 } else { 50_000 };
@@ -319,6 +344,12 @@ fn main() {
                 std::future::pending::<()>().await;
             }
         });
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--soak") {
+        // For profiling: 1024 Pulsing calls in flight for this many seconds, nothing else.
+        let secs: u64 = args[at + 1].parse().expect("--soak SECONDS");
+        rt.block_on(soak(Duration::from_secs(secs)));
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
