@@ -111,6 +111,7 @@ async def test_two_python_processes(py_node, cluster_system):
              "l": [1, [2, "x"]], 7: "int key", "d": {"nested": {}}}
     assert await worker.echo(plain) == plain
     assert await worker.echo((1, 2)) == [1, 2]
+    assert await worker.echo({"Err": "x"}) == {"Err": "x"}  # only Rust `Result`s are unwrapped
     assert await worker.kinds(b"x") == "bytes"
     assert await worker.kinds({"$pickle": b"not really"}) == "dict"
     assert await worker.echo({"$pickle": b"not really"}) == {"$pickle": b"not really"}
@@ -190,7 +191,10 @@ async def test_python_calls_a_rust_actor(rust_node, cluster_system):
     assert [x async for x in w.count(n=4)] == [0, 1, 2, 3]
     assert await w.echo([1, 2, 3]) == [1, 2, 3]
     assert await w.slow(ms=10) == 10
-    assert await w.refuse("no") == {"Err": "no"}  # the method's own Result, as data
+    # A Rust method's own `Result`: Err raises, with the error value kept.
+    with pytest.raises(pul.PulsingActorError) as info:
+        await w.refuse("no")
+    assert (info.value.type_name, info.value.message, info.value.value) == ("Err", "no", "no")
     with pytest.raises(pul.PulsingBadArgumentsError, match="argument `text` must be `String`"):
         await w.process(5)
     with pytest.raises(pul.PulsingBadArgumentsError, match="unexpected keyword argument `txt`"):

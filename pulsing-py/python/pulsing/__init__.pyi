@@ -15,6 +15,7 @@ class PulsingActorError(PulsingError):
     remote_traceback: str
     actor: str
     method: str
+    value: Any  # a Rust `Result::Err` value
     def __init__(
         self,
         message: str,

@@ -607,11 +607,12 @@ class _LocalTarget:
 class _RemoteTarget:
     """Any actor reached through the Rust runtime (another process, or a Rust actor)."""
 
-    __slots__ = ("native",)
+    __slots__ = ("native", "_iface")
     is_local = False
 
     def __init__(self, native) -> None:
         self.native = native
+        self._iface = None
 
     @property
     def name(self) -> Optional[str]:
@@ -629,7 +630,29 @@ class _RemoteTarget:
         except _native.PulsingNativeError as e:
             b.waiters.pop(token, None)
             raise from_native(e) from None
-        return await fut
+        result = await fut
+        if type(result) is dict and len(result) == 1 and ("Err" in result or "Ok" in result):
+            return await self._unwrap(method, result)
+        return result
+
+    async def _unwrap(self, method, result):
+        """A Rust method returning ``Result<T, E>``: ``Ok(v)`` gives ``v``, ``Err(e)`` raises
+        :class:`PulsingActorError` (``type_name == "Err"``, ``.value == e``)."""
+        if self._iface is None:
+            try:
+                self._iface = await self.interface()
+            except PulsingError:
+                self._iface = {}
+        info = next((m for m in self._iface.get("methods", ()) if m.get("name") == method), None)
+        if info is None or not str(info.get("returns", "")).startswith("Result<"):
+            return result
+        if "Ok" in result:
+            return result["Ok"]
+        err = PulsingActorError(
+            str(result["Err"]), type_name="Err", actor=self.native.type_name, method=method
+        )
+        err.value = result["Err"]
+        raise err
 
     def stream(self, method, args, kwargs):
         return _RemoteStream(self.native, method, args, kwargs)
