@@ -14,6 +14,17 @@ class Point:
     y: int
 
 
+def _explode():
+    raise RuntimeError("this object cannot be unpickled")
+
+
+class Bomb:
+    """Pickles fine, but fails to unpickle on the other side."""
+
+    def __reduce__(self):
+        return (_explode, ())
+
+
 @pul.remote
 class Worker:
     def __init__(self, node="py"):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pulsing as pul
-from cluster_actors import Point, Worker
+from cluster_actors import Bomb, Point, Worker
 from conftest import HERE, ROOT
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
@@ -251,3 +251,43 @@ async def test_rust_calls_a_python_actor_and_back(cluster_system):
         assert await greeter.greeted() == 1
     finally:
         rust.stop()
+
+
+async def test_decode_transport_and_leave_errors(py_node, cluster_system):
+    seed = py_node("--spawn", "worker", "--name", "seed")
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    worker = await Worker.resolve("worker", timeout=10)
+    # Decode failures: an argument that does not pickle here, one that does not unpickle there,
+    # and a result that does not convert there.
+    with pytest.raises(pul.PulsingDecodeError):
+        await worker.echo(lambda: 1)
+    with pytest.raises(pul.PulsingDecodeError):
+        async for _ in worker.count(lambda: 1):
+            pass
+    with pytest.raises(pul.PulsingDecodeError, match="cannot be unpickled"):
+        await worker.echo(Bomb())
+    assert await worker.process("after") == "seed processed after"
+
+    # A graceful shutdown of the other node: its names vanish here within a short time.
+    other = py_node("--seed", pul.local_addr(), "--spawn", "leaving", "--name", "other")
+    leaving = await Worker.resolve("leaving", timeout=10)
+    assert await leaving.process("x") == "other processed x"
+    other.stop()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        try:
+            await pul.resolve("leaving")
+        except pul.PulsingNotFoundError:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the name of a node that left is still resolvable")
+    with pytest.raises((pul.PulsingTransportError, pul.PulsingStoppedError)):
+        await leaving.process("y")
+
+    # kill -9 while a call is in flight: a transport error, not a hang.
+    pending = asyncio.ensure_future(worker.slow(30))
+    await asyncio.sleep(0.2)
+    seed.p.kill()
+    with pytest.raises(pul.PulsingTransportError):
+        await asyncio.wait_for(pending, 15)

@@ -421,3 +421,18 @@ def test_actor_on_a_loop_pulsing_does_not_own():
         loop.call_soon_threadsafe(loop.stop)
         th.join(5)
         pul.shutdown()
+
+
+async def test_stop_releases_the_name(system):
+    c = await Counter.spawn(name="c")
+    assert await c.inc() == 1
+    pul.stop(c)
+    with pytest.raises(pul.PulsingStoppedError):
+        await c.inc()
+    with pytest.raises(pul.PulsingNotFoundError):
+        await pul.resolve("c")
+    again = await Counter.spawn(7, name="c")
+    assert await again.inc() == 8
+    (await pul.resolve("c")).stop()
+    with pytest.raises(pul.PulsingStoppedError):
+        await again.inc()

@@ -33,6 +33,7 @@ from typing import Any, Optional
 from . import _native
 from ._errors import (
     PulsingActorError,
+    PulsingDecodeError,
     PulsingError,
     PulsingNameTakenError,
     PulsingNotFoundError,
@@ -630,6 +631,9 @@ class _RemoteTarget:
         except _native.PulsingNativeError as e:
             b.waiters.pop(token, None)
             raise from_native(e) from None
+        except Exception as e:  # an argument that neither is plain data nor pickles
+            b.waiters.pop(token, None)
+            raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
         result = await fut
         if type(result) is dict and len(result) == 1 and ("Err" in result or "Ok" in result):
             return await self._unwrap(method, result)
@@ -698,7 +702,12 @@ class _RemoteStream:
             method, args, kwargs = self._call
             b = _bridge()
             token, fut = b.future()
-            self._native.stream(b.native, token, method, args, kwargs or None)
+            try:
+                self._native.stream(b.native, token, method, args, kwargs or None)
+            except Exception as e:
+                b.waiters.pop(token, None)
+                self._done = True
+                raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
             self._stream = await fut
             self._request()
         while not self._buf:
@@ -929,10 +938,18 @@ class RemoteClass:
         host = _Host(info, instance, loop, name)
         if name is not None:
             b = _bridge_for(loop)
-            try:
-                host.native = _native.spawn_hosted(b.native, host.id, name, info.name, info.spec)
-            except _native.PulsingNativeError as e:
-                raise from_native(e) from None
+            deadline = time.monotonic() + 2.0
+            while True:
+                try:
+                    host.native = _native.spawn_hosted(b.native, host.id, name, info.name, info.spec)
+                    break
+                except _native.PulsingNativeError as e:
+                    err = from_native(e)
+                    # A just-stopped actor of ours releases its name in the runtime a moment later.
+                    if isinstance(err, PulsingNameTakenError) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.005)
+                        continue
+                    raise err from None
             _NAMES[name] = host
             _HOSTS[host.id] = host
         return ActorProxy(_LocalTarget(host), info)
