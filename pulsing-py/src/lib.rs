@@ -291,7 +291,7 @@ impl Bridge {
                         let obj = Py::new(
                             py,
                             PyStream {
-                                inner: Arc::new(tokio::sync::Mutex::new(Some(s))),
+                                inner: Arc::new(StreamState::new(s)),
                             },
                         )?;
                         (1, token, true, obj).into_pyobject(py)?.into_any()
@@ -351,9 +351,14 @@ impl Bridge {
                     let stream = matches!(reply, HostedReply::Stream(_));
                     let reply_obj: Py<PyAny> = match reply {
                         HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
-                        HostedReply::Stream(s) => {
-                            Py::new(py, PySink { inner: Some(s) })?.into_any()
-                        }
+                        HostedReply::Stream(s) => Py::new(
+                            py,
+                            PySink {
+                                inner: Some(s),
+                                watcher: None,
+                            },
+                        )?
+                        .into_any(),
                     };
                     let args = PyTuple::new(py, positional.iter())?;
                     (3, host, method, args, kwargs, reply_obj, stream)
@@ -493,24 +498,62 @@ impl PyDynRef {
 /// The consumer side of a stream: fetches items in batches.
 #[pyclass(module = "pulsing._native", name = "Stream")]
 struct PyStream {
-    inner: Arc<tokio::sync::Mutex<Option<ValueStream>>>,
+    inner: Arc<StreamState>,
+}
+
+struct StreamState {
+    stream: tokio::sync::Mutex<Option<ValueStream>>,
+    /// Set (and notified) by `close`: a fetch waiting for an item gives up and drops the stream.
+    closed: std::sync::atomic::AtomicBool,
+    close: tokio::sync::Notify,
+}
+
+impl StreamState {
+    fn new(stream: ValueStream) -> Self {
+        StreamState {
+            stream: tokio::sync::Mutex::new(Some(stream)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Stops the stream: the producer is cancelled (by dropping it) now or when a pending fetch
+    /// notices.
+    fn close(self: &Arc<Self>) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.close.notify_one();
+        if let Ok(mut guard) = self.stream.try_lock() {
+            guard.take();
+        }
+    }
 }
 
 #[pymethods]
 impl PyStream {
     /// Waits for at least one item, then takes every ready one (up to `max`); posts the batch.
     fn next_batch(&self, bridge: &Bridge, token: u64, max: usize) -> PyResult<()> {
-        let stream = self.inner.clone();
+        let state = self.inner.clone();
         let inner = bridge.inner.clone();
         handle()?.spawn(async move {
-            let mut guard = stream.lock().await;
-            let Some(s) = guard.as_mut() else {
+            let mut guard = state.stream.lock().await;
+            let closed = state.closed.load(std::sync::atomic::Ordering::Acquire);
+            let Some(s) = guard.as_mut().filter(|_| !closed) else {
+                guard.take();
+                inner.push(Event::Items(token, Vec::new(), Some(None)));
+                return;
+            };
+            let first = tokio::select! {
+                next = s.next() => Some(next),
+                () = state.close.notified() => None,
+            };
+            let Some(mut next) = first else {
+                guard.take();
                 inner.push(Event::Items(token, Vec::new(), Some(None)));
                 return;
             };
             let mut items = Vec::new();
             let mut end = None;
-            let mut next = s.next().await;
             loop {
                 match next {
                     Some(Ok(v)) => items.push(v),
@@ -540,26 +583,14 @@ impl PyStream {
     }
 
     /// Stops the stream (the producer is cancelled).
-    fn close(&self) -> PyResult<()> {
-        let stream = self.inner.clone();
-        if let Ok(h) = handle() {
-            h.spawn(async move {
-                stream.lock().await.take();
-            });
-        }
-        Ok(())
+    fn close(&self) {
+        self.inner.close();
     }
 }
 
 impl Drop for PyStream {
     fn drop(&mut self) {
-        // Dropping a stream may send a cancel to a peer: do it on the runtime, if still there.
-        let stream = self.inner.clone();
-        if let Some(rt) = global().runtime.as_ref() {
-            rt.spawn(async move {
-                stream.lock().await.take();
-            });
-        }
+        self.inner.close();
     }
 }
 
@@ -704,6 +735,24 @@ impl PyReply {
 #[pyclass(module = "pulsing._native", name = "Sink")]
 struct PySink {
     inner: Option<StreamSink>,
+    watcher: Option<tokio::task::AbortHandle>,
+}
+
+impl PySink {
+    fn finish(&mut self) -> Option<StreamSink> {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        self.inner.take()
+    }
+}
+
+impl Drop for PySink {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
 }
 
 #[pymethods]
@@ -736,8 +785,22 @@ impl PySink {
         })
     }
 
+    /// Posts `None` to the bridge once the consumer has gone (until the stream ends here).
+    fn watch_closed(&mut self, bridge: &Bridge, token: u64) -> PyResult<()> {
+        let Some(sink) = self.inner.clone() else {
+            return Ok(());
+        };
+        let inner = bridge.inner.clone();
+        let task = handle()?.spawn(async move {
+            sink.closed().await;
+            inner.push(Event::Done(token, Ok(Value::Null)));
+        });
+        self.watcher = Some(task.abort_handle());
+        Ok(())
+    }
+
     fn end(&mut self) -> PyResult<()> {
-        if let Some(sink) = self.inner.take() {
+        if let Some(sink) = self.finish() {
             handle()?.spawn(sink.end());
         }
         Ok(())
@@ -751,7 +814,7 @@ impl PySink {
         message: String,
         traceback: String,
     ) -> PyResult<()> {
-        if let Some(sink) = self.inner.take() {
+        if let Some(sink) = self.finish() {
             handle()?.spawn(sink.fail(Error::Raised {
                 actor,
                 method,
@@ -764,7 +827,7 @@ impl PySink {
     }
 
     fn unknown(&mut self, actor: String, method: String, available: String) -> PyResult<()> {
-        if let Some(sink) = self.inner.take() {
+        if let Some(sink) = self.finish() {
             handle()?.spawn(sink.fail(Error::UnknownMethod {
                 actor,
                 method,

@@ -59,6 +59,18 @@ class Worker:
             self.produced += 1
             yield i
 
+    async def hang_after_one(self):
+        self.closed = False
+        try:
+            yield "one"
+            await asyncio.sleep(3600)
+            yield "never"
+        finally:
+            self.closed = True
+
+    def was_closed(self):
+        return getattr(self, "closed", None)
+
     def produced_so_far(self):
         return self.produced
 

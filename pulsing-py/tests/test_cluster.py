@@ -139,6 +139,15 @@ async def test_two_python_processes(py_node, cluster_system):
     assert await worker.produced_so_far() == after
     assert after - before < 10_000  # backpressure held the producer back
 
+    # Leaving the loop also stops a producer that is waiting (not for room in the buffer).
+    async for x in worker.hang_after_one():
+        assert x == "one"
+        break
+    t0 = time.monotonic()
+    while await worker.was_closed() is not True:
+        assert time.monotonic() - t0 < 5, "the waiting producer was not stopped"
+        await asyncio.sleep(0.02)
+
     # Errors and timeouts across processes.
     with pytest.raises(pul.PulsingActorError) as info:
         await worker.fail("remote why")

@@ -158,6 +158,12 @@ impl StreamSink {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Resolves once the consumer has gone (to stop a producer that is waiting for something
+    /// else than room in the buffer).
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
 }
 
 /// One method of a hosted actor's [`Interface`], before it is leaked to `'static`.

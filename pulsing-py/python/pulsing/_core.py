@@ -533,6 +533,11 @@ def _fail(host: _Host, method: str, reply, e: BaseException) -> None:
 
 async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwargs, sink) -> None:
     items = _local_stream(host, method, args, kwargs)
+    # If the consumer goes away while the generator waits for something else, stop it.
+    task = asyncio.current_task()
+    token, gone = bridge.future()
+    gone.add_done_callback(lambda _: task.cancel())
+    sink.watch_closed(bridge.native, token)
     try:
         first = True
         async for item in items:
@@ -561,6 +566,7 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
     finally:
+        bridge.waiters.pop(token, None)
         await items.aclose()
 
 
