@@ -145,19 +145,30 @@ async def pulsing_bench(results: dict) -> None:
             kind = "async gen" if method == "stream" else "sync gen"
             results[f"100k-item stream, across processes ({kind})"] = fmt_rate(med(rates), "items")
 
-        times, per_actor = [], []
-        for _ in range(REPEATS):
+        times, named_times, per_actor = [], [], []
+        for r in range(REPEATS):
             gc.collect()
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
             t0 = time.perf_counter()
             actors = [await Empty.spawn() for _ in range(1000)]
             times.append(time.perf_counter() - t0)
-            per_actor.append((tracemalloc.get_traced_memory()[0] - base) / 1000)
-            tracemalloc.stop()
             await actors[-1].ping()
             del actors
+            gc.collect()
+            t0 = time.perf_counter()
+            named = [await Empty.spawn(name=f"e{r}-{i}") for i in range(1000)]
+            named_times.append(time.perf_counter() - t0)
+            for proxy in named:
+                pul.stop(proxy)
+            del named
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            actors = [await Empty.spawn() for _ in range(1000)]
+            per_actor.append((tracemalloc.get_traced_memory()[0] - base) / 1000)
+            tracemalloc.stop()
+            del actors
         results["spawn 1,000 actors"] = f"{med(times) * 1e3:,.2f} ms, {med(per_actor):,.0f} B per actor (Python heap)"
+        results["spawn 1,000 named actors (registered in the runtime)"] = f"{med(named_times) * 1e3:,.2f} ms"
         await pul.shutdown()
     finally:
         server.stdin.close()
@@ -243,6 +254,7 @@ def ray_bench(results: dict) -> None:
     results["100k-item stream, across processes (sync gen)"] = fmt_rate(n / (time.perf_counter() - t0), "items")
     results["100k-item stream, across processes (async gen)"] = "see sync gen"
     results["spawn 1,000 actors"] = "n/a (one process per actor)"
+    results["spawn 1,000 named actors (registered in the runtime)"] = "n/a"
     ray.shutdown()
 
 
