@@ -723,6 +723,18 @@ impl PyReply {
         }
     }
 
+    /// Answers that the arguments (or the kind of call) do not fit the method.
+    fn bad_arguments(&mut self, actor: String, method: String, signature: String, reason: String) {
+        if let Some(reply) = self.inner.take() {
+            reply.send(Err(Error::BadArguments {
+                actor,
+                method,
+                signature,
+                reason,
+            }));
+        }
+    }
+
     /// Answers that the actor has stopped.
     fn stopped(&mut self, actor: String) {
         if let Some(reply) = self.inner.take() {
@@ -821,6 +833,24 @@ impl PySink {
                 kind,
                 message,
                 traceback,
+            }));
+        }
+        Ok(())
+    }
+
+    fn bad_arguments(
+        &mut self,
+        actor: String,
+        method: String,
+        signature: String,
+        reason: String,
+    ) -> PyResult<()> {
+        if let Some(sink) = self.finish() {
+            handle()?.spawn(sink.fail(Error::BadArguments {
+                actor,
+                method,
+                signature,
+                reason,
             }));
         }
         Ok(())

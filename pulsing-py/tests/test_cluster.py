@@ -159,6 +159,15 @@ async def test_two_python_processes(py_node, cluster_system):
     assert await worker.process("still serving") == "seed processed still serving"
     with pytest.raises(pul.PulsingUnknownMethodError):
         await (await pul.resolve("worker")).as_any().nope()
+    anyw = (await pul.resolve("worker")).as_any()
+    with pytest.raises(pul.PulsingBadArgumentsError, match="async for"):
+        await anyw.count(3)
+    with pytest.raises(pul.PulsingBadArgumentsError, match="not a streaming method"):
+        async for _ in anyw.process("x"):
+            pass
+    with pytest.raises(pul.PulsingActorError) as info:  # a Python signature mismatch
+        await anyw.process()
+    assert info.value.type_name == "TypeError"
     with pytest.raises(pul.PulsingUnknownMethodError):
         worker.nope
     iface = await (await pul.resolve("worker")).interface()

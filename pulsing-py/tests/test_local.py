@@ -351,10 +351,16 @@ async def test_breaking_out_stops_the_producer(system, method):
 
 async def test_stream_and_call_kinds_are_checked(system):
     p = await Producer.spawn()
-    with pytest.raises(pul.PulsingUnknownMethodError, match="async for"):
+    with pytest.raises(pul.PulsingBadArgumentsError, match="async for"):
         await p.agen(3)
-    with pytest.raises(pul.PulsingUnknownMethodError, match="await"):
+    with pytest.raises(pul.PulsingBadArgumentsError, match="await"):
         async for _ in p.count():
+            pass
+    anyp = pul.ActorRef(p.__dict__["_pulsing_target"]).as_any()
+    with pytest.raises(pul.PulsingBadArgumentsError, match="async for"):
+        await anyp.agen(3)
+    with pytest.raises(pul.PulsingBadArgumentsError, match="await"):
+        async for _ in anyp.count():
             pass
 
 

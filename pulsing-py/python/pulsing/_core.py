@@ -33,6 +33,7 @@ from typing import Any, Optional
 from . import _native
 from ._errors import (
     PulsingActorError,
+    PulsingBadArgumentsError,
     PulsingDecodeError,
     PulsingError,
     PulsingNameTakenError,
@@ -386,7 +387,7 @@ async def _invoke(host: _Host, method: str, args, kwargs):
     if kind is None:
         raise _unknown(host, method)
     if kind in ("gen", "agen"):
-        raise PulsingUnknownMethodError(f"{host.label()}.{method}() streams: use `async for`")
+        raise PulsingBadArgumentsError(f"{host.label()}.{method}() streams: use `async for`")
     if asyncio.get_running_loop() is not host.loop:
         # The actor lives on another loop (another thread): run the call there.
         cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs), host.loop)
@@ -442,7 +443,7 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
     if kind is None:
         raise _unknown(host, method)
     if kind not in ("gen", "agen"):
-        raise PulsingUnknownMethodError(
+        raise PulsingBadArgumentsError(
             f"{host.label()}.{method}() is not a streaming method: use `await`"
         )
     if asyncio.get_running_loop() is not host.loop:
@@ -524,6 +525,8 @@ def _answer(host: _Host, method: str, reply, fut) -> None:
 def _fail(host: _Host, method: str, reply, e: BaseException) -> None:
     if isinstance(e, PulsingUnknownMethodError) and "has no remote method" in str(e):
         reply.unknown(host.label(), method, ", ".join(host.info.kinds))
+    elif isinstance(e, PulsingBadArgumentsError):
+        reply.bad_arguments(host.label(), method, f"{method}(...)", str(e))
     elif isinstance(e, PulsingActorError):
         reply.raised(host.label(), method, e.type_name, e.message, e.remote_traceback)
     else:
@@ -557,6 +560,8 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
     except BaseException as e:  # noqa: BLE001 - every failure reaches the consumer
         if isinstance(e, PulsingUnknownMethodError) and "has no remote method" in str(e):
             sink.unknown(host.label(), method, ", ".join(host.info.kinds))
+        elif isinstance(e, PulsingBadArgumentsError):
+            sink.bad_arguments(host.label(), method, f"{method}(...)", str(e))
         elif isinstance(e, PulsingActorError):
             sink.open()
             sink.raised(host.label(), method, e.type_name, e.message, e.remote_traceback)
@@ -775,12 +780,12 @@ class Call:
 
     def __await__(self):
         if self._kind in ("gen", "agen"):
-            raise PulsingUnknownMethodError(f"`{self._method}` streams: use `async for`")
+            raise PulsingBadArgumentsError(f"`{self._method}` streams: use `async for`")
         return self._target.call(self._method, self._args, self._kwargs, self._timeout).__await__()
 
     def __aiter__(self):
         if self._kind in ("sync", "async"):
-            raise PulsingUnknownMethodError(f"`{self._method}` is not a streaming method: use `await`")
+            raise PulsingBadArgumentsError(f"`{self._method}` is not a streaming method: use `await`")
         return self._target.stream(self._method, self._args, self._kwargs).__aiter__()
 
 
