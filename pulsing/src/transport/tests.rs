@@ -245,3 +245,28 @@ async fn a_connection_the_peer_opened_carries_our_calls_to_it_too() {
     );
     drop(a_to_b);
 }
+
+#[tokio::test]
+async fn the_advertised_address_can_be_set_by_hand_and_peers_see_it() {
+    let inbound: Arc<dyn Inbound> = Arc::new(Echo);
+    let behind_nat = Transport::start(
+        "127.0.0.1:0",
+        Some("203.0.113.7:9000".to_owned()),
+        new_node_id(),
+        None,
+        1 << 20,
+        Arc::downgrade(&inbound),
+    )
+    .await
+    .unwrap();
+    assert_eq!(behind_nat.advertised(), "203.0.113.7:9000");
+    let (other, _io) = node(None, 1 << 20).await;
+    let conn = other
+        .connect(&behind_nat.local_addr().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.peer_addr, "203.0.113.7:9000",
+        "the handshake carries it"
+    );
+}
