@@ -71,6 +71,14 @@ class Worker:
     def was_closed(self):
         return getattr(self, "closed", None)
 
+    async def call_proxy(self, proxy, method, *args):
+        """Calls an actor through a proxy it was sent (by name)."""
+        return await getattr(proxy, method)(*args)
+
+    async def proxy_to(self, name):
+        """Returns a proxy (it travels back by name)."""
+        return await Worker.resolve(name, timeout=10)
+
     def produced_so_far(self):
         return self.produced
 

@@ -183,6 +183,16 @@ async def test_python_nodes_call_each_other(py_node, cluster_system):
     # The other node calls back into this one, which calls it again.
     assert await there.call_other("here", "process", "x") == "here-node processed x"
     assert await there.call_other("here", "call_other", "there", "add", 1, 2) == 3
+    # Proxies travel by name, both ways, and keep their type.
+    here = await Worker.resolve("here")
+    assert await there.call_proxy(here, "process", "by proxy") == "here-node processed by proxy"
+    back = await there.proxy_to("there")
+    assert await back.process("returned") == "seed processed returned"
+    with pytest.raises(pul.PulsingUnknownMethodError):
+        back.nope
+    anon = await Worker.spawn("anon")
+    with pytest.raises(pul.PulsingDecodeError, match="only named actors"):
+        await there.call_proxy(anon, "process", "x")
 
 
 async def test_resolve_waits_for_a_name_on_a_node_that_joins_later(py_node, cluster_system):

@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import importlib
 import inspect
 import itertools
 import threading
@@ -839,6 +840,82 @@ class ActorProxy:
     def __repr__(self) -> str:
         t = self.__dict__["_pulsing_target"]
         return f"<ActorProxy {t.type_name} {t.name!r}>"
+
+    def __reduce__(self):
+        # Sent to another process (as an argument or a result): travels by name.
+        t = self.__dict__["_pulsing_target"]
+        info = self.__dict__["_pulsing_info"]
+        if t.name is None:
+            raise TypeError("only named actors can be sent to another process")
+        cls_path = (info.cls.__module__, info.cls.__qualname__) if info is not None else None
+        return (_revive_proxy, (t.name, cls_path))
+
+
+def _revive_proxy(name: str, cls_path) -> "ActorProxy":
+    info = None
+    if cls_path is not None:
+        try:
+            obj = importlib.import_module(cls_path[0])
+            for part in cls_path[1].split("."):
+                obj = getattr(obj, part)
+            info = _info_of(obj)
+        except (ImportError, AttributeError, TypeError):
+            info = None  # the class is not known here: an untyped proxy
+    host = _NAMES.get(name)
+    if host is not None and not host.is_stopped():
+        return ActorProxy(_LocalTarget(host), info)
+    return ActorProxy(_LazyTarget(name, info), info)
+
+
+class _LazyTarget:
+    """A proxy that arrived by name: resolved on its first use."""
+
+    __slots__ = ("_name", "_info", "_target")
+    is_local = False
+
+    def __init__(self, name: str, info: Optional[_ClassInfo]) -> None:
+        self._name = name
+        self._info = info
+        self._target = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def type_name(self) -> str:
+        if self._target is not None:
+            return self._target.type_name
+        return self._info.name if self._info is not None else "?"
+
+    async def _get(self):
+        if self._target is None:
+            ref = await resolve(self._name, timeout=10)
+            self._target = ref._target
+        return self._target
+
+    async def call(self, method, args, kwargs, timeout):
+        target = await self._get()
+        return await target.call(method, args, kwargs, timeout)
+
+    async def stream(self, method, args, kwargs):
+        target = await self._get()
+        async for item in target.stream(method, args, kwargs):
+            yield item
+
+    async def interface(self) -> dict:
+        return await (await self._get()).interface()
+
+    def stop(self) -> None:
+        if self._target is not None:
+            self._target.stop()
+        else:
+            stop_name = self._name
+
+            async def later():
+                (await resolve(stop_name)).stop()
+
+            asyncio.ensure_future(later())
 
 
 class ActorRef:
