@@ -110,7 +110,16 @@ impl HostedReply {
 /// for room. Dropping the sink without [`end`](Self::end) fails the stream with `Stopped`.
 #[derive(Debug, Clone)]
 pub struct StreamSink {
-    tx: mpsc::Sender<StreamEvent<Value>>,
+    tx: mpsc::Sender<StreamEvent<Slot>>,
+}
+
+/// A stream item in transit. The consumer-side conversion only gets `&T`; a `Cell` lets it
+/// move the value out instead of cloning it (large byte strings are not copied again).
+type Slot = std::cell::Cell<Option<Value>>;
+
+fn take_slot(slot: &Slot) -> Result<Value> {
+    slot.take()
+        .ok_or_else(|| Error::Codec("a stream item was taken twice".into()))
 }
 
 /// What [`StreamSink::try_send`] did.
@@ -132,9 +141,11 @@ impl StreamSink {
 
     /// Queues `item` if there is room.
     pub fn try_send(&self, item: Value) -> SinkSend {
-        match self.tx.try_send(StreamEvent::Item(item)) {
+        match self.tx.try_send(StreamEvent::Item(Slot::new(Some(item)))) {
             Ok(()) => SinkSend::Sent,
-            Err(mpsc::error::TrySendError::Full(StreamEvent::Item(item))) => SinkSend::Full(item),
+            Err(mpsc::error::TrySendError::Full(StreamEvent::Item(slot))) => {
+                SinkSend::Full(slot.take().unwrap_or_default())
+            }
             Err(_) => SinkSend::Closed,
         }
     }
@@ -285,11 +296,11 @@ impl Actor for Hosted {
             }
             DynKind::Stream { buffer, actor } => {
                 let (tx, rx) = mpsc::channel(buffer.max(1));
-                let typed = ReplyStream::<Value>::new(rx, actor);
+                let typed = ReplyStream::<Slot>::new(rx, actor);
                 let opened: DynPending = Pending::Stream(Box::pin(async move {
                     Ok(ConvertedStream::from_typed(
                         typed.opened().await?,
-                        |v: &Value| Ok(v.clone()),
+                        take_slot,
                     ))
                 }));
                 (HostedReply::Stream(StreamSink { tx }), opened)
