@@ -442,3 +442,10 @@ async def test_stop_releases_the_name(system):
     (await pul.resolve("c")).stop()
     with pytest.raises(pul.PulsingStoppedError):
         await again.inc()
+
+
+async def test_slow_def_methods_of_many_actors_run_in_parallel(system):
+    actors = [await Faulty.spawn() for _ in range(10)]
+    t0 = time.monotonic()
+    assert await asyncio.gather(*(a.block(0.3) for a in actors)) == ["blocked"] * 10
+    assert time.monotonic() - t0 < 1.5  # not 10 x 0.3 s

@@ -24,11 +24,11 @@ import contextvars
 import importlib
 import inspect
 import itertools
+import queue
 import threading
 import time
 import traceback
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from . import _native
@@ -54,7 +54,47 @@ _generation = 0  # bumped by shutdown: hosts of an older generation are stopped
 _NAMES: "dict[str, _Host]" = {}  # named Python actors of this process
 _HOSTS: "dict[int, _Host]" = {}  # named Python actors by id, for calls coming through Rust
 _host_ids = itertools.count(1)
-_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pulsing-sync")
+class _SyncPool:
+    """Worker threads for ``def`` methods: a job is one actor's drain loop.
+
+    Leaner than ``ThreadPoolExecutor`` (no future per job): one ``SimpleQueue`` that idle
+    workers block on; a worker is started when none is idle, up to ``max_threads``. Workers are
+    daemon threads, so an idle one never delays interpreter exit.
+    """
+
+    def __init__(self, max_threads: int = 64) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.idle = 0  # workers waiting for a job
+        self.queued = 0  # jobs not yet taken
+        self.threads = 0
+        self.max_threads = max_threads
+
+    def submit(self, job) -> None:
+        with self.lock:
+            self.queued += 1
+            # Every job beyond the idle workers gets a new worker: a job may run long (a slow
+            # method), and must not hold back another actor's.
+            start = self.queued > self.idle and self.threads < self.max_threads
+            if start:
+                self.threads += 1
+        self.jobs.put(job)
+        if start:
+            threading.Thread(target=self._work, name="pulsing-sync", daemon=True).start()
+
+    def _work(self) -> None:
+        jobs, lock = self.jobs, self.lock
+        while True:
+            with lock:
+                self.idle += 1
+            job = jobs.get()
+            with lock:
+                self.idle -= 1
+                self.queued -= 1
+            job()
+
+
+_POOL = _SyncPool()
 _chain: contextvars.ContextVar[tuple] = contextvars.ContextVar("pulsing_chain", default=())
 
 
