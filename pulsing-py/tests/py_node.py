@@ -1,6 +1,6 @@
 """A Python Pulsing node for the multi-process tests.
 
-Usage: python py_node.py [--addr A] [--seed ADDR]... [--spawn NAME]... [--no-shutdown]
+Usage: python py_node.py [--addr A] [--seed ADDR]... [--spawn NAME]... [--name NODE] [--secret S]
 Prints `LISTENING <addr>`, serves until stdin closes.
 """
 
@@ -21,8 +21,9 @@ async def main():
     p.add_argument("--seed", action="append", default=[])
     p.add_argument("--spawn", action="append", default=[])
     p.add_argument("--name", default="py")
+    p.add_argument("--secret", default=None)
     a = p.parse_args()
-    await pul.init(addr=a.addr, seeds=a.seed)
+    await pul.init(addr=a.addr, seeds=a.seed, secret=a.secret)
     for name in a.spawn:
         await Worker.spawn(a.name, name=name)
     print("LISTENING", pul.advertised_addr(), flush=True)

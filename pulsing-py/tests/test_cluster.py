@@ -319,3 +319,16 @@ async def test_decode_transport_and_leave_errors(py_node, cluster_system):
     seed.p.kill()
     with pytest.raises(pul.PulsingTransportError):
         await asyncio.wait_for(pending, 15)
+
+
+async def test_cluster_secret(py_node, cluster_system):
+    node = py_node("--spawn", "guarded", "--name", "guarded", "--secret", "right")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr], secret="wrong")
+    with pytest.raises(pul.PulsingTransportError, match="refused"):
+        await pul.resolve("guarded")
+    with pytest.raises(pul.PulsingTransportError, match="refused"):
+        await pul.resolve("guarded", timeout=2)
+    await pul.shutdown()
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr], secret=b"right")
+    guarded = await Worker.resolve("guarded", timeout=10)
+    assert await guarded.process("x") == "guarded processed x"
