@@ -332,3 +332,35 @@ async def test_cluster_secret(py_node, cluster_system):
     await pul.init(addr="127.0.0.1:0", seeds=[node.addr], secret=b"right")
     guarded = await Worker.resolve("guarded", timeout=10)
     assert await guarded.process("x") == "guarded processed x"
+
+
+async def test_several_event_loops_share_the_runtime(py_node, cluster_system):
+    """Each loop has its own bridge; calls, streams and actors work from all of them at once."""
+    import threading
+
+    seed = py_node("--spawn", "worker", "--name", "seed")
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    results = {}
+
+    def other_thread(tag):
+        async def run():
+            w = await Worker.resolve("worker", timeout=10)
+            got = await asyncio.gather(*(w.add(i, 1) for i in range(300)))
+            items = [x async for x in w.count(500)]
+            mine = await Worker.spawn(tag, name=f"loop-{tag}")
+            return got, items, await mine.process("own")
+
+        results[tag] = asyncio.run(run())
+
+    threads = [threading.Thread(target=other_thread, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    w = await Worker.resolve("worker", timeout=10)
+    assert await asyncio.gather(*(w.add(i, 2) for i in range(300))) == [i + 2 for i in range(300)]
+    for t in threads:
+        await asyncio.get_running_loop().run_in_executor(None, t.join, 30)
+    for i in range(3):
+        got, items, own = results[f"t{i}"]
+        assert got == [i + 1 for i in range(300)]
+        assert items == list(range(500))
+        assert own == f"t{i} processed own"
