@@ -75,6 +75,26 @@ fn py_err(py: Python<'_>, e: &Error) -> PyErr {
 
 pyo3::create_exception!(_native, PulsingNativeError, pyo3::exceptions::PyException);
 
+/// Sends the runtime's warnings (and, with `PULSING_LOG=info|debug|trace`, more) to stderr;
+/// `PULSING_LOG=off` silences it. Written by Rust directly, never through Python.
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let level = match std::env::var("PULSING_LOG").as_deref() {
+            Ok("off") => return,
+            Ok("error") => tracing::Level::ERROR,
+            Ok("info") => tracing::Level::INFO,
+            Ok("debug") => tracing::Level::DEBUG,
+            Ok("trace") => tracing::Level::TRACE,
+            _ => tracing::Level::WARN,
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .try_init();
+    });
+}
+
 /// Starts the actor system (blocking, without the GIL). Fails if one is running.
 #[pyfunction]
 #[pyo3(signature = (addr=None, seeds=Vec::new(), secret=None, call_timeout=Some(30.0), advertise=None))]
@@ -86,6 +106,7 @@ fn init(
     call_timeout: Option<f64>,
     advertise: Option<String>,
 ) -> PyResult<()> {
+    init_logging();
     let handle = handle()?;
     if global().system.is_some() {
         return Err(PyRuntimeError::new_err("pulsing is already initialized"));
