@@ -364,3 +364,19 @@ async def test_several_event_loops_share_the_runtime(py_node, cluster_system):
         assert got == [i + 1 for i in range(300)]
         assert items == list(range(500))
         assert own == f"t{i} processed own"
+
+
+async def test_init_on_a_port_in_use_fails_cleanly(cluster_system):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(pul.PulsingError):
+            await pul.init(addr=f"127.0.0.1:{port}")
+        await pul.init(addr="127.0.0.1:0")  # nothing was left half-started
+        assert pul.local_addr() != f"127.0.0.1:{port}"
+    finally:
+        taken.close()

@@ -449,3 +449,22 @@ async def test_slow_def_methods_of_many_actors_run_in_parallel(system):
     t0 = time.monotonic()
     assert await asyncio.gather(*(a.block(0.3) for a in actors)) == ["blocked"] * 10
     assert time.monotonic() - t0 < 1.5  # not 10 x 0.3 s
+
+
+async def test_name_taken_in_the_runtime(system):
+    """A name bound in the runtime by an actor of another event loop is refused there too."""
+    import threading
+
+    done = threading.Event()
+
+    def other():
+        async def run():
+            await Counter.spawn(name="shared")
+        asyncio.run(run())
+        done.set()
+
+    threading.Thread(target=other).start()
+    done.wait(5)
+    # The other loop is gone, but its actor keeps the name until stopped.
+    with pytest.raises(pul.PulsingNameTakenError):
+        await Counter.spawn(name="shared")

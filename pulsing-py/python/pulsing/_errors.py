@@ -78,7 +78,7 @@ class PulsingTypeMismatchError(PulsingError, TypeError):
 def from_native(info: Any) -> PulsingError:
     """Builds the right exception from the native ``(kind, message, fields)`` tuple."""
     if isinstance(info, BaseException):
-        info = info.args[0]
+        info = info.args if len(info.args) == 3 else info.args[0]
     kind, message, fields = info
     if kind in ("Raised", "Panicked"):
         return PulsingActorError(
