@@ -105,6 +105,20 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
         args: &'a [u8],
         kind: DynKind,
     ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>>;
+    /// Like `remote_enqueue`, but only if the mailbox has room now (`Ok(None)` when full).
+    fn remote_try_enqueue(
+        &self,
+        method: &str,
+        args: &[u8],
+        kind: DynKind,
+    ) -> Result<Option<Pending<Vec<u8>>>>;
+    /// Like `dyn_enqueue`, but only if the mailbox has room now (`Err(args)` back when full).
+    fn dyn_try_enqueue(
+        &self,
+        method: &str,
+        args: Args,
+        kind: DynKind,
+    ) -> Result<std::result::Result<DynPending, Args>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -152,6 +166,36 @@ impl<A: Actor> AnyCell for Cell<A> {
             self.enqueue(msg).await?;
             Ok(pending)
         })
+    }
+
+    fn remote_try_enqueue(
+        &self,
+        method: &str,
+        args: &[u8],
+        kind: DynKind,
+    ) -> Result<Option<Pending<Vec<u8>>>> {
+        let stopped = || self.meta.stopped_error();
+        let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
+            return Ok(None);
+        };
+        let (msg, pending) = A::remote_message(method, args, kind)?;
+        room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
+        Ok(Some(pending))
+    }
+
+    fn dyn_try_enqueue(
+        &self,
+        method: &str,
+        args: Args,
+        kind: DynKind,
+    ) -> Result<std::result::Result<DynPending, Args>> {
+        let stopped = || self.meta.stopped_error();
+        let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
+            return Ok(Err(args));
+        };
+        let (msg, pending) = A::dyn_message(method, args, kind)?;
+        room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
+        Ok(Ok(pending))
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

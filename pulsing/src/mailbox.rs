@@ -16,6 +16,28 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::sync::{Notify, Semaphore};
 
+/// Room taken in a mailbox for one message (see [`Mailbox::try_reserve`]).
+pub(crate) struct Reserved<'a, M> {
+    mailbox: &'a Mailbox<M>,
+    used: bool,
+}
+
+impl<M> Reserved<'_, M> {
+    /// Puts the message in the reserved room; fails only if the mailbox closed meanwhile.
+    pub(crate) fn send(mut self, msg: M) -> Result<(), M> {
+        self.used = true;
+        self.mailbox.push(msg)
+    }
+}
+
+impl<M> Drop for Reserved<'_, M> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.mailbox.room.add_permits(1);
+        }
+    }
+}
+
 /// A bounded multi-producer, single-consumer queue.
 pub(crate) struct Mailbox<M> {
     queue: Mutex<VecDeque<M>>,
@@ -66,6 +88,25 @@ impl<M> Mailbox<M> {
         }
         self.receiver.wake();
         Ok(())
+    }
+
+    /// Takes room for one message if there is some now (`Ok(None)`: full; `Err`: closed). The
+    /// room goes back if the reservation is dropped unused.
+    pub(crate) fn try_reserve(&self) -> Result<Option<Reserved<'_, M>>, ()> {
+        if self.is_closed() {
+            return Err(());
+        }
+        match self.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(Some(Reserved {
+                    mailbox: self,
+                    used: false,
+                }))
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(()),
+        }
     }
 
     /// Adds a message if there is room now.

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_core::Stream;
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -159,6 +160,17 @@ impl Inbound for Node {
             });
             return;
         };
+        let call = if call.credit.is_none() {
+            match answer_now(&system, call) {
+                Now::Answer(answer) => {
+                    conn.respond(answer.0, answer.1);
+                    return;
+                }
+                Now::Later(call) => call,
+            }
+        } else {
+            call
+        };
         let id = call.id;
         let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
         let (task, abort) =
@@ -182,6 +194,81 @@ impl Inbound for Node {
     }
 
     fn closed(&self, _conn: &Arc<Connection>) {}
+}
+
+/// A call served without a task, or one that needs a task (its actor's mailbox is full, or it
+/// is a meta-call).
+enum Now {
+    Answer((u64, BoxFuture<'static, Result<Payload>>)),
+    Later(Incoming),
+}
+
+/// Puts a call in its actor's mailbox right away if there is room, and returns the future of its
+/// answer. The caller's deadline is enforced by the caller, which cancels the call when it
+/// expires; so no timer here.
+fn answer_now(system: &SystemInner, call: Incoming) -> Now {
+    let id = call.id;
+    let failed = |e: Error| Now::Answer((id, Box::pin(std::future::ready(Err(e)))));
+    if call.method.starts_with('$') {
+        return Now::Later(call);
+    }
+    let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
+        Ok(cell) => cell,
+        Err(e) => return failed(e),
+    };
+    let Incoming {
+        actor,
+        expect_type,
+        method,
+        args,
+        credit,
+        deadline,
+        ..
+    } = call;
+    let later = |args| {
+        Now::Later(Incoming {
+            id,
+            actor,
+            expect_type,
+            method: method.clone(),
+            args,
+            credit,
+            deadline,
+        })
+    };
+    match args {
+        Payload::Typed(bytes) => match cell.remote_try_enqueue(&method, &bytes, DynKind::Call) {
+            Ok(Some(Pending::Call(answer))) => Now::Answer((
+                id,
+                Box::pin(async move {
+                    match answer.await {
+                        Some(result) => result.map(Payload::Typed),
+                        None => Err(cell.meta().stopped_error()),
+                    }
+                }),
+            )),
+            Ok(Some(Pending::Stream(_))) => unreachable!("a call slot always yields one answer"),
+            Ok(None) => later(Payload::Typed(bytes)),
+            Err(e) => failed(e),
+        },
+        Payload::Dynamic(args) => match cell.dyn_try_enqueue(&method, args, DynKind::Call) {
+            Ok(Ok(Pending::Call(answer))) => Now::Answer((
+                id,
+                Box::pin(async move {
+                    match answer.await {
+                        Some(result) => result.map(Payload::Value),
+                        None => Err(cell.meta().stopped_error()),
+                    }
+                }),
+            )),
+            Ok(Ok(Pending::Stream(_))) => unreachable!("a call slot always yields one answer"),
+            Ok(Err(args)) => later(Payload::Dynamic(args)),
+            Err(e) => failed(e),
+        },
+        Payload::Value(_) => failed(Error::Codec(
+            "call arguments must be Typed or Dynamic".into(),
+        )),
+    }
 }
 
 /// Serves one call or stream for a peer and answers it.

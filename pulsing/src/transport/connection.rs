@@ -78,6 +78,9 @@ pub(crate) struct Serving {
     pub(crate) credit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
+/// The answer to one of the peer's calls, as the writer polls it: `None` if it was cancelled.
+type Answer = futures_util::future::BoxFuture<'static, Option<(u64, Result<Payload>)>>;
+
 /// An open, authenticated connection to one peer.
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
@@ -90,6 +93,8 @@ pub(crate) struct Connection {
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
+    /// Answers to the peer's calls, polled by the writer (see [`Connection::respond`]).
+    answers: mpsc::UnboundedSender<Answer>,
     reason: Mutex<Option<String>>,
 }
 
@@ -214,6 +219,31 @@ impl Connection {
         lock(&self.serving).insert(id, serving);
     }
 
+    /// Answers the peer's call `id` with what `answer` resolves to. The writer task polls it, so
+    /// the actor's reply wakes the writer directly: no task per call. A `Cancel` from the peer
+    /// drops it (a call still queued is then skipped by its actor).
+    pub(crate) fn respond<F>(self: &Arc<Self>, id: u64, answer: F)
+    where
+        F: std::future::Future<Output = Result<Payload>> + Send + 'static,
+    {
+        let (answer, abort) = futures_util::future::abortable(answer);
+        self.serving(
+            id,
+            Serving {
+                abort,
+                credit: None,
+            },
+        );
+        let conn = Arc::downgrade(self);
+        let _ = self.answers.send(Box::pin(async move {
+            let result = answer.await.ok();
+            if let Some(conn) = conn.upgrade() {
+                conn.served(id);
+            }
+            result.map(|result| (id, result))
+        }));
+    }
+
     /// Forgets a call we served.
     pub(crate) fn served(&self, id: u64) {
         lock(&self.serving).remove(&id);
@@ -304,6 +334,7 @@ where
     };
     let (data_tx, data_rx) = mpsc::channel(DATA_LANE);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (answers_tx, answers_rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {
         peer,
         peer_addr,
@@ -314,10 +345,11 @@ where
         serving: Mutex::new(HashMap::new()),
         closed: CancellationToken::new(),
         written: CancellationToken::new(),
+        answers: answers_tx,
         reason: Mutex::new(None),
     });
     let written = conn.written.clone().drop_guard();
-    let writer = write_loop(sink, data_rx, control_rx, conn.closed.clone());
+    let writer = write_loop(sink, data_rx, control_rx, answers_rx, conn.closed.clone());
     tokio::spawn(async move {
         writer.await;
         drop(written);
@@ -365,10 +397,13 @@ async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut data: mpsc::Receiver<Frame>,
     mut control: mpsc::UnboundedReceiver<Frame>,
+    mut new_answers: mpsc::UnboundedReceiver<Answer>,
     closed: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut answers: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -383,6 +418,14 @@ async fn write_loop<S>(
                 break;
             }
             Some(frame) = control.recv() => frame,
+            Some(answer) = new_answers.recv() => {
+                answers.push(answer);
+                continue;
+            }
+            Some(answered) = answers.next(), if !answers.is_empty() => match answered {
+                Some((id, result)) => Frame::Response { id, result },
+                None => continue,
+            },
             Some(frame) = data.recv() => frame,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -401,7 +444,11 @@ async fn write_loop<S>(
         // Write whatever else is ready in the same flush.
         let mut more = 0;
         while more < 64 {
-            let next = control.try_recv().ok().or_else(|| data.try_recv().ok());
+            let next = control
+                .try_recv()
+                .ok()
+                .or_else(|| ready_answer(&mut answers, &mut new_answers))
+                .or_else(|| data.try_recv().ok());
             let Some(frame) = next else { break };
             if sink
                 .feed(Message::Binary(encode(&frame).into()))
@@ -418,6 +465,27 @@ async fn write_loop<S>(
     }
     let _ = sink.send(Message::Close(None)).await;
     closed.cancel();
+}
+
+/// An answer that is ready now, if any (after taking in the answers queued meanwhile).
+fn ready_answer(
+    answers: &mut futures_util::stream::FuturesUnordered<Answer>,
+    new_answers: &mut mpsc::UnboundedReceiver<Answer>,
+) -> Option<Frame> {
+    use futures_util::stream::StreamExt;
+    use futures_util::FutureExt;
+    while let Ok(answer) = new_answers.try_recv() {
+        answers.push(answer);
+    }
+    // The select above polls `answers` with the task's waker on every turn, so this poll (with
+    // a no-op waker) cannot lose a wake-up.
+    loop {
+        match answers.next().now_or_never() {
+            Some(Some(Some((id, result)))) => return Some(Frame::Response { id, result }),
+            Some(Some(None)) => continue,
+            _ => return None,
+        }
+    }
 }
 
 /// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or
