@@ -276,3 +276,33 @@ async fn a_hung_peer_is_detected_within_seconds_without_a_tcp_reset() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
+    // In-process pair of nodes (a real WebSocket connection on loopback): the server's actor
+    // has room for 2 messages while 300 calls arrive at once, so most wait in a backlog.
+    let server = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .mailbox_capacity(2)
+        .build()
+        .await
+        .unwrap();
+    Worker::spawn_named(&server, "log", Worker::new("server"))
+        .await
+        .unwrap();
+    let system = client(&server.advertised_addr().unwrap()).await;
+    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    // Sent in order without waiting for answers, so they pile up on the server.
+    for i in 0..300 {
+        log.record(i).tell().await.unwrap();
+    }
+    let any = system.resolve_dyn("log").await.unwrap();
+    for i in 300..310 {
+        any.call("record", pulsing::Args::new().arg(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(log.records().await.unwrap(), (0..310).collect::<Vec<u64>>());
+    system.shutdown().await;
+    server.shutdown().await;
+}

@@ -160,17 +160,21 @@ impl Inbound for Node {
             });
             return;
         };
-        let call = if call.credit.is_none() {
+        if call.credit.is_none() && !call.method.starts_with('$') {
+            // Calls to one actor keep their order: behind a backlog if it has one.
+            let Some(call) = conn.behind_backlog(call) else {
+                return;
+            };
             match answer_now(&system, call) {
-                Now::Answer(answer) => {
-                    conn.respond(answer.0, answer.1);
-                    return;
+                Now::Answer((id, answer)) => conn.respond(id, answer),
+                Now::Full(call) => {
+                    let actor = call.actor.clone();
+                    conn.start_backlog(call);
+                    tokio::spawn(drain_backlog(system, conn.clone(), actor));
                 }
-                Now::Later(call) => call,
             }
-        } else {
-            call
-        };
+            return;
+        }
         let id = call.id;
         let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
         let (task, abort) =
@@ -196,11 +200,77 @@ impl Inbound for Node {
     fn closed(&self, _conn: &Arc<Connection>) {}
 }
 
-/// A call served without a task, or one that needs a task (its actor's mailbox is full, or it
-/// is a meta-call).
+/// A call in its actor's mailbox (with the future of its answer), or back because the mailbox
+/// is full.
 enum Now {
-    Answer((u64, BoxFuture<'static, Result<Payload>>)),
-    Later(Incoming),
+    Answer((u64, Answer)),
+    Full(Incoming),
+}
+
+/// The future of a call's answer.
+type Answer = BoxFuture<'static, Result<Payload>>;
+
+/// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
+/// room each time; their answers go to the writer like any other.
+async fn drain_backlog(system: Arc<SystemInner>, conn: Arc<Connection>, actor: String) {
+    while let Some(call) = conn.next_in_backlog(&actor) {
+        // Room freed while we waited is usually for several calls: take it without waiting.
+        let (id, answer) = match answer_now(&system, call) {
+            Now::Answer(answer) => answer,
+            Now::Full(call) => (
+                call.id,
+                enqueue_waiting(&system, call)
+                    .await
+                    .unwrap_or_else(|e| Box::pin(std::future::ready(Err(e)))),
+            ),
+        };
+        conn.respond(id, answer);
+    }
+}
+
+/// Puts a call in its actor's mailbox, waiting for room; returns the future of its answer.
+async fn enqueue_waiting(system: &SystemInner, call: Incoming) -> Result<Answer> {
+    let cell = lookup(system, &call.actor, call.expect_type.as_deref())?;
+    let pending = match call.args {
+        Payload::Typed(bytes) => cell
+            .remote_enqueue(&call.method, &bytes, DynKind::Call)
+            .await
+            .map(|p| typed_answer(p, cell.clone())),
+        Payload::Dynamic(args) => cell
+            .dyn_enqueue(&call.method, args, DynKind::Call)
+            .await
+            .map(|p| value_answer(p, cell.clone())),
+        Payload::Value(_) => Err(not_args()),
+    }?;
+    Ok(pending)
+}
+
+fn not_args() -> Error {
+    Error::Codec("call arguments must be Typed or Dynamic".into())
+}
+
+fn typed_answer(pending: Pending<Vec<u8>>, cell: Arc<dyn AnyCell>) -> Answer {
+    let Pending::Call(answer) = pending else {
+        unreachable!("a call slot always yields one answer")
+    };
+    Box::pin(async move {
+        match answer.await {
+            Some(result) => result.map(Payload::Typed),
+            None => Err(cell.meta().stopped_error()),
+        }
+    })
+}
+
+fn value_answer(pending: Pending<Value>, cell: Arc<dyn AnyCell>) -> Answer {
+    let Pending::Call(answer) = pending else {
+        unreachable!("a call slot always yields one answer")
+    };
+    Box::pin(async move {
+        match answer.await {
+            Some(result) => result.map(Payload::Value),
+            None => Err(cell.meta().stopped_error()),
+        }
+    })
 }
 
 /// Puts a call in its actor's mailbox right away if there is room, and returns the future of its
@@ -209,9 +279,6 @@ enum Now {
 fn answer_now(system: &SystemInner, call: Incoming) -> Now {
     let id = call.id;
     let failed = |e: Error| Now::Answer((id, Box::pin(std::future::ready(Err(e)))));
-    if call.method.starts_with('$') {
-        return Now::Later(call);
-    }
     let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
         Ok(cell) => cell,
         Err(e) => return failed(e),
@@ -225,49 +292,34 @@ fn answer_now(system: &SystemInner, call: Incoming) -> Now {
         deadline,
         ..
     } = call;
-    let later = |args| {
-        Now::Later(Incoming {
-            id,
-            actor,
-            expect_type,
-            method: method.clone(),
-            args,
-            credit,
-            deadline,
-        })
-    };
     match args {
         Payload::Typed(bytes) => match cell.remote_try_enqueue(&method, &bytes, DynKind::Call) {
-            Ok(Some(Pending::Call(answer))) => Now::Answer((
+            Ok(Some(pending)) => Now::Answer((id, typed_answer(pending, cell))),
+            Ok(None) => Now::Full(Incoming {
                 id,
-                Box::pin(async move {
-                    match answer.await {
-                        Some(result) => result.map(Payload::Typed),
-                        None => Err(cell.meta().stopped_error()),
-                    }
-                }),
-            )),
-            Ok(Some(Pending::Stream(_))) => unreachable!("a call slot always yields one answer"),
-            Ok(None) => later(Payload::Typed(bytes)),
+                actor,
+                expect_type,
+                method,
+                args: Payload::Typed(bytes),
+                credit,
+                deadline,
+            }),
             Err(e) => failed(e),
         },
         Payload::Dynamic(args) => match cell.dyn_try_enqueue(&method, args, DynKind::Call) {
-            Ok(Ok(Pending::Call(answer))) => Now::Answer((
+            Ok(Ok(pending)) => Now::Answer((id, value_answer(pending, cell))),
+            Ok(Err(args)) => Now::Full(Incoming {
                 id,
-                Box::pin(async move {
-                    match answer.await {
-                        Some(result) => result.map(Payload::Value),
-                        None => Err(cell.meta().stopped_error()),
-                    }
-                }),
-            )),
-            Ok(Ok(Pending::Stream(_))) => unreachable!("a call slot always yields one answer"),
-            Ok(Err(args)) => later(Payload::Dynamic(args)),
+                actor,
+                expect_type,
+                method,
+                args: Payload::Dynamic(args),
+                credit,
+                deadline,
+            }),
             Err(e) => failed(e),
         },
-        Payload::Value(_) => failed(Error::Codec(
-            "call arguments must be Typed or Dynamic".into(),
-        )),
+        Payload::Value(_) => failed(not_args()),
     }
 }
 
@@ -281,7 +333,7 @@ async fn serve(
     let id = call.id;
     match credit {
         None => {
-            let result = answer(&system, call).await;
+            let result = answer_meta(&system, call).await;
             let _ = conn.send(Frame::Response { id, result }).await;
         }
         Some(credit) => match open(&system, call).await {
@@ -387,12 +439,13 @@ fn lookup(system: &SystemInner, name: &str, expect_type: Option<&str>) -> Result
     Ok(cell)
 }
 
-async fn answer(system: &SystemInner, call: Incoming) -> Result<Payload> {
+/// Answers a meta-call (`$describe`, `$stop`).
+async fn answer_meta(system: &SystemInner, call: Incoming) -> Result<Payload> {
     let cell = lookup(system, &call.actor, call.expect_type.as_deref())?;
     match call.method.as_str() {
         DESCRIBE => {
             let meta = cell.meta();
-            return Ok(Payload::Value(Value::Map(vec![
+            Ok(Payload::Value(Value::Map(vec![
                 ("type".into(), meta.type_name.into()),
                 ("id".into(), Value::Int(meta.id as i64)),
                 // What the actor offers, for callers that only know its name (Python, tools).
@@ -400,50 +453,17 @@ async fn answer(system: &SystemInner, call: Incoming) -> Result<Payload> {
                     "interface".into(),
                     crate::value::to_value(cell.interface()).unwrap_or_default(),
                 ),
-            ])));
+            ])))
         }
         STOP => {
             cell.request_stop();
-            return Ok(Payload::Value(Value::Null));
+            Ok(Payload::Value(Value::Null))
         }
-        _ => {}
-    }
-    let label = cell.meta().label();
-    let method = call.method.clone();
-    let work = async {
-        match call.args {
-            Payload::Typed(bytes) => match cell
-                .remote_enqueue(&call.method, &bytes, DynKind::Call)
-                .await?
-            {
-                Pending::Call(answer) => answer.await.map(|r| r.map(Payload::Typed)),
-                Pending::Stream(_) => unreachable!("a call slot always yields one answer"),
-            },
-            Payload::Dynamic(args) => {
-                match cell.dyn_enqueue(&call.method, args, DynKind::Call).await? {
-                    Pending::Call(answer) => answer.await.map(|r| r.map(Payload::Value)),
-                    Pending::Stream(_) => unreachable!("a call slot always yields one answer"),
-                }
-            }
-            Payload::Value(_) => Some(Err(Error::Codec(
-                "call arguments must be Typed or Dynamic".into(),
-            ))),
-        }
-        .unwrap_or_else(|| {
-            Err(Error::Stopped {
-                actor: label.clone(),
-            })
-        })
-    };
-    match call.deadline {
-        None => work.await,
-        Some(after) => tokio::time::timeout(after, work)
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                actor: label,
-                method,
-                after,
-            })),
+        other => Err(Error::UnknownMethod {
+            actor: cell.meta().type_name.to_owned(),
+            method: other.to_owned(),
+            available: format!("{DESCRIBE}, {STOP}"),
+        }),
     }
 }
 

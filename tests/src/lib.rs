@@ -13,6 +13,8 @@ pub struct Worker {
     pub node: String,
     /// How many items `ticks` streams have produced.
     pub produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// What `record` was given, in the order the actor ran the calls.
+    pub records: Vec<u64>,
 }
 
 impl Worker {
@@ -21,6 +23,7 @@ impl Worker {
         Worker {
             node: node.into(),
             produced: Default::default(),
+            records: Vec::new(),
         }
     }
 }
@@ -30,6 +33,16 @@ impl Worker {
     /// Tags `text` with the node's name.
     pub fn process(&mut self, text: String) -> String {
         format!("{text} processed by {}", self.node)
+    }
+
+    /// Remembers `n`.
+    pub fn record(&mut self, n: u64) {
+        self.records.push(n);
+    }
+
+    /// Everything `record` was given, in order.
+    pub fn records(&self) -> Vec<u64> {
+        self.records.clone()
     }
 
     /// Returns `data` unchanged.

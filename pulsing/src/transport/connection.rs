@@ -90,6 +90,8 @@ pub(crate) struct Connection {
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Waiting>>,
     serving: Mutex<HashMap<u64, Serving>>,
+    /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
+    backlogs: Mutex<HashMap<String, std::collections::VecDeque<Incoming>>>,
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
@@ -244,6 +246,39 @@ impl Connection {
         }));
     }
 
+    /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
+    /// in its mailbox, keeping their order; gives it back if there are none.
+    pub(crate) fn behind_backlog(&self, call: Incoming) -> Option<Incoming> {
+        match lock(&self.backlogs).get_mut(&call.actor) {
+            Some(backlog) => {
+                backlog.push_back(call);
+                None
+            }
+            None => Some(call),
+        }
+    }
+
+    /// Starts the backlog of `call.actor` with `call`; whoever calls this drains it with
+    /// [`next_in_backlog`](Self::next_in_backlog).
+    pub(crate) fn start_backlog(&self, call: Incoming) {
+        let actor = call.actor.clone();
+        lock(&self.backlogs).insert(actor, std::collections::VecDeque::from([call]));
+    }
+
+    /// The next call of `actor`'s backlog; `None` (and the backlog is gone) once it is empty or
+    /// the connection has closed.
+    pub(crate) fn next_in_backlog(&self, actor: &str) -> Option<Incoming> {
+        let mut backlogs = lock(&self.backlogs);
+        let next = backlogs
+            .get_mut(actor)
+            .and_then(|b| b.pop_front())
+            .filter(|_| !self.is_closed());
+        if next.is_none() {
+            backlogs.remove(actor);
+        }
+        next
+    }
+
     /// Forgets a call we served.
     pub(crate) fn served(&self, id: u64) {
         lock(&self.serving).remove(&id);
@@ -343,6 +378,7 @@ where
         next_id: AtomicU64::new(1),
         waiting: Mutex::new(HashMap::new()),
         serving: Mutex::new(HashMap::new()),
+        backlogs: Mutex::new(HashMap::new()),
         closed: CancellationToken::new(),
         written: CancellationToken::new(),
         answers: answers_tx,
