@@ -103,3 +103,22 @@ class Worker:
         """Calls another actor by name (a Rust actor, or a Python one on another node)."""
         ref = await pul.resolve(name, timeout=10)
         return await getattr(ref.as_any(), method)(*args)
+
+
+@pul.remote(serial=True)
+class Tally:
+    """Strictly one call at a time; records the largest overlap it saw."""
+
+    def __init__(self):
+        self.active = 0
+        self.peak = 0
+
+    async def work(self, seconds):
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(seconds)
+        self.active -= 1
+        return self.peak
+
+    def quick(self):
+        return self.peak

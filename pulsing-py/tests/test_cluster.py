@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pulsing as pul
-from cluster_actors import Bomb, Point, Worker
+from cluster_actors import Bomb, Point, Tally, Worker
 from conftest import HERE, ROOT
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
@@ -380,3 +380,16 @@ async def test_init_on_a_port_in_use_fails_cleanly(cluster_system):
         assert pul.local_addr() != f"127.0.0.1:{port}"
     finally:
         taken.close()
+
+
+async def test_serial_actor_across_processes(py_node, cluster_system):
+    node = py_node("--spawn-serial", "tally", "--spawn", "w", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    tally = await Tally.resolve("tally", timeout=10)
+    peaks = await asyncio.gather(*(tally.work(0.01) for _ in range(10)), *(tally.quick() for _ in range(10)))
+    assert max(peaks) == 1
+    # An ordinary actor's async methods interleave across processes too.
+    w = await Worker.resolve("w", timeout=10)
+    t0 = time.monotonic()
+    assert await asyncio.gather(*(w.slow(0.2) for _ in range(20))) == [0.2] * 20
+    assert time.monotonic() - t0 < 2

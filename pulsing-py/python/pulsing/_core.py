@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 import traceback
+import types
 import weakref
 from typing import Any, Optional
 
@@ -545,8 +546,49 @@ def _incoming(bridge: _LoopBridge, ev) -> None:
         fut = host.run_sync(getattr(host.instance, method), args, kwargs, method)
         fut.add_done_callback(lambda f: _answer(host, method, reply, f))
     else:
-        task = bridge.loop.create_task(_invoke(host, method, args, kwargs))
+        # Run the call's first step right here (in its own context, as a task would): a method
+        # that finishes without waiting needs no task at all.
+        coro = _invoke(host, method, args, kwargs)
+        ctx = contextvars.copy_context()
+        try:
+            first = ctx.run(coro.send, None)
+        except StopIteration as done:
+            _send(host, method, reply, done.value)
+            return
+        except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+            _fail(host, method, reply, e)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        task = bridge.loop.create_task(_resume(coro, first), context=ctx)
         task.add_done_callback(lambda f: _answer(host, method, reply, f))
+
+
+@types.coroutine
+def _continue(coro, yielded):
+    """Drives a coroutine whose first step already ran (it yielded ``yielded``)."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as e:  # noqa: BLE001 - thrown in by the task (cancel)
+            step, arg = coro.throw, e
+        else:
+            step, arg = coro.send, sent
+        try:
+            yielded = step(arg)
+        except StopIteration as done:
+            return done.value
+
+
+async def _resume(coro, first):
+    return await _continue(coro, first)
+
+
+def _send(host: _Host, method: str, reply, value) -> None:
+    try:
+        reply.send(value)
+    except Exception as err:  # noqa: BLE001 - the result would not convert
+        reply.raised(host.label(), method, type(err).__name__, str(err), "")
 
 
 def _answer(host: _Host, method: str, reply, fut) -> None:
@@ -555,10 +597,7 @@ def _answer(host: _Host, method: str, reply, fut) -> None:
         return
     e = fut.exception()
     if e is None:
-        try:
-            reply.send(fut.result())
-        except Exception as err:  # noqa: BLE001 - the result would not convert
-            reply.raised(host.label(), method, type(err).__name__, str(err), "")
+        _send(host, method, reply, fut.result())
         return
     _fail(host, method, reply, e)
 
