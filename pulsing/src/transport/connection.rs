@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -438,14 +438,17 @@ async fn write_loop<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
+    use futures_util::stream::FuturesUnordered;
     let mut answers: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cancelled = closed.clone();
+    let cancelled = cancelled.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let frame = tokio::select! {
             biased;
-            () = closed.cancelled() => {
+            () = &mut cancelled => {
                 // Last words (a `Leaving`) go out before the close.
                 while let Ok(frame) = control.try_recv() {
                     let _ = sink.feed(Message::Binary(encode(&frame).into())).await;
@@ -508,8 +511,6 @@ fn ready_answer(
     answers: &mut futures_util::stream::FuturesUnordered<Answer>,
     new_answers: &mut mpsc::UnboundedReceiver<Answer>,
 ) -> Option<Frame> {
-    use futures_util::stream::StreamExt;
-    use futures_util::FutureExt;
     while let Ok(answer) = new_answers.try_recv() {
         answers.push(answer);
     }
@@ -536,10 +537,14 @@ async fn read_loop<S>(
 {
     let mut check = tokio::time::interval(PING_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let closed = conn.closed.clone();
+    let closed = closed.cancelled();
+    tokio::pin!(closed);
     let (mut heard, mut heard_at_check, mut silent) = (0u64, 0u64, 0u32);
-    let reason = loop {
-        let message = tokio::select! {
-            () = conn.closed.cancelled() => break lock(&conn.reason).clone().unwrap_or_default(),
+    let reason = 'read: loop {
+        let mut message = tokio::select! {
+            biased;
+            () = &mut closed => break lock(&conn.reason).clone().unwrap_or_default(),
             message = stream.next() => message,
             _ = check.tick() => {
                 if heard == heard_at_check {
@@ -553,22 +558,37 @@ async fn read_loop<S>(
                 continue;
             }
         };
-        heard += 1;
-        let bytes = match message {
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => {
-                break "the peer closed the connection".to_owned()
+        // Then every message already buffered, without going back through the select (the
+        // select polls the stream with this task's waker again before it sleeps).
+        loop {
+            heard += 1;
+            let bytes = match message {
+                Some(Ok(Message::Binary(bytes))) => Some(bytes),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+                Some(Ok(Message::Close(_))) | None => {
+                    break 'read "the peer closed the connection".to_owned()
+                }
+                Some(Ok(Message::Text(_))) => {
+                    break 'read "protocol error: text message".to_owned()
+                }
+                Some(Err(e)) => break 'read format!("transport error: {e}"),
+            };
+            if let Some(bytes) = bytes {
+                let frame = match decode(&bytes, max_frame) {
+                    Ok(frame) => frame,
+                    Err(e) => break 'read format!("bad frame: {e}"),
+                };
+                if let Err(reason) = route(&conn, &*inbound, frame) {
+                    break 'read reason;
+                }
             }
-            Some(Ok(Message::Text(_))) => break "protocol error: text message".to_owned(),
-            Some(Err(e)) => break format!("transport error: {e}"),
-        };
-        let frame = match decode(&bytes, max_frame) {
-            Ok(frame) => frame,
-            Err(e) => break format!("bad frame: {e}"),
-        };
-        if let Err(reason) = route(&conn, &*inbound, frame) {
-            break reason;
+            if conn.is_closed() {
+                break;
+            }
+            match stream.next().now_or_never() {
+                Some(next) => message = next,
+                None => break,
+            }
         }
     };
     tracing::info!(peer = %conn.peer_addr, node = %conn.peer, %reason, "connection closed");
