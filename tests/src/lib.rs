@@ -189,13 +189,29 @@ impl NodeProcess {
         let _ = self.child.wait();
     }
 
-    /// SIGSTOP: the process freezes with its sockets open, like a hung host.
+    /// SIGSTOP: the process freezes with its sockets open, like a hung host. Returns once the
+    /// kernel reports it stopped (`kill` returns when the signal is sent, not yet delivered).
     pub fn freeze(&self) {
+        let pid = self.child.id().to_string();
         let status = Command::new("kill")
-            .args(["-STOP", &self.child.id().to_string()])
+            .args(["-STOP", &pid])
             .status()
             .expect("kill(1) runs");
         assert!(status.success());
+        let stat = format!("/proc/{pid}/stat");
+        for _ in 0..1000 {
+            let text = std::fs::read_to_string(&stat).expect("the process exists");
+            // The state is the field after the parenthesised command name.
+            let state = text
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            if state == Some("T") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the process did not stop");
     }
 
     /// SIGKILL, as `kill -9` does.
