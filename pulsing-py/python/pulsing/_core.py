@@ -25,6 +25,7 @@ import importlib
 import inspect
 import itertools
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -97,6 +98,8 @@ class _SyncPool:
 
 _POOL = _SyncPool()
 _chain: contextvars.ContextVar[tuple] = contextvars.ContextVar("pulsing_chain", default=())
+# `create_task(context=...)` (Python 3.11+) lets a call's first step run before its task exists.
+_EAGER = sys.version_info >= (3, 11)
 
 
 class _Done:
@@ -546,9 +549,13 @@ def _incoming(bridge: _LoopBridge, ev) -> None:
         fut = host.run_sync(getattr(host.instance, method), args, kwargs, method)
         fut.add_done_callback(lambda f: _answer(host, method, reply, f))
     else:
-        # Run the call's first step right here (in its own context, as a task would): a method
-        # that finishes without waiting needs no task at all.
         coro = _invoke(host, method, args, kwargs)
+        if not _EAGER:
+            task = bridge.loop.create_task(coro)
+            task.add_done_callback(lambda f: _answer(host, method, reply, f))
+            return
+        # Run the call's first step right here (in its own context, which the task then goes on
+        # in): a method that finishes without waiting needs no task at all.
         ctx = contextvars.copy_context()
         try:
             first = ctx.run(coro.send, None)
