@@ -221,6 +221,8 @@ enum Event {
     Items(u64, Vec<Value>, Option<Option<Error>>),
     /// A call for a Python actor of this loop.
     Incoming(u64, HostedCall),
+    /// A Python actor of this loop was stopped by the runtime (from a peer, or a Rust caller).
+    HostStopped(u64),
 }
 
 enum Obj {
@@ -278,7 +280,8 @@ impl Bridge {
 
     /// Takes every pending event, as tuples:
     /// `(0, token, ok, value_or_error)`, `(1, token, ok, obj_or_error)`,
-    /// `(2, token, items, ended, error_or_None)`, `(3, host, method, args, kwargs, reply, stream)`.
+    /// `(2, token, items, ended, error_or_None)`, `(3, host, method, args, kwargs, reply, stream)`,
+    /// `(4, host)` (the runtime stopped that actor).
     fn take(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let mut buf = [0u8; 256];
         while let Ok(n) = (&self.read).read(&mut buf) {
@@ -344,6 +347,7 @@ impl Bridge {
                     };
                     (2, token, list, ended, err).into_pyobject(py)?.into_any()
                 }
+                Event::HostStopped(host) => (4, host).into_pyobject(py)?.into_any(),
                 Event::Incoming(host, call) => {
                     let HostedCall {
                         method,
@@ -627,6 +631,10 @@ struct PyHost {
 impl Host for PyHost {
     fn dispatch(&self, call: HostedCall) {
         self.bridge.push(Event::Incoming(self.id, call));
+    }
+
+    fn stopped(&self) {
+        self.bridge.push(Event::HostStopped(self.id));
     }
 }
 

@@ -71,6 +71,13 @@ class Worker:
     def was_closed(self):
         return getattr(self, "closed", None)
 
+    async def can_resolve(self, name):
+        try:
+            await pul.resolve(name)
+            return True
+        except pul.PulsingNotFoundError:
+            return False
+
     async def call_proxy(self, proxy, method, *args):
         """Calls an actor through a proxy it was sent (by name)."""
         return await getattr(proxy, method)(*args)

@@ -393,3 +393,25 @@ async def test_serial_actor_across_processes(py_node, cluster_system):
     t0 = time.monotonic()
     assert await asyncio.gather(*(w.slow(0.2) for _ in range(20))) == [0.2] * 20
     assert time.monotonic() - t0 < 2
+
+
+async def test_stopping_a_remote_python_actor(py_node, cluster_system):
+    node = py_node("--spawn", "victim", "--spawn", "bystander", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    ref = await pul.resolve("victim", timeout=10)
+    victim = ref.as_type(Worker)
+    assert await victim.process("x") == "n processed x"
+    ref.stop()
+    t0 = time.monotonic()
+    while True:
+        try:
+            await victim.process("y")
+        except (pul.PulsingNotFoundError, pul.PulsingStoppedError):
+            break
+        assert time.monotonic() - t0 < 5, "the remote actor did not stop"
+        await asyncio.sleep(0.02)
+    bystander = await Worker.resolve("bystander", timeout=10)
+    assert await bystander.process("z") == "n processed z"
+    # Its own node knows it stopped, too.
+    assert await bystander.can_resolve("bystander") is True
+    assert await bystander.can_resolve("victim") is False

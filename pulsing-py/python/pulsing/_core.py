@@ -223,6 +223,12 @@ class _LoopBridge:
             if tag == 3:
                 _incoming(self, ev)
                 continue
+            if tag == 4:
+                host = _HOSTS.get(ev[1])
+                if host is not None:
+                    host.native = None  # already stopped in the runtime
+                    host.stop()
+                continue
             fut = waiters.pop(ev[1], None)
             if fut is None or fut.done():
                 continue
