@@ -40,7 +40,7 @@ async def seed(addr):
 
 async def client(addr, seed_addr):
     await pul.init(addr=addr, seeds=[seed_addr])
-    worker = await Worker.resolve("worker", timeout=10)
+    worker = await Worker.resolve("worker")  # waits for the first gossip after joining
     print(await worker.process("hello"))
     print([w async for w in worker.words("streamed across processes")])
     await pul.shutdown()
