@@ -127,7 +127,9 @@ impl RemoteActor {
                 .conn
                 .open_stream(self.outgoing(method, expect_type, args, timeout), window)
                 .await?;
-            let (tx, rx) = mpsc::channel(self.stream_buffer);
+            // Room for half a window: a whole batch is handed over without a wake-up per item
+            // (the window still bounds what is in flight; credit follows what is handed over).
+            let (tx, rx) = mpsc::channel(self.stream_buffer.max(window as usize / 2));
             let conn = self.conn.clone();
             tokio::spawn(async move {
                 let mut since_grant = 0u32;
