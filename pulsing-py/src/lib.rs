@@ -47,6 +47,11 @@ fn global() -> std::sync::MutexGuard<'static, Global> {
 /// The runtime's handle (started on first use); `None` after the final shutdown.
 fn handle() -> PyResult<tokio::runtime::Handle> {
     let mut g = global();
+    if FINALIZED.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(PyRuntimeError::new_err(
+            "the Pulsing runtime has been shut down",
+        ));
+    }
     if g.runtime.is_none() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -58,6 +63,16 @@ fn handle() -> PyResult<tokio::runtime::Handle> {
     }
     Ok(g.runtime.as_ref().expect("just set").handle().clone())
 }
+
+/// Seconds from Python as a `Duration` (a negative or NaN one is a `ValueError`).
+fn seconds(t: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(t).map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!("not a valid number of seconds: {t}"))
+    })
+}
+
+/// Set once the runtime is gone for good (interpreter exit): nothing starts it again.
+static FINALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn system() -> PyResult<ActorSystem> {
     global()
@@ -122,7 +137,7 @@ fn init(
         builder = builder.secret(secret);
     }
     builder = match call_timeout {
-        Some(t) => builder.call_timeout(Duration::from_secs_f64(t)),
+        Some(t) => builder.call_timeout(seconds(t)?),
         None => builder.no_call_timeout(),
     };
     if let Some(adv) = advertise {
@@ -156,6 +171,7 @@ fn shutdown(py: Python<'_>) {
 #[pyfunction]
 fn finalize(py: Python<'_>) {
     shutdown(py);
+    FINALIZED.store(true, std::sync::atomic::Ordering::Release);
     let rt = global().runtime.take();
     if let Some(rt) = rt {
         py.detach(|| rt.shutdown_timeout(Duration::from_secs(2)));
@@ -419,13 +435,10 @@ where
 fn resolve(bridge: &Bridge, token: u64, name: String, timeout: Option<f64>) -> PyResult<()> {
     let system = system()?;
     let inner = bridge.inner.clone();
+    let timeout = timeout.map(seconds).transpose()?;
     handle()?.spawn(async move {
         let result = match timeout {
-            Some(t) => {
-                system
-                    .resolve_dyn_wait(&name, Duration::from_secs_f64(t))
-                    .await
-            }
+            Some(t) => system.resolve_dyn_wait(&name, t).await,
             None => system.resolve_dyn(&name).await,
         };
         inner.push(Event::Obj(token, result.map(Obj::Ref)));
@@ -484,12 +497,13 @@ impl PyDynRef {
         kwargs: Option<&Bound<'_, PyDict>>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        let timeout = timeout.map(seconds).transpose()?;
         let args = to_args(args, kwargs)?;
         let target = self.inner.clone();
         spawn_done(bridge, token, async move {
             let call = target.call(method, args);
             match timeout {
-                Some(t) => call.timeout(Duration::from_secs_f64(t)).await,
+                Some(t) => call.timeout(t).await,
                 None => call.await,
             }
         })

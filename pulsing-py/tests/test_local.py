@@ -157,6 +157,10 @@ async def test_per_call_timeout(system):
     with pytest.raises(TimeoutError):  # also a builtin TimeoutError
         await f.block(0.5).timeout(0.05)
     assert await f.sleep(0).timeout(1) == "slept"
+    with pytest.raises(ValueError):
+        f.sleep(0).timeout(-1)
+    with pytest.raises(ValueError):
+        await pul.resolve("f", timeout=float("nan"))
 
 
 async def test_resolve_waits_then_raises_not_found(system):

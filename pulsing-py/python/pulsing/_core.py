@@ -868,6 +868,8 @@ class Call:
         self._kind = kind
 
     def timeout(self, seconds: Optional[float]) -> "Call":
+        if seconds is not None and not seconds >= 0:
+            raise ValueError(f"a timeout is a number of seconds >= 0, not {seconds!r}")
         self._timeout = seconds
         return self
 
@@ -1070,6 +1072,8 @@ async def resolve(name: str, *, timeout: Optional[float] = None) -> ActorRef:
     :class:`PulsingNotFoundError`.
     """
     _require_init()
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"a timeout is a number of seconds >= 0, not {timeout!r}")
     host = _NAMES.get(name)
     if host is not None and not host.is_stopped():
         return ActorRef(_LocalTarget(host))
