@@ -480,3 +480,25 @@ async def test_name_taken_in_the_runtime(system):
     # The other loop is gone, but its actor keeps the name until stopped.
     with pytest.raises(pul.PulsingNameTakenError):
         await Counter.spawn(name="shared")
+
+
+def test_actors_of_a_finished_loop_are_stopped():
+    """asyncio.run twice: the first loop's actors are gone, their names free again."""
+    pul.init()
+    try:
+        async def first():
+            c = await Counter.spawn(1, name="twice")
+            return c, await c.inc()
+
+        old, value = asyncio.run(first())
+        assert value == 2
+
+        async def second():
+            with pytest.raises(pul.PulsingStoppedError):
+                await old.inc()
+            c = await Counter.spawn(10, name="twice")  # waits for the runtime to let go
+            return await c.inc()
+
+        assert asyncio.run(second()) == 11
+    finally:
+        pul.shutdown()

@@ -355,7 +355,13 @@ class _Host:
         return f"{self.info.name}#{self.id}"
 
     def is_stopped(self) -> bool:
-        return self.stopped or self.generation != _generation
+        if self.stopped or self.generation != _generation:
+            return True
+        if self.loop.is_closed():
+            # Its event loop has ended (asyncio.run returned): the actor cannot run any more.
+            self.stop()
+            return True
+        return False
 
     def stop(self) -> None:
         self.stopped = True
