@@ -463,23 +463,21 @@ async def test_slow_def_methods_of_many_actors_run_in_parallel(system):
     assert time.monotonic() - t0 < 1.5  # not 10 x 0.3 s
 
 
-async def test_name_taken_in_the_runtime(system):
-    """A name bound in the runtime by an actor of another event loop is refused there too."""
-    import threading
-
-    done = threading.Event()
-
-    def other():
-        async def run():
+async def test_name_taken_by_an_actor_of_another_loop(system):
+    """A name held by an actor living on another thread's loop is refused here too."""
+    loop = asyncio.new_event_loop()
+    th = threading.Thread(target=loop.run_forever, daemon=True)
+    th.start()
+    try:
+        asyncio.run_coroutine_threadsafe(Counter.spawn(name="shared"), loop).result(5)
+        with pytest.raises(pul.PulsingNameTakenError):
             await Counter.spawn(name="shared")
-        asyncio.run(run())
-        done.set()
-
-    threading.Thread(target=other).start()
-    done.wait(5)
-    # The other loop is gone, but its actor keeps the name until stopped.
-    with pytest.raises(pul.PulsingNameTakenError):
-        await Counter.spawn(name="shared")
+        other = await Counter.resolve("shared")
+        assert await other.inc() == 1  # served on its own loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        th.join(5)
+        loop.close()
 
 
 def test_actors_of_a_finished_loop_are_stopped():
