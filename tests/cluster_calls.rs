@@ -5,20 +5,11 @@ use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use pulsing::prelude::*;
-use pulsing_tests::{Clerk, NodeProcess, Worker, WorkerRef};
+use pulsing_tests::{client, Clerk, NodeProcess, Worker, WorkerRef};
 use tokio::io::AsyncWriteExt;
 
 const NODE: &str = env!("CARGO_BIN_EXE_test_node");
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn client(seed: &str) -> ActorSystem {
-    ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .seeds([seed])
-        .build()
-        .await
-        .expect("client node starts")
-}
 
 async fn worker(system: &ActorSystem) -> WorkerRef {
     Worker::resolve_wait(system, "worker", WAIT)

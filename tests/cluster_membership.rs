@@ -5,20 +5,11 @@
 use std::time::{Duration, Instant};
 
 use pulsing::prelude::*;
-use pulsing_tests::{eventually, NodeProcess, Probe, ProbeRef, Worker, WorkerRef};
+use pulsing_tests::{client, eventually, NodeProcess, Probe, ProbeRef, Worker, WorkerRef};
 
 const NODE: &str = env!("CARGO_BIN_EXE_test_node");
 /// Generous upper bound for gossip to converge on a loaded 2-core machine.
 const CONVERGE: Duration = Duration::from_secs(20);
-
-async fn client(seed: &str) -> ActorSystem {
-    ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .seeds([seed])
-        .build()
-        .await
-        .expect("client node starts")
-}
 
 async fn probe(system: &ActorSystem, node: &str) -> ProbeRef {
     Probe::resolve_wait(system, &format!("probe-{node}"), CONVERGE)

@@ -183,17 +183,23 @@ async fn pulsing_pipelined(w: &EchoRef, n: usize, window: usize, payload: &[u8])
 
 use std::future::IntoFuture;
 
-async fn soak(length: Duration) {
-    let (mut server, addr) = spawn_server("pulsing");
+/// A client node joined to the Pulsing server at `addr`, and its echo actor.
+async fn join_echo(addr: &str) -> (ActorSystem, EchoRef) {
     let system = ActorSystem::builder()
         .addr("127.0.0.1:0")
-        .seeds([addr.as_str()])
+        .seeds([addr])
         .build()
         .await
         .unwrap();
     let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10))
         .await
         .unwrap();
+    (system, w)
+}
+
+async fn soak(length: Duration) {
+    let (mut server, addr) = spawn_server("pulsing");
+    let (_system, w) = join_echo(&addr).await;
     let start = Instant::now();
     let mut calls = 0;
     while start.elapsed() < length {
@@ -212,15 +218,7 @@ async fn client(quick: bool) {
     let calls = if quick { 5_000 } else { 50_000 };
     let (mut p_server, p_addr) = spawn_server("pulsing");
     let (mut r_server, r_addr) = spawn_server("raw");
-    let system = ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .seeds([p_addr.as_str()])
-        .build()
-        .await
-        .unwrap();
-    let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (system, w) = join_echo(&p_addr).await;
     let mut raw = Raw::connect(&r_addr).await;
     println!(
         "{:<40} {:>12} {:>12} {:<9} ratio",

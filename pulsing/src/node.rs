@@ -235,11 +235,11 @@ async fn enqueue_waiting(system: &SystemInner, call: Incoming) -> Result<Answer>
         Payload::Typed(bytes) => cell
             .remote_enqueue(&call.method, &bytes, DynKind::Call)
             .await
-            .map(|p| typed_answer(p, cell.clone())),
+            .map(|p| answer_of(p, cell.clone(), Payload::Typed)),
         Payload::Dynamic(args) => cell
             .dyn_enqueue(&call.method, args, DynKind::Call)
             .await
-            .map(|p| value_answer(p, cell.clone())),
+            .map(|p| answer_of(p, cell.clone(), Payload::Value)),
         Payload::Value(_) => Err(not_args()),
     }?;
     Ok(pending)
@@ -249,25 +249,18 @@ fn not_args() -> Error {
     Error::Codec("call arguments must be Typed or Dynamic".into())
 }
 
-fn typed_answer(pending: Pending<Vec<u8>>, cell: Arc<dyn AnyCell>) -> Answer {
+/// The future of the answer in `pending`, as a wire payload (`wrap`).
+fn answer_of<O: Send + 'static>(
+    pending: Pending<O>,
+    cell: Arc<dyn AnyCell>,
+    wrap: fn(O) -> Payload,
+) -> Answer {
     let Pending::Call(answer) = pending else {
         unreachable!("a call slot always yields one answer")
     };
     Box::pin(async move {
         match answer.await {
-            Some(result) => result.map(Payload::Typed),
-            None => Err(cell.meta().stopped_error()),
-        }
-    })
-}
-
-fn value_answer(pending: Pending<Value>, cell: Arc<dyn AnyCell>) -> Answer {
-    let Pending::Call(answer) = pending else {
-        unreachable!("a call slot always yields one answer")
-    };
-    Box::pin(async move {
-        match answer.await {
-            Some(result) => result.map(Payload::Value),
+            Some(result) => result.map(wrap),
             None => Err(cell.meta().stopped_error()),
         }
     })
@@ -276,47 +269,30 @@ fn value_answer(pending: Pending<Value>, cell: Arc<dyn AnyCell>) -> Answer {
 /// Puts a call in its actor's mailbox right away if there is room, and returns the future of its
 /// answer. The caller's deadline is enforced by the caller, which cancels the call when it
 /// expires; so no timer here.
-fn answer_now(system: &SystemInner, call: Incoming) -> Now {
+fn answer_now(system: &SystemInner, mut call: Incoming) -> Now {
     let id = call.id;
     let failed = |e: Error| Now::Answer((id, Box::pin(std::future::ready(Err(e)))));
     let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
         Ok(cell) => cell,
         Err(e) => return failed(e),
     };
-    let Incoming {
-        actor,
-        expect_type,
-        method,
-        args,
-        credit,
-        deadline,
-        ..
-    } = call;
-    match args {
-        Payload::Typed(bytes) => match cell.remote_try_enqueue(&method, &bytes, DynKind::Call) {
-            Ok(Some(pending)) => Now::Answer((id, typed_answer(pending, cell))),
-            Ok(None) => Now::Full(Incoming {
-                id,
-                actor,
-                expect_type,
-                method,
-                args: Payload::Typed(bytes),
-                credit,
-                deadline,
-            }),
-            Err(e) => failed(e),
-        },
-        Payload::Dynamic(args) => match cell.dyn_try_enqueue(&method, args, DynKind::Call) {
-            Ok(Ok(pending)) => Now::Answer((id, value_answer(pending, cell))),
-            Ok(Err(args)) => Now::Full(Incoming {
-                id,
-                actor,
-                expect_type,
-                method,
-                args: Payload::Dynamic(args),
-                credit,
-                deadline,
-            }),
+    match std::mem::replace(&mut call.args, Payload::Value(Value::Null)) {
+        Payload::Typed(bytes) => {
+            match cell.remote_try_enqueue(&call.method, &bytes, DynKind::Call) {
+                Ok(Some(pending)) => Now::Answer((id, answer_of(pending, cell, Payload::Typed))),
+                Ok(None) => {
+                    call.args = Payload::Typed(bytes);
+                    Now::Full(call)
+                }
+                Err(e) => failed(e),
+            }
+        }
+        Payload::Dynamic(args) => match cell.dyn_try_enqueue(&call.method, args, DynKind::Call) {
+            Ok(Ok(pending)) => Now::Answer((id, answer_of(pending, cell, Payload::Value))),
+            Ok(Err(args)) => {
+                call.args = Payload::Dynamic(args);
+                Now::Full(call)
+            }
             Err(e) => failed(e),
         },
         Payload::Value(_) => failed(not_args()),

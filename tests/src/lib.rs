@@ -136,6 +136,16 @@ impl Probe {
     }
 }
 
+/// A cluster node in this process on a free loopback port, joining through `seed`.
+pub async fn client(seed: &str) -> ActorSystem {
+    ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .seeds([seed])
+        .build()
+        .await
+        .expect("client node starts")
+}
+
 /// Polls `check` every 50 ms until it returns `true`; panics with `what` after `within`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where

@@ -42,7 +42,6 @@ pub(crate) struct Incoming {
     pub(crate) args: Payload,
     /// `Some(initial credit)` for a stream.
     pub(crate) credit: Option<u32>,
-    pub(crate) deadline: Option<Duration>,
 }
 
 /// What the node does with traffic that is not a reply to its own calls.
@@ -609,9 +608,8 @@ fn route(
             method,
             args,
             credit,
-            deadline_ms,
+            deadline_ms: _,
         } => {
-            let deadline = deadline_ms.map(Duration::from_millis);
             inbound.request(
                 conn,
                 Incoming {
@@ -621,7 +619,6 @@ fn route(
                     method,
                     args,
                     credit,
-                    deadline,
                 },
             );
         }

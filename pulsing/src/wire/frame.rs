@@ -65,7 +65,8 @@ pub enum Frame {
         /// `Some(n)`: the caller wants a stream of items, and may take `n` before granting more
         /// with [`Frame::Credit`]. `None`: one reply.
         credit: Option<u32>,
-        /// Milliseconds the caller will wait; the callee gives up after that.
+        /// Milliseconds the caller will wait. Informational: the caller enforces it and sends
+        /// [`Frame::Cancel`] when it expires, which drops the call on the callee.
         deadline_ms: Option<u64>,
     },
     /// The reply to request `id`.
