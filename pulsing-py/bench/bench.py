@@ -33,6 +33,10 @@ class Bench:
     def ping(self, x):
         return x
 
+    @pul.inline
+    def iping(self, x):
+        return x
+
     async def aping(self, x):
         return x
 
@@ -108,6 +112,7 @@ async def pulsing_bench(results: dict) -> None:
 
         results["call, same process (def)"] = fmt_us(await seq_latency(local.ping))
         results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
+        results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(local.iping))
         results["call, across processes (def)"] = fmt_us(await seq_latency(remote.ping))
         results["call, across processes (async def)"] = fmt_us(await seq_latency(remote.aping))
         for n in (64, 512):
@@ -214,6 +219,7 @@ def ray_bench(results: dict) -> None:
 
     results["call, same process (def)"] = "n/a"
     results["call, same process (async def)"] = "n/a"
+    results["call, same process (@pul.inline def)"] = "n/a"
     results["call, across processes (def)"] = fmt_us(seq(a.ping))
     results["call, across processes (async def)"] = fmt_us(seq(b.aping))
     for n in (64, 512):

@@ -37,6 +37,10 @@ class Worker:
     def add(self, a, b=0):
         return a + b
 
+    @pul.inline
+    def quick_add(self, a, b=0):
+        return a + b
+
     def echo(self, data):
         return data
 

@@ -103,6 +103,7 @@ async def test_two_python_processes(py_node, cluster_system):
     worker = await Worker.resolve("worker", timeout=10)
     assert await worker.process("hello") == "seed processed hello"
     assert await worker.add(2, b=3) == 5
+    assert await worker.quick_add(2, b=4) == 6
     assert len(pul.members()) == 2
     assert pul.instances("worker")[0]["type_name"] == "Worker"
 

@@ -500,3 +500,41 @@ def test_actors_of_a_finished_loop_are_stopped():
         assert asyncio.run(second()) == 11
     finally:
         pul.shutdown()
+
+
+@pul.remote
+class Log:
+    def __init__(self):
+        self.items = []
+
+    def slow_add(self, x):
+        time.sleep(0.1)
+        self.items.append(x)
+        return len(self.items)
+
+    @pul.inline
+    def add(self, x):
+        self.items.append(x)
+        return len(self.items)
+
+    @pul.inline
+    def bad(self):
+        raise ValueError("inline failure")
+
+    def items_(self):
+        return self.items
+
+
+async def test_inline_def_methods(system):
+    log = await Log.spawn(name="log")
+    assert await log.add("a") == 1
+    # One at a time and in order with the actor's other def methods: an inline call waits for
+    # the def call queued before it.
+    assert await asyncio.gather(log.slow_add("b"), log.add("c")) == [2, 3]
+    assert await log.items_() == ["a", "b", "c"]
+    with pytest.raises(pul.PulsingActorError) as info:
+        await log.bad()
+    assert info.value.type_name == "ValueError"
+    assert await (await pul.resolve("log")).as_any().add("d") == 4
+    with pytest.raises(TypeError):
+        pul.inline(Counter.__wrapped__.slow_get)

@@ -299,6 +299,8 @@ class _ClassInfo:
                 kind = "gen"
             elif inspect.iscoroutinefunction(fn):
                 kind = "async"
+            elif getattr(fn, "__pulsing_inline__", False):
+                kind = "inline"
             else:
                 kind = "sync"
             self.kinds[attr] = kind
@@ -455,6 +457,8 @@ async def _invoke(host: _Host, method: str, args, kwargs):
                 return await getattr(host.instance, method)(*args, **kwargs)
             except Exception as e:
                 raise _raised(host, method, e) from None
+        if kind == "inline" and not host.sync_busy:
+            return _run_inline(host, method, args, kwargs)
         return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
     return await _invoke_serial(host, kind, method, args, kwargs)
 
@@ -471,11 +475,23 @@ async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
                 return await getattr(host.instance, method)(*args, **kwargs)
             except Exception as e:
                 raise _raised(host, method, e) from None
+        if kind == "inline" and not host.sync_busy:
+            return _run_inline(host, method, args, kwargs)
         return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
     finally:
         _chain.reset(token)
         if not reentrant:
             host.lock.release()
+
+
+def _run_inline(host: _Host, method: str, args, kwargs):
+    """An ``@pul.inline`` method, on the loop. Only when no ``def`` call of this actor is queued
+    or running on its worker (``sync_busy`` is set on this thread, cleared by the worker once
+    the queue is empty), so ``def`` methods still run one at a time and in order."""
+    try:
+        return getattr(host.instance, method)(*args, **kwargs)
+    except Exception as e:
+        raise _raised(host, method, e) from None
 
 
 def _pull_chunk(gen, max_items: int = 256, max_seconds: float = 0.002):
@@ -885,7 +901,7 @@ class Call:
         return self._target.call(self._method, self._args, self._kwargs, self._timeout).__await__()
 
     def __aiter__(self):
-        if self._kind in ("sync", "async"):
+        if self._kind in ("sync", "inline", "async"):
             raise PulsingBadArgumentsError(f"`{self._method}` is not a streaming method: use `await`")
         return self._target.stream(self._method, self._args, self._kwargs).__aiter__()
 
@@ -1155,6 +1171,15 @@ class RemoteClass:
 
     def __repr__(self) -> str:
         return f"<pulsing remote class {self.__qualname__}>"
+
+
+def inline(fn):
+    """Marks a ``def`` method that never blocks to run on the actor's event loop (≈1 µs a call)
+    instead of a worker thread. While it runs, nothing else on that loop does."""
+    if not inspect.isfunction(fn) or inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError("@pul.inline goes on a plain `def` method")
+    fn.__pulsing_inline__ = True
+    return fn
 
 
 def remote(cls=None, *, serial: bool = False):
