@@ -133,3 +133,17 @@ class Tally:
 
     def quick(self):
         return self.peak
+
+
+@pul.remote(serial=True)
+class Ping:
+    """A serial actor that bounces calls between nodes (A -> B -> A ...)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    async def bounce(self, other, depth):
+        if depth == 0:
+            return [self.name]
+        peer = await Ping.resolve(other, timeout=10)
+        return [self.name] + await peer.bounce(self.name, depth - 1)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pulsing as pul
-from cluster_actors import Bomb, Point, Tally, Worker
+from cluster_actors import Bomb, Ping, Point, Tally, Worker
 from conftest import HERE, ROOT
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
@@ -416,3 +416,13 @@ async def test_stopping_a_remote_python_actor(py_node, cluster_system):
     # Its own node knows it stopped, too.
     assert await bystander.can_resolve("bystander") is True
     assert await bystander.can_resolve("victim") is False
+
+
+async def test_serial_cycle_across_processes_is_reentrant(py_node, cluster_system):
+    """A (here) -> B (there) -> A -> B ...: serial actors, typed proxies, no deadlock."""
+    node = py_node("--spawn-ping", "b", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr], call_timeout=20)
+    a = await Ping.spawn("a", name="a")
+    t0 = time.monotonic()
+    assert await a.bounce("b", 5) == ["a", "b", "a", "b", "a", "b"]
+    assert time.monotonic() - t0 < 5

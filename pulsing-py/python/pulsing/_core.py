@@ -24,6 +24,7 @@ import contextvars
 import importlib
 import inspect
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -97,7 +98,12 @@ class _SyncPool:
 
 
 _POOL = _SyncPool()
+# The serial actors whose call is in progress up the current call chain, as "process:actor"
+# strings; carried along with calls to Python actors in other processes (the `$pulsing_chain`
+# keyword), so that A -> B -> A is re-entrant across processes too.
 _chain: contextvars.ContextVar[tuple] = contextvars.ContextVar("pulsing_chain", default=())
+_PROCESS = os.urandom(6).hex()
+_CHAIN_KW = "$pulsing_chain"
 # `create_task(context=...)` (Python 3.11+) lets a call's first step run before its task exists.
 _EAGER = sys.version_info >= (3, 11)
 
@@ -334,11 +340,12 @@ class _Host:
 
     __slots__ = (
         "id", "info", "instance", "loop", "lock", "sync_q", "sync_busy", "sync_lock",
-        "name", "native", "generation", "stopped",
+        "name", "native", "generation", "stopped", "chain_id",
     )
 
     def __init__(self, info: _ClassInfo, instance: Any, loop, name: Optional[str]) -> None:
         self.id = next(_host_ids)
+        self.chain_id = f"{_PROCESS}:{self.id}"
         self.info = info
         self.instance = instance
         self.loop = loop
@@ -465,10 +472,10 @@ async def _invoke(host: _Host, method: str, args, kwargs):
 
 async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
     chain = _chain.get()
-    reentrant = host.id in chain
+    reentrant = host.chain_id in chain
     if not reentrant:
         await host.lock.acquire()
-    token = _chain.set(chain + (host.id,))
+    token = _chain.set(chain + (host.chain_id,))
     try:
         if kind == "async":
             try:
@@ -573,7 +580,12 @@ def _incoming(bridge: _LoopBridge, ev) -> None:
         bridge.loop.create_task(_serve_stream(bridge, host, method, args, kwargs, reply))
         return
     kind = host.info.kinds.get(method)
-    if kind == "sync" and host.lock is None:
+    chain = kwargs.pop(_CHAIN_KW, None)
+    if chain is not None:
+        # A call from a serial actor's call chain in another process: run it in that chain.
+        task = bridge.loop.create_task(_in_chain(tuple(chain), _invoke(host, method, args, kwargs)))
+        task.add_done_callback(lambda f: _answer(host, method, reply, f))
+    elif kind == "sync" and host.lock is None:
         fut = host.run_sync(getattr(host.instance, method), args, kwargs, method)
         fut.add_done_callback(lambda f: _answer(host, method, reply, f))
     else:
@@ -597,6 +609,11 @@ def _incoming(bridge: _LoopBridge, ev) -> None:
             return
         task = bridge.loop.create_task(_resume(coro, first), context=ctx)
         task.add_done_callback(lambda f: _answer(host, method, reply, f))
+
+
+async def _in_chain(chain: tuple, coro):
+    _chain.set(chain)  # the task's own context
+    return await coro
 
 
 @types.coroutine
@@ -734,12 +751,13 @@ class _LocalTarget:
 class _RemoteTarget:
     """Any actor reached through the Rust runtime (another process, or a Rust actor)."""
 
-    __slots__ = ("native", "_iface")
+    __slots__ = ("native", "_iface", "python")
     is_local = False
 
     def __init__(self, native) -> None:
         self.native = native
         self._iface = None
+        self.python = False  # known to be a Python actor (typed with a @pul.remote class)
 
     @property
     def name(self) -> Optional[str]:
@@ -750,6 +768,10 @@ class _RemoteTarget:
         return self.native.type_name
 
     async def call(self, method, args, kwargs, timeout):
+        if self.python:
+            chain = _chain.get()
+            if chain:
+                kwargs = {**kwargs, _CHAIN_KW: list(chain)}
         b = _bridge()
         token, fut = b.future()
         try:
@@ -1007,6 +1029,8 @@ class _LazyTarget:
     async def _get(self):
         if self._target is None:
             ref = await resolve(self._name, timeout=10)
+            if self._info is not None and isinstance(ref._target, _RemoteTarget):
+                ref._target.python = True
             self._target = ref._target
         return self._target
 
@@ -1066,6 +1090,8 @@ class ActorRef:
             raise PulsingTypeMismatchError(
                 f"`{self.name}` is bound to a `{self._target.type_name}` actor, not a `{info.name}`"
             )
+        if isinstance(self._target, _RemoteTarget):
+            self._target.python = True
         return ActorProxy(self._target, info)
 
     async def interface(self) -> dict:
