@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
-use crate::wire::{decode, encode, Frame, NodeId, Payload};
+use crate::wire::{decode, encode, encode_with, Frame, NodeId, Payload, RequestRef};
 use crate::{Error, Result};
 
 /// How long the handshake may take before the connection is dropped.
@@ -84,7 +84,8 @@ type Answer = futures_util::future::BoxFuture<'static, Option<(u64, Result<Paylo
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     pub(crate) peer_addr: String,
-    data: mpsc::Sender<Frame>,
+    /// Encoded frames (requests, stream items, replies served by a task), in order.
+    data: mpsc::Sender<Vec<u8>>,
     control: mpsc::UnboundedSender<Frame>,
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Waiting>>,
@@ -129,7 +130,11 @@ impl Connection {
 
     /// Queues a data frame (replies, stream items); waits while the lane is full.
     pub(crate) async fn send(&self, frame: Frame) -> Result<()> {
-        self.data.send(frame).await.map_err(|_| self.lost())
+        self.send_encoded(encode(&frame)).await
+    }
+
+    async fn send_encoded(&self, bytes: Vec<u8>) -> Result<()> {
+        self.data.send(bytes).await.map_err(|_| self.lost())
     }
 
     /// Queues a control frame; never waits.
@@ -155,18 +160,20 @@ impl Connection {
                 return Err(self.lost());
             }
         }
-        let frame = Frame::Request {
+        // Encoded here, from the borrowed names: no owned copies, and the caller's task does
+        // the work rather than the connection's one writer.
+        let frame = encode_with(&RequestRef {
             id,
-            actor: call.actor.to_owned(),
-            expect_type: call.expect_type.map(str::to_owned),
-            method: call.method.to_owned(),
-            args: call.args,
+            actor: call.actor,
+            expect_type: call.expect_type,
+            method: call.method,
+            args: &call.args,
             credit,
             deadline_ms: call
                 .deadline
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
-        };
-        if let Err(e) = self.send(frame).await {
+        });
+        if let Err(e) = self.send_encoded(frame).await {
             lock(&self.waiting).remove(&id);
             return Err(e);
         }
@@ -430,7 +437,7 @@ where
 /// Writes queued frames, control lane first, batching what is ready before each flush.
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut data: mpsc::Receiver<Frame>,
+    mut data: mpsc::Receiver<Vec<u8>>,
     mut control: mpsc::UnboundedReceiver<Frame>,
     mut new_answers: mpsc::UnboundedReceiver<Answer>,
     closed: CancellationToken,
@@ -455,16 +462,16 @@ async fn write_loop<S>(
                 let _ = sink.flush().await;
                 break;
             }
-            Some(frame) = control.recv() => frame,
+            Some(frame) = control.recv() => encode(&frame),
             Some(answer) = new_answers.recv() => {
                 answers.push(answer);
                 continue;
             }
             Some(answered) = answers.next(), if !answers.is_empty() => match answered {
-                Some((id, result)) => Frame::Response { id, result },
+                Some((id, result)) => encode(&Frame::Response { id, result }),
                 None => continue,
             },
-            Some(frame) = data.recv() => frame,
+            Some(bytes) = data.recv() => bytes,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -472,11 +479,7 @@ async fn write_loop<S>(
                 continue;
             }
         };
-        if sink
-            .feed(Message::Binary(encode(&frame).into()))
-            .await
-            .is_err()
-        {
+        if sink.feed(Message::Binary(frame.into())).await.is_err() {
             break;
         }
         // Write whatever else is ready in the same flush.
@@ -486,13 +489,10 @@ async fn write_loop<S>(
                 .try_recv()
                 .ok()
                 .or_else(|| ready_answer(&mut answers, &mut new_answers))
+                .map(|frame| encode(&frame))
                 .or_else(|| data.try_recv().ok());
             let Some(frame) = next else { break };
-            if sink
-                .feed(Message::Binary(encode(&frame).into()))
-                .await
-                .is_err()
-            {
+            if sink.feed(Message::Binary(frame.into())).await.is_err() {
                 return;
             }
             more += 1;

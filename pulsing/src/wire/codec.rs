@@ -24,6 +24,11 @@ pub enum FrameError {
 
 /// Encodes a frame with postcard.
 pub fn encode(frame: &Frame) -> Vec<u8> {
+    encode_with(frame)
+}
+
+/// Encodes anything that serializes like a [`Frame`] (such as a borrowed request).
+pub(crate) fn encode_with<T: serde::Serialize + ?Sized>(frame: &T) -> Vec<u8> {
     postcard::to_stdvec(frame)
         .expect("frames always encode: no maps with non-string keys, no failing Serialize impls")
 }
@@ -138,6 +143,30 @@ mod tests {
         fn decode_inverts_encode(frame in frame()) {
             let bytes = encode(&frame);
             prop_assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), frame);
+        }
+
+        #[test]
+        fn a_borrowed_request_encodes_like_the_frame(
+            id in any::<u64>(),
+            actor in ".{0,12}",
+            expect_type in proptest::option::of(".{0,12}"),
+            method in ".{0,12}",
+            args in payload(),
+            credit in proptest::option::of(any::<u32>()),
+            deadline_ms in proptest::option::of(any::<u64>()),
+        ) {
+            let borrowed = postcard::to_stdvec(&crate::wire::RequestRef {
+                id,
+                actor: &actor,
+                expect_type: expect_type.as_deref(),
+                method: &method,
+                args: &args,
+                credit,
+                deadline_ms,
+            })
+            .unwrap();
+            let owned = encode(&Frame::Request { id, actor, expect_type, method, args, credit, deadline_ms });
+            prop_assert_eq!(borrowed, owned);
         }
 
         #[test]

@@ -108,3 +108,34 @@ pub enum Frame {
     /// Sent before a graceful close: the sender is leaving the cluster.
     Leaving,
 }
+
+/// A [`Frame::Request`] from borrowed parts, so a caller can encode it without copying the
+/// names into owned strings: it encodes to exactly the same bytes (a test checks it).
+#[derive(Debug)]
+pub(crate) struct RequestRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) actor: &'a str,
+    pub(crate) expect_type: Option<&'a str>,
+    pub(crate) method: &'a str,
+    pub(crate) args: &'a Payload,
+    pub(crate) credit: Option<u32>,
+    pub(crate) deadline_ms: Option<u64>,
+}
+
+/// `Frame::Request`'s position among `Frame`'s variants (postcard encodes the position).
+const REQUEST_VARIANT: u32 = 2;
+
+impl Serialize for RequestRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut v = serializer.serialize_struct_variant("Frame", REQUEST_VARIANT, "Request", 7)?;
+        v.serialize_field("id", &self.id)?;
+        v.serialize_field("actor", self.actor)?;
+        v.serialize_field("expect_type", &self.expect_type)?;
+        v.serialize_field("method", self.method)?;
+        v.serialize_field("args", self.args)?;
+        v.serialize_field("credit", &self.credit)?;
+        v.serialize_field("deadline_ms", &self.deadline_ms)?;
+        v.end()
+    }
+}
