@@ -269,17 +269,6 @@ def _bridge() -> _LoopBridge:
     return _bridge_for(asyncio.get_running_loop())
 
 
-async def _native_call(fn, *args):
-    b = _bridge()
-    token, fut = b.future()
-    try:
-        fn(b.native, token, *args)
-    except _native.PulsingNativeError as e:
-        b.waiters.pop(token, None)
-        raise from_native(e) from None
-    return await fut
-
-
 # ---------------------------------------------------------------------------------------------
 # Classes and hosts
 
