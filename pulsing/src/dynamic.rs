@@ -220,10 +220,8 @@ impl DynRef {
                         r.call_timeout,
                     )
                     .await?;
-                return Ok(ConvertedStream::from_typed(
-                    typed,
-                    |v: &Value| Ok(v.clone()),
-                ));
+                // The items arrive as `Value`s already: handed on as they are.
+                return Ok(ConvertedStream::unconverted(typed));
             }
         };
         let meta = cell.meta();

@@ -168,6 +168,13 @@ pub struct ConvertedStream<O> {
 pub type ValueStream = ConvertedStream<Value>;
 
 impl<O: Send + 'static> ConvertedStream<O> {
+    /// A stream whose items already have the wanted form (no conversion, no copy).
+    pub(crate) fn unconverted(stream: ReplyStream<O>) -> Self {
+        ConvertedStream {
+            inner: Box::pin(stream),
+        }
+    }
+
     /// Converts each item of a typed stream with `convert`.
     pub(crate) fn from_typed<T: Send + 'static>(
         typed: ReplyStream<T>,
