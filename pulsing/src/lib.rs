@@ -93,6 +93,7 @@ mod registry;
 mod remote;
 mod reply;
 mod runner;
+mod serve;
 mod stream;
 mod supervision;
 mod system;
