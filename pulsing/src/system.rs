@@ -522,22 +522,30 @@ impl ActorSystem {
                 Err(Error::NotFound { .. }) => {}
                 other => return other,
             }
+            // Resolves to `true` if the cluster view has gone (the node is stopping).
             let changed = async {
                 match cluster.as_mut() {
                     Some(view) => {
                         tokio::select! {
-                            _ = view.changed() => {}
-                            () = bound => {}
+                            changed = view.changed() => changed.is_err(),
+                            () = bound => false,
                         }
                     }
-                    None => bound.await,
+                    None => {
+                        bound.await;
+                        false
+                    }
                 }
             };
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(Error::ResolveTimeout {
-                    name: name.to_owned(),
-                    waited: timeout,
-                });
+            match tokio::time::timeout_at(deadline, changed).await {
+                Err(_) => {
+                    return Err(Error::ResolveTimeout {
+                        name: name.to_owned(),
+                        waited: timeout,
+                    })
+                }
+                Ok(true) => cluster = None,
+                Ok(false) => {}
             }
         }
     }
