@@ -56,6 +56,12 @@
 //! - [`ReplyStream`]: the consumer side of a streaming method.
 //! - [`SpawnOptions`] and [`Supervision`]: names, mailbox size, restart on panic.
 //! - [`Error`]: every way a call can fail.
+//! - [`Builder::addr`] and [`Builder::seeds`]: make the system a node of a cluster. Nodes talk
+//!   over WebSocket; membership and actor names spread by gossip, with no other service.
+//!   `resolve` then finds actors on any node, and the proxy is the same.
+//!   [`ActorSystem::members`] and [`ActorSystem::instances`] show what this node knows.
+//! - [`hosted`]: actors whose methods are known only at run time (how the Python package hosts
+//!   its actors).
 //!
 //! ## The attribute
 //! `#[pulsing::remote]` goes on the inherent `impl` block of a (non-generic) type. For each `pub`
