@@ -100,50 +100,48 @@ impl Directory {
         self.members.clone()
     }
 
-    fn live(&self) -> Vec<MemberState> {
+    /// Runs `f` over the live members (borrowed, not copied, while it runs).
+    fn with_live<R>(&self, f: impl FnOnce(std::vec::IntoIter<&MemberState>) -> R) -> R {
         let left = self.left.lock().unwrap_or_else(|e| e.into_inner());
-        self.members
-            .borrow()
-            .iter()
-            .filter(|m| !left.contains(&m.node))
-            .cloned()
-            .collect()
+        let members = self.members.borrow();
+        let live: Vec<&MemberState> = members.iter().filter(|m| !left.contains(&m.node)).collect();
+        f(live.into_iter())
     }
 
     /// The live members, this node included.
     pub(crate) fn members(&self) -> Vec<Member> {
-        self.live()
-            .into_iter()
-            .map(|m| Member {
+        self.with_live(|live| {
+            live.map(|m| Member {
                 node: m.node,
                 addr: m.addr,
                 is_self: m.node == self.me,
             })
             .collect()
+        })
     }
 
     /// Whether gossip has shown any live member besides this node.
     pub(crate) fn has_peers(&self) -> bool {
-        self.live().iter().any(|m| m.node != self.me)
+        self.with_live(|mut live| live.any(|m| m.node != self.me))
     }
 
     /// The instances of `name` on other live members.
     pub(crate) fn remote_instances(&self, name: &str) -> Vec<Instance> {
         let key = format!("{NAME_PREFIX}{name}");
-        self.live()
-            .into_iter()
-            .filter(|m| m.node != self.me)
-            .filter_map(|m| {
-                let (id, type_name) = m.keys.get(&key)?.split_once(':')?;
-                Some(Instance {
-                    node: m.node,
-                    addr: m.addr,
-                    actor: id.parse().ok()?,
-                    type_name: type_name.to_owned(),
-                    is_local: false,
+        self.with_live(|live| {
+            live.filter(|m| m.node != self.me)
+                .filter_map(|m| {
+                    let (id, type_name) = m.keys.get(&key)?.split_once(':')?;
+                    Some(Instance {
+                        node: m.node,
+                        addr: m.addr,
+                        actor: id.parse().ok()?,
+                        type_name: type_name.to_owned(),
+                        is_local: false,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }
 

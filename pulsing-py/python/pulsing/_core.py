@@ -448,15 +448,21 @@ async def _invoke(host: _Host, method: str, args, kwargs):
         cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs), host.loop)
         return await asyncio.wrap_future(cf)
     if host.lock is None:
-        if kind == "async":
-            try:
-                return await getattr(host.instance, method)(*args, **kwargs)
-            except Exception as e:
-                raise _raised(host, method, e) from None
-        if kind == "inline" and not host.sync_busy:
-            return _run_inline(host, method, args, kwargs)
-        return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
+        return await _run_method(host, kind, method, args, kwargs)
     return await _invoke_serial(host, kind, method, args, kwargs)
+
+
+async def _run_method(host: _Host, kind: str, method: str, args, kwargs):
+    """Runs a call method the way its kind says: `async def` in this task, `@inline` on the loop,
+    plain `def` on the actor's worker thread."""
+    if kind == "async":
+        try:
+            return await getattr(host.instance, method)(*args, **kwargs)
+        except Exception as e:
+            raise _raised(host, method, e) from None
+    if kind == "inline" and not host.sync_busy:
+        return _run_inline(host, method, args, kwargs)
+    return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
 
 
 async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
@@ -466,14 +472,7 @@ async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
         await host.lock.acquire()
     token = _chain.set(chain + (host.chain_id,))
     try:
-        if kind == "async":
-            try:
-                return await getattr(host.instance, method)(*args, **kwargs)
-            except Exception as e:
-                raise _raised(host, method, e) from None
-        if kind == "inline" and not host.sync_busy:
-            return _run_inline(host, method, args, kwargs)
-        return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
+        return await _run_method(host, kind, method, args, kwargs)
     finally:
         _chain.reset(token)
         if not reentrant:

@@ -37,11 +37,20 @@ impl Inbound for Echo {
 }
 
 async fn node(secret: Option<&[u8]>, max_frame: usize) -> (Arc<Transport>, Arc<dyn Inbound>) {
+    advertising(None, secret, max_frame).await
+}
+
+/// A node on a free loopback port that advertises `advertise` (or its bound address).
+async fn advertising(
+    advertise: Option<&str>,
+    secret: Option<&[u8]>,
+    max_frame: usize,
+) -> (Arc<Transport>, Arc<dyn Inbound>) {
     let inbound: Arc<dyn Inbound> = Arc::new(Echo);
     let weak: Weak<dyn Inbound> = Arc::downgrade(&inbound);
     let t = Transport::start(
         "127.0.0.1:0",
-        None,
+        advertise.map(str::to_owned),
         new_node_id(),
         secret.map(<[u8]>::to_vec),
         max_frame,
@@ -248,17 +257,7 @@ async fn a_connection_the_peer_opened_carries_our_calls_to_it_too() {
 
 #[tokio::test]
 async fn the_advertised_address_can_be_set_by_hand_and_peers_see_it() {
-    let inbound: Arc<dyn Inbound> = Arc::new(Echo);
-    let behind_nat = Transport::start(
-        "127.0.0.1:0",
-        Some("203.0.113.7:9000".to_owned()),
-        new_node_id(),
-        None,
-        1 << 20,
-        Arc::downgrade(&inbound),
-    )
-    .await
-    .unwrap();
+    let (behind_nat, _ib) = advertising(Some("203.0.113.7:9000"), None, 1 << 20).await;
     assert_eq!(behind_nat.advertised(), "203.0.113.7:9000");
     let (other, _io) = node(None, 1 << 20).await;
     let conn = other
