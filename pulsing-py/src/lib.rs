@@ -11,6 +11,7 @@
 #![allow(unreachable_pub)]
 
 mod convert;
+mod malloc;
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -122,6 +123,7 @@ fn init(
     advertise: Option<String>,
 ) -> PyResult<()> {
     init_logging();
+    malloc::tune();
     let handle = handle()?;
     if global().system.is_some() {
         return Err(PyRuntimeError::new_err("pulsing is already initialized"));
@@ -149,6 +151,12 @@ fn init(
         .map_err(|e| py_err(py, &e))?;
     global().system = Some(system);
     Ok(())
+}
+
+/// True if `init` tuned glibc's allocator for large messages (see `malloc.rs`).
+#[pyfunction]
+fn malloc_tuned() -> bool {
+    malloc::tuned()
 }
 
 /// Stops every actor of the system and leaves the cluster (blocking, without the GIL).
@@ -926,6 +934,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(finalize, m)?)?;
     m.add_function(wrap_pyfunction!(is_initialized, m)?)?;
+    m.add_function(wrap_pyfunction!(malloc_tuned, m)?)?;
     m.add_function(wrap_pyfunction!(local_addr, m)?)?;
     m.add_function(wrap_pyfunction!(advertised_addr, m)?)?;
     m.add_function(wrap_pyfunction!(members, m)?)?;

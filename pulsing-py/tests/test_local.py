@@ -9,7 +9,7 @@ import time
 import pytest
 
 import pulsing as pul
-from conftest import ROOT
+from conftest import ROOT, run_script
 
 
 @pul.remote
@@ -386,6 +386,35 @@ async def test_init_twice_and_shutdown():
     c2 = await Counter.spawn(name="c")  # the name is free again
     assert await c2.inc() == 1
     await pul.shutdown()
+
+
+LARGE_BLOCK_FAULTS = """
+import resource
+import pulsing as pul
+from pulsing import _native
+pul.init()
+def churn():  # eight 1 MiB messages arrive, then are freed
+    blocks = [b"x" * (1 << 20) for _ in range(8)]
+    del blocks
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    churn()
+print(_native.malloc_tuned(), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+pul.shutdown()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the tuning is glibc's mallopt")
+@pytest.mark.parametrize("env, tuned", [({}, True), ({"PULSING_MALLOC": "system"}, False)])
+def test_init_keeps_large_freed_blocks_for_reuse(env, tuned):
+    # Tuned, a process that receives MiB messages stops faulting in fresh pages for each one
+    # (8 MiB per round = 2,048 pages with glibc's defaults); PULSING_MALLOC=system opts out.
+    out = run_script(LARGE_BLOCK_FAULTS, env=env)
+    assert out.returncode == 0, out.stderr
+    flag, faults = out.stdout.split()
+    assert flag == str(tuned)
+    assert (int(faults) < 100) == tuned, out.stdout
 
 
 def test_init_from_sync_code():
