@@ -298,3 +298,39 @@ async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
     system.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_that_times_out_while_queued_is_never_run() {
+    // The server's actor is busy for a second with room for 2 messages: of the 5 calls that
+    // time out meanwhile, 2 wait in its mailbox and 3 in the connection's backlog. The caller's
+    // `Cancel` must reach all of them, wherever they wait.
+    let server = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .mailbox_capacity(2)
+        .build()
+        .await
+        .unwrap();
+    Worker::spawn_named(&server, "log", Worker::new("server"))
+        .await
+        .unwrap();
+    let system = client(&server.advertised_addr().unwrap()).await;
+    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    // Sent first, so it runs first: calls from one node keep their order.
+    log.slow(1000).tell().await.unwrap();
+    let given_up = futures_util::future::join_all((1..=5).map(|i| {
+        log.record(i)
+            .timeout(Duration::from_millis(50))
+            .into_future()
+    }))
+    .await;
+    for result in given_up {
+        assert!(
+            matches!(result, Err(pulsing::Error::Timeout { .. })),
+            "{result:?}"
+        );
+    }
+    log.record(99).await.unwrap();
+    assert_eq!(log.records().await.unwrap(), vec![99]);
+    system.shutdown().await;
+    server.shutdown().await;
+}

@@ -105,20 +105,21 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
         args: &'a [u8],
         kind: DynKind,
     ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>>;
-    /// Like `remote_enqueue`, but only if the mailbox has room now (`Ok(None)` when full).
+    /// Like `remote_enqueue`, but only if the mailbox has room now (`Err(kind)` back when full).
     fn remote_try_enqueue(
         &self,
         method: &str,
         args: &[u8],
         kind: DynKind,
-    ) -> Result<Option<Pending<Vec<u8>>>>;
-    /// Like `dyn_enqueue`, but only if the mailbox has room now (`Err(args)` back when full).
+    ) -> Result<std::result::Result<Pending<Vec<u8>>, DynKind>>;
+    /// Like `dyn_enqueue`, but only if the mailbox has room now (`Err((args, kind))` back when
+    /// full).
     fn dyn_try_enqueue(
         &self,
         method: &str,
         args: Args,
         kind: DynKind,
-    ) -> Result<std::result::Result<DynPending, Args>>;
+    ) -> Result<std::result::Result<DynPending, (Args, DynKind)>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -173,14 +174,14 @@ impl<A: Actor> AnyCell for Cell<A> {
         method: &str,
         args: &[u8],
         kind: DynKind,
-    ) -> Result<Option<Pending<Vec<u8>>>> {
+    ) -> Result<std::result::Result<Pending<Vec<u8>>, DynKind>> {
         let stopped = || self.meta.stopped_error();
         let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
-            return Ok(None);
+            return Ok(Err(kind));
         };
         let (msg, pending) = A::remote_message(method, args, kind)?;
         room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
-        Ok(Some(pending))
+        Ok(Ok(pending))
     }
 
     fn dyn_try_enqueue(
@@ -188,10 +189,10 @@ impl<A: Actor> AnyCell for Cell<A> {
         method: &str,
         args: Args,
         kind: DynKind,
-    ) -> Result<std::result::Result<DynPending, Args>> {
+    ) -> Result<std::result::Result<DynPending, (Args, DynKind)>> {
         let stopped = || self.meta.stopped_error();
         let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
-            return Ok(Err(args));
+            return Ok(Err((args, kind)));
         };
         let (msg, pending) = A::dyn_message(method, args, kind)?;
         room.send(Envelope::Message(msg)).map_err(|_| stopped())?;

@@ -37,6 +37,7 @@ use crate::call::Deadline;
 use crate::interface::Interface;
 use crate::remote::{decode_value, RemoteActor};
 use crate::stream::{ConvertedStream, ValueStream};
+use crate::transport::Connection;
 use crate::value::Value;
 use crate::wire::Payload;
 use crate::Result;
@@ -79,7 +80,7 @@ impl From<Vec<Value>> for Args {
 }
 
 /// What a by-name caller asks for: one answer, or a stream.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum DynKind {
     /// One answer.
     Call,
@@ -90,6 +91,64 @@ pub enum DynKind {
         /// How errors name the actor.
         actor: Arc<str>,
     },
+    /// One answer, for a peer: it goes straight to the peer's connection (made by the runtime
+    /// when it serves a peer's call; the call then yields [`Pending::Responded`]).
+    Respond(Respond),
+}
+
+/// Where the answer to a call served for a peer goes: straight to that peer's connection, so no
+/// task or future waits for it. Only the runtime makes one. Dropped without an answer (its
+/// actor stopped with the call still queued), it answers that the actor stopped.
+pub struct Respond {
+    conn: Arc<Connection>,
+    id: u64,
+    cell: Arc<dyn AnyCell>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Respond {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Respond")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Respond {
+    /// The answer to `conn`'s call `id` to `cell` (registered with `Connection::expect`).
+    pub(crate) fn new(conn: Arc<Connection>, id: u64, cell: Arc<dyn AnyCell>) -> Self {
+        Respond {
+            conn,
+            id,
+            cell,
+            done: false,
+        }
+    }
+
+    /// Whether the peer cancelled the call (or the connection is gone).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        !self.conn.is_serving(self.id)
+    }
+
+    /// Writes the answer to the peer.
+    pub(crate) fn send(mut self, result: Result<Payload>) {
+        self.done = true;
+        self.conn.answer(self.id, result);
+    }
+
+    /// Lets go without answering: the call waits in a backlog and will get a new `Respond`.
+    pub(crate) fn defer(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Respond {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn
+                .reply_dropped(self.id, self.cell.meta().stopped_error());
+        }
+    }
 }
 
 /// What a by-name or remote caller awaits once its message is in the mailbox, with the answer
@@ -100,6 +159,8 @@ pub enum Pending<O> {
     Call(BoxFuture<'static, Option<Result<O>>>),
     /// The stream, once open.
     Stream(BoxFuture<'static, Result<ConvertedStream<O>>>),
+    /// Nothing to wait for: the answer goes where [`DynKind::Respond`] said.
+    Responded,
 }
 
 /// What a by-name caller awaits: answers as [`Value`]s.
@@ -110,6 +171,7 @@ impl<O> std::fmt::Debug for Pending<O> {
         f.write_str(match self {
             Pending::Call(_) => "Pending::Call",
             Pending::Stream(_) => "Pending::Stream",
+            Pending::Responded => "Pending::Responded",
         })
     }
 }
@@ -232,7 +294,9 @@ impl DynRef {
         let open = async {
             match cell.dyn_enqueue(&method, args.into(), kind).await? {
                 Pending::Stream(opened) => opened.await,
-                Pending::Call(_) => unreachable!("dyn_stream always yields a stream"),
+                Pending::Call(_) | Pending::Responded => {
+                    unreachable!("dyn_stream always yields a stream")
+                }
             }
         };
         with_deadline(meta.call_timeout, open, || {
@@ -298,7 +362,9 @@ impl<'a> IntoFuture for DynCall<'a> {
                     Pending::Call(answer) => {
                         answer.await.unwrap_or_else(|| Err(meta.stopped_error()))
                     }
-                    Pending::Stream(_) => unreachable!("dyn_call always yields one answer"),
+                    Pending::Stream(_) | Pending::Responded => {
+                        unreachable!("dyn_call always yields one answer")
+                    }
                 }
             };
             with_deadline(timeout, call, || {

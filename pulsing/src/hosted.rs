@@ -54,6 +54,7 @@ use crate::stream::{ConvertedStream, ReplyStream};
 use crate::supervision::SpawnOptions;
 use crate::system::ActorSystem;
 use crate::value::Value;
+use crate::wire::Payload;
 use crate::{Error, Result};
 
 /// The code behind a hosted actor.
@@ -294,6 +295,10 @@ impl Actor for Hosted {
                 let answer: DynPending = Pending::Call(Box::pin(async move { rx.await.ok() }));
                 (HostedReply::Call(Reply::to(tx)), answer)
             }
+            DynKind::Respond(respond) => (
+                HostedReply::Call(Reply::to_peer(respond, |v| Ok(Payload::Value(v)))),
+                Pending::Responded,
+            ),
             DynKind::Stream { buffer, actor } => {
                 let (tx, rx) = mpsc::channel(buffer.max(1));
                 let typed = ReplyStream::<Slot>::new(rx, actor);

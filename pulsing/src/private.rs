@@ -20,6 +20,7 @@ use crate::stream::spawn_pump;
 use crate::stream::{ConvertedStream, ReplyStream};
 use crate::system::SystemInner;
 use crate::value::{from_value, to_value, Value};
+use crate::wire::Payload;
 use crate::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
@@ -300,7 +301,7 @@ pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(Reply<T>, DynPending)> {
-    call_slot::<A, T, Value>(index, kind, |v| to_value(v).map_err(Error::from))
+    call_slot::<A, T, Value>(index, kind, to_value_result, value_payload)
 }
 
 /// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
@@ -309,7 +310,7 @@ pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(StreamReply<T>, DynPending)> {
-    stream_slot::<A, T, Value>(index, kind, |v| to_value(v).map_err(Error::from))
+    stream_slot::<A, T, Value>(index, kind, to_value_result)
 }
 
 /// Like [`dyn_call`], for a remote caller: the answer becomes postcard bytes.
@@ -317,7 +318,7 @@ pub fn remote_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(Reply<T>, Pending<Vec<u8>>)> {
-    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard)
+    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard, typed_payload)
 }
 
 /// Like [`dyn_stream`], for a remote caller: items become postcard bytes.
@@ -326,6 +327,18 @@ pub fn remote_stream<A: Actor, T: Serialize + Send + 'static>(
     kind: DynKind,
 ) -> Result<(StreamReply<T>, Pending<Vec<u8>>)> {
     stream_slot::<A, T, Vec<u8>>(index, kind, encode_postcard)
+}
+
+fn to_value_result<T: Serialize>(value: &T) -> Result<Value> {
+    to_value(value).map_err(Error::from)
+}
+
+fn value_payload<T: Serialize>(value: T) -> Result<Payload> {
+    to_value_result(&value).map(Payload::Value)
+}
+
+fn typed_payload<T: Serialize>(value: T) -> Result<Payload> {
+    encode_postcard(&value).map(Payload::Typed)
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
@@ -347,19 +360,23 @@ fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
     index: usize,
     kind: DynKind,
     convert: fn(&T) -> Result<O>,
+    to_payload: fn(T) -> Result<Payload>,
 ) -> Result<(Reply<T>, Pending<O>)> {
-    if let DynKind::Stream { .. } = kind {
-        return Err(kind_mismatch::<A>(
+    match kind {
+        DynKind::Call => {
+            let (tx, rx) = oneshot::channel::<Result<T>>();
+            let pending = Box::pin(async move {
+                let answer = rx.await.ok()?;
+                Some(answer.and_then(|v| convert(&v)))
+            });
+            Ok((Reply::to(tx), Pending::Call(pending)))
+        }
+        DynKind::Respond(respond) => Ok((Reply::to_peer(respond, to_payload), Pending::Responded)),
+        DynKind::Stream { .. } => Err(kind_mismatch::<A>(
             index,
             "is not a streaming method: use `call`",
-        ));
+        )),
     }
-    let (tx, rx) = oneshot::channel::<Result<T>>();
-    let pending = Box::pin(async move {
-        let answer = rx.await.ok()?;
-        Some(answer.and_then(|v| convert(&v)))
-    });
-    Ok((Reply::to(tx), Pending::Call(pending)))
 }
 
 fn stream_slot<A: Actor, T: Send + 'static, O: Send + 'static>(

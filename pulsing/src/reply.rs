@@ -3,45 +3,98 @@
 //! A message carries its reply slot: a oneshot sender for the typed result (none for `tell`), or a
 //! bounded channel for a stream's items. Callers that want something else (a by-name caller wants
 //! a [`Value`](crate::Value), a remote caller wants bytes) convert the typed result on their side,
-//! so every call, whoever makes it, goes through the same message and the same handler. A slot is
-//! one pointer wide, which keeps mailbox slots small.
+//! so every call, whoever makes it, goes through the same message and the same handler. A call
+//! served for a peer is the exception: its slot converts the result and hands it straight to the
+//! peer's connection ([`Respond`]), so nothing has to wait for it.
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::dynamic::Respond;
+use crate::wire::Payload;
 use crate::{Error, Result};
 
 /// Where the single answer of a call goes; empty for fire-and-forget.
-#[derive(Debug)]
-pub struct Reply<T>(Option<oneshot::Sender<Result<T>>>);
+pub struct Reply<T>(Slot<T>);
+
+enum Slot<T> {
+    Ignore,
+    Local(oneshot::Sender<Result<T>>),
+    Peer(Box<dyn ToPeer<T>>),
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Slot::Ignore => "Reply::Ignore",
+            Slot::Local(_) => "Reply::Local",
+            Slot::Peer(_) => "Reply::Peer",
+        })
+    }
+}
 
 impl<T> Reply<T> {
     /// A slot answering `tx`.
     pub fn to(tx: oneshot::Sender<Result<T>>) -> Self {
-        Reply(Some(tx))
+        Reply(Slot::Local(tx))
     }
 
     /// A slot for a told call: nobody waits, errors are only logged.
     pub fn ignore() -> Self {
-        Reply(None)
+        Reply(Slot::Ignore)
+    }
+
+    /// A slot answering a peer's call: the result, made a wire payload by `convert`, is
+    /// written to the peer's connection.
+    pub(crate) fn to_peer(respond: Respond, convert: fn(T) -> Result<Payload>) -> Self
+    where
+        T: 'static,
+    {
+        Reply(Slot::Peer(Box::new(ToConnection { respond, convert })))
     }
 
     /// Whether the caller has gone (timed out or dropped its future). Such a call is skipped.
     pub fn is_abandoned(&self) -> bool {
-        self.0.as_ref().is_some_and(|tx| tx.is_closed())
+        match &self.0 {
+            Slot::Ignore => false,
+            Slot::Local(tx) => tx.is_closed(),
+            Slot::Peer(to) => to.is_abandoned(),
+        }
     }
 
     /// Delivers the result. A caller that has gone away is not an error.
     pub fn send(self, result: Result<T>) {
         match self.0 {
-            Some(tx) => {
+            Slot::Local(tx) => {
                 let _ = tx.send(result);
             }
-            None => {
+            Slot::Peer(to) => to.send(result),
+            Slot::Ignore => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "a told (fire-and-forget) call failed");
                 }
             }
         }
+    }
+}
+
+/// A peer's reply slot, with the conversion of `T` erased.
+trait ToPeer<T>: Send + Sync {
+    fn is_abandoned(&self) -> bool;
+    fn send(self: Box<Self>, result: Result<T>);
+}
+
+struct ToConnection<T> {
+    respond: Respond,
+    convert: fn(T) -> Result<Payload>,
+}
+
+impl<T> ToPeer<T> for ToConnection<T> {
+    fn is_abandoned(&self) -> bool {
+        self.respond.is_abandoned()
+    }
+
+    fn send(self: Box<Self>, result: Result<T>) {
+        self.respond.send(result.and_then(self.convert));
     }
 }
 
@@ -81,5 +134,17 @@ impl<T> StreamReply<T> {
 
     pub(crate) fn into_sender(self) -> mpsc::Sender<StreamEvent<T>> {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Reply slots travel inside messages between threads, and the Python bridge keeps them in
+    /// objects shared across threads.
+    #[test]
+    fn reply_slots_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Reply<crate::Value>>();
+        check::<super::StreamReply<crate::Value>>();
     }
 }

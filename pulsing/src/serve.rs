@@ -1,19 +1,20 @@
 //! Serving the calls and streams peers send: through the same mailboxes local calls use.
 //!
-//! A call costs no task: the connection's reader puts it in the mailbox when there is room and
-//! the writer polls its answer (`Connection::respond`). Calls that find the mailbox full wait, in
-//! order, in that actor's backlog on the connection, drained by one task. Streams and meta-calls
-//! (`$describe`, `$stop`) run on a task of their own.
+//! A call costs no task and no future: the connection's reader puts it in the mailbox when there
+//! is room, with a reply slot ([`Respond`]) that encodes the actor's answer and queues it for the
+//! connection's writer. Calls that find the mailbox full wait, in order, in that actor's backlog
+//! on the connection, drained by one task. A `Cancel` from the peer reaches a call wherever it
+//! waits (backlog or mailbox): its actor skips it. Streams and meta-calls (`$describe`, `$stop`)
+//! run on a task of their own.
 
 use std::sync::Arc;
 
 use futures_core::Stream;
-use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
-use crate::dynamic::{DynKind, Pending};
+use crate::dynamic::{DynKind, Pending, Respond};
 use crate::system::SystemInner;
 use crate::transport::{Connection, Incoming, Serving};
 use crate::wire::{Frame, Payload};
@@ -24,17 +25,15 @@ type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
 /// Serves a call or stream the peer sent on `conn`.
 pub(crate) fn request(system: Arc<SystemInner>, conn: &Arc<Connection>, call: Incoming) {
     if call.credit.is_none() && !call.method.starts_with('$') {
+        conn.expect(call.id);
         // Calls to one actor keep their order: behind a backlog if it has one.
         let Some(call) = conn.behind_backlog(call) else {
             return;
         };
-        match answer_now(&system, call) {
-            Now::Answer((id, answer)) => conn.respond(id, answer),
-            Now::Full(call) => {
-                let actor = call.actor.clone();
-                conn.start_backlog(call);
-                tokio::spawn(drain_backlog(system, conn.clone(), actor));
-            }
+        if let Some(call) = post_now(&system, conn, call) {
+            let actor = call.actor.clone();
+            conn.start_backlog(call);
+            tokio::spawn(drain_backlog(system, conn.clone(), actor));
         }
         return;
     }
@@ -46,103 +45,97 @@ pub(crate) fn request(system: Arc<SystemInner>, conn: &Arc<Connection>, call: In
     tokio::spawn(task);
 }
 
-/// A call in its actor's mailbox (with the future of its answer), or back because the mailbox
-/// is full.
-enum Now {
-    Answer((u64, Answer)),
-    Full(Incoming),
-}
-
-/// The future of a call's answer.
-type Answer = BoxFuture<'static, Result<Payload>>;
-
 /// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
-/// room each time; their answers go to the writer like any other.
+/// room each time. Calls the peer cancelled meanwhile are dropped here.
 async fn drain_backlog(system: Arc<SystemInner>, conn: Arc<Connection>, actor: String) {
     while let Some(call) = conn.next_in_backlog(&actor) {
+        if !conn.is_serving(call.id) {
+            continue;
+        }
         // Room freed while we waited is usually for several calls: take it without waiting.
-        let (id, answer) = match answer_now(&system, call) {
-            Now::Answer(answer) => answer,
-            Now::Full(call) => (
-                call.id,
-                enqueue_waiting(&system, call)
-                    .await
-                    .unwrap_or_else(|e| Box::pin(std::future::ready(Err(e)))),
-            ),
-        };
-        conn.respond(id, answer);
+        if let Some(call) = post_now(&system, &conn, call) {
+            post_waiting(&system, &conn, call).await;
+        }
     }
 }
 
-/// Puts a call in its actor's mailbox, waiting for room; returns the future of its answer.
-async fn enqueue_waiting(system: &SystemInner, call: Incoming) -> Result<Answer> {
-    let cell = lookup(system, &call.actor, call.expect_type.as_deref())?;
-    let pending = match call.args {
+/// The reply slot of call `id` to `cell`: it answers on `conn`.
+fn respond_to(conn: &Arc<Connection>, id: u64, cell: &Arc<dyn AnyCell>) -> DynKind {
+    DynKind::Respond(Respond::new(conn.clone(), id, cell.clone()))
+}
+
+/// Puts a call in its actor's mailbox right away if there is room; gives it back when the
+/// mailbox is full. The actor's reply goes straight to the connection. The caller's deadline is
+/// enforced by the caller, which cancels the call when it expires; so no timer here.
+fn post_now(system: &SystemInner, conn: &Arc<Connection>, mut call: Incoming) -> Option<Incoming> {
+    let id = call.id;
+    let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
+        Ok(cell) => cell,
+        Err(e) => {
+            conn.answer(id, Err(e));
+            return None;
+        }
+    };
+    let kind = respond_to(conn, id, &cell);
+    let full = match &mut call.args {
         Payload::Typed(bytes) => cell
-            .remote_enqueue(&call.method, &bytes, DynKind::Call)
-            .await
-            .map(|p| answer_of(p, cell.clone(), Payload::Typed)),
+            .remote_try_enqueue(&call.method, bytes, kind)
+            .map(|posted| posted.err()),
         Payload::Dynamic(args) => cell
-            .dyn_enqueue(&call.method, args, DynKind::Call)
-            .await
-            .map(|p| answer_of(p, cell.clone(), Payload::Value)),
+            .dyn_try_enqueue(&call.method, std::mem::take(args), kind)
+            .map(|posted| {
+                posted.err().map(|(back, kind)| {
+                    *args = back;
+                    kind
+                })
+            }),
         Payload::Value(_) => Err(not_args()),
-    }?;
-    Ok(pending)
+    };
+    match full {
+        Ok(None) => {
+            conn.posted(id);
+            None
+        }
+        Ok(Some(kind)) => {
+            if let DynKind::Respond(respond) = kind {
+                respond.defer();
+            }
+            Some(call)
+        }
+        Err(e) => {
+            conn.answer(id, Err(e));
+            None
+        }
+    }
+}
+
+/// Puts a call in its actor's mailbox, waiting for room.
+async fn post_waiting(system: &SystemInner, conn: &Arc<Connection>, call: Incoming) {
+    let id = call.id;
+    let posted = match lookup(system, &call.actor, call.expect_type.as_deref()) {
+        Ok(cell) => {
+            let kind = respond_to(conn, id, &cell);
+            match call.args {
+                Payload::Typed(bytes) => cell
+                    .remote_enqueue(&call.method, &bytes, kind)
+                    .await
+                    .map(drop),
+                Payload::Dynamic(args) => {
+                    cell.dyn_enqueue(&call.method, args, kind).await.map(drop)
+                }
+                Payload::Value(_) => Err(not_args()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match posted {
+        Ok(()) => conn.posted(id),
+        Err(e) => conn.answer(id, Err(e)),
+    }
 }
 
 fn not_args() -> Error {
     Error::Codec("call arguments must be Typed or Dynamic".into())
-}
-
-/// The future of the answer in `pending`, as a wire payload (`wrap`).
-fn answer_of<O: Send + 'static>(
-    pending: Pending<O>,
-    cell: Arc<dyn AnyCell>,
-    wrap: fn(O) -> Payload,
-) -> Answer {
-    let Pending::Call(answer) = pending else {
-        unreachable!("a call slot always yields one answer")
-    };
-    Box::pin(async move {
-        match answer.await {
-            Some(result) => result.map(wrap),
-            None => Err(cell.meta().stopped_error()),
-        }
-    })
-}
-
-/// Puts a call in its actor's mailbox right away if there is room, and returns the future of its
-/// answer. The caller's deadline is enforced by the caller, which cancels the call when it
-/// expires; so no timer here.
-fn answer_now(system: &SystemInner, mut call: Incoming) -> Now {
-    let id = call.id;
-    let failed = |e: Error| Now::Answer((id, Box::pin(std::future::ready(Err(e)))));
-    let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
-        Ok(cell) => cell,
-        Err(e) => return failed(e),
-    };
-    match std::mem::replace(&mut call.args, Payload::Value(Value::Null)) {
-        Payload::Typed(bytes) => {
-            match cell.remote_try_enqueue(&call.method, &bytes, DynKind::Call) {
-                Ok(Some(pending)) => Now::Answer((id, answer_of(pending, cell, Payload::Typed))),
-                Ok(None) => {
-                    call.args = Payload::Typed(bytes);
-                    Now::Full(call)
-                }
-                Err(e) => failed(e),
-            }
-        }
-        Payload::Dynamic(args) => match cell.dyn_try_enqueue(&call.method, args, DynKind::Call) {
-            Ok(Ok(pending)) => Now::Answer((id, answer_of(pending, cell, Payload::Value))),
-            Ok(Err(args)) => {
-                call.args = Payload::Dynamic(args);
-                Now::Full(call)
-            }
-            Err(e) => failed(e),
-        },
-        Payload::Value(_) => failed(not_args()),
-    }
 }
 
 /// Serves one call or stream for a peer and answers it.
@@ -299,11 +292,15 @@ async fn open(system: &SystemInner, call: Incoming) -> Result<ItemStream> {
     let opened: ItemStream = match call.args {
         Payload::Typed(bytes) => match cell.remote_enqueue(&call.method, &bytes, kind).await? {
             Pending::Stream(opened) => Box::pin(opened.await?.map(|r| r.map(Payload::Typed))),
-            Pending::Call(_) => unreachable!("a stream slot always yields a stream"),
+            Pending::Call(_) | Pending::Responded => {
+                unreachable!("a stream slot always yields a stream")
+            }
         },
         Payload::Dynamic(args) => match cell.dyn_enqueue(&call.method, args, kind).await? {
             Pending::Stream(opened) => Box::pin(opened.await?.map(|r| r.map(Payload::Value))),
-            Pending::Call(_) => unreachable!("a stream slot always yields a stream"),
+            Pending::Call(_) | Pending::Responded => {
+                unreachable!("a stream slot always yields a stream")
+            }
         },
         Payload::Value(_) => {
             return Err(Error::Codec(

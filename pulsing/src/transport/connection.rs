@@ -70,11 +70,27 @@ enum Waiting {
     Stream(mpsc::UnboundedSender<StreamMsg>),
 }
 
-/// A call or stream we are serving for the peer, so `Cancel` and `Credit` can reach it.
+/// A stream or meta-call we are serving for the peer on a task, so `Cancel` and `Credit` can
+/// reach it.
 #[derive(Debug)]
 pub(crate) struct Serving {
     pub(crate) abort: futures_util::future::AbortHandle,
     pub(crate) credit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// What we serve for the peer, by request id.
+#[derive(Debug)]
+enum Served {
+    /// A stream or meta-call on a task.
+    Task(Serving),
+    /// A call on its way into its actor's mailbox (or waiting in a backlog); its
+    /// [`Respond`](crate::dynamic::Respond) answers it.
+    Posting,
+    /// A call in its actor's mailbox.
+    Posted,
+    /// A call whose reply slot was dropped before [`Connection::posted`]: answered with this
+    /// error then, unless the enqueueing failed and answers with its own.
+    Dropped(Error),
 }
 
 /// Calls by id. Ids are a counter chosen by the caller, so a multiply spreads them over the
@@ -102,9 +118,6 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-/// The answer to one of the peer's calls, as the writer polls it: `None` if it was cancelled.
-type Answer = futures_util::future::BoxFuture<'static, Option<(u64, Result<Payload>)>>;
-
 /// An open, authenticated connection to one peer.
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
@@ -114,14 +127,14 @@ pub(crate) struct Connection {
     control: mpsc::UnboundedSender<Frame>,
     next_id: AtomicU64,
     waiting: Mutex<ById<Waiting>>,
-    serving: Mutex<ById<Serving>>,
+    serving: Mutex<ById<Served>>,
     /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
     backlogs: Mutex<HashMap<String, std::collections::VecDeque<Incoming>>>,
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
-    /// Answers to the peer's calls, polled by the writer (see [`Connection::respond`]).
-    answers: mpsc::UnboundedSender<Answer>,
+    /// Encoded answers to the peer's calls (see [`Connection::answer`]).
+    answers: mpsc::UnboundedSender<Vec<u8>>,
     reason: Mutex<Option<String>>,
 }
 
@@ -247,34 +260,64 @@ impl Connection {
         }
     }
 
-    /// Records a call we serve, so the peer can cancel it (and grant credit to it).
+    /// Records a stream or meta-call we serve on a task, so the peer can cancel it (and grant
+    /// credit to it).
     pub(crate) fn serving(&self, id: u64, serving: Serving) {
-        lock(&self.serving).insert(id, serving);
+        lock(&self.serving).insert(id, Served::Task(serving));
     }
 
-    /// Answers the peer's call `id` with what `answer` resolves to. The writer task polls it, so
-    /// the actor's reply wakes the writer directly: no task per call. A `Cancel` from the peer
-    /// drops it (a call still queued is then skipped by its actor).
-    pub(crate) fn respond<F>(self: &Arc<Self>, id: u64, answer: F)
-    where
-        F: std::future::Future<Output = Result<Payload>> + Send + 'static,
-    {
-        let (answer, abort) = futures_util::future::abortable(answer);
-        self.serving(
-            id,
-            Serving {
-                abort,
-                credit: None,
-            },
-        );
-        let conn = Arc::downgrade(self);
-        let _ = self.answers.send(Box::pin(async move {
-            let result = answer.await.ok();
-            if let Some(conn) = conn.upgrade() {
-                conn.served(id);
+    /// Records a call of the peer's that is about to go into an actor's mailbox, so a `Cancel`
+    /// reaches it (its actor then skips it) and [`answer`](Self::answer) knows it is wanted.
+    pub(crate) fn expect(&self, id: u64) {
+        lock(&self.serving).insert(id, Served::Posting);
+    }
+
+    /// Whether the peer still waits for call `id` (it has not been answered or cancelled).
+    pub(crate) fn is_serving(&self, id: u64) -> bool {
+        lock(&self.serving).contains_key(&id)
+    }
+
+    /// Call `id` is in its actor's mailbox: from now on, a dropped reply slot answers at once.
+    pub(crate) fn posted(&self, id: u64) {
+        let mut serving = lock(&self.serving);
+        match serving.get_mut(&id) {
+            Some(state @ Served::Posting) => *state = Served::Posted,
+            Some(Served::Dropped(_)) => {
+                let Some(Served::Dropped(error)) = serving.remove(&id) else {
+                    unreachable!()
+                };
+                drop(serving);
+                self.write_answer(id, Err(error));
             }
-            result.map(|result| (id, result))
-        }));
+            _ => {}
+        }
+    }
+
+    /// Answers the peer's call `id`, unless it was cancelled or answered already. The encoding
+    /// happens here, on the answering thread; the writer only writes the bytes.
+    pub(crate) fn answer(&self, id: u64, result: Result<Payload>) {
+        if lock(&self.serving).remove(&id).is_some() {
+            self.write_answer(id, result);
+        }
+    }
+
+    /// The reply slot of call `id` was dropped unanswered (its actor stopped, or the call could
+    /// not be enqueued): answers with `error` once the call is known to be in the mailbox.
+    pub(crate) fn reply_dropped(&self, id: u64, error: Error) {
+        let mut serving = lock(&self.serving);
+        match serving.get_mut(&id) {
+            Some(state @ Served::Posting) => *state = Served::Dropped(error),
+            Some(Served::Posted) => {
+                serving.remove(&id);
+                drop(serving);
+                self.write_answer(id, Err(error));
+            }
+            _ => {}
+        }
+    }
+
+    fn write_answer(&self, id: u64, result: Result<Payload>) {
+        let _ = self.answers.send(encode(&Frame::Response { id, result }));
     }
 
     /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
@@ -310,7 +353,7 @@ impl Connection {
         next
     }
 
-    /// Forgets a call we served.
+    /// Forgets a stream or meta-call we served.
     pub(crate) fn served(&self, id: u64) {
         lock(&self.serving).remove(&id);
     }
@@ -340,7 +383,9 @@ impl Connection {
             }
         }
         for (_, s) in lock(&self.serving).drain() {
-            s.abort.abort();
+            if let Served::Task(task) = s {
+                task.abort.abort();
+            }
         }
         inbound.closed(self);
     }
@@ -464,13 +509,11 @@ async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut data: mpsc::Receiver<Vec<u8>>,
     mut control: mpsc::UnboundedReceiver<Frame>,
-    mut new_answers: mpsc::UnboundedReceiver<Answer>,
+    mut answers: mpsc::UnboundedReceiver<Vec<u8>>,
     closed: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    use futures_util::stream::FuturesUnordered;
-    let mut answers: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let cancelled = closed.clone();
@@ -488,14 +531,7 @@ async fn write_loop<S>(
                 break;
             }
             Some(frame) = control.recv() => encode(&frame),
-            Some(answer) = new_answers.recv() => {
-                answers.push(answer);
-                continue;
-            }
-            Some(answered) = answers.next(), if !answers.is_empty() => match answered {
-                Some((id, result)) => encode(&Frame::Response { id, result }),
-                None => continue,
-            },
+            Some(bytes) = answers.recv() => bytes,
             Some(bytes) = data.recv() => bytes,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -513,8 +549,8 @@ async fn write_loop<S>(
             let next = control
                 .try_recv()
                 .ok()
-                .or_else(|| ready_answer(&mut answers, &mut new_answers))
                 .map(|frame| encode(&frame))
+                .or_else(|| answers.try_recv().ok())
                 .or_else(|| data.try_recv().ok());
             let Some(frame) = next else { break };
             if sink.feed(Message::Binary(frame.into())).await.is_err() {
@@ -528,25 +564,6 @@ async fn write_loop<S>(
     }
     let _ = sink.send(Message::Close(None)).await;
     closed.cancel();
-}
-
-/// An answer that is ready now, if any (after taking in the answers queued meanwhile).
-fn ready_answer(
-    answers: &mut futures_util::stream::FuturesUnordered<Answer>,
-    new_answers: &mut mpsc::UnboundedReceiver<Answer>,
-) -> Option<Frame> {
-    while let Ok(answer) = new_answers.try_recv() {
-        answers.push(answer);
-    }
-    // The select above polls `answers` with the task's waker on every turn, so this poll (with
-    // a no-op waker) cannot lose a wake-up.
-    loop {
-        match answers.next().now_or_never() {
-            Some(Some(Some((id, result)))) => return Some(Frame::Response { id, result }),
-            Some(Some(None)) => continue,
-            _ => return None,
-        }
-    }
 }
 
 /// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or
@@ -673,13 +690,18 @@ fn route(
             }
         }
         Frame::Credit { id, items } => {
-            if let Some(credit) = lock(&conn.serving).get(&id).and_then(|s| s.credit.clone()) {
+            let credit = match lock(&conn.serving).get(&id) {
+                Some(Served::Task(task)) => task.credit.clone(),
+                _ => None,
+            };
+            if let Some(credit) = credit {
                 credit.add_permits(items as usize);
             }
         }
         Frame::Cancel { id } => {
-            if let Some(serving) = lock(&conn.serving).remove(&id) {
-                serving.abort.abort();
+            // A call in a mailbox or backlog is skipped by its actor once it is not `serving`.
+            if let Some(Served::Task(task)) = lock(&conn.serving).remove(&id) {
+                task.abort.abort();
             }
         }
         Frame::Gossip(bytes) => inbound.gossip(conn, bytes),
