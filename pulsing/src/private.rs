@@ -353,7 +353,7 @@ pub fn decode_args<A: Actor, Args: DeserializeOwned>(index: usize, bytes: &[u8])
 }
 
 fn encode_postcard<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|e| Error::Codec(e.to_string()))
+    crate::wire::encode_exact(value).map_err(|e| Error::Codec(e.to_string()))
 }
 
 fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::reply::StreamEvent;
 use crate::stream::ReplyStream;
-use crate::transport::{Connection, Outgoing, StreamMsg};
+use crate::transport::{Connection, Outcome, Outgoing, StreamMsg, SWEPT_DEADLINE};
 use crate::wire::Payload;
 use crate::{Error, Result, Value};
 
@@ -93,20 +93,26 @@ impl RemoteActor {
         }
     }
 
+    /// Waits for `work` (a call on the connection), failing with `Timeout` after `timeout`: the
+    /// connection enforces long deadlines itself; short ones get a timer here.
     async fn with_deadline(
         &self,
         method: &str,
         timeout: Option<Duration>,
-        work: impl std::future::Future<Output = Result<Payload>>,
+        work: impl std::future::Future<Output = Outcome>,
     ) -> Result<Payload> {
-        match timeout {
-            None => work.await,
-            Some(after) => tokio::time::timeout(after, work).await.unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    actor: self.label(),
-                    method: method.to_owned(),
-                    after,
-                })
+        let outcome = match timeout {
+            Some(after) if after < SWEPT_DEADLINE => tokio::time::timeout(after, work)
+                .await
+                .unwrap_or(Outcome::Expired),
+            _ => work.await,
+        };
+        match outcome {
+            Outcome::Answered(result) => result,
+            Outcome::Expired => Err(Error::Timeout {
+                actor: self.label(),
+                method: method.to_owned(),
+                after: timeout.unwrap_or_default(),
             }),
         }
     }
@@ -205,7 +211,7 @@ impl RemoteActor {
 
 /// Encodes a typed argument tuple.
 pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<Vec<u8>> {
-    postcard::to_stdvec(args).map_err(|e| Error::Codec(e.to_string()))
+    crate::wire::encode_exact(args).map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// Decodes a typed (postcard) payload.

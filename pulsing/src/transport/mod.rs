@@ -17,7 +17,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub(crate) use connection::{Connection, Inbound, Incoming, Outgoing, Serving, StreamMsg};
+pub(crate) use connection::{
+    Connection, Inbound, Incoming, Outcome, Outgoing, Serving, StreamMsg, SWEPT_DEADLINE,
+};
 pub(crate) use handshake::{new_node_id, Identity};
 
 use crate::{Error, Result};

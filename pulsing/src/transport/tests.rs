@@ -84,7 +84,7 @@ async fn calls_round_trip_and_share_one_connection() {
     assert_eq!(conn.peer, b.node());
     let calls = (0..200).map(|i| {
         let conn = conn.clone();
-        async move { conn.call(call("echo", args(i))).await }
+        async move { conn.call(call("echo", args(i))).await.answered() }
     });
     let replies = futures_util::future::join_all(calls).await;
     for (i, reply) in replies.into_iter().enumerate() {
@@ -131,7 +131,7 @@ async fn garbage_on_the_port_does_not_disturb_the_node() {
         drop(raw);
     }
     assert_eq!(
-        conn.call(call("echo", args(1))).await.unwrap(),
+        conn.call(call("echo", args(1))).await.answered().unwrap(),
         Payload::Value(Value::List(vec![Value::Int(1)]))
     );
 }
@@ -144,13 +144,13 @@ async fn an_oversize_frame_closes_only_that_connection() {
     let addr = b.advertised().to_owned();
     let conn = a.connect(&addr).await.unwrap();
     let big = Payload::Typed(vec![7; 10_000]);
-    let err = conn.call(call("echo", big)).await.unwrap_err();
+    let err = conn.call(call("echo", big)).await.answered().unwrap_err();
     assert!(matches!(err, Error::PeerLost { .. }), "{err}");
     // The node still serves other connections (and a fresh one from the same peer).
     let other = c.connect(&addr).await.unwrap();
-    assert!(other.call(call("echo", args(2))).await.is_ok());
+    assert!(other.call(call("echo", args(2))).await.answered().is_ok());
     let fresh = a.connect(&addr).await.unwrap();
-    assert!(fresh.call(call("echo", args(3))).await.is_ok());
+    assert!(fresh.call(call("echo", args(3))).await.answered().is_ok());
 }
 
 #[tokio::test]
@@ -160,7 +160,7 @@ async fn pending_calls_fail_promptly_when_the_connection_ends() {
     let conn = a.connect(b.advertised()).await.unwrap();
     let pending = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call(call("hang", args(0))).await }
+        async move { conn.call(call("hang", args(0))).await.answered() }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     drop(b);
@@ -249,7 +249,7 @@ async fn a_connection_the_peer_opened_carries_our_calls_to_it_too() {
         "a accepted no second connection"
     );
     assert_eq!(
-        b_to_a.call(call("echo", args(9))).await.unwrap(),
+        b_to_a.call(call("echo", args(9))).await.answered().unwrap(),
         Payload::Value(Value::List(vec![Value::Int(9)]))
     );
     drop(a_to_b);
@@ -268,4 +268,56 @@ async fn the_advertised_address_can_be_set_by_hand_and_peers_see_it() {
         conn.peer_addr, "203.0.113.7:9000",
         "the handshake carries it"
     );
+}
+
+#[tokio::test]
+async fn a_long_deadline_is_enforced_by_the_readers_sweep() {
+    // Deadlines of SWEPT_DEADLINE or more have no timer of their own: the reader's check
+    // (once a second) expires them and cancels the call on the peer. Real time: ≈10 s.
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let mut long = call("hang", args(0));
+    long.deadline = Some(SWEPT_DEADLINE);
+    let outcome = tokio::time::timeout(SWEPT_DEADLINE * 2, conn.call(long))
+        .await
+        .expect("the sweep expires the call");
+    assert!(matches!(outcome, Outcome::Expired), "{outcome:?}");
+    assert!(start.elapsed() >= SWEPT_DEADLINE, "never early");
+    assert_eq!(conn.waiting_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_sweep_leaves_short_deadlines_and_unexpired_calls_alone() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let with_deadline = |d: Duration| {
+        let mut c = call("hang", args(0));
+        c.deadline = Some(d);
+        c
+    };
+    let short = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(with_deadline(Duration::from_secs(1))).await }
+    });
+    let long = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(with_deadline(SWEPT_DEADLINE * 2)).await }
+    });
+    while conn.waiting_calls() < 2 {
+        tokio::task::yield_now().await;
+    }
+    // As if SWEPT_DEADLINE had passed: only a swept deadline that has passed expires.
+    conn.expire_calls(tokio::time::Instant::now() + SWEPT_DEADLINE);
+    assert_eq!(conn.waiting_calls(), 2);
+    conn.expire_calls(tokio::time::Instant::now() + SWEPT_DEADLINE * 2);
+    assert!(matches!(long.await.unwrap(), Outcome::Expired));
+    assert_eq!(
+        conn.waiting_calls(),
+        1,
+        "the short one is its caller's to time out"
+    );
+    short.abort();
 }

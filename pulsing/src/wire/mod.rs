@@ -21,7 +21,7 @@
 mod codec;
 mod frame;
 
-pub(crate) use codec::encode_with;
 pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
+pub(crate) use codec::{encode_exact, encode_with};
 pub(crate) use frame::RequestRef;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
