@@ -389,7 +389,7 @@ where
                     return remote
                         .stream(
                             self.method,
-                            Payload::Typed(bytes),
+                            Payload::Typed(bytes.into()),
                             true,
                             decode_typed::<T>,
                             timeout,

@@ -338,7 +338,7 @@ fn value_payload<T: Serialize>(value: T) -> Result<Payload> {
 }
 
 fn typed_payload<T: Serialize>(value: T) -> Result<Payload> {
-    encode_postcard(&value).map(Payload::Typed)
+    encode_postcard(&value).map(|v| Payload::Typed(v.into()))
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.

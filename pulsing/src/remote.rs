@@ -44,7 +44,7 @@ impl RemoteActor {
         args: Result<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<T> {
-        let typed = Payload::Typed(args?);
+        let typed = Payload::Typed(args?.into());
         let call = self.conn.call(self.outgoing(method, true, typed, timeout));
         let payload = self.with_deadline(method, timeout, call).await?;
         decode_typed(payload)
@@ -70,7 +70,7 @@ impl RemoteActor {
 
     /// Sends a call without waiting for its result.
     pub(crate) async fn tell(&self, method: &str, args: Result<Vec<u8>>) -> Result<()> {
-        let typed = Payload::Typed(args?);
+        let typed = Payload::Typed(args?.into());
         self.conn
             .tell(self.outgoing(method, true, typed, None))
             .await

@@ -17,7 +17,7 @@ use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
 use crate::dynamic::{DynKind, Pending, Respond};
 use crate::system::SystemInner;
 use crate::transport::{Connection, Incoming, Serving};
-use crate::wire::{Frame, Payload};
+use crate::wire::{Frame, Payload, SharedStr};
 use crate::{Error, Result, Value};
 
 type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
@@ -47,7 +47,7 @@ pub(crate) fn request(system: Arc<SystemInner>, conn: &Arc<Connection>, call: In
 
 /// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
 /// room each time. Calls the peer cancelled meanwhile are dropped here.
-async fn drain_backlog(system: Arc<SystemInner>, conn: Arc<Connection>, actor: String) {
+async fn drain_backlog(system: Arc<SystemInner>, conn: Arc<Connection>, actor: SharedStr) {
     while let Some(call) = conn.next_in_backlog(&actor) {
         if !conn.is_serving(call.id) {
             continue;
@@ -291,7 +291,9 @@ async fn open(system: &SystemInner, call: Incoming) -> Result<ItemStream> {
     };
     let opened: ItemStream = match call.args {
         Payload::Typed(bytes) => match cell.remote_enqueue(&call.method, &bytes, kind).await? {
-            Pending::Stream(opened) => Box::pin(opened.await?.map(|r| r.map(Payload::Typed))),
+            Pending::Stream(opened) => {
+                Box::pin(opened.await?.map(|r| r.map(|b| Payload::Typed(b.into()))))
+            }
             Pending::Call(_) | Pending::Responded => {
                 unreachable!("a stream slot always yields a stream")
             }

@@ -21,7 +21,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
-use crate::wire::{decode, encode, encode_with, Frame, NodeId, Payload, RequestRef};
+use crate::wire::{
+    decode, decode_shared, encode, encode_with, Frame, NodeId, Payload, RequestRef, SharedStr,
+};
 use crate::{Error, Result};
 
 /// How long the handshake may take before the connection is dropped.
@@ -38,9 +40,9 @@ const SILENT_CHECKS: u32 = 5;
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) id: u64,
-    pub(crate) actor: String,
-    pub(crate) expect_type: Option<String>,
-    pub(crate) method: String,
+    pub(crate) actor: SharedStr,
+    pub(crate) expect_type: Option<SharedStr>,
+    pub(crate) method: SharedStr,
     pub(crate) args: Payload,
     /// `Some(initial credit)` for a stream.
     pub(crate) credit: Option<u32>,
@@ -162,7 +164,7 @@ pub(crate) struct Connection {
     waiting: Mutex<ById<Waiting>>,
     serving: Mutex<ById<Served>>,
     /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
-    backlogs: Mutex<HashMap<String, std::collections::VecDeque<Incoming>>>,
+    backlogs: Mutex<HashMap<SharedStr, std::collections::VecDeque<Incoming>>>,
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
@@ -683,7 +685,7 @@ async fn read_loop<S>(
                 Some(Err(e)) => break 'read format!("transport error: {e}"),
             };
             if let Some(bytes) = bytes {
-                let frame = match decode(&bytes, max_frame) {
+                let frame = match decode_shared(&bytes, max_frame) {
                     Ok(frame) => frame,
                     Err(e) => break 'read format!("bad frame: {e}"),
                 };

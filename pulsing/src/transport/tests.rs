@@ -143,7 +143,7 @@ async fn an_oversize_frame_closes_only_that_connection() {
     let (c, _ic) = node(None, 1 << 20).await;
     let addr = b.advertised().to_owned();
     let conn = a.connect(&addr).await.unwrap();
-    let big = Payload::Typed(vec![7; 10_000]);
+    let big = Payload::Typed(vec![7; 10_000].into());
     let err = conn.call(call("echo", big)).await.answered().unwrap_err();
     assert!(matches!(err, Error::PeerLost { .. }), "{err}");
     // The node still serves other connections (and a fresh one from the same peer).

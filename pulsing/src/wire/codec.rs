@@ -42,6 +42,12 @@ pub(crate) fn encode_exact<T: serde::Serialize + ?Sized>(value: &T) -> postcard:
     postcard::to_extend(value, Vec::with_capacity(size))
 }
 
+/// Decodes one frame received as `Bytes`: its names and typed payloads share that buffer
+/// instead of being copied (see `shared.rs`).
+pub(crate) fn decode_shared(bytes: &bytes::Bytes, max: usize) -> Result<Frame, FrameError> {
+    super::shared::decode_shared(bytes, |b| decode(b, max))
+}
+
 /// Decodes one frame, refusing anything over `max` bytes and any trailing garbage.
 pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
     if bytes.len() > max {
@@ -72,7 +78,7 @@ mod tests {
 
     fn payload() -> impl Strategy<Value = Payload> {
         prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Payload::Typed),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Payload::Typed(b.into())),
             (
                 proptest::collection::vec(value(), 0..3),
                 proptest::collection::vec((".{0,6}", value()), 0..3)
@@ -123,9 +129,9 @@ mod tests {
                 .prop_map(
                     |(id, actor, expect_type, method, args, credit, deadline_ms)| Frame::Request {
                         id,
-                        actor,
-                        expect_type,
-                        method,
+                        actor: actor.into(),
+                        expect_type: expect_type.map(Into::into),
+                        method: method.into(),
                         args,
                         credit,
                         deadline_ms
@@ -174,8 +180,22 @@ mod tests {
                 deadline_ms,
             })
             .unwrap();
-            let owned = encode(&Frame::Request { id, actor, expect_type, method, args, credit, deadline_ms });
+            let owned = encode(&Frame::Request {
+                id,
+                actor: actor.into(),
+                expect_type: expect_type.map(Into::into),
+                method: method.into(),
+                args,
+                credit,
+                deadline_ms,
+            });
             prop_assert_eq!(borrowed, owned);
+        }
+
+        #[test]
+        fn shared_decoding_gives_the_same_frame(frame in frame()) {
+            let bytes = bytes::Bytes::from(encode(&frame));
+            prop_assert_eq!(decode_shared(&bytes, DEFAULT_MAX_FRAME).unwrap(), frame);
         }
 
         #[test]

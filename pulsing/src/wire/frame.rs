@@ -1,6 +1,9 @@
 //! The frames two nodes exchange.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use super::SharedStr;
 
 use crate::dynamic::Args;
 use crate::Error;
@@ -22,7 +25,7 @@ impl std::fmt::Display for NodeId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// Postcard bytes of the typed argument tuple or result: Rust caller to Rust actor.
-    Typed(#[serde(with = "serde_bytes")] Vec<u8>),
+    Typed(#[serde(with = "super::shared::bytes_field")] Bytes),
     /// Self-describing arguments of a by-name call (Python, tools).
     Dynamic(Args),
     /// A self-describing result of a by-name call.
@@ -55,11 +58,11 @@ pub enum Frame {
         /// Chosen by the caller, unique per connection.
         id: u64,
         /// The target actor's name.
-        actor: String,
+        actor: SharedStr,
         /// The actor type the caller expects (checked, so a wrong type is a clear error).
-        expect_type: Option<String>,
+        expect_type: Option<SharedStr>,
         /// The method's name.
-        method: String,
+        method: SharedStr,
         /// The arguments.
         args: Payload,
         /// `Some(n)`: the caller wants a stream of items, and may take `n` before granting more

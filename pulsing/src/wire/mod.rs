@@ -20,8 +20,10 @@
 
 mod codec;
 mod frame;
+mod shared;
 
 pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
-pub(crate) use codec::{encode_exact, encode_with};
+pub(crate) use codec::{decode_shared, encode_exact, encode_with};
 pub(crate) use frame::RequestRef;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
+pub use shared::SharedStr;
