@@ -376,13 +376,21 @@ class _Host:
 
     def run_sync(self, fn, args, kwargs, method: str) -> asyncio.Future:
         fut = self.loop.create_future()
+        self._queue_sync((fn, args, kwargs, fut, method, None))
+        return fut
+
+    def run_sync_for(self, reply, fn, args, kwargs, method: str) -> None:
+        """Like ``run_sync`` for a call that came through the runtime: the worker thread answers
+        ``reply`` itself, so the answer does not wait for the event loop to wake up."""
+        self._queue_sync((fn, args, kwargs, None, method, reply))
+
+    def _queue_sync(self, job) -> None:
         with self.sync_lock:
-            self.sync_q.append((fn, args, kwargs, fut, method))
+            self.sync_q.append(job)
             start = not self.sync_busy
             self.sync_busy = True
         if start:
             _POOL.submit(self._drain_sync)
-        return fut
 
     def _drain_sync(self) -> None:
         done = []
@@ -392,7 +400,15 @@ class _Host:
                 if not q:
                     self.sync_busy = False
                     break
-                fn, args, kwargs, fut, method = q.popleft()
+                fn, args, kwargs, fut, method, reply = q.popleft()
+            if reply is not None:
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+                    _fail(self, method, reply, e)
+                else:
+                    _send(self, method, reply, value)
+                continue
             try:
                 done.append((fut, True, fn(*args, **kwargs)))
             except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
@@ -574,8 +590,7 @@ def _incoming(bridge: _LoopBridge, ev) -> None:
         task = bridge.loop.create_task(_in_chain(tuple(chain), _invoke(host, method, args, kwargs)))
         task.add_done_callback(lambda f: _answer(host, method, reply, f))
     elif kind == "sync" and host.lock is None:
-        fut = host.run_sync(getattr(host.instance, method), args, kwargs, method)
-        fut.add_done_callback(lambda f: _answer(host, method, reply, f))
+        host.run_sync_for(reply, getattr(host.instance, method), args, kwargs, method)
     else:
         coro = _invoke(host, method, args, kwargs)
         if not _EAGER:
