@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use crate::wire::{
-    decode, decode_shared, encode, encode_with, Frame, NodeId, Payload, RequestRef, SharedStr,
+    decode, decode_packed, encode, encode_with, Frame, NodeId, Payload, RequestRef, SharedStr,
 };
 use crate::{Error, Result};
 
@@ -30,6 +30,10 @@ use crate::{Error, Result};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames queued for writing before senders wait.
 const DATA_LANE: usize = 1024;
+/// Frames ready together are packed into one WebSocket message up to this size: a message costs
+/// the WebSocket layer far more than the few bytes of a small frame (+15–20% calls/s at 1024
+/// in flight, BENCHMARKS.md). A larger frame goes in a message of its own.
+const PACK_LIMIT: usize = 16 << 10;
 /// How often each side pings, and checks that it has heard from the peer.
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// After this many checks in a row with nothing heard (pongs included), the peer is taken for
@@ -608,10 +612,9 @@ async fn write_loop<S>(
                 continue;
             }
         };
-        if sink.feed(Message::Binary(frame.into())).await.is_err() {
-            break;
-        }
-        // Write whatever else is ready in the same flush.
+        // Write whatever else is ready in the same flush, small frames packed back to back into
+        // one WebSocket message (see `PACK_LIMIT`).
+        let mut pack = frame;
         let mut more = 0;
         while more < 64 {
             let next = control
@@ -621,12 +624,17 @@ async fn write_loop<S>(
                 .or_else(|| answers.try_recv().ok())
                 .or_else(|| data.try_recv().ok());
             let Some(frame) = next else { break };
-            if sink.feed(Message::Binary(frame.into())).await.is_err() {
-                return;
+            if pack.len() + frame.len() <= PACK_LIMIT {
+                pack.extend_from_slice(&frame);
+            } else {
+                let full = std::mem::replace(&mut pack, frame);
+                if sink.feed(Message::Binary(full.into())).await.is_err() {
+                    return;
+                }
             }
             more += 1;
         }
-        if sink.flush().await.is_err() {
+        if sink.feed(Message::Binary(pack.into())).await.is_err() || sink.flush().await.is_err() {
             break;
         }
     }
@@ -685,11 +693,15 @@ async fn read_loop<S>(
                 Some(Err(e)) => break 'read format!("transport error: {e}"),
             };
             if let Some(bytes) = bytes {
-                let frame = match decode_shared(&bytes, max_frame) {
-                    Ok(frame) => frame,
-                    Err(e) => break 'read format!("bad frame: {e}"),
-                };
-                if let Err(reason) = route(&conn, &*inbound, frame) {
+                let mut routed = Ok(());
+                let decoded = decode_packed(&bytes, max_frame, |frame| {
+                    routed = route(&conn, &*inbound, frame);
+                    routed.is_ok()
+                });
+                if let Err(e) = decoded {
+                    break 'read format!("bad frame: {e}");
+                }
+                if let Err(reason) = routed {
                     break 'read reason;
                 }
             }

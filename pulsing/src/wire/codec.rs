@@ -42,10 +42,38 @@ pub(crate) fn encode_exact<T: serde::Serialize + ?Sized>(value: &T) -> postcard:
     postcard::to_extend(value, Vec::with_capacity(size))
 }
 
-/// Decodes one frame received as `Bytes`: its names and typed payloads share that buffer
-/// instead of being copied (see `shared.rs`).
-pub(crate) fn decode_shared(bytes: &bytes::Bytes, max: usize) -> Result<Frame, FrameError> {
-    super::shared::decode_shared(bytes, |b| decode(b, max))
+/// Decodes the frames packed back to back in one received message, in order, handing each to
+/// `each` until it returns false. Their names and typed payloads share the message's buffer
+/// instead of being copied (see `shared.rs`). An empty message, or one that ends inside a
+/// frame, is malformed; the frames before the fault have been handed over.
+pub(crate) fn decode_packed(
+    bytes: &bytes::Bytes,
+    max: usize,
+    mut each: impl FnMut(Frame) -> bool,
+) -> Result<(), FrameError> {
+    if bytes.len() > max {
+        return Err(FrameError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    if bytes.is_empty() {
+        return Err(FrameError::Malformed("empty message".into()));
+    }
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let (frame, used) = super::shared::decode_shared(bytes, |b| {
+            let rest = &b[offset..];
+            postcard::take_from_bytes::<Frame>(rest)
+                .map(|(frame, left)| (frame, rest.len() - left.len()))
+        })
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        offset += used;
+        if !each(frame) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Decodes one frame, refusing anything over `max` bytes and any trailing garbage.
@@ -193,9 +221,20 @@ mod tests {
         }
 
         #[test]
-        fn shared_decoding_gives_the_same_frame(frame in frame()) {
-            let bytes = bytes::Bytes::from(encode(&frame));
-            prop_assert_eq!(decode_shared(&bytes, DEFAULT_MAX_FRAME).unwrap(), frame);
+        fn packed_frames_decode_in_order(frames in proptest::collection::vec(frame(), 1..6)) {
+            let packed: Vec<u8> = frames.iter().flat_map(encode).collect();
+            let packed = bytes::Bytes::from(packed);
+            let mut got = Vec::new();
+            decode_packed(&packed, DEFAULT_MAX_FRAME, |f| { got.push(f); true }).unwrap();
+            prop_assert_eq!(&got, &frames);
+            // Cut anywhere inside the last frame: an error, after the whole frames before it.
+            let last = encode(frames.last().unwrap()).len();
+            for cut in packed.len() - last + 1..packed.len() {
+                let mut before = 0;
+                let r = decode_packed(&packed.slice(..cut), DEFAULT_MAX_FRAME, |_| { before += 1; true });
+                prop_assert!(r.is_err());
+                prop_assert_eq!(before, frames.len() - 1);
+            }
         }
 
         #[test]

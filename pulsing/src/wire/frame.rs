@@ -9,7 +9,7 @@ use crate::dynamic::Args;
 use crate::Error;
 
 /// The protocol version this build speaks; the handshake refuses any other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A node's identity: random per process start, so a restarted node is a new member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

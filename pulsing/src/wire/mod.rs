@@ -1,4 +1,6 @@
-//! The wire format between nodes: postcard-encoded [`Frame`]s carried in binary WebSocket messages.
+//! The wire format between nodes: postcard-encoded [`Frame`]s carried in binary WebSocket messages,
+//! one or more frames back to back per message (a writer packs the small frames that are ready
+//! together; [`decode`] takes one frame).
 //!
 //! One connection per pair of nodes carries everything: the handshake, calls and their replies,
 //! stream items under a credit window, cancellations, and gossip. Frames name methods by *name*,
@@ -23,7 +25,7 @@ mod frame;
 mod shared;
 
 pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
-pub(crate) use codec::{decode_shared, encode_exact, encode_with};
+pub(crate) use codec::{decode_packed, encode_exact, encode_with};
 pub(crate) use frame::RequestRef;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
 pub use shared::SharedStr;
