@@ -13,9 +13,11 @@ import argparse
 import asyncio
 import gc
 import os
+import queue
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 
@@ -92,6 +94,27 @@ async def throughput(call, in_flight, total=THROUGHPUT_CALLS):
     return med(rates)
 
 
+def thread_hand_off():
+    """The floor of running a call on another thread: a ``SimpleQueue`` to a waiting thread, and
+    ``call_soon_threadsafe`` back (what a ``def`` method costs at least, without Pulsing)."""
+    loop = asyncio.get_running_loop()
+    jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+
+    def work():
+        while True:
+            fut, x = jobs.get()
+            loop.call_soon_threadsafe(fut.set_result, x)
+
+    threading.Thread(target=work, daemon=True).start()
+
+    async def call(x):
+        fut = loop.create_future()
+        jobs.put((fut, x))
+        return await fut
+
+    return call
+
+
 async def serve() -> None:
     await pul.init(addr="127.0.0.1:0")
     await Bench.spawn(name="bench")
@@ -111,6 +134,7 @@ async def pulsing_bench(results: dict) -> None:
         remote = await Bench.resolve("bench", timeout=10)
 
         results["call, same process (def)"] = fmt_us(await seq_latency(local.ping))
+        results["  floor: a bare hand-off to a thread and back"] = fmt_us(await seq_latency(thread_hand_off()))
         results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
         results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(local.iping))
         results["call, across processes (def)"] = fmt_us(await seq_latency(remote.ping))
