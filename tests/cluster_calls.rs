@@ -110,6 +110,8 @@ async fn remote_failures_are_typed_errors() {
         err.to_string().contains("argument `text` must be `String`"),
         "{err}"
     );
+    let err = any.call("nope", Args::new()).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownMethod { .. }), "{err}");
     // Last, since a panic stops the worker (default supervision).
     match w.boom().await {
         Err(Error::Panicked {
@@ -331,6 +333,40 @@ async fn a_remote_call_that_times_out_while_queued_is_never_run() {
     }
     log.record(99).await.unwrap();
     assert_eq!(log.records().await.unwrap(), vec![99]);
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queued_when_a_remote_actor_stops_fail_with_stopped() {
+    // The calls wait in the actor's mailbox behind a slow one when it is asked to stop: each
+    // gets `Stopped` from its reply slot, promptly, rather than waiting for its deadline.
+    let server = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .build()
+        .await
+        .unwrap();
+    Worker::spawn_named(&server, "log", Worker::new("server"))
+        .await
+        .unwrap();
+    let system = client(&server.advertised_addr().unwrap()).await;
+    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    log.slow(300).tell().await.unwrap();
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.record(i).no_timeout().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await; // they reach the mailbox
+    log.stop();
+    for call in queued {
+        let result = tokio::time::timeout(WAIT, call)
+            .await
+            .expect("answered, not left to hang")
+            .unwrap();
+        assert!(matches!(result, Err(Error::Stopped { .. })), "{result:?}");
+    }
     system.shutdown().await;
     server.shutdown().await;
 }
