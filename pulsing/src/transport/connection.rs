@@ -1,8 +1,9 @@
 //! One WebSocket connection to a peer node: a writer task, a reader task, and the bookkeeping that
 //! multiplexes many concurrent calls and streams over it by request id.
 //!
-//! Control frames (credit, cancel, gossip) have their own lane and are written first, so they never
-//! starve behind a large stream. When the connection ends, every call and stream waiting on it
+//! Requests, answers and stream items go through the [`Outbox`], which packs them into WebSocket
+//! messages as they are queued. Control frames (credit, cancel, gossip) have their own lane and
+//! are written first, so they never starve behind a large stream. When the connection ends, every call and stream waiting on it
 //! fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
 
 use std::collections::HashMap;
@@ -21,19 +22,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
-use crate::wire::{
-    decode, decode_packed, encode, encode_with, Frame, NodeId, Payload, RequestRef, SharedStr,
-};
+use super::outbox::{Outbox, PACK_LIMIT};
+use crate::wire::{decode, decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr};
 use crate::{Error, Result};
 
 /// How long the handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames queued for writing before senders wait.
-const DATA_LANE: usize = 1024;
-/// Frames ready together are packed into one WebSocket message up to this size: a message costs
-/// the WebSocket layer far more than the few bytes of a small frame (+15–20% calls/s at 1024
-/// in flight, BENCHMARKS.md). A larger frame goes in a message of its own.
-const PACK_LIMIT: usize = 16 << 10;
 /// How often each side pings, and checks that it has heard from the peer.
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// After this many checks in a row with nothing heard (pongs included), the peer is taken for
@@ -161,8 +155,8 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     pub(crate) peer_addr: String,
-    /// Encoded frames (requests, stream items, replies served by a task), in order.
-    data: mpsc::Sender<Vec<u8>>,
+    /// Requests, answers, stream items: encoded and packed as they are queued, in order.
+    outbox: Outbox,
     control: mpsc::UnboundedSender<Frame>,
     next_id: AtomicU64,
     waiting: Mutex<ById<Waiting>>,
@@ -172,8 +166,6 @@ pub(crate) struct Connection {
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
-    /// Encoded answers to the peer's calls (see [`Connection::answer`]).
-    answers: mpsc::UnboundedSender<Vec<u8>>,
     reason: Mutex<Option<String>>,
 }
 
@@ -205,13 +197,13 @@ impl Connection {
         }
     }
 
-    /// Queues a data frame (replies, stream items); waits while the lane is full.
+    /// Queues a data frame (replies, stream items); waits while the outbox is full.
     pub(crate) async fn send(&self, frame: Frame) -> Result<()> {
-        self.send_encoded(encode(&frame)).await
-    }
-
-    async fn send_encoded(&self, bytes: Vec<u8>) -> Result<()> {
-        self.data.send(bytes).await.map_err(|_| self.lost())
+        if self.outbox.push_waiting(&frame).await {
+            Ok(())
+        } else {
+            Err(self.lost())
+        }
     }
 
     /// Queues a control frame; never waits.
@@ -237,9 +229,9 @@ impl Connection {
                 return Err(self.lost());
             }
         }
-        // Encoded here, from the borrowed names: no owned copies, and the caller's task does
-        // the work rather than the connection's one writer.
-        let frame = encode_with(&RequestRef {
+        // Encoded here, from the borrowed names, straight into the outbox: no owned copies, and
+        // the caller's task does the work rather than the connection's one writer.
+        let request = RequestRef {
             id,
             actor: call.actor,
             expect_type: call.expect_type,
@@ -249,10 +241,10 @@ impl Connection {
             deadline_ms: call
                 .deadline
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
-        });
-        if let Err(e) = self.send_encoded(frame).await {
+        };
+        if !self.outbox.push_waiting(&request).await {
             lock(&self.waiting).remove(&id);
-            return Err(e);
+            return Err(self.lost());
         }
         Ok(id)
     }
@@ -389,7 +381,7 @@ impl Connection {
     }
 
     fn write_answer(&self, id: u64, result: Result<Payload>) {
-        let _ = self.answers.send(encode(&Frame::Response { id, result }));
+        self.outbox.push(&Frame::Response { id, result });
     }
 
     /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
@@ -515,13 +507,11 @@ where
         }
         Err(_) => return Err("handshake timed out".to_owned()),
     };
-    let (data_tx, data_rx) = mpsc::channel(DATA_LANE);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let (answers_tx, answers_rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {
         peer,
         peer_addr,
-        data: data_tx,
+        outbox: Outbox::default(),
         control: control_tx,
         next_id: AtomicU64::new(1),
         waiting: Mutex::new(ById::default()),
@@ -529,11 +519,10 @@ where
         backlogs: Mutex::new(HashMap::new()),
         closed: CancellationToken::new(),
         written: CancellationToken::new(),
-        answers: answers_tx,
         reason: Mutex::new(None),
     });
     let written = conn.written.clone().drop_guard();
-    let writer = write_loop(sink, data_rx, control_rx, answers_rx, conn.closed.clone());
+    let writer = write_loop(sink, control_rx, conn.clone());
     tokio::spawn(async move {
         writer.await;
         drop(written);
@@ -576,23 +565,21 @@ where
     }
 }
 
-/// Writes queued frames, control lane first, batching what is ready before each flush.
+/// Writes queued frames, control lane first, then everything in the outbox, in one flush.
 async fn write_loop<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut data: mpsc::Receiver<Vec<u8>>,
     mut control: mpsc::UnboundedReceiver<Frame>,
-    mut answers: mpsc::UnboundedReceiver<Vec<u8>>,
-    closed: CancellationToken,
+    conn: Arc<Connection>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let cancelled = closed.clone();
+    let cancelled = conn.closed.clone();
     let cancelled = cancelled.cancelled();
     tokio::pin!(cancelled);
-    loop {
-        let frame = tokio::select! {
+    'write: loop {
+        let first = tokio::select! {
             biased;
             () = &mut cancelled => {
                 // Last words (a `Leaving`) go out before the close.
@@ -602,9 +589,8 @@ async fn write_loop<S>(
                 let _ = sink.flush().await;
                 break;
             }
-            Some(frame) = control.recv() => encode(&frame),
-            Some(bytes) = answers.recv() => bytes,
-            Some(bytes) = data.recv() => bytes,
+            Some(frame) = control.recv() => Some(frame),
+            () = conn.outbox.ready() => None,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -612,34 +598,36 @@ async fn write_loop<S>(
                 continue;
             }
         };
-        // Write whatever else is ready in the same flush, small frames packed back to back into
-        // one WebSocket message (see `PACK_LIMIT`).
-        let mut pack = frame;
-        let mut more = 0;
-        while more < 64 {
-            let next = control
-                .try_recv()
-                .ok()
-                .map(|frame| encode(&frame))
-                .or_else(|| answers.try_recv().ok())
-                .or_else(|| data.try_recv().ok());
-            let Some(frame) = next else { break };
-            if pack.len() + frame.len() <= PACK_LIMIT {
-                pack.extend_from_slice(&frame);
-            } else {
-                let full = std::mem::replace(&mut pack, frame);
+        // Control frames first (credit, cancel, gossip), packed like the rest.
+        let mut urgent = Vec::new();
+        for frame in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| control.try_recv().ok()))
+        {
+            let bytes = encode(&frame);
+            if !urgent.is_empty() && urgent.len() + bytes.len() > PACK_LIMIT {
+                let full = std::mem::take(&mut urgent);
                 if sink.feed(Message::Binary(full.into())).await.is_err() {
-                    return;
+                    break 'write;
                 }
             }
-            more += 1;
+            urgent.extend_from_slice(&bytes);
         }
-        if sink.feed(Message::Binary(pack.into())).await.is_err() || sink.flush().await.is_err() {
+        if !urgent.is_empty() && sink.feed(Message::Binary(urgent.into())).await.is_err() {
+            break;
+        }
+        for pack in conn.outbox.take() {
+            if sink.feed(Message::Binary(pack.into())).await.is_err() {
+                break 'write;
+            }
+        }
+        if sink.flush().await.is_err() {
             break;
         }
     }
     let _ = sink.send(Message::Close(None)).await;
-    closed.cancel();
+    conn.outbox.close();
+    conn.closed.cancel();
 }
 
 /// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or

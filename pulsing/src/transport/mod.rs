@@ -8,6 +8,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod handshake;
+mod outbox;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

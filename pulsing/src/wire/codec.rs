@@ -28,7 +28,7 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 }
 
 /// Encodes anything that serializes like a [`Frame`] (such as a borrowed request).
-pub(crate) fn encode_with<T: serde::Serialize + ?Sized>(frame: &T) -> Vec<u8> {
+fn encode_with<T: serde::Serialize + ?Sized>(frame: &T) -> Vec<u8> {
     encode_exact(frame)
         .expect("frames always encode: no maps with non-string keys, no failing Serialize impls")
 }

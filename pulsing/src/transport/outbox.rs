@@ -1,0 +1,193 @@
+//! The frames waiting to be written on a connection, packed as they are queued.
+//!
+//! A sender encodes its frame straight into the pack at the back of the queue (a buffer of up
+//! to [`PACK_LIMIT`] bytes that the writer sends as one WebSocket message), under a short lock:
+//! no buffer per frame, no channel per frame, and no copy into a pack later. The writer takes
+//! every pack at once. A frame of [`PACK_LIMIT`] bytes or more is encoded outside the lock into
+//! a pack of its own.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::wire::encode_exact;
+
+/// Frames are packed into one WebSocket message up to this size: a message costs the WebSocket
+/// layer far more than the few bytes of a small frame (+15–20% calls/s at 1024 in flight,
+/// BENCHMARKS.md).
+pub(super) const PACK_LIMIT: usize = 16 << 10;
+
+/// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
+const ROOM: usize = 1 << 20;
+
+/// The connection's queue of encoded frames.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when the queue stops being empty.
+    ready: Notify,
+    /// Wakes senders waiting for room.
+    room: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    packs: VecDeque<Vec<u8>>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// A postcard flavor that appends to a buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+const ENCODES: &str = "frames always encode: no maps with non-string keys, no failing Serialize";
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `frame` without waiting (for answers: an actor never waits for the network).
+    /// False if the connection is closed.
+    pub(super) fn push<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
+        let size = postcard::experimental::serialized_size(frame).expect(ENCODES);
+        let alone = (size >= PACK_LIMIT).then(|| encode_exact(frame).expect(ENCODES));
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let was_empty = state.packs.is_empty();
+        match alone {
+            Some(bytes) => state.packs.push_back(bytes),
+            None => {
+                let fits = state
+                    .packs
+                    .back()
+                    .is_some_and(|pack| pack.len() + size <= PACK_LIMIT);
+                if !fits {
+                    state.packs.push_back(Vec::with_capacity(size.max(1024)));
+                }
+                let pack = state.packs.back_mut().expect("just ensured");
+                pack.reserve(size);
+                postcard::serialize_with_flavor(frame, Append(pack)).expect(ENCODES);
+            }
+        }
+        state.bytes += size;
+        drop(state);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Queues `frame`, first waiting while more than [`ROOM`] bytes are queued. False if the
+    /// connection is closed.
+    pub(super) async fn push_waiting<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.closed {
+                    return false;
+                }
+                if state.bytes <= ROOM {
+                    break;
+                }
+            }
+            room.await;
+        }
+        self.push(frame)
+    }
+
+    /// Resolves when there may be packs to take.
+    pub(super) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Takes every queued pack, in order.
+    pub(super) fn take(&self) -> VecDeque<Vec<u8>> {
+        let mut state = self.lock();
+        let was_full = state.bytes > ROOM;
+        state.bytes = 0;
+        let packs = std::mem::take(&mut state.packs);
+        drop(state);
+        if was_full {
+            self.room.notify_waiters();
+        }
+        packs
+    }
+
+    /// Refuses further frames and releases waiting senders.
+    pub(super) fn close(&self) {
+        self.lock().closed = true;
+        self.room.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode, Frame, DEFAULT_MAX_FRAME};
+
+    #[test]
+    fn small_frames_share_a_pack_large_ones_travel_alone() {
+        let outbox = Outbox::default();
+        for id in 0..3 {
+            assert!(outbox.push(&Frame::Cancel { id }));
+        }
+        assert!(outbox.push(&Frame::Gossip(vec![7; PACK_LIMIT])));
+        assert!(outbox.push(&Frame::Cancel { id: 9 }));
+        let packs = outbox.take();
+        assert_eq!(packs.len(), 3);
+        assert_eq!(
+            packs[0],
+            [0, 1, 2]
+                .map(|id| encode_exact(&Frame::Cancel { id }).unwrap())
+                .concat()
+        );
+        assert_eq!(
+            decode(&packs[1], DEFAULT_MAX_FRAME).unwrap(),
+            Frame::Gossip(vec![7; PACK_LIMIT])
+        );
+        assert!(outbox.take().is_empty());
+        outbox.close();
+        assert!(!outbox.push(&Frame::Leaving));
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_holds_senders_until_the_writer_takes_it() {
+        let outbox = std::sync::Arc::new(Outbox::default());
+        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.push_waiting(&Frame::Leaving).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(outbox.take().len(), 1);
+        assert!(waiting.await.unwrap());
+        assert_eq!(outbox.take().len(), 1);
+    }
+}
