@@ -389,7 +389,7 @@ where
                     return remote
                         .stream(
                             self.method,
-                            Payload::Typed(bytes.into()),
+                            Payload::Typed(bytes),
                             true,
                             decode_typed::<T>,
                             timeout,

@@ -338,7 +338,9 @@ fn value_payload<T: Serialize>(value: T) -> Result<Payload> {
 }
 
 fn typed_payload<T: Serialize>(value: T) -> Result<Payload> {
-    encode_postcard(&value).map(|v| Payload::Typed(v.into()))
+    crate::wire::SharedBytes::encode(&value)
+        .map(Payload::Typed)
+        .map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::reply::StreamEvent;
 use crate::stream::ReplyStream;
 use crate::transport::{Connection, Outcome, Outgoing, StreamMsg, SWEPT_DEADLINE};
-use crate::wire::Payload;
+use crate::wire::{Payload, SharedBytes};
 use crate::{Error, Result, Value};
 
 /// An actor on another node, as seen from here.
@@ -41,10 +41,10 @@ impl RemoteActor {
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
-        args: Result<Vec<u8>>,
+        args: Result<SharedBytes>,
         timeout: Option<Duration>,
     ) -> Result<T> {
-        let typed = Payload::Typed(args?.into());
+        let typed = Payload::Typed(args?);
         let call = self.conn.call(self.outgoing(method, true, typed, timeout));
         let payload = self.with_deadline(method, timeout, call).await?;
         decode_typed(payload)
@@ -69,8 +69,8 @@ impl RemoteActor {
     }
 
     /// Sends a call without waiting for its result.
-    pub(crate) async fn tell(&self, method: &str, args: Result<Vec<u8>>) -> Result<()> {
-        let typed = Payload::Typed(args?.into());
+    pub(crate) async fn tell(&self, method: &str, args: Result<SharedBytes>) -> Result<()> {
+        let typed = Payload::Typed(args?);
         self.conn
             .tell(self.outgoing(method, true, typed, None))
             .await
@@ -209,9 +209,9 @@ impl RemoteActor {
     }
 }
 
-/// Encodes a typed argument tuple.
-pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<Vec<u8>> {
-    crate::wire::encode_exact(args).map_err(|e| Error::Codec(e.to_string()))
+/// Encodes a typed argument tuple (small ones without allocating).
+pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<SharedBytes> {
+    SharedBytes::encode(args).map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// Decodes a typed (postcard) payload.

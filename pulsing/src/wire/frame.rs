@@ -1,9 +1,8 @@
 //! The frames two nodes exchange.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::SharedStr;
+use super::{SharedBytes, SharedStr};
 
 use crate::dynamic::Args;
 use crate::Error;
@@ -25,7 +24,7 @@ impl std::fmt::Display for NodeId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// Postcard bytes of the typed argument tuple or result: Rust caller to Rust actor.
-    Typed(#[serde(with = "super::shared::bytes_field")] Bytes),
+    Typed(SharedBytes),
     /// Self-describing arguments of a by-name call (Python, tools).
     Dynamic(Args),
     /// A self-describing result of a by-name call.

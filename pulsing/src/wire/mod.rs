@@ -28,4 +28,4 @@ pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use codec::{decode_packed, encode_exact};
 pub(crate) use frame::RequestRef;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
-pub use shared::SharedStr;
+pub use shared::{SharedBytes, SharedStr};

@@ -54,10 +54,10 @@ fn within(frame: &[u8], part: &[u8]) -> bool {
     range.start <= start && start.wrapping_add(part.len()) <= range.end
 }
 
-/// An immutable string, cheap to clone: up to 30 bytes inline, longer ones in a shared buffer
-/// (decoded from a frame, the frame's own).
+/// Immutable bytes, cheap to clone: up to 30 bytes inline (no allocation at all), longer ones
+/// in a shared buffer — decoded from a frame, the frame's own when they are large.
 #[derive(Clone)]
-pub struct SharedStr(Repr);
+pub struct SharedBytes(Repr);
 
 #[derive(Clone)]
 enum Repr {
@@ -67,27 +67,117 @@ enum Repr {
 
 const INLINE: usize = 30;
 
+impl SharedBytes {
+    fn inline(b: &[u8]) -> Option<Self> {
+        let mut buf = [0; INLINE];
+        buf.get_mut(..b.len())?.copy_from_slice(b);
+        Some(SharedBytes(Repr::Inline(b.len() as u8, buf)))
+    }
+
+    /// `b` inline, or shared with the frame being decoded, or copied.
+    fn decoded(b: &[u8]) -> Self {
+        Self::inline(b).unwrap_or_else(|| SharedBytes(Repr::Shared(share(b))))
+    }
+
+    /// The postcard encoding of `value`: small ones are encoded in place, with no allocation.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Self> {
+        let mut buf = [0; INLINE];
+        match postcard::to_slice(value, &mut buf) {
+            Ok(used) => {
+                let len = used.len() as u8;
+                Ok(SharedBytes(Repr::Inline(len, buf)))
+            }
+            Err(postcard::Error::SerializeBufferFull) => Ok(super::encode_exact(value)?.into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Default for SharedBytes {
+    fn default() -> Self {
+        SharedBytes(Repr::Inline(0, [0; INLINE]))
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline(len, buf) => &buf[..*len as usize],
+            Repr::Shared(b) => b,
+        }
+    }
+}
+
+impl From<Vec<u8>> for SharedBytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self::inline(&v).unwrap_or_else(|| SharedBytes(Repr::Shared(Bytes::from(v))))
+    }
+}
+
+impl From<&[u8]> for SharedBytes {
+    fn from(b: &[u8]) -> Self {
+        Self::inline(b).unwrap_or_else(|| SharedBytes(Repr::Shared(Bytes::copy_from_slice(b))))
+    }
+}
+
+impl PartialEq for SharedBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SharedBytes {}
+
+impl std::hash::Hash for SharedBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for SharedBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = SharedBytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<SharedBytes, E> {
+                Ok(SharedBytes::decoded(v))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<SharedBytes, E> {
+                Ok(v.into())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<SharedBytes, E> {
+                Ok(v.into())
+            }
+        }
+        deserializer.deserialize_bytes(BytesVisitor)
+    }
+}
+
+/// An immutable string, cheap to clone: [`SharedBytes`] that hold UTF-8.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SharedStr(SharedBytes);
+
 impl SharedStr {
     /// The string.
     pub fn as_str(&self) -> &str {
         self
-    }
-
-    fn inline(s: &str) -> Option<Self> {
-        let mut buf = [0; INLINE];
-        buf.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
-        Some(SharedStr(Repr::Inline(s.len() as u8, buf)))
-    }
-
-    /// `s` inline, or shared with the frame being decoded.
-    fn decoded(s: &str) -> Self {
-        Self::inline(s).unwrap_or_else(|| SharedStr(Repr::Shared(share(s.as_bytes()))))
-    }
-}
-
-impl Default for SharedStr {
-    fn default() -> Self {
-        SharedStr(Repr::Inline(0, [0; INLINE]))
     }
 }
 
@@ -95,22 +185,10 @@ impl Deref for SharedStr {
     type Target = str;
 
     fn deref(&self) -> &str {
-        let bytes = match &self.0 {
-            Repr::Inline(len, buf) => &buf[..*len as usize],
-            Repr::Shared(b) => b,
-        };
         // SAFETY: every constructor takes the bytes of a `str` or `String`, so they are UTF-8.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 }
-
-impl PartialEq for SharedStr {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for SharedStr {}
 
 impl PartialOrd for SharedStr {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -139,14 +217,13 @@ impl std::borrow::Borrow<str> for SharedStr {
 
 impl From<&str> for SharedStr {
     fn from(s: &str) -> Self {
-        Self::inline(s)
-            .unwrap_or_else(|| SharedStr(Repr::Shared(Bytes::copy_from_slice(s.as_bytes()))))
+        SharedStr(s.as_bytes().into())
     }
 }
 
 impl From<String> for SharedStr {
     fn from(s: String) -> Self {
-        Self::inline(&s).unwrap_or_else(|| SharedStr(Repr::Shared(Bytes::from(s.into_bytes()))))
+        SharedStr(s.into_bytes().into())
     }
 }
 
@@ -189,7 +266,7 @@ impl<'de> Deserialize<'de> for SharedStr {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<SharedStr, E> {
-                Ok(SharedStr::decoded(v))
+                Ok(SharedStr(SharedBytes::decoded(v.as_bytes())))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SharedStr, E> {
                 Ok(v.into())
@@ -199,36 +276,6 @@ impl<'de> Deserialize<'de> for SharedStr {
             }
         }
         deserializer.deserialize_str(StrVisitor)
-    }
-}
-
-/// Serde for a `Bytes` field encoded as bytes (like `serde_bytes`), shared from the frame when
-/// decoded through [`decode_shared`].
-pub(super) mod bytes_field {
-    use super::*;
-
-    pub(in crate::wire) fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b)
-    }
-
-    pub(in crate::wire) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        struct BytesVisitor;
-        impl<'de> Visitor<'de> for BytesVisitor {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
-                Ok(share(v))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes::copy_from_slice(v))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes::from(v))
-            }
-        }
-        d.deserialize_bytes(BytesVisitor)
     }
 }
 
@@ -251,13 +298,22 @@ mod tests {
     }
 
     #[test]
+    fn small_encodings_stay_inline_and_decode_alike() {
+        for value in [vec![1u8; 3], vec![2u8; 300]] {
+            let encoded = SharedBytes::encode(&value).unwrap();
+            assert_eq!(&*encoded, &postcard::to_stdvec(&value).unwrap()[..]);
+            assert_eq!(matches!(encoded.0, Repr::Inline(..)), value.len() < INLINE);
+            let back: Vec<u8> = postcard::from_bytes(&encoded).unwrap();
+            assert_eq!(back, value);
+        }
+    }
+
+    #[test]
     fn strings_short_or_long_compare_and_hash_like_str() {
         let long = "a name longer than thirty bytes, stored in a buffer";
         for s in ["", "name", long] {
             let frame = Bytes::copy_from_slice(s.as_bytes());
-            let decoded = decode_shared(&frame, |b| {
-                SharedStr::decoded(std::str::from_utf8(b).unwrap())
-            });
+            let decoded = decode_shared(&frame, |b| SharedStr(SharedBytes::decoded(b)));
             assert_eq!(decoded, SharedStr::from(s));
             assert_eq!(decoded.as_str(), s);
             let mut map = std::collections::HashMap::new();
