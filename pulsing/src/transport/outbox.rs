@@ -103,20 +103,20 @@ impl Outbox {
     /// Queues `frame`, first waiting while more than [`ROOM`] bytes are queued. False if the
     /// connection is closed.
     pub(super) async fn push_waiting<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            {
-                let state = self.lock();
-                if state.closed {
-                    return false;
+        if self.lock().bytes > ROOM {
+            // Rare: wait for the writer, registered before checking again so no wake-up is lost.
+            loop {
+                let room = self.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                {
+                    let state = self.lock();
+                    if state.closed || state.bytes <= ROOM {
+                        break;
+                    }
                 }
-                if state.bytes <= ROOM {
-                    break;
-                }
+                room.await;
             }
-            room.await;
         }
         self.push(frame)
     }

@@ -309,10 +309,12 @@ async fn the_sweep_leaves_short_deadlines_and_unexpired_calls_alone() {
     while conn.waiting_calls() < 2 {
         tokio::task::yield_now().await;
     }
-    // As if SWEPT_DEADLINE had passed: only a swept deadline that has passed expires.
-    conn.expire_calls(tokio::time::Instant::now() + SWEPT_DEADLINE);
+    // As if SWEPT_DEADLINE had passed: a swept call is due no earlier than ⌈deadline⌉ + 1
+    // checks from now, and only swept calls expire.
+    let secs = SWEPT_DEADLINE.as_secs();
+    conn.expire_calls(secs + 1);
     assert_eq!(conn.waiting_calls(), 2);
-    conn.expire_calls(tokio::time::Instant::now() + SWEPT_DEADLINE * 2);
+    conn.expire_calls(2 * secs + 1);
     assert!(matches!(long.await.unwrap(), Outcome::Expired));
     assert_eq!(
         conn.waiting_calls(),
