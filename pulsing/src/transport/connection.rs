@@ -7,7 +7,7 @@
 //! fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -165,6 +165,12 @@ pub(crate) struct Connection {
     serving: Mutex<ById<Served>>,
     /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
     backlogs: Mutex<HashMap<SharedStr, std::collections::VecDeque<Incoming>>>,
+    /// How many backlogs exist: while none does (the usual case), calls skip the lock above.
+    /// Only the reader starts backlogs, so it never misses one it must queue behind.
+    backlog_count: AtomicUsize,
+    /// Whether the peer ever cancelled a call: until it does, a served call's actor needs no
+    /// lock to know the call is still wanted.
+    cancelled_any: AtomicBool,
     closed: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
@@ -340,6 +346,10 @@ impl Connection {
 
     /// Whether the peer still waits for call `id` (it has not been answered or cancelled).
     pub(crate) fn is_serving(&self, id: u64) -> bool {
+        if !self.cancelled_any.load(Ordering::Relaxed) {
+            // A call cancelled at this very moment may still run: as if the cancel came later.
+            return !self.is_closed();
+        }
         lock(&self.serving).contains_key(&id)
     }
 
@@ -389,6 +399,9 @@ impl Connection {
     /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
     /// in its mailbox, keeping their order; gives it back if there are none.
     pub(crate) fn behind_backlog(&self, call: Incoming) -> Option<Incoming> {
+        if self.backlog_count.load(Ordering::Acquire) == 0 {
+            return Some(call);
+        }
         match lock(&self.backlogs).get_mut(&call.actor) {
             Some(backlog) => {
                 backlog.push_back(call);
@@ -403,6 +416,7 @@ impl Connection {
     pub(crate) fn start_backlog(&self, call: Incoming) {
         let actor = call.actor.clone();
         lock(&self.backlogs).insert(actor, std::collections::VecDeque::from([call]));
+        self.backlog_count.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The next call of `actor`'s backlog; `None` (and the backlog is gone) once it is empty or
@@ -413,8 +427,8 @@ impl Connection {
             .get_mut(actor)
             .and_then(|b| b.pop_front())
             .filter(|_| !self.is_closed());
-        if next.is_none() {
-            backlogs.remove(actor);
+        if next.is_none() && backlogs.remove(actor).is_some() {
+            self.backlog_count.fetch_sub(1, Ordering::AcqRel);
         }
         next
     }
@@ -520,6 +534,8 @@ where
         waiting: Mutex::new(ById::default()),
         serving: Mutex::new(ById::default()),
         backlogs: Mutex::new(HashMap::new()),
+        backlog_count: AtomicUsize::new(0),
+        cancelled_any: AtomicBool::new(false),
         closed: CancellationToken::new(),
         written: CancellationToken::new(),
         reason: Mutex::new(None),
@@ -773,6 +789,7 @@ fn route(
         }
         Frame::Cancel { id } => {
             // A call in a mailbox or backlog is skipped by its actor once it is not `serving`.
+            conn.cancelled_any.store(true, Ordering::Relaxed);
             if let Some(Served::Task(task)) = lock(&conn.serving).remove(&id) {
                 task.abort.abort();
             }
