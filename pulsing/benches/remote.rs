@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::SinkExt;
 use pulsing::prelude::*;
+use serde_bytes::ByteBuf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -21,8 +22,9 @@ pub struct Echo;
 
 #[pulsing::remote]
 impl Echo {
-    /// Returns its argument.
-    pub fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+    /// Returns its argument. Binary data as `ByteBuf` (serde_bytes), as the floor sends it:
+    /// a plain `Vec<u8>` is (de)serialized byte by byte by serde.
+    pub fn echo(&self, data: ByteBuf) -> ByteBuf {
         data
     }
 
@@ -34,7 +36,7 @@ impl Echo {
 
 /// Raw protocol: a request is postcard `(id, payload)`, echoed back. A stream request is
 /// `(u64::MAX, n as 8 little-endian bytes)`, answered by n frames `(i, [])` and one `(u64::MAX, [])`.
-type RawFrame = (u64, Vec<u8>);
+type RawFrame = (u64, ByteBuf);
 
 async fn serve_raw(listener: TcpListener) {
     loop {
@@ -61,11 +63,11 @@ async fn serve_raw(listener: TcpListener) {
                     let n = u64::from_le_bytes(payload[..8].try_into().unwrap());
                     for i in 0..n {
                         let _ = out
-                            .send(postcard::to_stdvec(&(i, Vec::<u8>::new())).unwrap())
+                            .send(postcard::to_stdvec(&(i, ByteBuf::new())).unwrap())
                             .await;
                     }
                     let _ = out
-                        .send(postcard::to_stdvec(&(u64::MAX, Vec::<u8>::new())).unwrap())
+                        .send(postcard::to_stdvec(&(u64::MAX, ByteBuf::new())).unwrap())
                         .await;
                 } else {
                     let _ = out.send(postcard::to_stdvec(&(id, payload)).unwrap()).await;
@@ -104,7 +106,7 @@ impl Raw {
     }
 
     async fn send(&mut self, id: u64, payload: &[u8]) {
-        let frame = postcard::to_stdvec(&(id, payload)).unwrap();
+        let frame = postcard::to_stdvec(&(id, serde_bytes::Bytes::new(payload))).unwrap();
         self.out.send(frame).await.unwrap();
     }
 
@@ -168,13 +170,13 @@ async fn pulsing_pipelined(w: &EchoRef, n: usize, window: usize, payload: &[u8])
     let mut in_flight = FuturesUnordered::new();
     let mut sent = 0;
     while sent < window.min(n) {
-        in_flight.push(w.echo(payload.to_vec()).into_future());
+        in_flight.push(w.echo(ByteBuf::from(payload)).into_future());
         sent += 1;
     }
     while let Some(r) = in_flight.next().await {
         r.unwrap();
         if sent < n {
-            in_flight.push(w.echo(payload.to_vec()).into_future());
+            in_flight.push(w.echo(ByteBuf::from(payload)).into_future());
             sent += 1;
         }
     }
