@@ -79,6 +79,11 @@
 //! An `async fn` method runs on the actor's task: the next message waits until it finishes. For
 //! the future to be `Send`, `async fn(&self)` methods need the actor type to be `Sync`; use
 //! `&mut self` if it is not.
+//!
+//! Arguments and results cross nodes postcard-encoded through serde. Serde treats a `Vec<u8>` as a
+//! sequence of numbers, one at a time; for binary data, take and return `serde_bytes::ByteBuf`
+//! (or mark the field `#[serde(with = "serde_bytes")]`), which is copied as a block — on this
+//! project's machine a 1 MiB echo goes ≈2× faster (BENCHMARKS.md).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
