@@ -39,7 +39,7 @@ use crate::remote::{decode_value, RemoteActor};
 use crate::stream::{ConvertedStream, ValueStream};
 use crate::transport::Connection;
 use crate::value::Value;
-use crate::wire::Payload;
+use crate::wire::{Payload, SharedBytes, TypedResponseRef};
 use crate::Result;
 
 /// The arguments of a by-name call: positional ones first, then keyword ones.
@@ -134,6 +134,31 @@ impl Respond {
     pub(crate) fn send(mut self, result: Result<Payload>) {
         self.done = true;
         self.conn.answer(self.id, result);
+    }
+
+    /// Writes a typed answer to the peer: a small value goes inline like any payload, a larger
+    /// one is encoded straight into the response frame (one copy of it less).
+    pub(crate) fn send_typed<T: Serialize>(mut self, result: Result<T>) {
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => return self.send(Err(e)),
+        };
+        match postcard::experimental::serialized_size(&value) {
+            Ok(size) if size > SharedBytes::INLINE => {
+                self.done = true;
+                let response = TypedResponseRef {
+                    id: self.id,
+                    value: &value,
+                    size,
+                };
+                self.conn.answer_with(self.id, &response);
+            }
+            _ => self.send(
+                SharedBytes::encode(&value)
+                    .map(Payload::Typed)
+                    .map_err(|e| crate::Error::Codec(e.to_string())),
+            ),
+        }
     }
 
     /// Lets go without answering: the call waits in a backlog and will get a new `Respond`.

@@ -296,7 +296,9 @@ impl Actor for Hosted {
                 (HostedReply::Call(Reply::to(tx)), answer)
             }
             DynKind::Respond(respond) => (
-                HostedReply::Call(Reply::to_peer(respond, |v| Ok(Payload::Value(v)))),
+                HostedReply::Call(Reply::to_peer(respond, |respond, result| {
+                    respond.send(result.map(Payload::Value))
+                })),
                 Pending::Responded,
             ),
             DynKind::Stream { buffer, actor } => {

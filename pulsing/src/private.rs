@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorMeta;
-use crate::dynamic::{Args, DynKind, DynPending, Pending};
+use crate::dynamic::{Args, DynKind, DynPending, Pending, Respond};
 use crate::interface::MethodInfo;
 use crate::reply::{Reply, StreamReply};
 use crate::stream::spawn_pump;
@@ -301,7 +301,7 @@ pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(Reply<T>, DynPending)> {
-    call_slot::<A, T, Value>(index, kind, to_value_result, value_payload)
+    call_slot::<A, T, Value>(index, kind, to_value_result, deliver_value::<T>)
 }
 
 /// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
@@ -318,7 +318,7 @@ pub fn remote_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     kind: DynKind,
 ) -> Result<(Reply<T>, Pending<Vec<u8>>)> {
-    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard, typed_payload)
+    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard, deliver_typed::<T>)
 }
 
 /// Like [`dyn_stream`], for a remote caller: items become postcard bytes.
@@ -333,14 +333,12 @@ fn to_value_result<T: Serialize>(value: &T) -> Result<Value> {
     to_value(value).map_err(Error::from)
 }
 
-fn value_payload<T: Serialize>(value: T) -> Result<Payload> {
-    to_value_result(&value).map(Payload::Value)
+fn deliver_value<T: Serialize>(respond: Respond, result: Result<T>) {
+    respond.send(result.and_then(|v| to_value_result(&v)).map(Payload::Value));
 }
 
-fn typed_payload<T: Serialize>(value: T) -> Result<Payload> {
-    crate::wire::SharedBytes::encode(&value)
-        .map(Payload::Typed)
-        .map_err(|e| Error::Codec(e.to_string()))
+fn deliver_typed<T: Serialize>(respond: Respond, result: Result<T>) {
+    respond.send_typed(result);
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
@@ -362,7 +360,7 @@ fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
     index: usize,
     kind: DynKind,
     convert: fn(&T) -> Result<O>,
-    to_payload: fn(T) -> Result<Payload>,
+    deliver: fn(Respond, Result<T>),
 ) -> Result<(Reply<T>, Pending<O>)> {
     match kind {
         DynKind::Call => {
@@ -373,7 +371,7 @@ fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
             });
             Ok((Reply::to(tx), Pending::Call(pending)))
         }
-        DynKind::Respond(respond) => Ok((Reply::to_peer(respond, to_payload), Pending::Responded)),
+        DynKind::Respond(respond) => Ok((Reply::to_peer(respond, deliver), Pending::Responded)),
         DynKind::Stream { .. } => Err(kind_mismatch::<A>(
             index,
             "is not a streaming method: use `call`",

@@ -10,7 +10,6 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dynamic::Respond;
-use crate::wire::Payload;
 use crate::{Error, Result};
 
 /// Where the single answer of a call goes; empty for fire-and-forget.
@@ -43,13 +42,12 @@ impl<T> Reply<T> {
         Reply(Slot::Ignore)
     }
 
-    /// A slot answering a peer's call: the result, made a wire payload by `convert`, is
-    /// written to the peer's connection.
-    pub(crate) fn to_peer(respond: Respond, convert: fn(T) -> Result<Payload>) -> Self
+    /// A slot answering a peer's call: `deliver` writes the result to the peer's connection.
+    pub(crate) fn to_peer(respond: Respond, deliver: fn(Respond, Result<T>)) -> Self
     where
         T: 'static,
     {
-        Reply(Slot::Peer(Box::new(ToConnection { respond, convert })))
+        Reply(Slot::Peer(Box::new(ToConnection { respond, deliver })))
     }
 
     /// Whether the caller has gone (timed out or dropped its future). Such a call is skipped.
@@ -85,7 +83,7 @@ trait ToPeer<T>: Send + Sync {
 
 struct ToConnection<T> {
     respond: Respond,
-    convert: fn(T) -> Result<Payload>,
+    deliver: fn(Respond, Result<T>),
 }
 
 impl<T> ToPeer<T> for ToConnection<T> {
@@ -94,7 +92,7 @@ impl<T> ToPeer<T> for ToConnection<T> {
     }
 
     fn send(self: Box<Self>, result: Result<T>) {
-        self.respond.send(result.and_then(self.convert));
+        (self.deliver)(self.respond, result);
     }
 }
 

@@ -372,8 +372,14 @@ impl Connection {
     /// Answers the peer's call `id`, unless it was cancelled or answered already. The encoding
     /// happens here, on the answering thread; the writer only writes the bytes.
     pub(crate) fn answer(&self, id: u64, result: Result<Payload>) {
+        self.answer_with(id, &Frame::Response { id, result });
+    }
+
+    /// Like [`answer`](Self::answer), with the response already made (it must be a
+    /// `Response` to `id`, such as a `TypedResponseRef`).
+    pub(crate) fn answer_with<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
         if lock(&self.serving).remove(&id).is_some() {
-            self.write_answer(id, result);
+            self.outbox.push(response);
         }
     }
 

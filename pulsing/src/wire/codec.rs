@@ -238,6 +238,25 @@ mod tests {
         }
 
         #[test]
+        fn a_typed_response_encodes_like_the_frame(
+            id in any::<u64>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..100),
+            text in ".{0,40}",
+            n in any::<u32>(),
+        ) {
+            let value = (serde_bytes::ByteBuf::from(bytes), text, n);
+            let encoded = postcard::to_stdvec(&value).unwrap();
+            let direct = encode_exact(&crate::wire::TypedResponseRef {
+                id,
+                value: &value,
+                size: encoded.len(),
+            })
+            .unwrap();
+            let framed = encode(&Frame::Response { id, result: Ok(Payload::Typed(encoded.into())) });
+            prop_assert_eq!(direct, framed);
+        }
+
+        #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode(&bytes, DEFAULT_MAX_FRAME);
         }

@@ -126,6 +126,61 @@ pub(crate) struct RequestRef<'a> {
 
 /// `Frame::Request`'s position among `Frame`'s variants (postcard encodes the position).
 const REQUEST_VARIANT: u32 = 2;
+/// `Frame::Response`'s position among `Frame`'s variants.
+const RESPONSE_VARIANT: u32 = 3;
+
+/// A successful `Frame::Response` whose typed payload is `value`, encoded straight into the
+/// frame rather than into a buffer of its own first: `size` is the length of `value`'s postcard
+/// encoding. Encodes to exactly the bytes of `Frame::Response { id, result:
+/// Ok(Payload::Typed(postcard(value))) }` (a test checks it).
+#[derive(Debug)]
+pub(crate) struct TypedResponseRef<'a, T> {
+    pub(crate) id: u64,
+    pub(crate) value: &'a T,
+    pub(crate) size: usize,
+}
+
+impl<T: Serialize> Serialize for TypedResponseRef<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut v =
+            serializer.serialize_struct_variant("Frame", RESPONSE_VARIANT, "Response", 2)?;
+        v.serialize_field("id", &self.id)?;
+        v.serialize_field("result", &OkTyped(self))?;
+        v.end()
+    }
+}
+
+/// `Ok(Payload::Typed(..))` of a [`TypedResponseRef`].
+struct OkTyped<'r, 'a, T>(&'r TypedResponseRef<'a, T>);
+
+impl<T: Serialize> Serialize for OkTyped<'_, '_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("Result", 0, "Ok", &Typed(self.0))
+    }
+}
+
+/// `Payload::Typed(..)` of a [`TypedResponseRef`]: postcard writes bytes as their length then
+/// the bytes, so the length followed by the value itself encodes the same.
+struct Typed<'r, 'a, T>(&'r TypedResponseRef<'a, T>);
+
+impl<T: Serialize> Serialize for Typed<'_, '_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("Payload", 0, "Typed", &Nested(self.0))
+    }
+}
+
+struct Nested<'r, 'a, T>(&'r TypedResponseRef<'a, T>);
+
+impl<T: Serialize> Serialize for Nested<'_, '_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&(self.0.size as u64))?;
+        t.serialize_element(self.0.value)?;
+        t.end()
+    }
+}
 
 impl Serialize for RequestRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

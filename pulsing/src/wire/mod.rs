@@ -26,6 +26,6 @@ mod shared;
 
 pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use codec::{decode_packed, encode_exact};
-pub(crate) use frame::RequestRef;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
+pub(crate) use frame::{RequestRef, TypedResponseRef};
 pub use shared::{SharedBytes, SharedStr};

@@ -68,6 +68,9 @@ enum Repr {
 const INLINE: usize = 30;
 
 impl SharedBytes {
+    /// The longest bytes stored inline.
+    pub(crate) const INLINE: usize = INLINE;
+
     fn inline(b: &[u8]) -> Option<Self> {
         let mut buf = [0; INLINE];
         buf.get_mut(..b.len())?.copy_from_slice(b);
