@@ -17,6 +17,23 @@ async fn worker(system: &ActorSystem) -> WorkerRef {
         .expect("the worker is found on the other node")
 }
 
+/// A server node in this process (a real WebSocket connection on loopback) whose `log` worker
+/// has room for `mailbox` messages, a client node joined to it, and the client's proxy.
+async fn in_process_pair(mailbox: usize) -> (ActorSystem, ActorSystem, WorkerRef) {
+    let server = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .mailbox_capacity(mailbox)
+        .build()
+        .await
+        .unwrap();
+    Worker::spawn_named(&server, "log", Worker::new("server"))
+        .await
+        .unwrap();
+    let system = client(&server.advertised_addr().unwrap()).await;
+    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    (server, system, log)
+}
+
 #[tokio::test]
 async fn typed_calls_cross_processes_with_the_same_proxy() {
     let node = NodeProcess::start(NODE, &["--name", "node-a", "--spawn", "worker"]);
@@ -275,17 +292,7 @@ async fn a_hung_peer_is_detected_within_seconds_without_a_tcp_reset() {
 async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
     // In-process pair of nodes (a real WebSocket connection on loopback): the server's actor
     // has room for 2 messages while 300 calls arrive at once, so most wait in a backlog.
-    let server = ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .mailbox_capacity(2)
-        .build()
-        .await
-        .unwrap();
-    Worker::spawn_named(&server, "log", Worker::new("server"))
-        .await
-        .unwrap();
-    let system = client(&server.advertised_addr().unwrap()).await;
-    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    let (server, system, log) = in_process_pair(2).await;
     // Sent in order without waiting for answers, so they pile up on the server.
     for i in 0..300 {
         log.record(i).tell().await.unwrap();
@@ -306,17 +313,7 @@ async fn a_remote_call_that_times_out_while_queued_is_never_run() {
     // The server's actor is busy for a second with room for 2 messages: of the 5 calls that
     // time out meanwhile, 2 wait in its mailbox and 3 in the connection's backlog. The caller's
     // `Cancel` must reach all of them, wherever they wait.
-    let server = ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .mailbox_capacity(2)
-        .build()
-        .await
-        .unwrap();
-    Worker::spawn_named(&server, "log", Worker::new("server"))
-        .await
-        .unwrap();
-    let system = client(&server.advertised_addr().unwrap()).await;
-    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    let (server, system, log) = in_process_pair(2).await;
     // Sent first, so it runs first: calls from one node keep their order.
     log.slow(1000).tell().await.unwrap();
     let given_up = futures_util::future::join_all((1..=5).map(|i| {
@@ -341,16 +338,7 @@ async fn a_remote_call_that_times_out_while_queued_is_never_run() {
 async fn calls_queued_when_a_remote_actor_stops_fail_with_stopped() {
     // The calls wait in the actor's mailbox behind a slow one when it is asked to stop: each
     // gets `Stopped` from its reply slot, promptly, rather than waiting for its deadline.
-    let server = ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .build()
-        .await
-        .unwrap();
-    Worker::spawn_named(&server, "log", Worker::new("server"))
-        .await
-        .unwrap();
-    let system = client(&server.advertised_addr().unwrap()).await;
-    let log = Worker::resolve_wait(&system, "log", WAIT).await.unwrap();
+    let (server, system, log) = in_process_pair(256).await;
     log.slow(300).tell().await.unwrap();
     let queued: Vec<_> = (0..3)
         .map(|i| {
