@@ -11,8 +11,8 @@
 //!
 //! [`tune`] applies the settings once, when the runtime starts, unless the user chose for
 //! themselves: `PULSING_MALLOC=system` keeps glibc's defaults, and so does setting any of glibc's
-//! own knobs (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `GLIBC_TUNABLES`). Other C
-//! libraries are left alone.
+//! own malloc knobs (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, or `glibc.malloc.*` in
+//! `GLIBC_TUNABLES`). Other C libraries are left alone.
 
 use std::sync::OnceLock;
 
@@ -39,18 +39,27 @@ pub(crate) fn tuned() -> bool {
 /// False if the environment says the user chose the allocator's settings.
 fn left_to_us() -> bool {
     let opted_out = std::env::var("PULSING_MALLOC").is_ok_and(|v| v == "system");
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
     !opted_out
-        && ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"]
+        && !tunables.contains("glibc.malloc.")
+        && ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
             .iter()
             .all(|name| std::env::var_os(name).is_none())
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn apply() -> bool {
-    // SAFETY: `mallopt` only sets two of glibc's global tuning parameters; it is thread-safe.
+    // SAFETY: `mallopt` only sets glibc's global tuning parameters; it is thread-safe.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1 {
+            return false;
+        }
+        if libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1 {
+            // Half-tuned is worse than untuned: back to glibc's default mmap threshold.
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+            return false;
+        }
+        true
     }
 }
 

@@ -402,12 +402,7 @@ class _Host:
                     break
                 fn, args, kwargs, fut, method, reply = q.popleft()
             if reply is not None:
-                try:
-                    value = fn(*args, **kwargs)
-                except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
-                    _fail(self, method, reply, e)
-                else:
-                    _send(self, method, reply, value)
+                _run_for(self, method, reply, fn, args, kwargs)
                 continue
             try:
                 done.append((fut, True, fn(*args, **kwargs)))
@@ -424,6 +419,20 @@ class _Host:
             self.loop.call_soon_threadsafe(_set_results, done)
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
+
+
+def _run_for(host: "_Host", method: str, reply, fn, args, kwargs) -> None:
+    """Runs a ``def`` call that came through the runtime and answers ``reply``; never raises,
+    so the actor's worker goes on with its next call."""
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+        try:
+            _fail(host, method, reply, _raised(host, method, e))
+        except BaseException:  # noqa: BLE001 - even the exception would not report
+            reply.raised(host.label(), method, type(e).__name__, "(unprintable exception)", "")
+    else:
+        _send(host, method, reply, value)
 
 
 def _set_results(done) -> None:

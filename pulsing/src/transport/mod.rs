@@ -211,8 +211,10 @@ impl Transport {
 
     fn ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .max_message_size(Some(self.max_frame))
-            .max_frame_size(Some(self.max_frame))
+            // Each frame is checked against `max_frame` once decoded; a message of several
+            // packed frames may always reach PACK_LIMIT.
+            .max_message_size(Some(self.max_frame.max(crate::wire::PACK_LIMIT)))
+            .max_frame_size(Some(self.max_frame.max(crate::wire::PACK_LIMIT)))
     }
 
     /// The live connection to `addr`, dialing it if there is none.

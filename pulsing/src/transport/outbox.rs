@@ -8,19 +8,25 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::wire::encode_exact;
-
-/// Frames are packed into one WebSocket message up to this size: a message costs the WebSocket
-/// layer far more than the few bytes of a small frame (+15–20% calls/s at 1024 in flight,
-/// BENCHMARKS.md).
-pub(super) const PACK_LIMIT: usize = 16 << 10;
+pub(super) use crate::wire::PACK_LIMIT;
 
 /// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
 const ROOM: usize = 1 << 20;
+
+/// Why [`Outbox::push_waiting`] did not queue a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NotQueued {
+    /// The connection is closed.
+    Closed,
+    /// The outbox stayed full for as long as the sender would wait.
+    TimedOut,
+}
 
 /// The connection's queue of encoded frames.
 #[derive(Debug, Default)]
@@ -100,25 +106,41 @@ impl Outbox {
         true
     }
 
-    /// Queues `frame`, first waiting while more than [`ROOM`] bytes are queued. False if the
-    /// connection is closed.
-    pub(super) async fn push_waiting<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
+    /// Queues `frame`, first waiting (at most `within`, if given) while more than [`ROOM`]
+    /// bytes are queued.
+    pub(super) async fn push_waiting<T: Serialize + ?Sized>(
+        &self,
+        frame: &T,
+        within: Option<Duration>,
+    ) -> Result<(), NotQueued> {
         if self.lock().bytes > ROOM {
             // Rare: wait for the writer, registered before checking again so no wake-up is lost.
-            loop {
-                let room = self.room.notified();
-                tokio::pin!(room);
-                room.as_mut().enable();
-                {
-                    let state = self.lock();
-                    if state.closed || state.bytes <= ROOM {
-                        break;
+            let room = async {
+                loop {
+                    let room = self.room.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    {
+                        let state = self.lock();
+                        if state.closed || state.bytes <= ROOM {
+                            return;
+                        }
                     }
+                    room.await;
                 }
-                room.await;
+            };
+            match within {
+                Some(limit) => tokio::time::timeout(limit, room)
+                    .await
+                    .map_err(|_| NotQueued::TimedOut)?,
+                None => room.await,
             }
         }
-        self.push(frame)
+        if self.push(frame) {
+            Ok(())
+        } else {
+            Err(NotQueued::Closed)
+        }
     }
 
     /// Resolves when there may be packs to take.
@@ -182,12 +204,23 @@ mod tests {
         assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.push_waiting(&Frame::Leaving).await }
+            async move { outbox.push_waiting(&Frame::Leaving, None).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         assert_eq!(outbox.take().len(), 1);
-        assert!(waiting.await.unwrap());
+        assert_eq!(waiting.await.unwrap(), Ok(()));
         assert_eq!(outbox.take().len(), 1);
+        // Full again: a sender with a limit gives up; closing releases the others.
+        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        let limited = outbox.push_waiting(&Frame::Leaving, Some(Duration::from_millis(20)));
+        assert_eq!(limited.await, Err(NotQueued::TimedOut));
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.push_waiting(&Frame::Leaving, None).await }
+        });
+        tokio::task::yield_now().await;
+        outbox.close();
+        assert_eq!(waiting.await.unwrap(), Err(NotQueued::Closed));
     }
 }

@@ -309,12 +309,18 @@ async fn the_sweep_leaves_short_deadlines_and_unexpired_calls_alone() {
     while conn.waiting_calls() < 2 {
         tokio::task::yield_now().await;
     }
-    // As if SWEPT_DEADLINE had passed: a swept call is due no earlier than ⌈deadline⌉ + 1
-    // checks from now, and only swept calls expire.
+    // As if time had passed: a swept call is due ⌈deadline + 10 ms⌉ + 1 checks from now, and
+    // only swept calls expire.
     let secs = SWEPT_DEADLINE.as_secs();
     conn.expire_calls(secs + 1);
     assert_eq!(conn.waiting_calls(), 2);
     conn.expire_calls(2 * secs + 1);
+    assert_eq!(
+        conn.waiting_calls(),
+        2,
+        "never early: 10 ms of slack, so one check more"
+    );
+    conn.expire_calls(2 * secs + 2);
     assert!(matches!(long.await.unwrap(), Outcome::Expired));
     assert_eq!(
         conn.waiting_calls(),
@@ -322,4 +328,24 @@ async fn the_sweep_leaves_short_deadlines_and_unexpired_calls_alone() {
         "the short one is its caller's to time out"
     );
     short.abort();
+}
+
+#[tokio::test]
+async fn packed_small_frames_reach_a_node_with_a_small_frame_limit() {
+    // Frames are packed into messages of up to PACK_LIMIT bytes; a node whose own limit is
+    // smaller applies it to each frame, not to the pack.
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 4096).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let calls = (0..100).map(|_| {
+        let conn = conn.clone();
+        async move {
+            conn.call(call("echo", Payload::Typed(vec![1; 200].into())))
+                .await
+                .answered()
+        }
+    });
+    for result in futures_util::future::join_all(calls).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
 }

@@ -25,7 +25,7 @@ mod frame;
 mod shared;
 
 pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
-pub(crate) use codec::{decode_packed, encode_exact};
+pub(crate) use codec::{decode_packed, encode_exact, PACK_LIMIT};
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
 pub(crate) use frame::{RequestRef, TypedResponseRef};
 pub use shared::{SharedBytes, SharedStr};
