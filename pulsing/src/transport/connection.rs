@@ -280,7 +280,7 @@ impl Connection {
         let expires = call.deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
             // Whole checks, with a margin: a tick that runs a few ms late keeps its schedule
             // (tokio's `Interval` only delays ticks more than 5 ms late).
-            let checks = (d + CHECK_SLACK).as_secs() + 1;
+            let checks = d.saturating_add(CHECK_SLACK).as_secs().saturating_add(1);
             self.checks
                 .load(Ordering::Relaxed)
                 .saturating_add(checks)

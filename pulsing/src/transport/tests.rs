@@ -349,3 +349,30 @@ async fn packed_small_frames_reach_a_node_with_a_small_frame_limit() {
         assert!(result.is_ok(), "{result:?}");
     }
 }
+
+#[tokio::test]
+async fn a_huge_deadline_neither_overflows_nor_expires() {
+    let (a, _ia) = node(None, 1 << 20).await;
+    let (b, _ib) = node(None, 1 << 20).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let mut forever = call("hang", args(0));
+    forever.deadline = Some(Duration::MAX);
+    let pending = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(forever).await }
+    });
+    for _ in 0..1000 {
+        if conn.waiting_calls() == 1 || pending.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !pending.is_finished(),
+        "the call ended: {:?}",
+        pending.await
+    );
+    conn.expire_calls(1 << 40);
+    assert_eq!(conn.waiting_calls(), 1);
+    pending.abort();
+}
