@@ -339,20 +339,19 @@ async fn calls_queued_when_a_remote_actor_stops_fail_with_stopped() {
     // The calls wait in the actor's mailbox behind a slow one when it is asked to stop: each
     // gets `Stopped` from its reply slot, promptly, rather than waiting for its deadline.
     let (server, system, log) = in_process_pair(256).await;
-    log.slow(300).tell().await.unwrap();
-    let queued: Vec<_> = (0..3)
-        .map(|i| {
-            let log = log.clone();
-            tokio::spawn(async move { log.record(i).no_timeout().await })
-        })
+    log.slow(1000).tell().await.unwrap();
+    let mut queued: Vec<_> = (0..3)
+        .map(|i| Box::pin(log.record(i).no_timeout().into_future()))
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await; // they reach the mailbox
+    // One poll each sends the requests, so they travel (in order) ahead of the stop.
+    for call in &mut queued {
+        assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
+    }
     log.stop();
     for call in queued {
         let result = tokio::time::timeout(WAIT, call)
             .await
-            .expect("answered, not left to hang")
-            .unwrap();
+            .expect("answered, not left to hang");
         assert!(matches!(result, Err(Error::Stopped { .. })), "{result:?}");
     }
     system.shutdown().await;
