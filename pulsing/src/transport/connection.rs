@@ -1,10 +1,10 @@
 //! One WebSocket connection to a peer node: a writer task, a reader task, and the bookkeeping that
 //! multiplexes many concurrent calls and streams over it by request id.
 //!
-//! Requests, answers and stream items go through the [`Outbox`], which packs them into WebSocket
-//! messages as they are queued. Control frames (credit, cancel, gossip) have their own lane and
-//! are written first, so they never starve behind a large stream. When the connection ends, every call and stream waiting on it
-//! fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
+//! Requests, answers and stream items go through an [`Outbox`], which packs them into WebSocket
+//! messages as they are queued. Control frames (credit, cancel, gossip) have an outbox of their
+//! own, written first, so they never starve behind a large stream. When the connection ends,
+//! every call and stream waiting on it fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
-use super::outbox::{NotQueued, Outbox, PACK_LIMIT};
+use super::outbox::{NotQueued, Outbox};
 use crate::wire::{decode, decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr};
 use crate::{Error, Result};
 
@@ -97,8 +97,8 @@ impl Outcome {
 
 /// Deadlines this long or longer are not armed as a timer per call, nor even read the clock:
 /// the call is due at the reader's check (once a second, when it checks the peer is alive)
-/// numbered `checks so far + ⌈deadline + 10 ms⌉ + 1`, so it fires never early and at most two seconds
-/// late (≤ 20% of the deadline, 7% of the default 30 s). This saves a timer-wheel insertion and
+/// numbered `checks so far + ⌈deadline + 10 ms⌉ + 1`, so it fires never early and at most two
+/// seconds late (≤ 20% of the deadline, 7% of the default 30 s). This saves a timer-wheel insertion and
 /// removal per call (≈4% calls/s at 1024 in flight) and a clock read (≈4% of the caller's CPU).
 /// Shorter deadlines get a precise timer from the caller.
 pub(crate) const SWEPT_DEADLINE: Duration = Duration::from_secs(10);
@@ -168,7 +168,8 @@ pub(crate) struct Connection {
     pub(crate) peer_addr: String,
     /// Requests, answers, stream items: encoded and packed as they are queued, in order.
     outbox: Outbox,
-    control: mpsc::UnboundedSender<Frame>,
+    /// Credit, cancel, gossip, leaving: packed the same way, written before the outbox.
+    control: Outbox,
     next_id: AtomicU64,
     /// How many times the reader has checked on the peer (once a second).
     checks: AtomicU64,
@@ -226,7 +227,7 @@ impl Connection {
 
     /// Queues a control frame; never waits.
     pub(crate) fn send_control(&self, frame: Frame) {
-        let _ = self.control.send(frame);
+        self.control.push(&frame);
     }
 
     /// Registers what waits for the answer (if anything) under a fresh id, then sends the
@@ -557,12 +558,11 @@ where
         }
         Err(_) => return Err("handshake timed out".to_owned()),
     };
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let conn = Arc::new(Connection {
         peer,
         peer_addr,
         outbox: Outbox::default(),
-        control: control_tx,
+        control: Outbox::default(),
         next_id: AtomicU64::new(1),
         checks: AtomicU64::new(0),
         waiting: Mutex::new(ById::default()),
@@ -575,7 +575,7 @@ where
         reason: Mutex::new(None),
     });
     let written = conn.written.clone().drop_guard();
-    let writer = write_loop(sink, control_rx, conn.clone());
+    let writer = write_loop(sink, conn.clone());
     tokio::spawn(async move {
         writer.await;
         drop(written);
@@ -618,12 +618,9 @@ where
     }
 }
 
-/// Writes queued frames, control lane first, then everything in the outbox, in one flush.
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut control: mpsc::UnboundedReceiver<Frame>,
-    conn: Arc<Connection>,
-) where
+/// Writes queued frames, control frames first, then everything in the outbox, in one flush.
+async fn write_loop<S>(mut sink: SplitSink<WebSocketStream<S>, Message>, conn: Arc<Connection>)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -632,18 +629,12 @@ async fn write_loop<S>(
     let cancelled = cancelled.cancelled();
     tokio::pin!(cancelled);
     'write: loop {
-        let first = tokio::select! {
+        let last = tokio::select! {
             biased;
-            () = &mut cancelled => {
-                // Last words (a `Leaving`) go out before the close.
-                while let Ok(frame) = control.try_recv() {
-                    let _ = sink.feed(Message::Binary(encode(&frame).into())).await;
-                }
-                let _ = sink.flush().await;
-                break;
-            }
-            Some(frame) = control.recv() => Some(frame),
-            () = conn.outbox.ready() => None,
+            // Last words (a `Leaving`) go out before the close.
+            () = &mut cancelled => true,
+            () = conn.control.ready() => false,
+            () = conn.outbox.ready() => false,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -651,34 +642,21 @@ async fn write_loop<S>(
                 continue;
             }
         };
-        // Control frames first (credit, cancel, gossip), packed like the rest.
-        let mut urgent = Vec::new();
-        for frame in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| control.try_recv().ok()))
-        {
-            let bytes = encode(&frame);
-            if !urgent.is_empty() && urgent.len() + bytes.len() > PACK_LIMIT {
-                let full = std::mem::take(&mut urgent);
-                if sink.feed(Message::Binary(full.into())).await.is_err() {
-                    break 'write;
-                }
-            }
-            urgent.extend_from_slice(&bytes);
+        let mut packs = conn.control.take();
+        if !last {
+            packs.extend(conn.outbox.take());
         }
-        if !urgent.is_empty() && sink.feed(Message::Binary(urgent.into())).await.is_err() {
-            break;
-        }
-        for pack in conn.outbox.take() {
+        for pack in packs {
             if sink.feed(Message::Binary(pack.into())).await.is_err() {
                 break 'write;
             }
         }
-        if sink.flush().await.is_err() {
+        if sink.flush().await.is_err() || last {
             break;
         }
     }
     let _ = sink.send(Message::Close(None)).await;
+    conn.control.close();
     conn.outbox.close();
     conn.closed.cancel();
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::wire::encode_exact;
-pub(super) use crate::wire::PACK_LIMIT;
+use crate::wire::PACK_LIMIT;
 
 /// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
 const ROOM: usize = 1 << 20;
