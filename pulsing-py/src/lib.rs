@@ -11,6 +11,7 @@
 #![allow(unreachable_pub)]
 
 mod convert;
+mod handoff;
 mod malloc;
 
 use std::io::{Read, Write};
@@ -930,6 +931,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStream>()?;
     m.add_class::<PyReply>()?;
     m.add_class::<PySink>()?;
+    m.add_class::<handoff::JobQueue>()?;
+    m.add_class::<handoff::Slot>()?;
     m.add_function(wrap_pyfunction!(init, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(finalize, m)?)?;

@@ -25,7 +25,6 @@ import importlib
 import inspect
 import itertools
 import os
-import queue
 import sys
 import threading
 import time
@@ -60,13 +59,14 @@ _host_ids = itertools.count(1)
 class _SyncPool:
     """Worker threads for ``def`` methods: a job is one actor's drain loop.
 
-    Leaner than ``ThreadPoolExecutor`` (no future per job): one ``SimpleQueue`` that idle
-    workers block on; a worker is started when none is idle, up to ``max_threads``. Workers are
-    daemon threads, so an idle one never delays interpreter exit.
+    Leaner than ``ThreadPoolExecutor`` (no future per job): one native queue that idle workers
+    wait on (after handing an answer to a loop that holds for it, a worker spins 50 µs for the
+    next job before it sleeps); a worker is started when none is idle, up to ``max_threads``.
+    Workers are daemon threads, so an idle one never delays interpreter exit.
     """
 
     def __init__(self, max_threads: int = 64) -> None:
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.jobs = _native.JobQueue()
         self.lock = threading.Lock()
         self.idle = 0  # workers waiting for a job
         self.queued = 0  # jobs not yet taken
@@ -87,17 +87,23 @@ class _SyncPool:
 
     def _work(self) -> None:
         jobs, lock = self.jobs, self.lock
+        publish = None
         while True:
             with lock:
                 self.idle += 1
-            job = jobs.get()
+            job = jobs.get(publish)
             with lock:
                 self.idle -= 1
                 self.queued -= 1
-            job()
+            publish = job()
 
 
 _POOL = _SyncPool()
+# A `def` call from the actor's own loop waits this long for its answer with the loop held (the
+# GIL released) before it awaits like any other call: a short method's answer then needs no
+# wake-up of the loop. Only while the actor's last `def` run took under `_QUICK_RUN` seconds.
+_HOLD_US = 100
+_QUICK_RUN = 20e-6
 # The serial actors whose call is in progress up the current call chain, as "process:actor"
 # strings; carried along with calls to Python actors in other processes (the `$pulsing_chain`
 # keyword), so that A -> B -> A is re-entrant across processes too.
@@ -329,7 +335,7 @@ class _Host:
 
     __slots__ = (
         "id", "info", "instance", "loop", "lock", "sync_q", "sync_busy", "sync_lock",
-        "name", "native", "generation", "stopped", "chain_id",
+        "name", "native", "generation", "stopped", "chain_id", "quick",
     )
 
     def __init__(self, info: _ClassInfo, instance: Any, loop, name: Optional[str]) -> None:
@@ -342,6 +348,7 @@ class _Host:
         self.sync_q: collections.deque = collections.deque()
         self.sync_busy = False
         self.sync_lock = threading.Lock()
+        self.quick = True  # its last `def` run was short: worth holding the loop for the answer
         self.name = name
         self.native = None
         self.generation = _generation
@@ -376,13 +383,31 @@ class _Host:
 
     def run_sync(self, fn, args, kwargs, method: str) -> asyncio.Future:
         fut = self.loop.create_future()
-        self._queue_sync((fn, args, kwargs, fut, method, None))
+        self._queue_sync((fn, args, kwargs, fut, method, None, None))
         return fut
+
+    async def call_sync(self, fn, args, kwargs, method: str):
+        """Runs ``fn`` on the worker; when the actor is idle and its methods are quick, holds
+        the loop up to ``_HOLD_US`` for the answer before awaiting it."""
+        ready = getattr(self.loop, "_ready", None)  # asyncio's ready callbacks
+        if not self.quick or self.sync_busy or ready is None or ready:
+            # Something else could use the loop meanwhile (or the method is slow).
+            return await self.run_sync(fn, args, kwargs, method)
+        fut = self.loop.create_future()
+        slot = _native.Slot()
+        self._queue_sync((fn, args, kwargs, fut, method, None, slot))
+        answer = slot.wait(_HOLD_US)
+        if answer is None:
+            return await fut
+        ok, value = answer
+        if ok:
+            return value
+        raise value
 
     def run_sync_for(self, reply, fn, args, kwargs, method: str) -> None:
         """Like ``run_sync`` for a call that came through the runtime: the worker thread answers
         ``reply`` itself, so the answer does not wait for the event loop to wake up."""
-        self._queue_sync((fn, args, kwargs, None, method, reply))
+        self._queue_sync((fn, args, kwargs, None, method, reply, None))
 
     def _queue_sync(self, job) -> None:
         with self.sync_lock:
@@ -392,7 +417,9 @@ class _Host:
         if start:
             _POOL.submit(self._drain_sync)
 
-    def _drain_sync(self) -> None:
+    def _drain_sync(self) -> "Optional[Any]":
+        """Runs the actor's queued ``def`` calls in order. Returns a claimed slot that the
+        worker publishes once it has let go of the GIL (see ``_native.JobQueue.get``)."""
         done = []
         q = self.sync_q
         while True:
@@ -400,14 +427,29 @@ class _Host:
                 if not q:
                     self.sync_busy = False
                     break
-                fn, args, kwargs, fut, method, reply = q.popleft()
+                fn, args, kwargs, fut, method, reply, slot = q.popleft()
             if reply is not None:
                 _run_for(self, method, reply, fn, args, kwargs)
                 continue
+            start = time.perf_counter()
             try:
-                done.append((fut, True, fn(*args, **kwargs)))
+                ok, value = True, fn(*args, **kwargs)
             except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
-                done.append((fut, False, _raised(self, method, e)))
+                ok, value = False, _raised(self, method, e)
+            self.quick = time.perf_counter() - start < _QUICK_RUN
+            if slot is not None and slot.claim(ok, value):
+                # The loop is holding for this answer.
+                with self.sync_lock:
+                    last = not q
+                    if last:
+                        self.sync_busy = False
+                if last:
+                    if done:
+                        self._deliver(done)
+                    return slot
+                slot.publish()
+                continue
+            done.append((fut, ok, value))
             if len(done) >= 32:
                 self._deliver(done)
                 done = []
@@ -487,7 +529,7 @@ async def _run_method(host: _Host, kind: str, method: str, args, kwargs):
             raise _raised(host, method, e) from None
     if kind == "inline" and not host.sync_busy:
         return _run_inline(host, method, args, kwargs)
-    return await host.run_sync(getattr(host.instance, method), args, kwargs, method)
+    return await host.call_sync(getattr(host.instance, method), args, kwargs, method)
 
 
 async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):

@@ -1,0 +1,122 @@
+"""`def` methods called from the actor's own loop: the loop holds briefly for a quick answer,
+never for long, and every answer arrives whichever way it goes."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import pulsing as pul
+from pulsing import _native
+
+
+@pul.remote
+class Worker:
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.calls = 0
+
+    def quick(self, x):
+        self.calls += 1
+        return x
+
+    def quick_fail(self):
+        raise ValueError("quick failure")
+
+    def slow_fail(self):
+        time.sleep(0.01)
+        raise ValueError("slow failure")
+
+    def ask_loop(self):
+        """Needs the actor's own loop while it runs: a loop held without bound would hang."""
+        done = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "from the loop"), self.loop)
+        return done.result(timeout=5)
+
+
+async def test_quick_answers_and_errors_arrive(system):
+    w = await Worker.spawn()
+    assert [await w.quick(i) for i in range(200)] == list(range(200))
+    for _ in range(3):
+        with pytest.raises(pul.PulsingActorError, match="quick failure") as e:
+            await w.quick_fail()
+        assert e.value.type_name == "ValueError"
+    assert await w.quick(1) == 1  # the actor keeps serving
+
+
+async def test_answers_after_the_loop_stopped_holding(system):
+    w = await Worker.spawn()
+    for _ in range(3):
+        with pytest.raises(pul.PulsingActorError, match="slow failure"):
+            await w.slow_fail()
+    # Its last run was slow, so the next call does not hold; then quick ones hold again.
+    assert [await w.quick(i) for i in range(10)] == list(range(10))
+
+
+async def test_a_def_method_may_wait_for_its_own_loop(system):
+    w = await Worker.spawn()
+    for _ in range(3):
+        assert await asyncio.wait_for(w.ask_loop(), 10) == "from the loop"
+
+
+async def test_concurrent_callers_get_their_own_answers(system):
+    w = await Worker.spawn()
+    got = await asyncio.gather(*(w.quick(i) for i in range(1000)))
+    assert got == list(range(1000))
+    assert await w.quick(None) is None
+
+
+def test_slot_gives_up_then_refuses_the_claim():
+    slot = _native.Slot()
+    assert slot.wait(200) is None
+    assert slot.claim(True, "late") is False
+
+
+def test_slot_answer_claimed_before_the_wait():
+    slot = _native.Slot()
+    assert slot.claim(False, "err") is True
+    slot.publish()
+    assert slot.wait(0) == (False, "err")
+
+
+def test_a_claimed_slot_is_waited_for_past_the_bound():
+    slot = _native.Slot()
+    assert slot.claim(True, 42) is True
+
+    def publish_later():
+        time.sleep(0.05)
+        slot.publish()
+
+    t = threading.Thread(target=publish_later)
+    t.start()
+    assert slot.wait(1) == (True, 42)  # claimed: waits for the publish, not 1 µs
+    t.join()
+
+
+def test_job_queue_hands_jobs_to_a_sleeping_worker_and_publishes():
+    jobs = _native.JobQueue()
+    got = []
+
+    def worker():
+        slot = None
+        while True:
+            job = jobs.get(slot)
+            if job is None:
+                return
+            slot = job()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    time.sleep(0.05)  # the worker is asleep by now
+    slot = _native.Slot()
+
+    def job():
+        got.append("ran")
+        assert slot.claim(True, "answer")
+        return slot  # published by `get`, after the worker let go of the GIL
+
+    jobs.put(job)
+    assert slot.wait(5_000_000) == (True, "answer")
+    jobs.put(None)
+    t.join(5)
+    assert got == ["ran"] and not t.is_alive() and len(jobs) == 0
