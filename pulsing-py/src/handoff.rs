@@ -30,7 +30,7 @@ fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
             return true;
         }
         round = round.wrapping_add(1);
-        if round % 32 == 0 {
+        if round.is_multiple_of(32) {
             let spent = start.elapsed();
             if spent >= limit {
                 return false;
