@@ -22,7 +22,7 @@ const WORKER_SPIN: Duration = Duration::from_micros(50);
 const PURE_SPIN: Duration = Duration::from_micros(2);
 
 /// Spins until `done()` or `limit` has passed; true if `done()`.
-fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     let mut round = 0u32;
     loop {

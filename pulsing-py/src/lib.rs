@@ -257,6 +257,7 @@ enum Obj {
 
 struct BridgeInner {
     queue: Mutex<Vec<Event>>,
+    pending: std::sync::atomic::AtomicBool,
     wake: UnixStream,
 }
 
@@ -266,6 +267,8 @@ impl BridgeInner {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             let was_empty = q.is_empty();
             q.push(event);
+            self.pending
+                .store(true, std::sync::atomic::Ordering::Release);
             was_empty
         };
         if was_empty {
@@ -292,9 +295,20 @@ impl Bridge {
         Ok(Bridge {
             inner: Arc::new(BridgeInner {
                 queue: Mutex::new(Vec::new()),
+                pending: Default::default(),
                 wake,
             }),
             read,
+        })
+    }
+
+    /// Waits up to `micros` (GIL released, spinning) for an event; true if one is pending.
+    fn hold(&self, py: Python<'_>, micros: u64) -> bool {
+        let inner = &self.inner;
+        py.detach(|| {
+            crate::handoff::spin_until(Duration::from_micros(micros), || {
+                inner.pending.load(std::sync::atomic::Ordering::Acquire)
+            })
         })
     }
 
@@ -314,8 +328,13 @@ impl Bridge {
                 break;
             }
         }
-        let events =
-            std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let events = {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.inner
+                .pending
+                .store(false, std::sync::atomic::Ordering::Release);
+            std::mem::take(&mut *q)
+        };
         let out = PyList::empty(py);
         for event in events {
             let tuple = match event {

@@ -30,6 +30,7 @@ class Worker:
     def __init__(self, node="py"):
         self.node = node
         self.produced = 0
+        self.refs = {}
 
     def process(self, text):
         return f"{self.node} processed {text}"
@@ -114,6 +115,21 @@ class Worker:
         """Calls another actor by name (a Rust actor, or a Python one on another node)."""
         ref = await pul.resolve(name, timeout=10)
         return await getattr(ref.as_any(), method)(*args)
+
+    async def ask_task_name(self, name):
+        """Asks actor `name` which task its call ran in (resolved once, then kept)."""
+        if name not in self.refs:
+            self.refs[name] = (await pul.resolve(name, timeout=10)).as_any()
+        return await self.refs[name].task_name()
+
+    async def task_name(self):
+        """The name of the task this call runs in (None: it ran in a loop callback)."""
+        task = asyncio.current_task()
+        return None if task is None else task.get_name()
+
+    def fail_slowly(self, seconds):
+        time.sleep(seconds)
+        raise ValueError(f"failed after {seconds}s")
 
 
 @pul.remote(serial=True)

@@ -426,3 +426,40 @@ async def test_serial_cycle_across_processes_is_reentrant(py_node, cluster_syste
     t0 = time.monotonic()
     assert await a.bounce("b", 5) == ["a", "b", "a", "b", "a", "b"]
     assert time.monotonic() - t0 < 5
+
+
+async def test_held_calls_answer_every_way_and_let_the_loop_turn(py_node, cluster_system):
+    """Calls whose loop waits for the answer itself (no other work ready): quick and slow
+    answers, errors both ways, calls coming in meanwhile, and the loop's other work."""
+    seed = py_node("--spawn", "there", "--name", "seed")
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    await Worker.spawn("here-node", name="here")
+    there = await Worker.resolve("there", timeout=10)
+
+    ticks = 0
+
+    async def timer():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.0005)
+            ticks += 1
+
+    background = asyncio.ensure_future(timer())
+    await asyncio.sleep(0.01)
+    try:
+        before = ticks
+        assert [await there.add(i, 1) for i in range(300)] == list(range(1, 301))
+        # Held or not, the loop got turns: the timer kept running during 300 calls.
+        assert ticks > before
+        for seconds in (0, 0.01, 0):  # quick, then slower than a hold, then quick again
+            with pytest.raises(pul.PulsingActorError, match="failed after") as info:
+                await there.fail_slowly(seconds)
+            assert info.value.type_name == "ValueError"
+            assert await there.add(1, 2) == 3
+        # A call for this process's actor that arrives while this task waits for its answer
+        # runs on its own, never inside the waiting task.
+        me = asyncio.current_task().get_name()
+        for _ in range(20):
+            assert await there.ask_task_name("here") != me
+    finally:
+        background.cancel()

@@ -99,11 +99,18 @@ class _SyncPool:
 
 
 _POOL = _SyncPool()
-# A `def` call from the actor's own loop waits this long for its answer with the loop held (the
-# GIL released) before it awaits like any other call: a short method's answer then needs no
-# wake-up of the loop. Only while the actor's last `def` run took under `_QUICK_RUN` seconds.
-_HOLD_US = 100
+# Holding the loop. When a call is the only thing its event loop waits for, the loop thread
+# waits for the answer itself for a short while (spinning, with the GIL released) before it
+# awaits like any other call: a quick answer then needs no wake-up of a sleeping thread, which
+# costs 15-30 µs per hop on a small VM. The bounds: a `def` call on the actor's own loop holds
+# up to `_HOLD_LOCAL_US` (only while the actor's last run took under `_QUICK_RUN` s), a call
+# through the runtime up to `_HOLD_REMOTE_US` (only while that target's last call answered
+# within it). Every `_TURN_EVERY`th held call still gives the loop a turn, so a run of quick
+# calls does not keep the loop from its other sockets and timers.
+_HOLD_LOCAL_US = 100
 _QUICK_RUN = 20e-6
+_HOLD_REMOTE_US = 200
+_TURN_EVERY = 16
 # The serial actors whose call is in progress up the current call chain, as "process:actor"
 # strings; carried along with calls to Python actors in other processes (the `$pulsing_chain`
 # keyword), so that A -> B -> A is re-entrant across processes too.
@@ -213,14 +220,40 @@ def instances(name: str) -> "list[dict]":
 
 
 class _LoopBridge:
-    __slots__ = ("loop", "native", "waiters", "tokens", "__weakref__")
+    __slots__ = ("loop", "native", "waiters", "tokens", "holds", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.native = _native.Bridge()
         self.waiters: dict = {}
         self.tokens = itertools.count(1)
+        self.holds = 0
         loop.add_reader(self.native.fileno(), self._drain)
+
+    def may_hold(self) -> bool:
+        """True if the loop has nothing else ready to run, so a call may hold it briefly.
+        (Only asyncio's own loops say so; on any other loop, calls never hold.)"""
+        ready = getattr(self.loop, "_ready", None)
+        return ready is not None and not ready
+
+    async def after_hold(self) -> None:
+        """Counts a held call; every ``_TURN_EVERY``th gives the loop a turn."""
+        self.holds += 1
+        if self.holds % _TURN_EVERY == 0:
+            await asyncio.sleep(0)
+
+    def hold_remote(self) -> None:
+        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came. Replies
+        are settled at once; calls for this loop's actors wait for the loop's next turn, so
+        they never run inside the holding task."""
+        if not self.native.hold(_HOLD_REMOTE_US):
+            return
+        waiters, loop = self.waiters, self.loop
+        for ev in self.native.take():
+            if ev[0] in (3, 4):
+                loop.call_soon(self._settle, ev, waiters)
+            else:
+                self._settle(ev, waiters)
 
     def future(self):
         token = next(self.tokens)
@@ -231,25 +264,28 @@ class _LoopBridge:
     def _drain(self) -> None:
         waiters = self.waiters
         for ev in self.native.take():
-            tag = ev[0]
-            if tag == 3:
-                _incoming(self, ev)
-                continue
-            if tag == 4:
-                host = _HOSTS.get(ev[1])
-                if host is not None:
-                    host.native = None  # already stopped in the runtime
-                    host.stop()
-                continue
-            fut = waiters.pop(ev[1], None)
-            if fut is None or fut.done():
-                continue
-            if tag == 2:
-                fut.set_result(ev)
-            elif ev[2]:
-                fut.set_result(ev[3])
-            else:
-                fut.set_exception(from_native(ev[3]))
+            self._settle(ev, waiters)
+
+    def _settle(self, ev, waiters) -> None:
+        tag = ev[0]
+        if tag == 3:
+            _incoming(self, ev)
+            return
+        if tag == 4:
+            host = _HOSTS.get(ev[1])
+            if host is not None:
+                host.native = None  # already stopped in the runtime
+                host.stop()
+            return
+        fut = waiters.pop(ev[1], None)
+        if fut is None or fut.done():
+            return
+        if tag == 2:
+            fut.set_result(ev)
+        elif ev[2]:
+            fut.set_result(ev[3])
+        else:
+            fut.set_exception(from_native(ev[3]))
 
 
 _bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = (
@@ -389,16 +425,16 @@ class _Host:
     async def call_sync(self, fn, args, kwargs, method: str):
         """Runs ``fn`` on the worker; when the actor is idle and its methods are quick, holds
         the loop up to ``_HOLD_US`` for the answer before awaiting it."""
-        ready = getattr(self.loop, "_ready", None)  # asyncio's ready callbacks
-        if not self.quick or self.sync_busy or ready is None or ready:
-            # Something else could use the loop meanwhile (or the method is slow).
+        b = _bridge_for(self.loop)
+        if not self.quick or self.sync_busy or not b.may_hold():
             return await self.run_sync(fn, args, kwargs, method)
         fut = self.loop.create_future()
         slot = _native.Slot()
         self._queue_sync((fn, args, kwargs, fut, method, None, slot))
-        answer = slot.wait(_HOLD_US)
+        answer = slot.wait(_HOLD_LOCAL_US)
         if answer is None:
             return await fut
+        await b.after_hold()
         ok, value = answer
         if ok:
             return value
@@ -805,13 +841,20 @@ class _LocalTarget:
 class _RemoteTarget:
     """Any actor reached through the Rust runtime (another process, or a Rust actor)."""
 
-    __slots__ = ("native", "_iface", "python")
+    __slots__ = ("native", "_iface", "python", "quick", "skipped")
     is_local = False
 
     def __init__(self, native) -> None:
         self.native = native
         self._iface = None
         self.python = False  # known to be a Python actor (typed with a @pul.remote class)
+        self.quick = True  # its last held call answered within `_HOLD_REMOTE_US`
+        self.skipped = 0
+
+    def _probe(self) -> bool:
+        """While calls are slow, every ``_TURN_EVERY``th one still tries holding."""
+        self.skipped += 1
+        return self.skipped % _TURN_EVERY == 0
 
     @property
     def name(self) -> Optional[str]:
@@ -836,7 +879,17 @@ class _RemoteTarget:
         except Exception as e:  # an argument that neither is plain data nor pickles
             b.waiters.pop(token, None)
             raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
-        result = await fut
+        held = (self.quick or self._probe()) and len(b.waiters) == 1 and b.may_hold()
+        if held:
+            b.hold_remote()
+        if fut.done():
+            self.quick = True
+            result = fut.result()
+            await b.after_hold()
+        else:
+            result = await fut
+            if held:
+                self.quick = False  # took longer than a hold: await the next ones (but probe)
         if type(result) is dict and len(result) == 1 and ("Err" in result or "Ok" in result):
             return await self._unwrap(method, result)
         return result
