@@ -10,8 +10,9 @@ import time
 import pytest
 
 import pulsing as pul
+from pulsing import _core
 from cluster_actors import Bomb, Ping, Point, Tally, Worker
-from conftest import HERE, ROOT
+from conftest import HERE, ROOT, longest_run_without_a_turn
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
 RUST_CALLER = ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller"
@@ -436,30 +437,22 @@ async def test_held_calls_answer_every_way_and_let_the_loop_turn(py_node, cluste
     await Worker.spawn("here-node", name="here")
     there = await Worker.resolve("there", timeout=10)
 
-    ticks = 0
+    got = []
 
-    async def timer():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.0005)
-            ticks += 1
+    async def add(i):
+        got.append(await there.add(i, 1))
 
-    background = asyncio.ensure_future(timer())
-    await asyncio.sleep(0.01)
-    try:
-        before = ticks
-        assert [await there.add(i, 1) for i in range(300)] == list(range(1, 301))
-        # Held or not, the loop got turns: the timer kept running during 300 calls.
-        assert ticks > before
-        for seconds in (0, 0.01, 0):  # quick, then slower than a hold, then quick again
-            with pytest.raises(pul.PulsingActorError, match="failed after") as info:
-                await there.fail_slowly(seconds)
-            assert info.value.type_name == "ValueError"
-            assert await there.add(1, 2) == 3
-        # A call for this process's actor that arrives while this task waits for its answer
-        # runs on its own, never inside the waiting task.
-        me = asyncio.current_task().get_name()
-        for _ in range(20):
-            assert await there.ask_task_name("here") != me
-    finally:
-        background.cancel()
+    # Held or not, the loop gets a turn at least every `_TURN_EVERY` calls or so.
+    calls = [lambda i=i: add(i) for i in range(300)]
+    assert await longest_run_without_a_turn(calls) <= 2 * _core._TURN_EVERY
+    assert got == list(range(1, 301))
+    for seconds in (0, 0.01, 0):  # quick, then slower than a hold, then quick again
+        with pytest.raises(pul.PulsingActorError, match="failed after") as info:
+            await there.fail_slowly(seconds)
+        assert info.value.type_name == "ValueError"
+        assert await there.add(1, 2) == 3
+    # A call for this process's actor that arrives while this task waits for its answer
+    # runs on its own, never inside the waiting task.
+    me = asyncio.current_task().get_name()
+    for _ in range(20):
+        assert await there.ask_task_name("here") != me

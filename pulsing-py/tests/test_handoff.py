@@ -8,7 +8,8 @@ import time
 import pytest
 
 import pulsing as pul
-from pulsing import _native
+from conftest import longest_run_without_a_turn
+from pulsing import _core, _native
 
 
 @pul.remote
@@ -42,6 +43,13 @@ async def test_quick_answers_and_errors_arrive(system):
             await w.quick_fail()
         assert e.value.type_name == "ValueError"
     assert await w.quick(1) == 1  # the actor keeps serving
+
+
+async def test_held_calls_still_let_the_loop_turn(system):
+    w = await Worker.spawn()
+    calls = [lambda i=i: w.quick(i) for i in range(500)]
+    assert await longest_run_without_a_turn(calls) <= 2 * _core._TURN_EVERY
+    assert await w.quick("last") == "last"
 
 
 async def test_answers_after_the_loop_stopped_holding(system):
