@@ -14,6 +14,7 @@ import asyncio
 import gc
 import os
 import queue
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import time
 import tracemalloc
 
 import pulsing as pul
+from pulsing import _core
 
 SEQ_CALLS = 3000
 THROUGHPUT_CALLS = 40_000
@@ -82,6 +84,58 @@ async def seq_latency(call, n=SEQ_CALLS):
     return med(times)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def seq_latency_cpu(call, server_pid: int, n=SEQ_CALLS):
+    """Like ``seq_latency``, and the CPU per call of this process and of the server."""
+    for i in range(200):
+        await call(i)
+    mine, theirs = time.process_time(), process_cpu(server_pid)
+    latency = await seq_latency(call, n)
+    mine, theirs = time.process_time() - mine, process_cpu(server_pid) - theirs
+    # (200 warm-up calls ran again inside seq_latency)
+    per_call = n + 200
+    return f"{fmt_us(latency)}  (CPU per call: {fmt_us(mine / per_call)} caller, {fmt_us(theirs / per_call)} server)"
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class _EchoClient(asyncio.Protocol):
+    waiter = None
+
+    def connection_made(self, transport):
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data):
+        self.waiter.set_result(data)
+
+
+async def asyncio_echo(port: int):
+    """The floor of a call between two Python processes on asyncio alone: 40 bytes over
+    loopback TCP to an asyncio echo server and back (a ``call`` for ``seq_latency``)."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(_EchoClient, "127.0.0.1", port)
+
+    async def call(_):
+        client.waiter = loop.create_future()
+        transport.write(b"x" * 40)
+        return await client.waiter
+
+    return call
+
+
 async def throughput(call, in_flight, total=THROUGHPUT_CALLS):
     rates = []
     for _ in range(REPEATS):
@@ -118,7 +172,8 @@ def thread_hand_off():
 async def serve() -> None:
     await pul.init(addr="127.0.0.1:0")
     await Bench.spawn(name="bench")
-    print("LISTENING", pul.local_addr(), flush=True)
+    echo = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+    print("LISTENING", pul.local_addr(), echo.sockets[0].getsockname()[1], flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await pul.shutdown()
 
@@ -128,7 +183,7 @@ async def pulsing_bench(results: dict) -> None:
         [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        addr = server.stdout.readline().split()[1]
+        _, addr, echo_port = server.stdout.readline().split()
         await pul.init(addr="127.0.0.1:0", seeds=[addr])
         local = await Bench.spawn()
         remote = await Bench.resolve("bench", timeout=10)
@@ -137,8 +192,14 @@ async def pulsing_bench(results: dict) -> None:
         results["  floor: a bare hand-off to a thread and back"] = fmt_us(await seq_latency(thread_hand_off()))
         results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
         results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(local.iping))
-        results["call, across processes (def)"] = fmt_us(await seq_latency(remote.ping))
-        results["call, across processes (async def)"] = fmt_us(await seq_latency(remote.aping))
+        results["call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
+        results["call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
+        hold, _core._HOLD_REMOTE_US = _core._HOLD_REMOTE_US, 0
+        results["  the same, the loop never held (PULSING_HOLD=off)"] = await seq_latency_cpu(remote.aping, server.pid)
+        _core._HOLD_REMOTE_US = hold
+        results["  floor: asyncio TCP echo between the two processes"] = fmt_us(
+            await seq_latency(await asyncio_echo(int(echo_port)))
+        )
         for n in (64, 512):
             results[f"calls/s, {n} in flight, in-process (def)"] = fmt_rate(await throughput(local.ping, n), "calls")
             results[f"calls/s, {n} in flight, in-process (async def)"] = fmt_rate(await throughput(local.aping, n), "calls")
@@ -305,9 +366,10 @@ def main() -> None:
         except ImportError:
             print("(ray is not installed: pip install ray)")
     width = max(len(k) for k in pulsing_results)
-    print(f"\n{'workload':<{width}}  {'pulsing ' + pul.__version__:<34}  ray")
+    col = max(len(v) for v in pulsing_results.values())
+    print(f"\n{'workload':<{width}}  {'pulsing ' + pul.__version__:<{col}}  ray")
     for key, value in pulsing_results.items():
-        print(f"{key:<{width}}  {value:<34}  {ray_results.get(key, '')}")
+        print(f"{key:<{width}}  {value:<{col}}  {ray_results.get(key, '')}")
 
 
 if __name__ == "__main__":

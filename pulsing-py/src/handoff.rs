@@ -9,9 +9,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use pulsing::hosted::HostedCall;
 use pyo3::prelude::*;
 
 /// How long a worker that just handed an answer to a holding loop spins for its next job.
@@ -43,26 +44,98 @@ pub(crate) fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> boo
     }
 }
 
-/// A job queue for worker threads: `get` spins briefly before it sleeps.
-#[pyclass(module = "pulsing._native", frozen)]
+/// A worker's job: a Python callable, or "drain actor N's calls", posted by the runtime.
+enum Job {
+    Py(Py<PyAny>),
+    Drain(u64),
+}
+
+/// The pool's queue, shared (weakly) with the runtime's hosted Python actors.
 #[derive(Default)]
-pub(crate) struct JobQueue {
-    jobs: Mutex<VecDeque<Py<PyAny>>>,
+pub(crate) struct Jobs {
+    state: Mutex<JobState>,
+    /// `state.queue.len()`, for spinning without the lock.
     len: AtomicUsize,
-    sleeping: AtomicUsize,
     wake: Condvar,
 }
 
-impl JobQueue {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Py<PyAny>>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+#[derive(Default)]
+struct JobState {
+    queue: VecDeque<Job>,
+    /// Workers inside `get` (spinning or asleep).
+    waiting: usize,
+    /// Workers asleep on `wake`.
+    sleeping: usize,
+}
+
+impl Jobs {
+    fn lock(&self) -> MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pop(&self) -> Option<Py<PyAny>> {
-        let mut jobs = self.lock();
-        let job = jobs.pop_front();
-        self.len.store(jobs.len(), Ordering::Release);
-        job
+    /// Queues `job`; true if there are now more jobs than waiting workers.
+    fn push(&self, job: Job) -> bool {
+        let mut state = self.lock();
+        state.queue.push_back(job);
+        self.len.store(state.queue.len(), Ordering::Release);
+        if state.sleeping > 0 {
+            self.wake.notify_one();
+        }
+        state.queue.len() > state.waiting
+    }
+
+    /// From the runtime: queues "drain actor `host`" only if a waiting worker will take it at
+    /// once (only Python starts workers); false otherwise.
+    pub(crate) fn offer_drain(&self, host: u64) -> bool {
+        let state = self.lock();
+        if state.queue.len() >= state.waiting {
+            return false;
+        }
+        drop(state);
+        self.push(Job::Drain(host));
+        true
+    }
+
+    fn pop(state: &mut JobState, len: &AtomicUsize) -> Option<Job> {
+        let job = state.queue.pop_front()?;
+        state.waiting -= 1;
+        len.store(state.queue.len(), Ordering::Release);
+        Some(job)
+    }
+
+    /// The next job, spinning first for `spin`, then asleep.
+    fn take(&self, spin: Option<Duration>) -> Job {
+        self.lock().waiting += 1;
+        if let Some(spin) = spin {
+            if spin_until(spin, || self.len.load(Ordering::Acquire) > 0) {
+                if let Some(job) = Self::pop(&mut self.lock(), &self.len) {
+                    return job;
+                }
+            }
+        }
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = Self::pop(&mut state, &self.len) {
+                return job;
+            }
+            state.sleeping += 1;
+            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.sleeping -= 1;
+        }
+    }
+}
+
+/// The `def` workers' job queue: `get` spins briefly before it sleeps.
+#[pyclass(module = "pulsing._native", frozen)]
+#[derive(Default)]
+pub(crate) struct JobQueue {
+    jobs: Arc<Jobs>,
+}
+
+impl JobQueue {
+    /// The queue, for hosted actors to post drains into without keeping it alive.
+    pub(crate) fn shared(&self) -> Weak<Jobs> {
+        Arc::downgrade(&self.jobs)
     }
 }
 
@@ -73,49 +146,176 @@ impl JobQueue {
         Self::default()
     }
 
-    /// Queues `job`, waking a sleeping worker if there is one.
-    fn put(&self, job: Py<PyAny>) {
-        let mut jobs = self.lock();
-        jobs.push_back(job);
-        self.len.store(jobs.len(), Ordering::Release);
-        drop(jobs);
-        if self.sleeping.load(Ordering::Acquire) > 0 {
-            self.wake.notify_one();
-        }
+    /// Queues `job` (a callable), waking a sleeping worker if there is one. True if there are
+    /// now more jobs than waiting workers (start one).
+    fn put(&self, job: Py<PyAny>) -> bool {
+        self.jobs.push(Job::Py(job))
     }
 
-    /// The next job, waited for with the GIL released. `publish`: a claimed [`Slot`] to hand
-    /// over first, once this thread no longer holds the GIL (so the waiting loop can take the
-    /// GIL at once); the worker then spins for a while before it sleeps, as that loop's next
-    /// call typically follows within microseconds.
+    /// The next job, waited for with the GIL released: a callable, or the id of an actor whose
+    /// calls to drain. `publish`: a claimed [`Slot`] to hand over first, once this thread no
+    /// longer holds the GIL (so the waiting loop can take the GIL at once); the worker then
+    /// spins for a while before it sleeps, as that loop's next call typically follows within
+    /// microseconds.
     #[pyo3(signature = (publish=None))]
-    fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> Py<PyAny> {
-        py.detach(|| {
-            let spin = publish.is_some();
+    fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Py<PyAny>> {
+        let job = py.detach(|| {
+            let spin = publish.as_ref().map(|_| WORKER_SPIN);
             if let Some(slot) = publish {
                 slot.get().state.store(DONE, Ordering::Release);
             }
-            if spin && spin_until(WORKER_SPIN, || self.len.load(Ordering::Acquire) > 0) {
-                if let Some(job) = self.pop() {
-                    return job;
-                }
-            }
-            let mut jobs = self.lock();
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    self.len.store(jobs.len(), Ordering::Release);
-                    return job;
-                }
-                // Counted under the lock, so `put` (which queues under it) cannot miss us.
-                self.sleeping.fetch_add(1, Ordering::AcqRel);
-                jobs = self.wake.wait(jobs).unwrap_or_else(|e| e.into_inner());
-                self.sleeping.fetch_sub(1, Ordering::AcqRel);
-            }
-        })
+            self.jobs.take(spin)
+        });
+        match job {
+            Job::Py(job) => Ok(job),
+            Job::Drain(host) => Ok(host.into_pyobject(py)?.into_any().unbind()),
+        }
     }
 
     fn __len__(&self) -> usize {
-        self.len.load(Ordering::Acquire)
+        self.jobs.len.load(Ordering::Acquire)
+    }
+}
+
+/// One actor's queue of `def` calls, in arrival order: calls from this process (kept in a
+/// Python deque; counted here) and calls through the runtime (kept here, as Rust values, so a
+/// runtime thread can queue them without the GIL). One worker at a time drains it.
+#[pyclass(module = "pulsing._native", frozen)]
+#[derive(Default)]
+pub(crate) struct HostQueue {
+    calls: Arc<HostCalls>,
+}
+
+/// The shared part of a [`HostQueue`].
+#[derive(Default)]
+pub(crate) struct HostCalls {
+    state: Mutex<HostState>,
+}
+
+#[derive(Default)]
+struct HostState {
+    queue: VecDeque<Entry>,
+    /// A worker drains the queue (or is about to).
+    busy: bool,
+    closed: bool,
+}
+
+enum Entry {
+    /// The next call from this process's deque.
+    Local,
+    Remote(HostedCall),
+}
+
+impl HostCalls {
+    fn lock(&self) -> MutexGuard<'_, HostState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `entry`; true if nobody drains the queue yet (the caller gets it drained).
+    fn push(&self, entry: Entry) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false; // a remote call is dropped, and so answered `Stopped`
+        }
+        state.queue.push_back(entry);
+        !std::mem::replace(&mut state.busy, true)
+    }
+
+    /// From the runtime: queues a call; true if the queue now needs a worker to drain it.
+    pub(crate) fn push_remote(&self, call: HostedCall) -> bool {
+        self.push(Entry::Remote(call))
+    }
+}
+
+impl HostQueue {
+    /// The queue, for the actor's host in the runtime.
+    pub(crate) fn shared(&self) -> Arc<HostCalls> {
+        self.calls.clone()
+    }
+}
+
+#[pymethods]
+impl HostQueue {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts a call just appended to the Python deque; true if a drain must be started.
+    fn push_local(&self) -> bool {
+        self.calls.push(Entry::Local)
+    }
+
+    /// True while a worker drains the queue.
+    fn busy(&self) -> bool {
+        self.calls.lock().busy
+    }
+
+    /// The next call: `True` (take it from the Python deque), a tuple `(method, args, kwargs,
+    /// reply)` for a call through the runtime, or `None`: the queue is empty, and no longer
+    /// busy.
+    fn next(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        loop {
+            let entry = {
+                let mut state = self.calls.lock();
+                match state.queue.pop_front() {
+                    Some(entry) => entry,
+                    None => {
+                        state.busy = false;
+                        return Ok(py.None());
+                    }
+                }
+            };
+            match entry {
+                Entry::Local => return Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+                Entry::Remote(call) => {
+                    // None: its arguments did not convert (already answered).
+                    if let Some(parts) = crate::call_parts(py, call)? {
+                        let (method, args, kwargs, reply, _) = parts;
+                        return Ok((method, args, kwargs, reply)
+                            .into_pyobject(py)?
+                            .into_any()
+                            .unbind());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Becomes busy if it is not (true): the caller runs a call itself (`@pul.inline`), then
+    /// calls `leave`.
+    fn try_enter(&self) -> bool {
+        let mut state = self.calls.lock();
+        !std::mem::replace(&mut state.busy, true)
+    }
+
+    /// After `try_enter`: true if calls came meanwhile (start a drain), else no longer busy.
+    fn leave(&self) -> bool {
+        !self.finish()
+    }
+
+    /// Stops being busy if nothing is queued (true); false if more calls wait.
+    fn finish(&self) -> bool {
+        let mut state = self.calls.lock();
+        if state.queue.is_empty() {
+            state.busy = false;
+        }
+        !state.busy
+    }
+
+    /// The actor stopped: queued calls through the runtime are answered `Stopped` (dropped),
+    /// later ones at once.
+    fn close(&self) {
+        let remote: VecDeque<Entry> = {
+            let mut state = self.calls.lock();
+            state.closed = true;
+            let (local, remote) = std::mem::take(&mut state.queue)
+                .into_iter()
+                .partition(|e| matches!(e, Entry::Local));
+            state.queue = local;
+            remote
+        };
+        drop(remote); // outside the lock: each reply answers as it drops
     }
 }
 
@@ -126,10 +326,11 @@ const GAVE_UP: u8 = 3;
 
 /// One call's answer, waited for by the event loop for a bounded time.
 ///
-/// The worker `claim`s it with the answer, then `publish`es it (best once it has let go of the
-/// GIL: [`JobQueue::get`]); the loop `wait`s. Exactly one of worker and loop wins: if the loop
-/// gave up first, `claim` returns false and the worker delivers the answer the slow way. Once
-/// claimed, the loop waits for the publish however long it takes (a moment).
+/// The worker `claim`s it with the answer, then `publish`es it once it has let go of the GIL
+/// ([`JobQueue::get`]), so the loop can take the GIL back at once; the loop `wait`s. Exactly one
+/// of worker and loop wins: if the loop gave up first, `claim` returns false and the worker
+/// delivers the answer the slow way. A claimed answer is the loop's: it waits a little more
+/// for the publish, then takes the answer anyway.
 #[pyclass(module = "pulsing._native", frozen)]
 pub(crate) struct Slot {
     state: AtomicU8,
@@ -148,10 +349,16 @@ impl Slot {
 
     /// Stores the answer; false if the waiter already gave up (then nobody reads it here).
     fn claim(&self, ok: bool, value: Py<PyAny>) -> bool {
-        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some((ok, value));
-        self.state
+        let mut answer = self.answer.lock().unwrap_or_else(|e| e.into_inner());
+        *answer = Some((ok, value));
+        let claimed = self
+            .state
             .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if !claimed {
+            *answer = None; // nobody here reads it: the worker delivers it the slow way
+        }
+        claimed
     }
 
     /// Hands a claimed answer to the waiting loop.
@@ -171,8 +378,12 @@ impl Slot {
             let gave_up =
                 self.state
                     .compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire);
-            // Claimed meanwhile: the worker publishes within moments.
-            gave_up.is_err() && spin_until(Duration::MAX, published)
+            if gave_up.is_ok() {
+                return false;
+            }
+            // Claimed meanwhile: the worker publishes within moments (or the GIL waits for it).
+            spin_until(limit, published);
+            true
         });
         if !done {
             return None;

@@ -248,6 +248,8 @@ enum Event {
     Incoming(u64, HostedCall),
     /// A Python actor of this loop was stopped by the runtime (from a peer, or a Rust caller).
     HostStopped(u64),
+    /// A Python actor's `def` calls need a worker to drain them (no worker was waiting).
+    Drain(u64),
 }
 
 enum Obj {
@@ -392,53 +394,75 @@ impl Bridge {
                     (2, token, list, ended, err).into_pyobject(py)?.into_any()
                 }
                 Event::HostStopped(host) => (4, host).into_pyobject(py)?.into_any(),
-                Event::Incoming(host, call) => {
-                    let HostedCall {
-                        method,
-                        args,
-                        reply,
-                    } = call;
-                    let positional = PyList::empty(py);
-                    let kwargs = PyDict::new(py);
-                    let mut bad = None;
-                    for a in args.positional {
-                        match to_py(py, a) {
-                            Ok(o) => positional.append(o)?,
-                            Err(e) => bad = Some(e.to_string()),
-                        }
+                Event::Incoming(host, call) => match call_parts(py, call)? {
+                    Some((method, args, kwargs, reply, stream)) => {
+                        (3, host, method, args, kwargs, reply, stream)
+                            .into_pyobject(py)?
+                            .into_any()
                     }
-                    for (k, v) in args.keyword {
-                        match to_py(py, v) {
-                            Ok(o) => kwargs.set_item(k, o)?,
-                            Err(e) => bad = Some(e.to_string()),
-                        }
-                    }
-                    if let Some(reason) = bad {
-                        reply.fail(Error::Codec(format!("arguments of `{method}`: {reason}")));
-                        continue;
-                    }
-                    let stream = matches!(reply, HostedReply::Stream(_));
-                    let reply_obj: Py<PyAny> = match reply {
-                        HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
-                        HostedReply::Stream(s) => Py::new(
-                            py,
-                            PySink {
-                                inner: Some(s),
-                                watcher: None,
-                            },
-                        )?
-                        .into_any(),
-                    };
-                    let args = PyTuple::new(py, positional.iter())?;
-                    (3, host, method, args, kwargs, reply_obj, stream)
-                        .into_pyobject(py)?
-                        .into_any()
-                }
+                    None => continue,
+                },
+                Event::Drain(host) => (5, host).into_pyobject(py)?.into_any(),
             };
             out.append(tuple)?;
         }
         Ok(out.unbind())
     }
+}
+
+/// A call through the runtime as Python values: `(method, args, kwargs, reply, stream)`; None
+/// if its arguments do not convert (then it is already answered with the error).
+#[allow(clippy::type_complexity)]
+pub(crate) fn call_parts<'py>(
+    py: Python<'py>,
+    call: HostedCall,
+) -> PyResult<
+    Option<(
+        String,
+        Bound<'py, PyTuple>,
+        Bound<'py, PyDict>,
+        Py<PyAny>,
+        bool,
+    )>,
+> {
+    let HostedCall {
+        method,
+        args,
+        reply,
+    } = call;
+    let positional = PyList::empty(py);
+    let kwargs = PyDict::new(py);
+    let mut bad = None;
+    for a in args.positional {
+        match to_py(py, a) {
+            Ok(o) => positional.append(o)?,
+            Err(e) => bad = Some(e.to_string()),
+        }
+    }
+    for (k, v) in args.keyword {
+        match to_py(py, v) {
+            Ok(o) => kwargs.set_item(k, o)?,
+            Err(e) => bad = Some(e.to_string()),
+        }
+    }
+    if let Some(reason) = bad {
+        reply.fail(Error::Codec(format!("arguments of `{method}`: {reason}")));
+        return Ok(None);
+    }
+    let stream = matches!(reply, HostedReply::Stream(_));
+    let reply: Py<PyAny> = match reply {
+        HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
+        HostedReply::Stream(s) => Py::new(
+            py,
+            PySink {
+                inner: Some(s),
+                watcher: None,
+            },
+        )?
+        .into_any(),
+    };
+    let args = PyTuple::new(py, positional.iter())?;
+    Ok(Some((method, args, kwargs, reply, stream)))
 }
 
 /// Runs `work` on the runtime and posts its result to `bridge` under `token`.
@@ -668,10 +692,35 @@ impl Drop for PyStream {
 struct PyHost {
     bridge: Arc<BridgeInner>,
     id: u64,
+    direct: Option<Direct>,
+}
+
+/// The `def` methods of a Python actor that are queued for its workers straight from the
+/// runtime's thread, never waking its event loop.
+struct Direct {
+    methods: std::collections::HashSet<String>,
+    calls: Arc<handoff::HostCalls>,
+    pool: std::sync::Weak<handoff::Jobs>,
 }
 
 impl Host for PyHost {
     fn dispatch(&self, call: HostedCall) {
+        if let Some(direct) = &self.direct {
+            if matches!(call.reply, HostedReply::Call(_)) && direct.methods.contains(&call.method) {
+                if direct.calls.push_remote(call) {
+                    // Nobody drains this actor's queue: a waiting worker, else the event loop
+                    // (which can start one).
+                    let offered = direct
+                        .pool
+                        .upgrade()
+                        .is_some_and(|pool| pool.offer_drain(self.id));
+                    if !offered {
+                        self.bridge.push(Event::Drain(self.id));
+                    }
+                }
+                return;
+            }
+        }
         self.bridge.push(Event::Incoming(self.id, call));
     }
 
@@ -681,8 +730,12 @@ impl Host for PyHost {
 }
 
 /// Registers Python actor `host` (of `bridge`'s loop) under `name`, with its class's
-/// interface `(type_name, [(method, [params], stream, is_async, doc)])`.
+/// interface `(type_name, [(method, [params], stream, is_async, doc)])`. Calls of the methods
+/// in `direct` (plain `def` methods of an actor that is not serial) go straight into `queue`,
+/// drained by `pool`'s workers.
 #[pyfunction]
+#[pyo3(signature = (bridge, host, name, type_name, methods, direct=None))]
+#[allow(clippy::too_many_arguments)]
 fn spawn_hosted(
     py: Python<'_>,
     bridge: &Bridge,
@@ -690,13 +743,24 @@ fn spawn_hosted(
     name: String,
     type_name: String,
     methods: Vec<(String, Vec<String>, bool, bool, String)>,
+    direct: Option<(
+        Vec<String>,
+        PyRef<'_, handoff::HostQueue>,
+        PyRef<'_, handoff::JobQueue>,
+    )>,
 ) -> PyResult<PyDynRef> {
     let system = system()?;
     let handle = handle()?;
     let iface = interface_for(&type_name, methods);
+    let direct = direct.map(|(methods, queue, pool)| Direct {
+        methods: methods.into_iter().collect(),
+        calls: queue.shared(),
+        pool: pool.shared(),
+    });
     let host = Arc::new(PyHost {
         bridge: bridge.inner.clone(),
         id: host,
+        direct,
     });
     let r = py
         .detach(|| {
@@ -952,6 +1016,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySink>()?;
     m.add_class::<handoff::JobQueue>()?;
     m.add_class::<handoff::Slot>()?;
+    m.add_class::<handoff::HostQueue>()?;
     m.add_function(wrap_pyfunction!(init, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(finalize, m)?)?;

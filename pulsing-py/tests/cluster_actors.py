@@ -163,3 +163,34 @@ class Ping:
             return [self.name]
         peer = await Ping.resolve(other, timeout=10)
         return [self.name] + await peer.bounce(self.name, depth - 1)
+
+
+@pul.remote
+class Overlap:
+    """Plain (not serial) actor whose `def` and `@pul.inline` methods record any overlap."""
+
+    def __init__(self):
+        self.active = 0
+        self.peak = 0
+        self.calls = 0
+
+    def work(self, seconds):
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        time.sleep(seconds)
+        self.active -= 1
+        self.calls += 1
+        return self.calls
+
+    @pul.inline
+    def iwork(self, seconds):
+        return self.work(seconds)
+
+    async def burst(self, name, n, seconds):
+        """`n` calls of each kind from this actor's own process, all at once."""
+        me = await Overlap.resolve(name)
+        await asyncio.gather(*(me.work(seconds) for _ in range(n)), *(me.iwork(0) for _ in range(n)))
+        return n * 2
+
+    def stats(self):
+        return self.peak, self.calls

@@ -11,7 +11,7 @@ import pytest
 
 import pulsing as pul
 from pulsing import _core
-from cluster_actors import Bomb, Ping, Point, Tally, Worker
+from cluster_actors import Bomb, Overlap, Ping, Point, Tally, Worker
 from conftest import HERE, ROOT, longest_run_without_a_turn
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
@@ -456,3 +456,31 @@ async def test_held_calls_answer_every_way_and_let_the_loop_turn(py_node, cluste
     me = asyncio.current_task().get_name()
     for _ in range(20):
         assert await there.ask_task_name("here") != me
+
+
+async def test_def_calls_from_other_processes_and_from_home_run_one_at_a_time(py_node, cluster_system):
+    """`def` calls through the runtime go straight to the actor's workers, past its event
+    loop; they still run one at a time with the calls from the actor's own process."""
+    node = py_node("--spawn-overlap", "ov", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    ov = await Overlap.resolve("ov", timeout=10)
+    remote = [ov.work(0.001) for _ in range(40)]
+    got = await asyncio.gather(*remote, ov.burst("ov", 40, 0.001), *(ov.iwork(0) for _ in range(40)))
+    assert sorted(got[:40]) == sorted(set(got[:40]))  # each call ran once, by itself
+    assert await ov.stats() == [1, 160]  # never two at once; 40 + 80 + 40 calls
+
+
+async def test_queued_def_calls_fail_fast_when_their_actor_stops(py_node, cluster_system):
+    node = py_node("--spawn-overlap", "ov", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    ref = await pul.resolve("ov", timeout=10)
+    ov = ref.as_type(Overlap)
+    assert await ov.work(0) == 1
+    calls = [asyncio.ensure_future(ov.work(0.05)) for _ in range(20)]
+    await asyncio.sleep(0.12)
+    ref.stop()
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+    stopped = [r for r in results if isinstance(r, pul.PulsingStoppedError)]
+    answered = [r for r in results if isinstance(r, int)]
+    assert len(stopped) + len(answered) == 20, results
+    assert stopped and answered  # some ran before the stop; the queued rest failed at once

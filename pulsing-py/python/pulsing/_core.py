@@ -61,41 +61,37 @@ class _SyncPool:
 
     Leaner than ``ThreadPoolExecutor`` (no future per job): one native queue that idle workers
     wait on (after handing an answer to a loop that holds for it, a worker spins 50 µs for the
-    next job before it sleeps); a worker is started when none is idle, up to ``max_threads``.
-    Workers are daemon threads, so an idle one never delays interpreter exit.
+    next job before it sleeps). The runtime queues drains into it too, for calls from other
+    processes, but only when a worker waits to take them; a worker is started whenever jobs
+    outnumber waiting workers, up to ``max_threads``, so one actor's slow method never holds
+    back another's. Workers are daemon threads, so an idle one never delays interpreter exit.
     """
 
     def __init__(self, max_threads: int = 64) -> None:
         self.jobs = _native.JobQueue()
         self.lock = threading.Lock()
-        self.idle = 0  # workers waiting for a job
-        self.queued = 0  # jobs not yet taken
         self.threads = 0
         self.max_threads = max_threads
 
     def submit(self, job) -> None:
+        if not self.jobs.put(job):
+            return  # a waiting worker takes it
         with self.lock:
-            self.queued += 1
-            # Every job beyond the idle workers gets a new worker: a job may run long (a slow
-            # method), and must not hold back another actor's.
-            start = self.queued > self.idle and self.threads < self.max_threads
-            if start:
-                self.threads += 1
-        self.jobs.put(job)
-        if start:
-            threading.Thread(target=self._work, name="pulsing-sync", daemon=True).start()
+            if self.threads >= self.max_threads:
+                return
+            self.threads += 1
+        threading.Thread(target=self._work, name="pulsing-sync", daemon=True).start()
 
     def _work(self) -> None:
-        jobs, lock = self.jobs, self.lock
+        jobs = self.jobs
         publish = None
         while True:
-            with lock:
-                self.idle += 1
             job = jobs.get(publish)
-            with lock:
-                self.idle -= 1
-                self.queued -= 1
-            publish = job()
+            if type(job) is int:  # drain that actor's calls (queued by the runtime)
+                host = _HOSTS.get(job)
+                publish = host._drain_sync() if host is not None else None
+            else:
+                publish = job()
 
 
 _POOL = _SyncPool()
@@ -106,10 +102,12 @@ _POOL = _SyncPool()
 # up to `_HOLD_LOCAL_US` (only while the actor's last run took under `_QUICK_RUN` s), a call
 # through the runtime up to `_HOLD_REMOTE_US` (only while that target's last call answered
 # within it). Every `_TURN_EVERY`th held call still gives the loop a turn, so a run of quick
-# calls does not keep the loop from its other sockets and timers.
-_HOLD_LOCAL_US = 100
+# calls does not keep the loop from its other sockets and timers. `PULSING_HOLD=off` turns
+# holding off (calls then always await: no spinning, one wake-up more per hop).
+_HOLDS = os.environ.get("PULSING_HOLD", "on").lower() not in ("off", "0", "no", "false")
+_HOLD_LOCAL_US = 100 if _HOLDS else 0
 _QUICK_RUN = 20e-6
-_HOLD_REMOTE_US = 200
+_HOLD_REMOTE_US = 200 if _HOLDS else 0
 _TURN_EVERY = 16
 # The serial actors whose call is in progress up the current call chain, as "process:actor"
 # strings; carried along with calls to Python actors in other processes (the `$pulsing_chain`
@@ -277,6 +275,11 @@ class _LoopBridge:
                 host.native = None  # already stopped in the runtime
                 host.stop()
             return
+        if tag == 5:  # an actor's `def` calls from the runtime need a worker
+            host = _HOSTS.get(ev[1])
+            if host is not None:
+                _POOL.submit(host._drain_sync)
+            return
         fut = waiters.pop(ev[1], None)
         if fut is None or fut.done():
             return
@@ -366,11 +369,20 @@ class _ClassInfo:
         }
 
 
+def _direct(info: _ClassInfo, host: "_Host"):
+    """What the runtime may queue for the workers directly: the plain ``def`` methods of an
+    actor that is not serial (a serial actor's calls all go through its loop and lock)."""
+    if info.serial:
+        return None
+    methods = [m for m, kind in info.kinds.items() if kind == "sync"]
+    return (methods, host.sync, _POOL.jobs) if methods else None
+
+
 class _Host:
     """One running Python actor: its instance, its loop, and its sync-call queue."""
 
     __slots__ = (
-        "id", "info", "instance", "loop", "lock", "sync_q", "sync_busy", "sync_lock",
+        "id", "info", "instance", "loop", "lock", "sync_q", "sync",
         "name", "native", "generation", "stopped", "chain_id", "quick",
     )
 
@@ -381,9 +393,10 @@ class _Host:
         self.instance = instance
         self.loop = loop
         self.lock = asyncio.Lock() if info.serial else None
+        # Its `def` calls from this process (the order of these and of calls through the
+        # runtime, and who drains them, is kept by `sync`).
         self.sync_q: collections.deque = collections.deque()
-        self.sync_busy = False
-        self.sync_lock = threading.Lock()
+        self.sync = _native.HostQueue()
         self.quick = True  # its last `def` run was short: worth holding the loop for the answer
         self.name = name
         self.native = None
@@ -406,6 +419,7 @@ class _Host:
 
     def stop(self) -> None:
         self.stopped = True
+        self.sync.close()
         if self.name is not None and _NAMES.get(self.name) is self:
             del _NAMES[self.name]
         _HOSTS.pop(self.id, None)
@@ -424,9 +438,9 @@ class _Host:
 
     async def call_sync(self, fn, args, kwargs, method: str):
         """Runs ``fn`` on the worker; when the actor is idle and its methods are quick, holds
-        the loop up to ``_HOLD_US`` for the answer before awaiting it."""
+        the loop up to ``_HOLD_LOCAL_US`` for the answer before awaiting it."""
         b = _bridge_for(self.loop)
-        if not self.quick or self.sync_busy or not b.may_hold():
+        if not _HOLD_LOCAL_US or not self.quick or self.sync.busy() or not b.may_hold():
             return await self.run_sync(fn, args, kwargs, method)
         fut = self.loop.create_future()
         slot = _native.Slot()
@@ -446,24 +460,23 @@ class _Host:
         self._queue_sync((fn, args, kwargs, None, method, reply, None))
 
     def _queue_sync(self, job) -> None:
-        with self.sync_lock:
-            self.sync_q.append(job)
-            start = not self.sync_busy
-            self.sync_busy = True
-        if start:
+        self.sync_q.append(job)
+        if self.sync.push_local():
             _POOL.submit(self._drain_sync)
 
     def _drain_sync(self) -> "Optional[Any]":
         """Runs the actor's queued ``def`` calls in order. Returns a claimed slot that the
         worker publishes once it has let go of the GIL (see ``_native.JobQueue.get``)."""
         done = []
-        q = self.sync_q
+        q, calls = self.sync_q, self.sync
         while True:
-            with self.sync_lock:
-                if not q:
-                    self.sync_busy = False
-                    break
-                fn, args, kwargs, fut, method, reply, slot = q.popleft()
+            item = calls.next()
+            if item is None:
+                break  # and the queue is no longer busy
+            if item is not True:
+                self._run_remote(*item)
+                continue
+            fn, args, kwargs, fut, method, reply, slot = q.popleft()
             if reply is not None:
                 _run_for(self, method, reply, fn, args, kwargs)
                 continue
@@ -475,11 +488,7 @@ class _Host:
             self.quick = time.perf_counter() - start < _QUICK_RUN
             if slot is not None and slot.claim(ok, value):
                 # The loop is holding for this answer.
-                with self.sync_lock:
-                    last = not q
-                    if last:
-                        self.sync_busy = False
-                if last:
+                if calls.finish():
                     if done:
                         self._deliver(done)
                     return slot
@@ -491,6 +500,16 @@ class _Host:
                 done = []
         if done:
             self._deliver(done)
+        return None
+
+    def _run_remote(self, method: str, args, kwargs, reply) -> None:
+        """A ``def`` call that the runtime queued here directly (from another process or a
+        Rust caller): answered by this worker, without the event loop."""
+        kwargs.pop(_CHAIN_KW, None)  # only serial actors use the chain; this one is not
+        if self.is_stopped():
+            reply.stopped(self.label())
+            return
+        _run_for(self, method, reply, getattr(self.instance, method), args, kwargs)
 
     def _deliver(self, done) -> None:
         try:
@@ -563,8 +582,12 @@ async def _run_method(host: _Host, kind: str, method: str, args, kwargs):
             return await getattr(host.instance, method)(*args, **kwargs)
         except Exception as e:
             raise _raised(host, method, e) from None
-    if kind == "inline" and not host.sync_busy:
-        return _run_inline(host, method, args, kwargs)
+    if kind == "inline" and host.sync.try_enter():
+        try:
+            return _run_inline(host, method, args, kwargs)
+        finally:
+            if host.sync.leave():
+                _POOL.submit(host._drain_sync)
     return await host.call_sync(getattr(host.instance, method), args, kwargs, method)
 
 
@@ -583,9 +606,9 @@ async def _invoke_serial(host: _Host, kind: str, method: str, args, kwargs):
 
 
 def _run_inline(host: _Host, method: str, args, kwargs):
-    """An ``@pul.inline`` method, on the loop. Only when no ``def`` call of this actor is queued
-    or running on its worker (``sync_busy`` is set on this thread, cleared by the worker once
-    the queue is empty), so ``def`` methods still run one at a time and in order."""
+    """An ``@pul.inline`` method, on the loop, while it holds the actor's `def` queue (taken only
+    when no ``def`` call is queued or running), so ``def`` methods still run one at a time and
+    in order."""
     try:
         return getattr(host.instance, method)(*args, **kwargs)
     except Exception as e:
@@ -879,7 +902,12 @@ class _RemoteTarget:
         except Exception as e:  # an argument that neither is plain data nor pickles
             b.waiters.pop(token, None)
             raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
-        held = (self.quick or self._probe()) and len(b.waiters) == 1 and b.may_hold()
+        held = (
+            _HOLD_REMOTE_US
+            and (self.quick or self._probe())
+            and len(b.waiters) == 1
+            and b.may_hold()
+        )
         if held:
             b.hold_remote()
         if fut.done():
@@ -1280,7 +1308,9 @@ class RemoteClass:
             deadline = time.monotonic() + 2.0
             while True:
                 try:
-                    host.native = _native.spawn_hosted(b.native, host.id, name, info.name, info.spec)
+                    host.native = _native.spawn_hosted(
+                        b.native, host.id, name, info.name, info.spec, _direct(info, host)
+                    )
                     break
                 except _native.PulsingNativeError as e:
                     err = from_native(e)
