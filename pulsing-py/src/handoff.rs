@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pulsing::hosted::HostedCall;
@@ -44,13 +44,15 @@ pub(crate) fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> boo
     }
 }
 
-/// A worker's job: a Python callable, or "drain actor N's calls", posted by the runtime.
+/// A worker's job: the next callable of the pool's Python deque (kept there, so no Python
+/// object ever sits in a structure the runtime's threads share), or "drain actor N's calls",
+/// posted by the runtime.
 enum Job {
-    Py(Py<PyAny>),
+    Local,
     Drain(u64),
 }
 
-/// The pool's queue, shared (weakly) with the runtime's hosted Python actors.
+/// The pool's queue, shared with the runtime's hosted Python actors.
 #[derive(Default)]
 pub(crate) struct Jobs {
     state: Mutex<JobState>,
@@ -73,9 +75,9 @@ impl Jobs {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job`; true if there are now more jobs than waiting workers.
-    fn push(&self, job: Job) -> bool {
-        let mut state = self.lock();
+    /// Queues `job` (under `state`, the held lock); true if there are now more jobs than
+    /// waiting workers.
+    fn push(&self, mut state: MutexGuard<'_, JobState>, job: Job) -> bool {
         state.queue.push_back(job);
         self.len.store(state.queue.len(), Ordering::Release);
         if state.sleeping > 0 {
@@ -91,8 +93,7 @@ impl Jobs {
         if state.queue.len() >= state.waiting {
             return false;
         }
-        drop(state);
-        self.push(Job::Drain(host));
+        self.push(state, Job::Drain(host));
         true
     }
 
@@ -133,9 +134,9 @@ pub(crate) struct JobQueue {
 }
 
 impl JobQueue {
-    /// The queue, for hosted actors to post drains into without keeping it alive.
-    pub(crate) fn shared(&self) -> Weak<Jobs> {
-        Arc::downgrade(&self.jobs)
+    /// The queue, for hosted actors to post drains into.
+    pub(crate) fn shared(&self) -> Arc<Jobs> {
+        self.jobs.clone()
     }
 }
 
@@ -146,30 +147,31 @@ impl JobQueue {
         Self::default()
     }
 
-    /// Queues `job` (a callable), waking a sleeping worker if there is one. True if there are
-    /// now more jobs than waiting workers (start one).
-    fn put(&self, job: Py<PyAny>) -> bool {
-        self.jobs.push(Job::Py(job))
+    /// Counts a callable just appended to the pool's deque, waking a sleeping worker if there
+    /// is one. True if there are now more jobs than waiting workers (start one).
+    fn put(&self) -> bool {
+        self.jobs.push(self.jobs.lock(), Job::Local)
     }
 
-    /// The next job, waited for with the GIL released: a callable, or the id of an actor whose
-    /// calls to drain. `publish`: a claimed [`Slot`] to hand over first, once this thread no
-    /// longer holds the GIL (so the waiting loop can take the GIL at once); the worker then
-    /// spins for a while before it sleeps, as that loop's next call typically follows within
-    /// microseconds.
+    /// The next job, waited for with the GIL released: `None` (take the next callable from
+    /// the deque), or the id of an actor whose calls to drain. `publish`: a claimed [`Slot`] to
+    /// hand over first, once this thread no longer holds the GIL (so the waiting loop can take
+    /// the GIL at once); the worker then spins for a while before it sleeps, as that loop's
+    /// next call typically follows within microseconds.
     #[pyo3(signature = (publish=None))]
-    fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Py<PyAny>> {
+    fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Option<u64>> {
+        let slot = publish.as_ref().map(|slot| slot.get());
         let job = py.detach(|| {
-            let spin = publish.as_ref().map(|_| WORKER_SPIN);
-            if let Some(slot) = publish {
-                slot.get().state.store(DONE, Ordering::Release);
+            if let Some(slot) = slot {
+                slot.state.store(DONE, Ordering::Release);
             }
-            self.jobs.take(spin)
+            self.jobs.take(slot.map(|_| WORKER_SPIN))
         });
-        match job {
-            Job::Py(job) => Ok(job),
-            Job::Drain(host) => Ok(host.into_pyobject(py)?.into_any().unbind()),
-        }
+        drop(publish); // with the GIL
+        Ok(match job {
+            Job::Local => None,
+            Job::Drain(host) => Some(host),
+        })
     }
 
     fn __len__(&self) -> usize {
@@ -214,8 +216,8 @@ impl HostCalls {
     /// Queues `entry`; true if nobody drains the queue yet (the caller gets it drained).
     fn push(&self, entry: Entry) -> bool {
         let mut state = self.lock();
-        if state.closed {
-            return false; // a remote call is dropped, and so answered `Stopped`
+        if state.closed && matches!(entry, Entry::Remote(_)) {
+            return false; // dropped, and so answered `Stopped` (local calls still run, as queued)
         }
         state.queue.push_back(entry);
         !std::mem::replace(&mut state.busy, true)
@@ -367,7 +369,8 @@ impl Slot {
     }
 
     /// Waits up to `micros` (GIL released) for the answer: `(ok, value)`, or None after giving
-    /// up (the answer then comes the slow way).
+    /// up (the answer then comes the slow way). An answer claimed just then is waited for up
+    /// to `micros` more.
     fn wait(&self, py: Python<'_>, micros: u64) -> Option<(bool, Py<PyAny>)> {
         let limit = Duration::from_micros(micros);
         let done = py.detach(|| {

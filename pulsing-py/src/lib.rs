@@ -322,7 +322,8 @@ impl Bridge {
     /// Takes every pending event, as tuples:
     /// `(0, token, ok, value_or_error)`, `(1, token, ok, obj_or_error)`,
     /// `(2, token, items, ended, error_or_None)`, `(3, host, method, args, kwargs, reply, stream)`,
-    /// `(4, host)` (the runtime stopped that actor).
+    /// `(4, host)` (the runtime stopped that actor), `(5, host)` (that actor's `def` calls need
+    /// a worker).
     fn take(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let mut buf = [0u8; 256];
         while let Ok(n) = (&self.read).read(&mut buf) {
@@ -700,7 +701,7 @@ struct PyHost {
 struct Direct {
     methods: std::collections::HashSet<String>,
     calls: Arc<handoff::HostCalls>,
-    pool: std::sync::Weak<handoff::Jobs>,
+    pool: Arc<handoff::Jobs>,
 }
 
 impl Host for PyHost {
@@ -710,11 +711,7 @@ impl Host for PyHost {
                 if direct.calls.push_remote(call) {
                     // Nobody drains this actor's queue: a waiting worker, else the event loop
                     // (which can start one).
-                    let offered = direct
-                        .pool
-                        .upgrade()
-                        .is_some_and(|pool| pool.offer_drain(self.id));
-                    if !offered {
+                    if !direct.pool.offer_drain(self.id) {
                         self.bridge.push(Event::Drain(self.id));
                     }
                 }

@@ -165,9 +165,14 @@ class Ping:
         return [self.name] + await peer.bounce(self.name, depth - 1)
 
 
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message either")
+
+
 @pul.remote
 class Overlap:
-    """Plain (not serial) actor whose `def` and `@pul.inline` methods record any overlap."""
+    """Plain (not serial, no `@pul.inline`) actor whose `def` methods record any overlap."""
 
     def __init__(self):
         self.active = 0
@@ -182,15 +187,14 @@ class Overlap:
         self.calls += 1
         return self.calls
 
-    @pul.inline
-    def iwork(self, seconds):
-        return self.work(seconds)
-
     async def burst(self, name, n, seconds):
-        """`n` calls of each kind from this actor's own process, all at once."""
+        """`n` calls of `work` from this actor's own process, all at once."""
         me = await Overlap.resolve(name)
-        await asyncio.gather(*(me.work(seconds) for _ in range(n)), *(me.iwork(0) for _ in range(n)))
-        return n * 2
+        await asyncio.gather(*(me.work(seconds) for _ in range(n)))
+        return n
+
+    def boom(self):
+        raise Unprintable()
 
     def stats(self):
         return self.peak, self.calls

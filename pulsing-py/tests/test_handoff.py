@@ -2,6 +2,7 @@
 never for long, and every answer arrives whichever way it goes."""
 
 import asyncio
+import collections
 import threading
 import time
 
@@ -47,8 +48,10 @@ async def test_quick_answers_and_errors_arrive(system):
 
 async def test_held_calls_still_let_the_loop_turn(system):
     w = await Worker.spawn()
+    holds = _core._bridge().holds
     calls = [lambda i=i: w.quick(i) for i in range(500)]
     assert await longest_run_without_a_turn(calls) <= 2 * _core._TURN_EVERY
+    assert _core._bridge().holds > holds  # the loop did hold (a quick answer within 100 µs)
     assert await w.quick("last") == "last"
 
 
@@ -74,6 +77,82 @@ async def test_concurrent_callers_get_their_own_answers(system):
     assert await w.quick(None) is None
 
 
+@pul.remote(serial=True)
+class SerialWorker:
+    async def slow(self):
+        await asyncio.sleep(0.05)
+        return "slow"
+
+    def quick(self):
+        return "quick"
+
+
+@pul.remote
+class Ticker:
+    def ticks(self, n):
+        for i in range(n):
+            time.sleep(0.0005)
+            yield i
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message either")
+
+
+@pul.remote
+class Raiser:
+    def boom(self):
+        raise Unprintable()
+
+    def ok(self):
+        return "ok"
+
+
+async def test_def_calls_queued_around_a_stop_still_answer(system):
+    """Calls already on their way into the actor's queue when it stops run as queued."""
+    s = await SerialWorker.spawn()
+    first = asyncio.ensure_future(s.slow())
+    second = asyncio.ensure_future(s.quick())  # waits for the serial lock
+    await asyncio.sleep(0.01)
+    pul.stop(s)
+    assert await asyncio.wait_for(first, 5) == "slow"
+    assert await asyncio.wait_for(second, 5) == "quick"
+
+    t = await Ticker.spawn()
+    got = []
+
+    async def consume():
+        async for x in t.ticks(50):
+            got.append(x)
+            if len(got) == 3:
+                pul.stop(t)
+
+    await asyncio.wait_for(consume(), 5)  # ends (with the items already made), never hangs
+    assert got[:3] == [0, 1, 2]
+
+
+async def test_an_exception_that_cannot_print_still_reaches_the_caller(system):
+    r = await Raiser.spawn()
+    for _ in range(2):
+        with pytest.raises(pul.PulsingActorError, match="unprintable") as e:
+            await asyncio.wait_for(r.boom(), 5)
+        assert e.value.type_name == "Unprintable"
+    assert await asyncio.wait_for(r.ok(), 5) == "ok"
+
+
+def test_host_queue_keeps_local_calls_after_close():
+    q = _native.HostQueue()
+    assert q.push_local() is True  # start a drain
+    assert q.busy()
+    q.close()  # the actor stopped: its queued local calls still run
+    assert q.push_local() is False  # already being drained
+    assert q.next() is True and q.next() is True
+    assert q.next() is None and not q.busy()
+    assert q.try_enter() and not q.try_enter()
+    assert q.leave() is False and not q.busy()
+
+
 def test_slot_gives_up_then_refuses_the_claim():
     slot = _native.Slot()
     assert slot.wait(200) is None
@@ -96,19 +175,19 @@ def test_a_claimed_slot_is_the_waiters_even_unpublished():
 
 def test_job_queue_hands_jobs_to_a_sleeping_worker_and_publishes():
     jobs = _native.JobQueue()
+    pending = collections.deque()  # the callables, as `_SyncPool` keeps them
     got = []
 
     def worker():
         slot = None
-        while True:
-            job = jobs.get(slot)
-            if job is None:
-                return
-            slot = job()
+        while got[-1:] != ["stop"]:
+            assert jobs.get(slot) is None  # a local job (an int would be a drain)
+            slot = pending.popleft()()
 
-    t = threading.Thread(target=worker)
-    t.start()
-    time.sleep(0.05)  # the worker is asleep by now
+    def submit(job):
+        pending.append(job)
+        return jobs.put()
+
     slot = _native.Slot()
 
     def job():
@@ -116,11 +195,15 @@ def test_job_queue_hands_jobs_to_a_sleeping_worker_and_publishes():
         assert slot.claim(True, "answer")
         return slot  # published by `get`, after the worker let go of the GIL
 
-    jobs.put(job)
+    assert submit(lambda: got.append("first")) is True  # no worker waits: start one
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    time.sleep(0.05)  # the worker ran the first job and is asleep by now
+    assert submit(job) is False  # a waiting worker takes it
     assert slot.wait(5_000_000) == (True, "answer")
-    jobs.put(None)
+    submit(lambda: got.append("stop"))
     t.join(5)
-    assert got == ["ran"] and not t.is_alive() and len(jobs) == 0
+    assert got == ["first", "ran", "stop"] and not t.is_alive() and len(jobs) == 0
 
 
 HOLD_OFF = """

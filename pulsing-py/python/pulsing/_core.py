@@ -55,6 +55,9 @@ _state: Optional[tuple] = None  # the arguments of the running init
 _generation = 0  # bumped by shutdown: hosts of an older generation are stopped
 _NAMES: "dict[str, _Host]" = {}  # named Python actors of this process
 _HOSTS: "dict[int, _Host]" = {}  # named Python actors by id, for calls coming through Rust
+# Hosts whose `def` calls the runtime may queue, by id: kept (weakly) after they stop, so that
+# calls already queued still drain.
+_DRAINS: "weakref.WeakValueDictionary[int, _Host]" = weakref.WeakValueDictionary()
 _host_ids = itertools.count(1)
 class _SyncPool:
     """Worker threads for ``def`` methods: a job is one actor's drain loop.
@@ -68,13 +71,15 @@ class _SyncPool:
     """
 
     def __init__(self, max_threads: int = 64) -> None:
-        self.jobs = _native.JobQueue()
+        self.jobs = _native.JobQueue()  # counts `pending` and holds the runtime's drains
+        self.pending: collections.deque = collections.deque()
         self.lock = threading.Lock()
         self.threads = 0
         self.max_threads = max_threads
 
     def submit(self, job) -> None:
-        if not self.jobs.put(job):
+        self.pending.append(job)
+        if not self.jobs.put():
             return  # a waiting worker takes it
         with self.lock:
             if self.threads >= self.max_threads:
@@ -83,15 +88,20 @@ class _SyncPool:
         threading.Thread(target=self._work, name="pulsing-sync", daemon=True).start()
 
     def _work(self) -> None:
-        jobs = self.jobs
+        jobs, pending = self.jobs, self.pending
         publish = None
         while True:
-            job = jobs.get(publish)
-            if type(job) is int:  # drain that actor's calls (queued by the runtime)
-                host = _HOSTS.get(job)
-                publish = host._drain_sync() if host is not None else None
-            else:
-                publish = job()
+            drain = jobs.get(publish)
+            publish = None
+            try:
+                if drain is None:
+                    publish = pending.popleft()()
+                else:  # drain that actor's calls (queued by the runtime)
+                    host = _DRAINS.get(drain)
+                    if host is not None:
+                        publish = host._drain_sync()
+            except BaseException:  # noqa: BLE001 - a worker outlives any job
+                traceback.print_exc()
 
 
 _POOL = _SyncPool()
@@ -218,7 +228,7 @@ def instances(name: str) -> "list[dict]":
 
 
 class _LoopBridge:
-    __slots__ = ("loop", "native", "waiters", "tokens", "holds", "__weakref__")
+    __slots__ = ("loop", "native", "waiters", "tokens", "holds", "draining", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -226,13 +236,14 @@ class _LoopBridge:
         self.waiters: dict = {}
         self.tokens = itertools.count(1)
         self.holds = 0
+        self.draining = False  # inside `_drain`: the rest of its batch waits
         loop.add_reader(self.native.fileno(), self._drain)
 
     def may_hold(self) -> bool:
         """True if the loop has nothing else ready to run, so a call may hold it briefly.
         (Only asyncio's own loops say so; on any other loop, calls never hold.)"""
         ready = getattr(self.loop, "_ready", None)
-        return ready is not None and not ready
+        return ready is not None and not ready and not self.draining
 
     async def after_hold(self) -> None:
         """Counts a held call; every ``_TURN_EVERY``th gives the loop a turn."""
@@ -240,18 +251,19 @@ class _LoopBridge:
         if self.holds % _TURN_EVERY == 0:
             await asyncio.sleep(0)
 
-    def hold_remote(self) -> None:
-        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came. Replies
-        are settled at once; calls for this loop's actors wait for the loop's next turn, so
-        they never run inside the holding task."""
+    def hold_remote(self) -> bool:
+        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came (False if
+        nothing did). Replies are settled at once; calls for this loop's actors wait for the
+        loop's next turn, so they never run inside the holding task."""
         if not self.native.hold(_HOLD_REMOTE_US):
-            return
+            return False
         waiters, loop = self.waiters, self.loop
         for ev in self.native.take():
             if ev[0] in (3, 4):
                 loop.call_soon(self._settle, ev, waiters)
             else:
                 self._settle(ev, waiters)
+        return True
 
     def future(self):
         token = next(self.tokens)
@@ -261,8 +273,12 @@ class _LoopBridge:
 
     def _drain(self) -> None:
         waiters = self.waiters
-        for ev in self.native.take():
-            self._settle(ev, waiters)
+        self.draining = True
+        try:
+            for ev in self.native.take():
+                self._settle(ev, waiters)
+        finally:
+            self.draining = False
 
     def _settle(self, ev, waiters) -> None:
         tag = ev[0]
@@ -276,7 +292,7 @@ class _LoopBridge:
                 host.stop()
             return
         if tag == 5:  # an actor's `def` calls from the runtime need a worker
-            host = _HOSTS.get(ev[1])
+            host = _DRAINS.get(ev[1])
             if host is not None:
                 _POOL.submit(host._drain_sync)
             return
@@ -371,8 +387,10 @@ class _ClassInfo:
 
 def _direct(info: _ClassInfo, host: "_Host"):
     """What the runtime may queue for the workers directly: the plain ``def`` methods of an
-    actor that is not serial (a serial actor's calls all go through its loop and lock)."""
-    if info.serial:
+    actor that is neither serial (its calls go through its loop and lock) nor has any
+    ``@pul.inline`` method."""
+    if info.serial or "inline" in info.kinds.values():
+        # (`@pul.inline` calls run on the loop, so all calls go through it to keep their order.)
         return None
     methods = [m for m, kind in info.kinds.items() if kind == "sync"]
     return (methods, host.sync, _POOL.jobs) if methods else None
@@ -383,7 +401,7 @@ class _Host:
 
     __slots__ = (
         "id", "info", "instance", "loop", "lock", "sync_q", "sync",
-        "name", "native", "generation", "stopped", "chain_id", "quick",
+        "name", "native", "generation", "stopped", "chain_id", "quick", "__weakref__",
     )
 
     def __init__(self, info: _ClassInfo, instance: Any, loop, name: Optional[str]) -> None:
@@ -467,6 +485,13 @@ class _Host:
     def _drain_sync(self) -> "Optional[Any]":
         """Runs the actor's queued ``def`` calls in order. Returns a claimed slot that the
         worker publishes once it has let go of the GIL (see ``_native.JobQueue.get``)."""
+        try:
+            return self._drain()
+        except BaseException:
+            _POOL.submit(self._drain_sync)  # the queue is still ours (busy): go on elsewhere
+            raise
+
+    def _drain(self) -> "Optional[Any]":
         done = []
         q, calls = self.sync_q, self.sync
         while True:
@@ -509,7 +534,12 @@ class _Host:
         if self.is_stopped():
             reply.stopped(self.label())
             return
-        _run_for(self, method, reply, getattr(self.instance, method), args, kwargs)
+        try:
+            fn = getattr(self.instance, method)
+        except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+            _fail(self, method, reply, e)
+            return
+        _run_for(self, method, reply, fn, args, kwargs)
 
     def _deliver(self, done) -> None:
         try:
@@ -543,9 +573,16 @@ def _set_results(done) -> None:
 
 
 def _raised(host: _Host, method: str, e: BaseException) -> PulsingActorError:
-    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    try:
+        message = str(e)
+    except BaseException:  # noqa: BLE001 - an exception whose message itself fails
+        message = "(unprintable exception)"
+    try:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except BaseException:  # noqa: BLE001
+        tb = ""
     return PulsingActorError(
-        str(e), type_name=type(e).__name__, remote_traceback=tb, actor=host.label(), method=method
+        message, type_name=type(e).__name__, remote_traceback=tb, actor=host.label(), method=method
     )
 
 
@@ -902,22 +939,21 @@ class _RemoteTarget:
         except Exception as e:  # an argument that neither is plain data nor pickles
             b.waiters.pop(token, None)
             raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
-        held = (
+        timed_out = (
             _HOLD_REMOTE_US
-            and (self.quick or self._probe())
             and len(b.waiters) == 1
             and b.may_hold()
+            and (self.quick or self._probe())
+            and not b.hold_remote()
         )
-        if held:
-            b.hold_remote()
         if fut.done():
             self.quick = True
             result = fut.result()
             await b.after_hold()
         else:
+            if timed_out:
+                self.quick = False  # slower than a hold: await the next ones (but probe)
             result = await fut
-            if held:
-                self.quick = False  # took longer than a hold: await the next ones (but probe)
         if type(result) is dict and len(result) == 1 and ("Err" in result or "Ok" in result):
             return await self._unwrap(method, result)
         return result
@@ -1305,6 +1341,7 @@ class RemoteClass:
         host = _Host(info, instance, loop, name)
         if name is not None:
             b = _bridge_for(loop)
+            _DRAINS[host.id] = host  # before calls can come
             deadline = time.monotonic() + 2.0
             while True:
                 try:
