@@ -37,10 +37,6 @@ class Bench:
     def ping(self, x):
         return x
 
-    @pul.inline
-    def iping(self, x):
-        return x
-
     async def aping(self, x):
         return x
 
@@ -53,6 +49,19 @@ class Bench:
 
     def sstream(self, n):
         yield from range(n)
+
+
+@pul.remote
+class InlineBench:
+    """A class with an ``@pul.inline`` method: all its calls from other processes go through
+    its event loop (to keep them in order with the inline ones)."""
+
+    def ping(self, x):
+        return x
+
+    @pul.inline
+    def iping(self, x):
+        return x
 
 
 @pul.remote
@@ -172,6 +181,7 @@ def thread_hand_off():
 async def serve() -> None:
     await pul.init(addr="127.0.0.1:0")
     await Bench.spawn(name="bench")
+    await InlineBench.spawn(name="inline")
     echo = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
     print("LISTENING", pul.local_addr(), echo.sockets[0].getsockname()[1], flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -187,18 +197,23 @@ async def pulsing_bench(results: dict) -> None:
         await pul.init(addr="127.0.0.1:0", seeds=[addr])
         local = await Bench.spawn()
         remote = await Bench.resolve("bench", timeout=10)
+        inline = await InlineBench.spawn()
+        remote_inline = await InlineBench.resolve("inline", timeout=10)
 
         results["call, same process (def)"] = fmt_us(await seq_latency(local.ping))
         results["  floor: a bare hand-off to a thread and back"] = fmt_us(await seq_latency(thread_hand_off()))
         results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
-        results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(local.iping))
+        results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(inline.iping))
         results["call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
         results["call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
         hold, _core._HOLD_REMOTE_US = _core._HOLD_REMOTE_US, 0
-        results["  the same, the loop never held (PULSING_HOLD=off)"] = await seq_latency_cpu(remote.aping, server.pid)
+        results["  async def, the loop never held (PULSING_HOLD=off)"] = await seq_latency_cpu(remote.aping, server.pid)
         _core._HOLD_REMOTE_US = hold
         results["  floor: asyncio TCP echo between the two processes"] = fmt_us(
             await seq_latency(await asyncio_echo(int(echo_port)))
+        )
+        results["call, across processes (def, class with an @pul.inline method)"] = await seq_latency_cpu(
+            remote_inline.ping, server.pid
         )
         for n in (64, 512):
             results[f"calls/s, {n} in flight, in-process (def)"] = fmt_rate(await throughput(local.ping, n), "calls")
