@@ -1,4 +1,5 @@
-"""Ends without pul.shutdown(), with calls and a stream still in flight."""
+"""Ends without pul.shutdown(), with calls (`def` ones on worker threads too) and a stream
+still in flight."""
 import asyncio
 import sys
 
@@ -10,6 +11,7 @@ async def main():
     proxy = await busy("127.0.0.1:0")
     for i in range(200):
         asyncio.ensure_future(proxy.echo(i))
+        asyncio.ensure_future(proxy.inc())  # `def` calls on the workers, queued by the runtime
     stream = proxy.forever().__aiter__()
     await stream.__anext__()
     print("ok")
