@@ -466,16 +466,31 @@ pub(crate) fn call_parts<'py>(
     Ok(Some((method, args, kwargs, reply, stream)))
 }
 
-/// Runs `work` on the runtime and posts its result to `bridge` under `token`.
+/// Starts `work` on this thread and lets the runtime finish it; posts its result to `bridge`
+/// under `token`. The first step runs here, so a call's request is queued before this returns:
+/// calls leave in the order they were made (a task per call could start in any order).
 fn spawn_done<F>(bridge: &Bridge, token: u64, work: F) -> PyResult<()>
 where
     F: std::future::Future<Output = Result<Value, Error>> + Send + 'static,
 {
     let inner = bridge.inner.clone();
-    handle()?.spawn(async move {
-        let result = work.await;
-        inner.push(Event::Done(token, result));
-    });
+    let handle = handle()?;
+    let mut work = Box::pin(work);
+    let first = {
+        let _runtime = handle.enter();
+        // The task below polls it again at once, with a waker of its own.
+        work.as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    };
+    match first {
+        std::task::Poll::Ready(result) => inner.push(Event::Done(token, result)),
+        std::task::Poll::Pending => {
+            handle.spawn(async move {
+                let result = work.await;
+                inner.push(Event::Done(token, result));
+            });
+        }
+    }
     Ok(())
 }
 

@@ -178,6 +178,7 @@ class Overlap:
         self.active = 0
         self.peak = 0
         self.calls = 0
+        self.log = []
 
     def work(self, seconds):
         self.active += 1
@@ -198,3 +199,14 @@ class Overlap:
 
     def stats(self):
         return self.peak, self.calls
+
+    def record(self, i):
+        self.log.append(i)
+
+    async def arecord(self, i):
+        self.log.append(i)  # (before its first await: the order the calls started in)
+        await asyncio.sleep(0)
+
+    def take_log(self):
+        log, self.log = self.log, []
+        return log

@@ -490,3 +490,12 @@ async def test_queued_def_calls_fail_fast_when_their_actor_stops(py_node, cluste
     answered = [r for r in results if isinstance(r, int)]
     assert len(stopped) + len(answered) == 20, results
     assert stopped and answered  # some ran before the stop; the queued rest failed at once
+
+
+async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, cluster_system):
+    node = py_node("--spawn-overlap", "ov", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    ov = await Overlap.resolve("ov", timeout=10)
+    for method in (ov.record, ov.arecord):
+        await asyncio.gather(*(method(i) for i in range(500)))
+        assert await ov.take_log() == list(range(500))
