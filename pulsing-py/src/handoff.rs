@@ -177,6 +177,11 @@ impl JobQueue {
     fn __len__(&self) -> usize {
         self.jobs.len.load(Ordering::Acquire)
     }
+
+    /// How many workers are waiting for a job (spinning or asleep).
+    fn waiting(&self) -> usize {
+        self.jobs.lock().waiting
+    }
 }
 
 /// One actor's queue of `def` calls, in arrival order: calls from this process (kept in a

@@ -210,3 +210,26 @@ class Overlap:
     def take_log(self):
         log, self.log = self.log, []
         return log
+
+    def echo_proxy(self, proxy):
+        """Sends a proxy back (it travels by name both ways)."""
+        return proxy
+
+
+@pul.remote
+class InlineLog:
+    """A class with an `@pul.inline` method: its calls keep their order with the `def` ones."""
+
+    def __init__(self):
+        self.log = []
+
+    def record(self, i):
+        self.log.append(i)
+
+    @pul.inline
+    def irecord(self, i):
+        self.log.append(i)
+
+    def take_log(self):
+        log, self.log = self.log, []
+        return log

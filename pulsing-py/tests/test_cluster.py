@@ -11,7 +11,7 @@ import pytest
 
 import pulsing as pul
 from pulsing import _core
-from cluster_actors import Bomb, Overlap, Ping, Point, Tally, Worker
+from cluster_actors import Bomb, InlineLog, Overlap, Ping, Point, Tally, Worker
 from conftest import HERE, ROOT, longest_run_without_a_turn
 
 TEST_NODE = ROOT / "target" / "debug" / "test_node"
@@ -448,6 +448,16 @@ async def test_held_calls_answer_every_way_and_let_the_loop_turn(py_node, cluste
     assert await longest_run_without_a_turn(calls) <= 2 * _core._TURN_EVERY
     assert got == list(range(1, 301))
     assert _core._bridge().holds > holds  # the loop did hold (an answer within 200 µs)
+    untyped = (await pul.resolve("there")).as_any()
+
+    async def failing():
+        with pytest.raises(pul.PulsingUnknownMethodError):
+            await untyped.no_such_method()
+
+    # Calls that fail give the loop its turns too (a retry loop must not starve it).
+    holds = _core._bridge().holds
+    assert await longest_run_without_a_turn([failing] * 200) <= 2 * _core._TURN_EVERY
+    assert _core._bridge().holds > holds
     for seconds in (0, 0.01, 0):  # quick, then slower than a hold, then quick again
         with pytest.raises(pul.PulsingActorError, match="failed after") as info:
             await there.fail_slowly(seconds)
@@ -499,3 +509,12 @@ async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, clust
     for method in (ov.record, ov.arecord):
         await asyncio.gather(*(method(i) for i in range(500)))
         assert await ov.take_log() == list(range(500))
+    # Large arguments: the connection's queue fills, and calls wait their turn for room.
+    big = b"x" * (300 << 10)
+    await asyncio.gather(*(ov.record([i, big]) for i in range(24)))
+    assert [i for i, _ in await ov.take_log()] == list(range(24))
+    # A proxy that arrived by name resolves once, and its first calls keep their order too.
+    py_node("--spawn-inline-log", "il", "--name", "m", "--seed", node.addr)
+    lazy = await ov.echo_proxy(await InlineLog.resolve("il", timeout=10))
+    await asyncio.gather(*((lazy.irecord if i % 3 else lazy.record)(i) for i in range(300)))
+    assert await lazy.take_log() == list(range(300))  # also with `@pul.inline` in the mix

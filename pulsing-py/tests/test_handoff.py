@@ -89,10 +89,19 @@ class SerialWorker:
 
 @pul.remote
 class Ticker:
-    def ticks(self, n):
-        for i in range(n):
+    def ticks(self):
+        i = 0
+        while True:  # endless: only a stop ends it
             time.sleep(0.0005)
             yield i
+            i += 1
+
+    async def aticks(self):
+        i = 0
+        while True:
+            await asyncio.sleep(0.0005)
+            yield i
+            i += 1
 
 
 class Unprintable(Exception):
@@ -119,17 +128,20 @@ async def test_def_calls_queued_around_a_stop_still_answer(system):
     assert await asyncio.wait_for(first, 5) == "slow"
     assert await asyncio.wait_for(second, 5) == "quick"
 
-    t = await Ticker.spawn()
-    got = []
+    for method in ("ticks", "aticks"):
+        t = await Ticker.spawn()
+        got = []
 
-    async def consume():
-        async for x in t.ticks(50):
-            got.append(x)
-            if len(got) == 3:
-                pul.stop(t)
+        async def consume():
+            async for x in getattr(t, method)():
+                got.append(x)
+                if len(got) == 3:
+                    pul.stop(t)
 
-    await asyncio.wait_for(consume(), 5)  # ends (with the items already made), never hangs
-    assert got[:3] == [0, 1, 2]
+        # An endless stream of a stopped actor ends (after the items already made).
+        with pytest.raises(pul.PulsingStoppedError):
+            await asyncio.wait_for(consume(), 5)
+        assert got[:3] == [0, 1, 2] and len(got) < 1000
 
 
 async def test_an_exception_that_cannot_print_still_reaches_the_caller(system):
@@ -198,7 +210,11 @@ def test_job_queue_hands_jobs_to_a_sleeping_worker_and_publishes():
     assert submit(lambda: got.append("first")) is True  # no worker waits: start one
     t = threading.Thread(target=worker, daemon=True)
     t.start()
-    time.sleep(0.05)  # the worker ran the first job and is asleep by now
+    deadline = time.monotonic() + 10
+    while jobs.waiting() == 0:  # until it ran the first job and waits for the next
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert got == ["first"]
     assert submit(job) is False  # a waiting worker takes it
     assert slot.wait(5_000_000) == (True, "answer")
     submit(lambda: got.append("stop"))
@@ -234,3 +250,27 @@ def test_holding_can_be_turned_off():
     out = run_script(HOLD_OFF, str(HERE), env={"PULSING_HOLD": "off"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0"]
+
+
+@pul.remote
+class Numbers:
+    def numbers(self, n):
+        yield from range(n)
+
+
+async def test_a_stream_served_through_the_runtime_leaves_no_waiter(system):
+    """A stream that met a full buffer leaves nothing behind on its loop (a stale waiter would
+    also stop that loop's calls from ever holding)."""
+    await Numbers.spawn(name="numbers")
+    b = _core._bridge()
+    token, fut = b.future()
+    _native.resolve(b.native, token, "numbers", None)
+    through_runtime = pul.ActorRef(_core._RemoteTarget(await fut)).as_any()
+    got = 0
+    async for _ in through_runtime.numbers(20_000):
+        got += 1
+        if got % 1000 == 0:
+            await asyncio.sleep(0.002)  # a slow consumer: the producer waits for room
+    assert got == 20_000
+    await asyncio.sleep(0.05)
+    assert b.waiters == {}

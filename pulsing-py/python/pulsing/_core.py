@@ -485,19 +485,25 @@ class _Host:
     def _drain_sync(self) -> "Optional[Any]":
         """Runs the actor's queued ``def`` calls in order. Returns a claimed slot that the
         worker publishes once it has let go of the GIL (see ``_native.JobQueue.get``)."""
+        done: list = []  # answers for the loop, delivered in batches
+        held = [True]  # the queue is still ours (busy)
         try:
-            return self._drain()
+            return self._drain(done, held)
         except BaseException:
-            _POOL.submit(self._drain_sync)  # the queue is still ours (busy): go on elsewhere
+            if held[0]:
+                _POOL.submit(self._drain_sync)  # go on elsewhere with the rest
             raise
+        finally:
+            if done:
+                self._deliver(done)
 
-    def _drain(self) -> "Optional[Any]":
-        done = []
+    def _drain(self, done: list, held: list) -> "Optional[Any]":
         q, calls = self.sync_q, self.sync
         while True:
             item = calls.next()
             if item is None:
-                break  # and the queue is no longer busy
+                held[0] = False  # the queue is empty and no longer busy
+                break
             if item is not True:
                 self._run_remote(*item)
                 continue
@@ -514,17 +520,14 @@ class _Host:
             if slot is not None and slot.claim(ok, value):
                 # The loop is holding for this answer.
                 if calls.finish():
-                    if done:
-                        self._deliver(done)
+                    held[0] = False
                     return slot
                 slot.publish()
                 continue
             done.append((fut, ok, value))
             if len(done) >= 32:
-                self._deliver(done)
-                done = []
-        if done:
-            self._deliver(done)
+                self._deliver(done[:])
+                done.clear()
         return None
 
     def _run_remote(self, method: str, args, kwargs, reply) -> None:
@@ -687,6 +690,8 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
             raise _raised(host, method, e) from None
         try:
             while True:
+                if host.stopped:
+                    raise PulsingStoppedError(f"{host.label()} is stopped")
                 try:
                     item = await agen.__anext__()
                 except StopAsyncIteration:
@@ -704,6 +709,8 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
         finished = False
         try:
             while not finished:
+                if host.is_stopped():
+                    raise PulsingStoppedError(f"{host.label()} is stopped")
                 items, finished, exc = await host.run_sync(_pull_chunk, (gen,), {}, method)
                 for item in items:
                     yield item
@@ -711,7 +718,8 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
                     raise _raised(host, method, exc) from None
         finally:
             if not finished:
-                gen.close()
+                # On the worker, after a pull that may still run (cancelled while waiting).
+                host.run_sync(gen.close, (), {}, method)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -820,9 +828,10 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
     items = _local_stream(host, method, args, kwargs)
     # If the consumer goes away while the generator waits for something else, stop it.
     task = asyncio.current_task()
-    token, gone = bridge.future()
+    gone_token, gone = bridge.future()
     gone.add_done_callback(lambda _: task.cancel())
-    sink.watch_closed(bridge.native, token)
+    sink.watch_closed(bridge.native, gone_token)
+    token = None  # of the wait for room in progress
     try:
         first = True
         async for item in items:
@@ -853,6 +862,7 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
     finally:
+        bridge.waiters.pop(gone_token, None)
         bridge.waiters.pop(token, None)
         await items.aclose()
 
@@ -933,11 +943,13 @@ class _RemoteTarget:
         token, fut = b.future()
         try:
             self.native.call(b.native, token, method, args, kwargs or None, timeout)
-        except _native.PulsingNativeError as e:
-            b.waiters.pop(token, None)
-            raise from_native(e) from None
-        except Exception as e:  # an argument that neither is plain data nor pickles
-            b.waiters.pop(token, None)
+        except BaseException as e:
+            b.waiters.pop(token, None)  # nothing will answer it
+            if isinstance(e, _native.PulsingNativeError):
+                raise from_native(e) from None
+            if not isinstance(e, Exception):
+                raise  # KeyboardInterrupt, or a panic in the runtime
+            # An argument that neither is plain data nor pickles.
             raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
         timed_out = (
             _HOLD_REMOTE_US
@@ -948,8 +960,10 @@ class _RemoteTarget:
         )
         if fut.done():
             self.quick = True
-            result = fut.result()
-            await b.after_hold()
+            try:
+                result = fut.result()
+            finally:
+                await b.after_hold()  # failed calls too, or a retry loop would never yield
         else:
             if timed_out:
                 self.quick = False  # slower than a hold: await the next ones (but probe)
@@ -1023,9 +1037,11 @@ class _RemoteStream:
             token, fut = b.future()
             try:
                 self._native.stream(b.native, token, method, args, kwargs or None)
-            except Exception as e:
+            except BaseException as e:
                 b.waiters.pop(token, None)
                 self._done = True
+                if not isinstance(e, Exception):
+                    raise
                 raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
             self._stream = await fut
             self._request()
@@ -1179,13 +1195,14 @@ def _revive_proxy(name: str, cls_path) -> "ActorProxy":
 class _LazyTarget:
     """A proxy that arrived by name: resolved on its first use."""
 
-    __slots__ = ("_name", "_info", "_target")
+    __slots__ = ("_name", "_info", "_target", "_resolving")
     is_local = False
 
     def __init__(self, name: str, info: Optional[_ClassInfo]) -> None:
         self._name = name
         self._info = info
         self._target = None
+        self._resolving: Optional[asyncio.Future] = None
 
     @property
     def name(self) -> str:
@@ -1198,11 +1215,24 @@ class _LazyTarget:
         return self._info.name if self._info is not None else "?"
 
     async def _get(self):
-        if self._target is None:
-            ref = await resolve(self._name, timeout=10)
-            if self._info is not None and isinstance(ref._target, _RemoteTarget):
-                ref._target.python = True
-            self._target = ref._target
+        if self._target is not None:
+            return self._target
+        # One resolve for all the calls that wait for it: they go on in the order they came.
+        loop = asyncio.get_running_loop()
+        if self._resolving is None or self._resolving.get_loop() is not loop:
+            self._resolving = loop.create_task(self._resolve())
+        try:
+            return await asyncio.shield(self._resolving)
+        except BaseException:
+            if self._resolving.done():
+                self._resolving = None  # failed: the next call tries again
+            raise
+
+    async def _resolve(self):
+        ref = await resolve(self._name, timeout=10)
+        if self._info is not None and isinstance(ref._target, _RemoteTarget):
+            ref._target.python = True
+        self._target = ref._target
         return self._target
 
     async def call(self, method, args, kwargs, timeout):

@@ -36,6 +36,9 @@ pub(super) struct Outbox {
     ready: Notify,
     /// Wakes senders waiting for room.
     room: Notify,
+    /// Where senders that must wait queue up: first in, first out, so that no sender (and no
+    /// newcomer) overtakes one that came before it.
+    gate: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -107,39 +110,55 @@ impl Outbox {
     }
 
     /// Queues `frame`, first waiting (at most `within`, if given) while more than [`ROOM`]
-    /// bytes are queued.
+    /// bytes are queued. Senders go in the order they came.
     pub(super) async fn push_waiting<T: Serialize + ?Sized>(
         &self,
         frame: &T,
         within: Option<Duration>,
     ) -> Result<(), NotQueued> {
-        if self.lock().bytes > ROOM {
-            // Rare: wait for the writer, registered before checking again so no wake-up is lost.
-            let room = async {
-                loop {
-                    let room = self.room.notified();
-                    tokio::pin!(room);
-                    room.as_mut().enable();
-                    {
-                        let state = self.lock();
-                        if state.closed || state.bytes <= ROOM {
-                            return;
-                        }
-                    }
-                    room.await;
-                }
-            };
-            match within {
-                Some(limit) => tokio::time::timeout(limit, room)
-                    .await
-                    .map_err(|_| NotQueued::TimedOut)?,
-                None => room.await,
-            }
+        let turn = self.gate.try_lock().ok();
+        if turn.is_some() && self.lock().bytes <= ROOM {
+            return self.push_now(frame); // (our turn ends after the push)
         }
+        // Rare: wait for our turn at the gate, then for the writer to make room.
+        let queued = async {
+            let _turn = match turn {
+                Some(turn) => turn,
+                None => self.gate.lock().await,
+            };
+            self.room().await;
+            self.push_now(frame)
+        };
+        match within {
+            Some(limit) => tokio::time::timeout(limit, queued)
+                .await
+                .unwrap_or(Err(NotQueued::TimedOut)),
+            None => queued.await,
+        }
+    }
+
+    fn push_now<T: Serialize + ?Sized>(&self, frame: &T) -> Result<(), NotQueued> {
         if self.push(frame) {
             Ok(())
         } else {
             Err(NotQueued::Closed)
+        }
+    }
+
+    /// Resolves once at most [`ROOM`] bytes are queued, or the outbox is closed.
+    async fn room(&self) {
+        loop {
+            // Registered before checking again, so no wake-up is lost.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.closed || state.bytes <= ROOM {
+                    return;
+                }
+            }
+            room.await;
         }
     }
 
@@ -222,5 +241,39 @@ mod tests {
         tokio::task::yield_now().await;
         outbox.close();
         assert_eq!(waiting.await.unwrap(), Err(NotQueued::Closed));
+    }
+
+    #[tokio::test]
+    async fn senders_go_in_the_order_they_came() {
+        let outbox = std::sync::Arc::new(Outbox::default());
+        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        let mut senders = Vec::new();
+        for id in 0..10 {
+            let outbox = outbox.clone();
+            senders.push(tokio::spawn(async move {
+                outbox.push_waiting(&Frame::Cancel { id }, None).await
+            }));
+            tokio::task::yield_now().await; // it is waiting before the next one comes
+        }
+        assert_eq!(outbox.take().len(), 1); // room for all of them at once
+                                            // A newcomer finds room, but still queues behind those that waited.
+        let late = outbox.clone();
+        senders.push(tokio::spawn(async move {
+            late.push_waiting(&Frame::Cancel { id: 99 }, None).await
+        }));
+        for sender in senders {
+            assert_eq!(sender.await.unwrap(), Ok(()));
+        }
+        let mut ids = Vec::new();
+        for pack in outbox.take() {
+            crate::wire::decode_packed(&pack.into(), DEFAULT_MAX_FRAME, |frame| {
+                if let Frame::Cancel { id } = frame {
+                    ids.push(id);
+                }
+                true
+            })
+            .unwrap();
+        }
+        assert_eq!(ids, (0..10).chain([99]).collect::<Vec<_>>());
     }
 }
