@@ -37,7 +37,7 @@ pub(super) struct Outbox {
     /// Wakes senders waiting for room.
     room: Notify,
     /// Where senders that must wait queue up: first in, first out, so that no sender (and no
-    /// newcomer) overtakes one that came before it.
+    /// newcomer) overtakes one that came before it. Untouched while nobody waits.
     gate: tokio::sync::Mutex<()>,
 }
 
@@ -46,6 +46,17 @@ struct State {
     packs: VecDeque<Vec<u8>>,
     bytes: usize,
     closed: bool,
+    /// Senders in [`Outbox::push_waiting`]'s slow path: while there are any, newcomers queue
+    /// behind them.
+    waiting: usize,
+}
+
+/// What [`Outbox::queue`] did.
+enum Queued {
+    Yes,
+    Closed,
+    /// Not queued: the sender must wait (it is counted in `waiting`).
+    Wait,
 }
 
 /// A postcard flavor that appends to a buffer.
@@ -79,11 +90,21 @@ impl Outbox {
     /// Queues `frame` without waiting (for answers: an actor never waits for the network).
     /// False if the connection is closed.
     pub(super) fn push<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
+        matches!(self.queue(frame, false), Queued::Yes)
+    }
+
+    /// Queues `frame`; with `in_turn`, only if the outbox has room and no sender is waiting
+    /// (else the caller is counted as waiting).
+    fn queue<T: Serialize + ?Sized>(&self, frame: &T, in_turn: bool) -> Queued {
         let size = postcard::experimental::serialized_size(frame).expect(ENCODES);
         let alone = (size >= PACK_LIMIT).then(|| encode_exact(frame).expect(ENCODES));
         let mut state = self.lock();
         if state.closed {
-            return false;
+            return Queued::Closed;
+        }
+        if in_turn && (state.waiting > 0 || state.bytes > ROOM) {
+            state.waiting += 1;
+            return Queued::Wait;
         }
         let was_empty = state.packs.is_empty();
         match alone {
@@ -106,7 +127,7 @@ impl Outbox {
         if was_empty {
             self.ready.notify_one();
         }
-        true
+        Queued::Yes
     }
 
     /// Queues `frame`, first waiting (at most `within`, if given) while more than [`ROOM`]
@@ -116,16 +137,15 @@ impl Outbox {
         frame: &T,
         within: Option<Duration>,
     ) -> Result<(), NotQueued> {
-        let turn = self.gate.try_lock().ok();
-        if turn.is_some() && self.lock().bytes <= ROOM {
-            return self.push_now(frame); // (our turn ends after the push)
+        match self.queue(frame, true) {
+            Queued::Yes => return Ok(()),
+            Queued::Closed => return Err(NotQueued::Closed),
+            Queued::Wait => {}
         }
         // Rare: wait for our turn at the gate, then for the writer to make room.
+        let _counted = WaitingSender(self);
         let queued = async {
-            let _turn = match turn {
-                Some(turn) => turn,
-                None => self.gate.lock().await,
-            };
+            let _turn = self.gate.lock().await;
             self.room().await;
             self.push_now(frame)
         };
@@ -138,6 +158,7 @@ impl Outbox {
     }
 
     fn push_now<T: Serialize + ?Sized>(&self, frame: &T) -> Result<(), NotQueued> {
+        // (Our turn: no `in_turn` check.)
         if self.push(frame) {
             Ok(())
         } else {
@@ -184,6 +205,15 @@ impl Outbox {
     pub(super) fn close(&self) {
         self.lock().closed = true;
         self.room.notify_waiters();
+    }
+}
+
+/// A sender counted in `State::waiting` until it has queued its frame or given up.
+struct WaitingSender<'a>(&'a Outbox);
+
+impl Drop for WaitingSender<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
     }
 }
 
