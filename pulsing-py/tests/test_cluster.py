@@ -518,3 +518,37 @@ async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, clust
     lazy = await ov.echo_proxy(await InlineLog.resolve("il", timeout=10))
     await asyncio.gather(*((lazy.irecord if i % 3 else lazy.record)(i) for i in range(300)))
     assert await lazy.take_log() == list(range(300))  # also with `@pul.inline` in the mix
+
+
+@pul.remote
+class Adder:
+    def add(self, a, b=0):
+        return a + b
+
+
+async def test_a_def_call_queued_behind_a_remote_one_still_answers_after_a_stop(py_node, cluster_system):
+    """A call from another process waits in the actor's queue for a worker; a local call queues
+    behind it; then the actor stops. The drain must still find the actor (and answer both)."""
+    node = py_node("--spawn", "w", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    h = await Adder.spawn(name="h")
+    w = await Worker.resolve("w", timeout=10)
+    assert await w.call_other("h", "add", 1, 2) == 3  # the peer knows "h"
+    assert await h.add(1) == 1  # a worker thread exists
+    host = h._pulsing_target.host
+    remote = asyncio.ensure_future(w.call_other("h", "add", 5, 5))
+    await asyncio.sleep(0)  # the request to the peer goes out
+    # Keep the GIL on this thread for a while, so h's call arrives and waits for a worker.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5)
+    try:
+        until = time.perf_counter() + 0.3
+        while time.perf_counter() < until:
+            pass
+        local = host.run_sync(host.instance.add, (7,), {}, "add")  # queued behind it
+        pul.stop(h)
+    finally:
+        sys.setswitchinterval(interval)
+    assert await asyncio.wait_for(local, 10) == 7
+    results = await asyncio.wait_for(asyncio.gather(remote, return_exceptions=True), 10)
+    assert results == [10] or isinstance(results[0], pul.PulsingActorError)
