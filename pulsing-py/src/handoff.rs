@@ -2,10 +2,11 @@
 //!
 //! Waking a sleeping thread costs 15–30 µs on a small VM, which is most of a `def` call handed
 //! to a worker thread and back. Both sides here spin for a bounded time first (with the GIL
-//! released): a worker that just finished a job catches the next one without being woken
-//! ([`JobQueue`]), and the event loop waits a few microseconds for a short method's answer
-//! instead of going to sleep on its selector ([`Slot`]). Past the bound, each side falls back
-//! to sleeping, so an idle process does not spin.
+//! released): the event loop waits a few microseconds for a short method's answer instead of
+//! going to sleep on its selector ([`Slot`]), and the worker that handed it over catches the
+//! loop's next call without being woken ([`JobQueue`]). Past the bound, each side falls back
+//! to sleeping, so an idle process does not spin. [`HostQueue`] keeps one actor's `def` calls
+//! in order, whether they come from this process or (queued by the runtime) from another.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};

@@ -17,6 +17,7 @@ mod malloc;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ fn global() -> std::sync::MutexGuard<'static, Global> {
 /// The runtime's handle (started on first use); `None` after the final shutdown.
 fn handle() -> PyResult<tokio::runtime::Handle> {
     let mut g = global();
-    if FINALIZED.load(std::sync::atomic::Ordering::Acquire) {
+    if FINALIZED.load(Ordering::Acquire) {
         return Err(PyRuntimeError::new_err(
             "the Pulsing runtime has been shut down",
         ));
@@ -74,7 +75,7 @@ fn seconds(t: f64) -> PyResult<Duration> {
 }
 
 /// Set once the runtime is gone for good (interpreter exit): nothing starts it again.
-static FINALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FINALIZED: AtomicBool = AtomicBool::new(false);
 
 fn system() -> PyResult<ActorSystem> {
     global()
@@ -180,7 +181,7 @@ fn shutdown(py: Python<'_>) {
 #[pyfunction]
 fn finalize(py: Python<'_>) {
     shutdown(py);
-    FINALIZED.store(true, std::sync::atomic::Ordering::Release);
+    FINALIZED.store(true, Ordering::Release);
     let rt = global().runtime.take();
     if let Some(rt) = rt {
         py.detach(|| rt.shutdown_timeout(Duration::from_secs(2)));
@@ -259,7 +260,7 @@ enum Obj {
 
 struct BridgeInner {
     queue: Mutex<Vec<Event>>,
-    pending: std::sync::atomic::AtomicBool,
+    pending: AtomicBool,
     wake: UnixStream,
 }
 
@@ -269,8 +270,7 @@ impl BridgeInner {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             let was_empty = q.is_empty();
             q.push(event);
-            self.pending
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.pending.store(true, Ordering::Release);
             was_empty
         };
         if was_empty {
@@ -309,7 +309,7 @@ impl Bridge {
         let inner = &self.inner;
         py.detach(|| {
             crate::handoff::spin_until(Duration::from_micros(micros), || {
-                inner.pending.load(std::sync::atomic::Ordering::Acquire)
+                inner.pending.load(Ordering::Acquire)
             })
         })
     }
@@ -333,9 +333,7 @@ impl Bridge {
         }
         let events = {
             let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-            self.inner
-                .pending
-                .store(false, std::sync::atomic::Ordering::Release);
+            self.inner.pending.store(false, Ordering::Release);
             std::mem::take(&mut *q)
         };
         let out = PyList::empty(py);
@@ -611,7 +609,7 @@ struct PyStream {
 struct StreamState {
     stream: tokio::sync::Mutex<Option<ValueStream>>,
     /// Set (and notified) by `close`: a fetch waiting for an item gives up and drops the stream.
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     close: tokio::sync::Notify,
 }
 
@@ -619,7 +617,7 @@ impl StreamState {
     fn new(stream: ValueStream) -> Self {
         StreamState {
             stream: tokio::sync::Mutex::new(Some(stream)),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         }
     }
@@ -627,8 +625,7 @@ impl StreamState {
     /// Stops the stream: the producer is cancelled (by dropping it) now or when a pending fetch
     /// notices.
     fn close(self: &Arc<Self>) {
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.store(true, Ordering::Release);
         self.close.notify_one();
         if let Ok(mut guard) = self.stream.try_lock() {
             guard.take();
@@ -644,7 +641,7 @@ impl PyStream {
         let inner = bridge.inner.clone();
         handle()?.spawn(async move {
             let mut guard = state.stream.lock().await;
-            let closed = state.closed.load(std::sync::atomic::Ordering::Acquire);
+            let closed = state.closed.load(Ordering::Acquire);
             let Some(s) = guard.as_mut().filter(|_| !closed) else {
                 guard.take();
                 inner.push(Event::Items(token, Vec::new(), Some(None)));

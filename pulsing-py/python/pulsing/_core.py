@@ -485,50 +485,46 @@ class _Host:
     def _drain_sync(self) -> "Optional[Any]":
         """Runs the actor's queued ``def`` calls in order. Returns a claimed slot that the
         worker publishes once it has let go of the GIL (see ``_native.JobQueue.get``)."""
-        done: list = []  # answers for the loop, delivered in batches
-        held = [True]  # the queue is still ours (busy)
+        done = []  # answers for the loop, delivered in batches
+        held = True  # the queue is still ours (busy)
+        q, calls = self.sync_q, self.sync
         try:
-            return self._drain(done, held)
+            while True:
+                item = calls.next()
+                if item is None:
+                    held = False  # the queue is empty and no longer busy
+                    return None
+                if item is not True:
+                    self._run_remote(*item)
+                    continue
+                fn, args, kwargs, fut, method, reply, slot = q.popleft()
+                if reply is not None:
+                    _run_for(self, method, reply, fn, args, kwargs)
+                    continue
+                start = time.perf_counter()
+                try:
+                    ok, value = True, fn(*args, **kwargs)
+                except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+                    ok, value = False, _raised(self, method, e)
+                self.quick = time.perf_counter() - start < _QUICK_RUN
+                if slot is not None and slot.claim(ok, value):
+                    # The loop is holding for this answer.
+                    if calls.finish():
+                        held = False
+                        return slot
+                    slot.publish()
+                    continue
+                done.append((fut, ok, value))
+                if len(done) >= 32:
+                    self._deliver(done)
+                    done = []
         except BaseException:
-            if held[0]:
+            if held:
                 _POOL.submit(self._drain_sync)  # go on elsewhere with the rest
             raise
         finally:
             if done:
                 self._deliver(done)
-
-    def _drain(self, done: list, held: list) -> "Optional[Any]":
-        q, calls = self.sync_q, self.sync
-        while True:
-            item = calls.next()
-            if item is None:
-                held[0] = False  # the queue is empty and no longer busy
-                break
-            if item is not True:
-                self._run_remote(*item)
-                continue
-            fn, args, kwargs, fut, method, reply, slot = q.popleft()
-            if reply is not None:
-                _run_for(self, method, reply, fn, args, kwargs)
-                continue
-            start = time.perf_counter()
-            try:
-                ok, value = True, fn(*args, **kwargs)
-            except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
-                ok, value = False, _raised(self, method, e)
-            self.quick = time.perf_counter() - start < _QUICK_RUN
-            if slot is not None and slot.claim(ok, value):
-                # The loop is holding for this answer.
-                if calls.finish():
-                    held[0] = False
-                    return slot
-                slot.publish()
-                continue
-            done.append((fut, ok, value))
-            if len(done) >= 32:
-                self._deliver(done[:])
-                done.clear()
-        return None
 
     def _run_remote(self, method: str, args, kwargs, reply) -> None:
         """A ``def`` call that the runtime queued here directly (from another process or a
