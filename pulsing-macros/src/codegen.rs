@@ -123,12 +123,16 @@ fn actor_impl(actor: &Actor) -> TokenStream {
     let ty = &actor.ty;
     let interface = interface(actor);
     let arms = actor.methods.iter().map(handle_arm);
-    let dyn_arms = actor.methods.iter().enumerate().map(|(i, m)| dyn_arm(i, m));
-    let remote_arms = actor
+    let value_arms = actor
         .methods
         .iter()
         .enumerate()
-        .map(|(i, m)| remote_arm(i, m));
+        .map(|(i, m)| value_arm(i, m));
+    let bytes_arms = actor
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| bytes_arm(i, m));
     let on_start = actor.on_start.as_ref().map(|h| hook("on_start", h));
     let on_stop = actor.on_stop.as_ref().map(|h| hook("on_stop", h));
     quote! {
@@ -152,25 +156,25 @@ fn actor_impl(actor: &Actor) -> TokenStream {
             }
 
             #[allow(unused_mut, unused_variables)]
-            fn dyn_message(
+            fn message_from_values(
                 __method: &::core::primitive::str,
                 __args: ::pulsing::Args,
-                __kind: ::pulsing::DynKind,
+                __reply_to: ::pulsing::ReplyTo,
             ) -> ::pulsing::Result<(Self::Message, ::pulsing::DynPending)> {
                 match __method {
-                    #(#dyn_arms)*
+                    #(#value_arms)*
                     _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
                 }
             }
 
             #[allow(unused_variables)]
-            fn remote_message(
+            fn message_from_bytes(
                 __method: &::core::primitive::str,
                 __bytes: &[::core::primitive::u8],
-                __kind: ::pulsing::DynKind,
+                __reply_to: ::pulsing::ReplyTo,
             ) -> ::pulsing::Result<(Self::Message, ::pulsing::Pending<::std::vec::Vec<::core::primitive::u8>>)> {
                 match __method {
-                    #(#remote_arms)*
+                    #(#bytes_arms)*
                     _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
                 }
             }
@@ -213,7 +217,7 @@ fn handle_arm(m: &Method) -> TokenStream {
 }
 
 /// One arm of the by-name decoder: check and convert the arguments, then build the same message.
-fn dyn_arm(index: usize, m: &Method) -> TokenStream {
+fn value_arm(index: usize, m: &Method) -> TokenStream {
     let name = m.name.to_string();
     let bound = arg_bindings(m);
     let takes = m.args.iter().zip(&bound).map(|(a, b)| {
@@ -222,7 +226,7 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
         let take = quote_spanned!(syn::spanned::Spanned::span(ty)=> __decoder.take::<#ty>()?);
         quote!(let #b: #ty = #take;)
     });
-    let build = build_message(index, m, "dyn_call", "dyn_stream");
+    let build = build_message(index, m, "value_call", "value_stream");
     quote! {
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
@@ -232,12 +236,13 @@ fn dyn_arm(index: usize, m: &Method) -> TokenStream {
     }
 }
 
-/// One arm of the remote decoder: the argument tuple arrives postcard-encoded.
-fn remote_arm(index: usize, m: &Method) -> TokenStream {
+/// One arm of the bytes decoder (a typed call from another node): the argument tuple arrives
+/// postcard-encoded.
+fn bytes_arm(index: usize, m: &Method) -> TokenStream {
     let name = m.name.to_string();
     let types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
     let bound = arg_bindings(m);
-    let build = build_message(index, m, "remote_call", "remote_stream");
+    let build = build_message(index, m, "bytes_call", "bytes_stream");
     let args_span = m
         .args
         .first()
@@ -252,7 +257,7 @@ fn remote_arm(index: usize, m: &Method) -> TokenStream {
     }
 }
 
-/// The end of a by-name or remote arm: the reply slot from `__private::<call_helper>` (or
+/// The end of a by-name or bytes arm: the reply slot from `__private::<call_helper>` (or
 /// `<stream_helper>` for a streaming method), then the same message a typed call builds.
 fn build_message(index: usize, m: &Method, call_helper: &str, stream_helper: &str) -> TokenStream {
     let variant = &m.name;
@@ -269,7 +274,7 @@ fn build_message(index: usize, m: &Method, call_helper: &str, stream_helper: &st
     // Spanned at the result type: if it cannot cross the wire, the error points there.
     let slot = quote_spanned!(wire_span(m)=> ::pulsing::__private::#helper::<Self, #wire>);
     quote! {
-        let (__reply, __pending) = #slot(#index, __kind)?;
+        let (__reply, __pending) = #slot(#index, __reply_to)?;
         ::core::result::Result::Ok((__Message::#variant { #(#fields: #bound,)* __reply }, __pending))
     }
 }

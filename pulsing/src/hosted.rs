@@ -45,17 +45,15 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::__private::{Handled, HandlerCx};
-use crate::actor::Actor;
-use crate::dynamic::{Args, DynKind, DynPending, DynRef, Pending};
-use crate::interface::{Interface, MethodInfo, MethodKind, ParamInfo};
-use crate::reply::{Reply, StreamEvent};
-use crate::stream::{ConvertedStream, ReplyStream};
-use crate::supervision::SpawnOptions;
+use crate::actor::{
+    Actor, ConvertedStream, DynPending, Handled, HandlerCx, Interface, MethodInfo, MethodKind,
+    ParamInfo, Pending, Reply, ReplyStream, ReplyTo, SpawnOptions, StreamEvent,
+};
+use crate::error::{Error, Result};
+use crate::handle::DynRef;
 use crate::system::ActorSystem;
-use crate::value::Value;
+use crate::value::{Args, Value};
 use crate::wire::Payload;
-use crate::{Error, Result};
 
 /// The code behind a hosted actor.
 pub trait Host: Send + Sync + 'static {
@@ -248,6 +246,10 @@ pub fn interface(actor: &str, methods: Vec<HostedMethod>) -> &'static Interface 
 }
 
 /// Spawns a hosted actor: `interface` gives its type name and methods, `host` runs them.
+///
+/// # Errors
+/// [`Error::NameTaken`] if `options` names it and the name is bound, [`Error::SystemShutdown`]
+/// once the system is shutting down.
 pub async fn spawn(
     system: &ActorSystem,
     mut options: SpawnOptions,
@@ -288,20 +290,24 @@ impl Actor for Hosted {
         std::future::ready(Ok(()))
     }
 
-    fn dyn_message(method: &str, args: Args, kind: DynKind) -> Result<(HostedCall, DynPending)> {
-        let (reply, pending) = match kind {
-            DynKind::Call => {
+    fn message_from_values(
+        method: &str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> Result<(HostedCall, DynPending)> {
+        let (reply, pending) = match reply_to {
+            ReplyTo::Call => {
                 let (tx, rx) = oneshot::channel();
                 let answer: DynPending = Pending::Call(Box::pin(async move { rx.await.ok() }));
                 (HostedReply::Call(Reply::to(tx)), answer)
             }
-            DynKind::Respond(respond) => (
-                HostedReply::Call(Reply::to_peer(respond, |respond, result| {
-                    respond.send(result.map(Payload::Value))
+            ReplyTo::Peer(peer) => (
+                HostedReply::Call(Reply::to_peer(peer, |peer, result| {
+                    peer.send(result.map(Payload::Value))
                 })),
                 Pending::Responded,
             ),
-            DynKind::Stream { buffer, actor } => {
+            ReplyTo::Stream { buffer, actor } => {
                 let (tx, rx) = mpsc::channel(buffer.max(1));
                 let typed = ReplyStream::<Slot>::new(rx, actor);
                 let opened: DynPending = Pending::Stream(Box::pin(async move {
@@ -321,10 +327,10 @@ impl Actor for Hosted {
         Ok((call, pending))
     }
 
-    fn remote_message(
+    fn message_from_bytes(
         method: &str,
         _args: &[u8],
-        _kind: DynKind,
+        _reply_to: ReplyTo,
     ) -> Result<(HostedCall, Pending<Vec<u8>>)> {
         Err(Error::Codec(format!(
             "`{method}`: a hosted actor takes by-name calls only, not typed ones"

@@ -89,24 +89,13 @@
 
 extern crate self as pulsing;
 
+// The layers, bottom to top (ARCHITECTURE.md has the map and the dependency table):
+// value, error → wire → transport → actor → cluster → handle → system, hosted.
 mod actor;
-mod actor_ref;
-mod call;
-mod directory;
-mod dynamic;
+mod cluster;
 mod error;
-mod gossip;
+mod handle;
 pub mod hosted;
-mod interface;
-mod mailbox;
-mod node;
-mod registry;
-mod remote;
-mod reply;
-mod runner;
-mod serve;
-mod stream;
-mod supervision;
 mod system;
 mod transport;
 pub mod value;
@@ -116,19 +105,21 @@ pub mod wire;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use actor::Actor;
-pub use actor_ref::{ActorId, ActorRef, TypedRef};
-pub use call::{Call, CallFuture, StreamCall};
-pub use directory::{Instance, Member};
-pub use dynamic::{Args, DynCall, DynKind, DynPending, DynRef, Pending};
+pub use actor::{
+    Actor, ActorId, ConvertedStream, DynPending, Interface, MethodInfo, MethodKind, ParamInfo,
+    Pending, Reply, ReplyStream, ReplyTo, SpawnOptions, StreamEvent, StreamReply, Supervision,
+    ValueStream,
+};
+pub use cluster::{Instance, Member};
 pub use error::{Error, Result};
-pub use interface::{Interface, MethodInfo, MethodKind, ParamInfo};
+pub use handle::{ActorRef, Call, CallFuture, DynCall, DynRef, StreamCall, TypedRef};
 pub use pulsing_macros::remote;
-pub use reply::{Reply, StreamEvent, StreamReply};
-pub use stream::{ConvertedStream, ReplyStream, ValueStream};
-pub use supervision::{SpawnOptions, Supervision};
 pub use system::{ActorSystem, Builder, Config};
-pub use value::Value;
+pub use value::{Args, Value};
+
+/// The former name of [`ReplyTo`].
+#[doc(hidden)]
+pub use actor::ReplyTo as DynKind;
 
 /// Everything a typical program needs: `use pulsing::prelude::*;`.
 pub mod prelude {

@@ -1,72 +1,24 @@
 //! Support code for the output of `#[pulsing::remote]`. Not a public API: it may change in any
-//! release. The generated code calls these small helpers so that expansions stay short.
+//! release. The generated code calls these small helpers so that expansions stay short; the
+//! runtime itself never imports from here (what both need lives in `actor/`).
 
-use std::any::Any;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 
 use futures_core::Stream;
-use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use crate::actor::Actor;
-use crate::actor_ref::ActorMeta;
-use crate::dynamic::{Args, DynKind, DynPending, Pending, Respond};
-use crate::interface::MethodInfo;
-use crate::reply::{Reply, StreamReply};
-use crate::stream::spawn_pump;
-use crate::stream::{ConvertedStream, ReplyStream};
-use crate::system::SystemInner;
-use crate::value::{from_value, to_value, Value};
-use crate::wire::Payload;
-use crate::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::reply::{Reply as ReplySlot, StreamReply as StreamReplySlot};
+use crate::actor::peer::PeerReply;
+use crate::actor::{Actor, ConvertedStream, DynPending, MethodInfo, Pending, ReplyStream, ReplyTo};
+use crate::error::{Error, Result};
+use crate::value::{from_value, to_value, Args, Value};
+use crate::wire::Payload;
 
-/// What a handler reports to the actor loop: `Err` when it panicked.
-pub type Handled = std::result::Result<(), Panic>;
+pub use crate::actor::{Handled, HandlerCx, Panic};
+pub use crate::actor::{Reply as ReplySlot, StreamReply as StreamReplySlot};
 
-/// A panic caught in a handler.
-#[derive(Debug)]
-pub struct Panic {
-    /// The method that panicked.
-    pub method: &'static str,
-    /// The panic message.
-    pub message: String,
-}
-
-/// What a handler can see of the actor it runs in.
-#[derive(Debug)]
-pub struct HandlerCx<'a> {
-    pub(crate) meta: &'a ActorMeta,
-    pub(crate) system: &'a Arc<SystemInner>,
-}
-
-impl HandlerCx<'_> {
-    fn panicked(&self, method: &'static str, payload: &(dyn Any + Send)) -> (Error, Panic) {
-        let message = panic_message(payload);
-        let error = Error::Panicked {
-            actor: self.meta.label(),
-            method: method.to_owned(),
-            message: message.clone(),
-        };
-        (error, Panic { method, message })
-    }
-}
-
-/// Turns a panic payload into its message.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
-    }
-}
+use crate::actor::{Reply, StreamReply};
 
 /// Marker for types that may cross an actor boundary: arguments, results and stream items.
 #[diagnostic::on_unimplemented(
@@ -88,20 +40,7 @@ pub fn call_sync<T>(
     reply: Reply<T>,
     f: impl FnOnce() -> T,
 ) -> Handled {
-    if reply.is_abandoned() {
-        return Ok(());
-    }
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => {
-            reply.send(Ok(value));
-            Ok(())
-        }
-        Err(payload) => {
-            let (error, panic) = cx.panicked(method, &*payload);
-            reply.send(Err(error));
-            Err(panic)
-        }
-    }
+    cx.run(method, reply, f)
 }
 
 /// Runs an `async` method to completion on the actor's task and answers its caller.
@@ -111,23 +50,7 @@ pub async fn call_async<T, F: Future<Output = T>>(
     reply: Reply<T>,
     f: impl FnOnce() -> F,
 ) -> Handled {
-    if reply.is_abandoned() {
-        return Ok(());
-    }
-    match AssertUnwindSafe(async move { f().await })
-        .catch_unwind()
-        .await
-    {
-        Ok(value) => {
-            reply.send(Ok(value));
-            Ok(())
-        }
-        Err(payload) => {
-            let (error, panic) = cx.panicked(method, &*payload);
-            reply.send(Err(error));
-            Err(panic)
-        }
-    }
+    cx.run_async(method, reply, f).await
 }
 
 /// Runs a streaming method and hands its stream to a pump task.
@@ -141,20 +64,7 @@ where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,
 {
-    if reply.is_abandoned() {
-        return Ok(());
-    }
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(stream) => {
-            start_pump(cx, method, reply, stream);
-            Ok(())
-        }
-        Err(payload) => {
-            let (error, panic) = cx.panicked(method, &*payload);
-            reply.fail(error);
-            Err(panic)
-        }
-    }
+    cx.run(method, reply, f)
 }
 
 /// Runs an `async` streaming method, then hands its stream to a pump task.
@@ -169,49 +79,7 @@ where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,
 {
-    if reply.is_abandoned() {
-        return Ok(());
-    }
-    match AssertUnwindSafe(async move { f().await })
-        .catch_unwind()
-        .await
-    {
-        Ok(stream) => {
-            start_pump(cx, method, reply, stream);
-            Ok(())
-        }
-        Err(payload) => {
-            let (error, panic) = cx.panicked(method, &*payload);
-            reply.fail(error);
-            Err(panic)
-        }
-    }
-}
-
-fn start_pump<S>(cx: &HandlerCx<'_>, method: &'static str, reply: StreamReply<S::Item>, stream: S)
-where
-    S: Stream + Send + 'static,
-    S::Item: Send + 'static,
-{
-    let shutdown = cx.system.shutdown_token.clone();
-    spawn_pump(
-        stream,
-        reply.into_sender(),
-        shutdown,
-        cx.meta.label(),
-        method,
-    );
-}
-
-/// Runs a lifecycle hook, turning a panic into a [`Panic`].
-pub async fn hook<F: Future<Output = ()>>(name: &'static str, f: F) -> Handled {
-    AssertUnwindSafe(f)
-        .catch_unwind()
-        .await
-        .map_err(|payload| Panic {
-            method: name,
-            message: panic_message(&*payload),
-        })
+    cx.run_async(method, reply, f).await
 }
 
 /// The error for a by-name call to a method `A` does not have.
@@ -297,48 +165,48 @@ impl ArgDecoder {
 
 /// Makes the reply slot of a by-name call to `A`'s method number `index`, and the future that
 /// turns its typed answer into a [`Value`].
-pub fn dyn_call<A: Actor, T: Serialize + Send + 'static>(
+pub fn value_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
 ) -> Result<(Reply<T>, DynPending)> {
-    call_slot::<A, T, Value>(index, kind, to_value_result, deliver_value::<T>)
+    call_slot::<A, T, Value>(index, reply_to, to_value_result, deliver_value::<T>)
 }
 
 /// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
 /// stream that turns its typed items into [`Value`]s.
-pub fn dyn_stream<A: Actor, T: Serialize + Send + 'static>(
+pub fn value_stream<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
 ) -> Result<(StreamReply<T>, DynPending)> {
-    stream_slot::<A, T, Value>(index, kind, to_value_result)
+    stream_slot::<A, T, Value>(index, reply_to, to_value_result)
 }
 
-/// Like [`dyn_call`], for a remote caller: the answer becomes postcard bytes.
-pub fn remote_call<A: Actor, T: Serialize + Send + 'static>(
+/// Like [`value_call`], for a typed call from another node: the answer becomes postcard bytes.
+pub fn bytes_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
 ) -> Result<(Reply<T>, Pending<Vec<u8>>)> {
-    call_slot::<A, T, Vec<u8>>(index, kind, encode_postcard, deliver_typed::<T>)
+    call_slot::<A, T, Vec<u8>>(index, reply_to, encode_postcard, deliver_typed::<T>)
 }
 
-/// Like [`dyn_stream`], for a remote caller: items become postcard bytes.
-pub fn remote_stream<A: Actor, T: Serialize + Send + 'static>(
+/// Like [`value_stream`], for a typed call from another node: items become postcard bytes.
+pub fn bytes_stream<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
 ) -> Result<(StreamReply<T>, Pending<Vec<u8>>)> {
-    stream_slot::<A, T, Vec<u8>>(index, kind, encode_postcard)
+    stream_slot::<A, T, Vec<u8>>(index, reply_to, encode_postcard)
 }
 
 fn to_value_result<T: Serialize>(value: &T) -> Result<Value> {
     to_value(value).map_err(Error::from)
 }
 
-fn deliver_value<T: Serialize>(respond: Respond, result: Result<T>) {
-    respond.send(result.and_then(|v| to_value_result(&v)).map(Payload::Value));
+fn deliver_value<T: Serialize>(peer: PeerReply, result: Result<T>) {
+    peer.send(result.and_then(|v| to_value_result(&v)).map(Payload::Value));
 }
 
-fn deliver_typed<T: Serialize>(respond: Respond, result: Result<T>) {
-    respond.send_typed(result);
+fn deliver_typed<T: Serialize>(peer: PeerReply, result: Result<T>) {
+    peer.send_typed(result);
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
@@ -358,12 +226,12 @@ fn encode_postcard<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
     convert: fn(&T) -> Result<O>,
-    deliver: fn(Respond, Result<T>),
+    deliver: fn(PeerReply, Result<T>),
 ) -> Result<(Reply<T>, Pending<O>)> {
-    match kind {
-        DynKind::Call => {
+    match reply_to {
+        ReplyTo::Call => {
             let (tx, rx) = oneshot::channel::<Result<T>>();
             let pending = Box::pin(async move {
                 let answer = rx.await.ok()?;
@@ -371,8 +239,8 @@ fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
             });
             Ok((Reply::to(tx), Pending::Call(pending)))
         }
-        DynKind::Respond(respond) => Ok((Reply::to_peer(respond, deliver), Pending::Responded)),
-        DynKind::Stream { .. } => Err(kind_mismatch::<A>(
+        ReplyTo::Peer(peer) => Ok((Reply::to_peer(peer, deliver), Pending::Responded)),
+        ReplyTo::Stream { .. } => Err(kind_mismatch::<A>(
             index,
             "is not a streaming method: use `call`",
         )),
@@ -381,10 +249,10 @@ fn call_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
 
 fn stream_slot<A: Actor, T: Send + 'static, O: Send + 'static>(
     index: usize,
-    kind: DynKind,
+    reply_to: ReplyTo,
     convert: fn(&T) -> Result<O>,
 ) -> Result<(StreamReply<T>, Pending<O>)> {
-    let DynKind::Stream { buffer, actor } = kind else {
+    let ReplyTo::Stream { buffer, actor } = reply_to else {
         return Err(kind_mismatch::<A>(
             index,
             "is a streaming method: use `stream`",

@@ -25,25 +25,27 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::actor::cell::{AnyCell, Cell};
+use crate::actor::mailbox::Mailbox;
+use crate::actor::meta::{ActorId, ActorMeta};
+use crate::actor::registry::Registry;
+use crate::actor::runner;
+use crate::actor::supervision::{SpawnOptions, Supervisor};
 use crate::actor::Actor;
-use crate::actor_ref::{ActorId, ActorMeta, ActorRef, AnyCell, Cell};
-use crate::directory::{Instance, Member};
-use crate::dynamic::DynRef;
-use crate::gossip::GossipConfig;
-use crate::mailbox::Mailbox;
-use crate::node::Node;
-use crate::registry::Registry;
-use crate::runner;
-use crate::supervision::{SpawnOptions, Supervisor};
+use crate::cluster::client::PeerActor;
+use crate::cluster::directory::{Instance, Member};
+use crate::cluster::gossip::GossipConfig;
+use crate::cluster::node::Node;
+use crate::error::{Error, Result};
+use crate::handle::{ActorRef, DynRef};
 use crate::transport::{new_node_id, Inbound, Transport};
-use crate::{Error, Result};
 
 /// Settings of an [`ActorSystem`]; build one with [`ActorSystem::builder`].
 #[derive(Debug, Clone)]
@@ -175,16 +177,21 @@ impl Builder {
     }
 
     /// Starts the system on the current tokio runtime (and, with an address, joins the cluster).
+    ///
+    /// # Errors
+    /// With an address: [`Error::Unreachable`] if it cannot be bound or the advertised address
+    /// does not resolve, or the error of starting gossip.
     pub async fn build(self) -> Result<ActorSystem> {
         let config = self.config;
-        let inner = Arc::new_cyclic(|me: &std::sync::Weak<SystemInner>| SystemInner {
+        let registry = Arc::new(Registry::default());
+        let inner = Arc::new(SystemInner {
             node: config
                 .addr
                 .as_ref()
-                .map(|_| Arc::new(Node::new(me.clone()))),
+                .map(|_| Arc::new(Node::new(Arc::downgrade(&registry)))),
             config: config.clone(),
             next_id: AtomicU64::new(1),
-            registry: Registry::default(),
+            registry,
             actors: Mutex::new(Actors::default()),
             tracker: TaskTracker::new(),
             shutdown_token: CancellationToken::new(),
@@ -221,11 +228,11 @@ struct Actors {
 pub(crate) struct SystemInner {
     config: Config,
     next_id: AtomicU64,
-    pub(crate) registry: Registry,
+    registry: Arc<Registry>,
     node: Option<Arc<Node>>,
     actors: Mutex<Actors>,
     tracker: TaskTracker,
-    pub(crate) shutdown_token: CancellationToken,
+    shutdown_token: CancellationToken,
 }
 
 impl std::fmt::Debug for SystemInner {
@@ -242,7 +249,7 @@ impl SystemInner {
     }
 
     /// Drops a stopped actor from the books: its name and its shutdown entry.
-    pub(crate) fn forget(&self, meta: &ActorMeta) {
+    fn forget(&self, meta: &ActorMeta) {
         if let Some(name) = &meta.name {
             if self.registry.release(name, meta.id) {
                 if let Some(node) = &self.node {
@@ -251,6 +258,22 @@ impl SystemInner {
             }
         }
         self.actors().live.remove(&meta.id);
+    }
+}
+
+/// Closes an actor's books when its task ends, however it ends (its loop returned, or a shutdown
+/// aborted it): no more messages, name released, and every queued caller told `Stopped`.
+struct Closing<'a, A: Actor> {
+    cell: &'a Cell<A>,
+    system: &'a SystemInner,
+}
+
+impl<A: Actor> Drop for Closing<'_, A> {
+    fn drop(&mut self) {
+        self.cell.meta.stopping.store(true, Ordering::Release);
+        self.system.forget(&self.cell.meta);
+        // Dropping what was still queued drops its reply slots: those callers get `Stopped` now.
+        drop(self.cell.mailbox.close());
     }
 }
 
@@ -305,15 +328,17 @@ impl ActorSystem {
         self.start(options, move || Some(factory())).await
     }
 
-    pub(crate) async fn start<A, F>(&self, options: SpawnOptions, factory: F) -> Result<ActorRef<A>>
+    pub(crate) async fn start<A, F>(
+        &self,
+        options: SpawnOptions,
+        mut factory: F,
+    ) -> Result<ActorRef<A>>
     where
         A: Actor,
         F: FnMut() -> Option<A> + Send + 'static,
     {
         let inner = &self.inner;
-        let id = inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = options.mailbox.unwrap_or(inner.config.mailbox_capacity);
         let interface = options.interface.unwrap_or_else(A::interface);
         let cell = Arc::new(Cell {
@@ -343,7 +368,15 @@ impl ActorSystem {
             actors.live.insert(id, cell.clone());
         }
         let supervisor = Supervisor::new(options.supervision);
-        let task = runner::run(cell.clone(), factory, supervisor, inner.clone());
+        let (me, system) = (cell.clone(), inner.clone());
+        // The books are closed when the loop ends, and also when a shutdown aborts the task.
+        let task = async move {
+            let _closing = Closing {
+                cell: &me,
+                system: &system,
+            };
+            runner::run(&me, &mut factory, supervisor, &system.shutdown_token).await;
+        };
         let handle = inner.tracker.spawn(task);
         let _ = cell.meta.abort.set(handle.abort_handle());
         Ok(ActorRef::local(cell))
@@ -381,7 +414,7 @@ impl ActorSystem {
         }
         self.connect_remote(name, &matching)
             .await
-            .map(ActorRef::remote)
+            .map(ActorRef::peer)
     }
 
     /// `NotFound`, unless this node could not join because peers refused it (then why).
@@ -430,11 +463,7 @@ impl ActorSystem {
         }
     }
 
-    async fn connect_remote(
-        &self,
-        name: &str,
-        instances: &[Instance],
-    ) -> Result<Arc<crate::remote::RemoteActor>> {
+    async fn connect_remote(&self, name: &str, instances: &[Instance]) -> Result<Arc<PeerActor>> {
         let node = self.inner.node.as_ref().ok_or_else(|| Error::NotFound {
             name: name.to_owned(),
         })?;
@@ -567,7 +596,7 @@ impl ActorSystem {
         }
         self.connect_remote(name, &instances)
             .await
-            .map(DynRef::from_remote)
+            .map(DynRef::from_peer)
     }
 
     /// Like [`resolve_dyn`](Self::resolve_dyn), but waits up to `timeout` for the name to appear.

@@ -142,10 +142,10 @@ const _: () = {
             }
         }
         #[allow(unused_mut, unused_variables)]
-        fn dyn_message(
+        fn message_from_values(
             __method: &::core::primitive::str,
             __args: ::pulsing::Args,
-            __kind: ::pulsing::DynKind,
+            __reply_to: ::pulsing::ReplyTo,
         ) -> ::pulsing::Result<(Self::Message, ::pulsing::DynPending)> {
             match __method {
                 "inc" => {
@@ -153,10 +153,10 @@ const _: () = {
                         Self,
                     >(0usize, __args)?;
                     let __a0: i64 = __decoder.take::<i64>()?;
-                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                    let (__reply, __pending) = ::pulsing::__private::value_call::<
                         Self,
                         i64,
-                    >(0usize, __kind)?;
+                    >(0usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::inc {
                             by: __a0,
@@ -169,10 +169,10 @@ const _: () = {
                     let mut __decoder = ::pulsing::__private::ArgDecoder::new::<
                         Self,
                     >(1usize, __args)?;
-                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                    let (__reply, __pending) = ::pulsing::__private::value_call::<
                         Self,
                         i64,
-                    >(1usize, __kind)?;
+                    >(1usize, __reply_to)?;
                     ::core::result::Result::Ok((__Message::get { __reply }, __pending))
                 }
                 "check" => {
@@ -180,10 +180,10 @@ const _: () = {
                         Self,
                     >(2usize, __args)?;
                     let __a0: i64 = __decoder.take::<i64>()?;
-                    let (__reply, __pending) = ::pulsing::__private::dyn_call::<
+                    let (__reply, __pending) = ::pulsing::__private::value_call::<
                         Self,
                         Result<(), String>,
-                    >(2usize, __kind)?;
+                    >(2usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::check {
                             limit: __a0,
@@ -197,10 +197,10 @@ const _: () = {
                         Self,
                     >(3usize, __args)?;
                     let __a0: u32 = __decoder.take::<u32>()?;
-                    let (__reply, __pending) = ::pulsing::__private::dyn_stream::<
+                    let (__reply, __pending) = ::pulsing::__private::value_stream::<
                         Self,
                         u32,
-                    >(3usize, __kind)?;
+                    >(3usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::count_to {
                             n: __a0,
@@ -217,10 +217,10 @@ const _: () = {
             }
         }
         #[allow(unused_variables)]
-        fn remote_message(
+        fn message_from_bytes(
             __method: &::core::primitive::str,
             __bytes: &[::core::primitive::u8],
-            __kind: ::pulsing::DynKind,
+            __reply_to: ::pulsing::ReplyTo,
         ) -> ::pulsing::Result<
             (Self::Message, ::pulsing::Pending<::std::vec::Vec<::core::primitive::u8>>),
         > {
@@ -230,10 +230,10 @@ const _: () = {
                         Self,
                         (i64,),
                     >(0usize, __bytes)?;
-                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                    let (__reply, __pending) = ::pulsing::__private::bytes_call::<
                         Self,
                         i64,
-                    >(0usize, __kind)?;
+                    >(0usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::inc {
                             by: __a0,
@@ -247,10 +247,10 @@ const _: () = {
                         Self,
                         (),
                     >(1usize, __bytes)?;
-                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                    let (__reply, __pending) = ::pulsing::__private::bytes_call::<
                         Self,
                         i64,
-                    >(1usize, __kind)?;
+                    >(1usize, __reply_to)?;
                     ::core::result::Result::Ok((__Message::get { __reply }, __pending))
                 }
                 "check" => {
@@ -258,10 +258,10 @@ const _: () = {
                         Self,
                         (i64,),
                     >(2usize, __bytes)?;
-                    let (__reply, __pending) = ::pulsing::__private::remote_call::<
+                    let (__reply, __pending) = ::pulsing::__private::bytes_call::<
                         Self,
                         Result<(), String>,
-                    >(2usize, __kind)?;
+                    >(2usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::check {
                             limit: __a0,
@@ -275,10 +275,10 @@ const _: () = {
                         Self,
                         (u32,),
                     >(3usize, __bytes)?;
-                    let (__reply, __pending) = ::pulsing::__private::remote_stream::<
+                    let (__reply, __pending) = ::pulsing::__private::bytes_stream::<
                         Self,
                         u32,
-                    >(3usize, __kind)?;
+                    >(3usize, __reply_to)?;
                     ::core::result::Result::Ok((
                         __Message::count_to {
                             n: __a0,

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
+use crate::error::{Error, Result};
 use crate::wire::{decode, decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr};
-use crate::{Error, Result};
 
 /// How long the handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +128,7 @@ enum Served {
     /// A stream or meta-call on a task.
     Task(Serving),
     /// A call on its way into its actor's mailbox (or waiting in a backlog); its
-    /// [`Respond`](crate::dynamic::Respond) answers it.
+    /// [`PeerReply`](crate::actor::peer::PeerReply) answers it.
     Posting,
     /// A call in its actor's mailbox.
     Posted,

@@ -23,7 +23,7 @@ pub(crate) use connection::{
 };
 pub(crate) use handshake::{new_node_id, Identity};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
+use crate::value::Value;
 use crate::wire::{Frame, Payload};
-use crate::Value;
 
 /// Answers every call with its own arguments; a method named "hang" never answers.
 struct Echo;
@@ -62,7 +62,7 @@ async fn advertising(
 }
 
 fn args(n: i64) -> Payload {
-    Payload::Dynamic(crate::Args::new().arg(n))
+    Payload::Dynamic(crate::value::Args::new().arg(n))
 }
 
 fn call(method: &'static str, args: Payload) -> Outgoing<'static> {

@@ -30,9 +30,14 @@
 //! enum so that it survives non-self-describing formats such as postcard.
 //! [`to_value`] and [`from_value`] recognise it, so converting a `Value` (or a
 //! type containing one) is the identity rather than producing the tagged form.
+//!
+//! The arguments of a by-name call, [`Args`], live here too: `Value`s by position and keyword.
 
+mod args;
 mod de;
 mod ser;
+
+pub use args::Args;
 
 use std::fmt;
 

@@ -108,10 +108,10 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamic::Args;
+    use crate::error::Error;
     use crate::value::strategy::arb_value as value;
+    use crate::value::Args;
     use crate::wire::{NodeId, Payload};
-    use crate::Error;
     use proptest::prelude::*;
 
     fn payload() -> impl Strategy<Value = Payload> {

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{SharedBytes, SharedStr};
 
-use crate::dynamic::Args;
-use crate::Error;
+use crate::error::Error;
+use crate::value::Args;
 
 /// The protocol version this build speaks; the handshake refuses any other.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -28,7 +28,7 @@ pub enum Payload {
     /// Self-describing arguments of a by-name call (Python, tools).
     Dynamic(Args),
     /// A self-describing result of a by-name call.
-    Value(crate::Value),
+    Value(crate::value::Value),
 }
 
 /// One message between two nodes.

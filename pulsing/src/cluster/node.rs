@@ -1,5 +1,6 @@
-//! A node: this process's presence in a cluster. It hands peers' calls to `serve.rs`, gossip to
-//! the directory, and finds actors on peers by name through that directory.
+//! A node: this process's presence in a cluster. It hands peers' calls to the server side
+//! ([`serve`](super::serve)), gossip to the [directory](super::directory), and finds actors on
+//! peers by name through that directory.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
@@ -7,13 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::directory::{Directory, Instance};
-use crate::gossip::{Carrier, ChitchatGossip, GossipConfig};
-use crate::remote::RemoteActor;
-use crate::system::SystemInner;
+use super::client::PeerActor;
+use super::directory::{Directory, Instance};
+use super::gossip::{Carrier, ChitchatGossip, GossipConfig};
+use crate::actor::registry::Registry;
+use crate::error::{Error, Result};
 use crate::transport::{Connection, Inbound, Incoming, Transport};
 use crate::wire::Frame;
-use crate::{Error, Result};
 
 /// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
 const GOSSIP_INBOX: usize = 1024;
@@ -24,7 +25,8 @@ pub(crate) struct Node {
     directory: OnceLock<Directory>,
     addr: OnceLock<SocketAddr>,
     gossip_inbox: OnceLock<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
-    system: Weak<SystemInner>,
+    /// The system's registry, where peers' calls find their actors; gone with the system.
+    registry: Weak<Registry>,
 }
 
 impl std::fmt::Debug for Node {
@@ -36,13 +38,13 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    pub(crate) fn new(system: Weak<SystemInner>) -> Node {
+    pub(crate) fn new(registry: Weak<Registry>) -> Node {
         Node {
             transport: OnceLock::new(),
             directory: OnceLock::new(),
             addr: OnceLock::new(),
             gossip_inbox: OnceLock::new(),
-            system,
+            registry,
         }
     }
 
@@ -105,12 +107,12 @@ impl Node {
         instances: &[Instance],
         call_timeout: Option<Duration>,
         stream_buffer: usize,
-    ) -> Result<Arc<RemoteActor>> {
+    ) -> Result<Arc<PeerActor>> {
         let mut failure = None;
         for instance in instances {
             match self.transport().connect(&instance.addr.to_string()).await {
                 Ok(conn) => {
-                    return Ok(Arc::new(RemoteActor {
+                    return Ok(Arc::new(PeerActor {
                         conn,
                         name: name.to_owned(),
                         id: instance.actor,
@@ -140,7 +142,7 @@ impl Node {
 
 impl Inbound for Node {
     fn request(&self, conn: &Arc<Connection>, call: Incoming) {
-        let Some(system) = self.system.upgrade() else {
+        let Some(registry) = self.registry.upgrade() else {
             let conn = conn.clone();
             tokio::spawn(async move {
                 let _ = conn
@@ -152,7 +154,7 @@ impl Inbound for Node {
             });
             return;
         };
-        crate::serve::request(system, conn, call);
+        super::serve::request(registry, conn, call);
     }
 
     fn gossip(&self, conn: &Arc<Connection>, bytes: Vec<u8>) {

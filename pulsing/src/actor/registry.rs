@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::actor_ref::{ActorId, AnyCell};
-use crate::{Error, Result};
+use super::cell::AnyCell;
+use super::meta::ActorId;
+use crate::error::{Error, Result};
 
 /// Name → actor, plus a signal for those waiting on a name.
 #[derive(Default)]

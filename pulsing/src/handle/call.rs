@@ -32,41 +32,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 
-use crate::actor::Actor;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use crate::actor_ref::{ActorRef, BoxFuture, Cell, Envelope, Target};
-use crate::remote::{decode_typed, encode_args};
-use crate::reply::{Reply, StreamReply};
-use crate::stream::ReplyStream;
-use crate::wire::Payload;
-use crate::Result;
-
-/// The deadline of one call.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Deadline {
-    /// The system's default call timeout.
-    Default,
-    /// This many from the first poll.
-    After(Duration),
-    /// None at all.
-    Never,
-}
-
-impl Deadline {
-    pub(crate) fn resolve(self, default: Option<Duration>) -> Option<Duration> {
-        match self {
-            Deadline::Default => default,
-            Deadline::After(d) => Some(d),
-            Deadline::Never => None,
-        }
-    }
-}
+use super::actor_ref::{ActorRef, Target};
+use super::deadline::{self, deadline_builders, Deadline};
+use crate::actor::cell::{Cell, Envelope};
+use crate::actor::reply::BoxFuture;
+use crate::actor::{Actor, Reply, ReplyStream, StreamReply};
+use crate::cluster::client::{decode_typed, encode_args, PeerActor};
+use crate::error::{Error, Result};
+use crate::wire::{Payload, SharedBytes};
 
 /// A typed call that has not been sent yet. Await it for the method's result, or [`tell`](Self::tell) it.
 ///
@@ -97,18 +76,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         }
     }
 
-    /// Fails the call with [`Error::Timeout`](crate::Error::Timeout) if no answer arrives within
-    /// `after` (time waiting for mailbox space counts).
-    pub fn timeout(mut self, after: Duration) -> Self {
-        self.deadline = Deadline::After(after);
-        self
-    }
-
-    /// Waits for the answer however long it takes, ignoring the system's default deadline.
-    pub fn no_timeout(mut self) -> Self {
-        self.deadline = Deadline::Never;
-        self
-    }
+    deadline_builders!("no answer arrives (time waiting for mailbox space counts)");
 
     /// Sends the call without waiting for its result. Waits while the mailbox is full
     /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
@@ -118,7 +86,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     {
         match &self.target.target {
             Target::Local(cell) => cell.enqueue((self.build)(self.args, Reply::ignore())).await,
-            Target::Remote(remote) => remote.tell(self.method, encode_args(&self.args)).await,
+            Target::Peer(peer) => peer.tell(self.method, encode_args(&self.args)).await,
         }
     }
 
@@ -133,11 +101,11 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     {
         let cell = match &self.target.target {
             Target::Local(cell) => cell,
-            Target::Remote(remote) => {
-                let remote = remote.clone();
+            Target::Peer(peer) => {
+                let peer = peer.clone();
                 let (method, args) = (self.method, encode_args(&self.args));
                 tokio::spawn(async move {
-                    if let Err(e) = remote.tell(method, args).await {
+                    if let Err(e) = peer.tell(method, args).await {
                         tracing::warn!(error = %e, method, "a told remote call could not be sent");
                     }
                 });
@@ -149,7 +117,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         cell.mailbox
             .try_send(Envelope::Message(msg))
             .map_err(|e| match e {
-                TrySendError::Full(_) => crate::Error::MailboxFull {
+                TrySendError::Full(_) => Error::MailboxFull {
                     actor: meta.label(),
                 },
                 TrySendError::Closed(_) => meta.stopped_error(),
@@ -189,20 +157,33 @@ where
                         send: SendState::Unsent(msg),
                         rx,
                         timeout,
-                        deadline: None,
+                        timer: None,
                     },
                 }
             }
-            Target::Remote(remote) => {
+            Target::Peer(peer) => {
                 let (method, args) = (self.method, encode_args(&self.args));
                 CallFuture {
                     inner: CallInner::Remote {
-                        call: Box::pin(async move { remote.call(method, args, timeout).await }),
+                        call: Box::pin(call_peer(peer, method, args, timeout)),
                     },
                 }
             }
         }
     }
+}
+
+/// A typed call to an actor on another node: postcard arguments in, postcard result out.
+async fn call_peer<T: DeserializeOwned>(
+    peer: &PeerActor,
+    method: &str,
+    args: Result<SharedBytes>,
+    timeout: Option<Duration>,
+) -> Result<T> {
+    let call = peer.call(method, true, Payload::Typed(args?), timeout);
+    let payload =
+        deadline::on_connection(timeout, call, |after| peer.timeout_error(method, after)).await?;
+    decode_typed(payload)
 }
 
 /// Where a local call's message is: not sent, waiting for mailbox room, or in the mailbox.
@@ -234,7 +215,7 @@ pin_project_lite::pin_project! {
             rx: oneshot::Receiver<Result<T>>,
             timeout: Option<Duration>,
             #[pin]
-            deadline: Option<Sleep>,
+            timer: Option<Sleep>,
         },
         /// An actor on another node: over its connection.
         Remote {
@@ -258,7 +239,7 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let (cell, method, send, rx, timeout, deadline) = match self.project().inner.project() {
+        let (cell, method, send, rx, timeout, timer) = match self.project().inner.project() {
             CallInnerProj::Remote { call } => return call.as_mut().poll(cx),
             CallInnerProj::Local {
                 cell,
@@ -266,8 +247,8 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
                 send,
                 rx,
                 timeout,
-                deadline,
-            } => (*cell, *method, send, rx, *timeout, deadline),
+                timer,
+            } => (*cell, *method, send, rx, *timeout, timer),
         };
         loop {
             match std::mem::replace(send, SendState::Sent) {
@@ -285,7 +266,7 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(cell.meta.stopped_error())),
                     Poll::Pending => {
                         *send = SendState::Waiting(sending);
-                        return poll_deadline(deadline, timeout, cx)
+                        return deadline::poll_timer(timer, timeout, cx)
                             .map(|after| Err(cell.meta.timeout_error(method, after)));
                     }
                 },
@@ -295,27 +276,9 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
         match Pin::new(rx).poll(cx) {
             Poll::Ready(Ok(result)) => Poll::Ready(result),
             Poll::Ready(Err(_)) => Poll::Ready(Err(cell.meta.stopped_error())),
-            Poll::Pending => poll_deadline(deadline, timeout, cx)
+            Poll::Pending => deadline::poll_timer(timer, timeout, cx)
                 .map(|after| Err(cell.meta.timeout_error(method, after))),
         }
-    }
-}
-
-/// Arms the deadline on first use and reports `Ready(after)` once it has passed.
-fn poll_deadline(
-    mut deadline: Pin<&mut Option<Sleep>>,
-    timeout: Option<Duration>,
-    cx: &mut Context<'_>,
-) -> Poll<Duration> {
-    let Some(after) = timeout else {
-        return Poll::Pending;
-    };
-    if deadline.is_none() {
-        deadline.set(Some(tokio::time::sleep(after)));
-    }
-    match deadline.as_pin_mut() {
-        Some(sleep) => sleep.poll(cx).map(|()| after),
-        None => Poll::Pending,
     }
 }
 
@@ -348,17 +311,7 @@ impl<'a, A: Actor, Args, T> StreamCall<'a, A, Args, T> {
         }
     }
 
-    /// Fails with [`Error::Timeout`](crate::Error::Timeout) if the stream is not open within `after`.
-    pub fn timeout(mut self, after: Duration) -> Self {
-        self.deadline = Deadline::After(after);
-        self
-    }
-
-    /// Waits for the stream to open however long it takes.
-    pub fn no_timeout(mut self) -> Self {
-        self.deadline = Deadline::Never;
-        self
-    }
+    deadline_builders!("the stream is not open");
 }
 
 impl<A: Actor, Args, T> std::fmt::Debug for StreamCall<'_, A, Args, T> {
@@ -383,18 +336,20 @@ where
         Box::pin(async move {
             let cell = match &self.target.target {
                 Target::Local(cell) => cell,
-                Target::Remote(remote) => {
+                Target::Peer(peer) => {
                     let bytes = encode_args(&self.args)?;
-                    let timeout = self.deadline.resolve(remote.call_timeout);
-                    return remote
-                        .stream(
-                            self.method,
-                            Payload::Typed(bytes),
-                            true,
-                            decode_typed::<T>,
-                            timeout,
-                        )
-                        .await;
+                    let timeout = self.deadline.resolve(peer.call_timeout);
+                    let open = peer.stream(
+                        self.method,
+                        Payload::Typed(bytes),
+                        true,
+                        decode_typed::<T>,
+                        timeout,
+                    );
+                    return deadline::within(timeout, open, |after| {
+                        peer.timeout_error(self.method, after)
+                    })
+                    .await;
                 }
             };
             let meta = &cell.meta;
@@ -405,12 +360,11 @@ where
                 cell.enqueue(msg).await?;
                 stream.opened().await
             };
-            match self.deadline.resolve(meta.call_timeout) {
-                None => open.await,
-                Some(after) => tokio::time::timeout(after, open)
-                    .await
-                    .unwrap_or_else(|_| Err(meta.timeout_error(self.method, after))),
-            }
+            let timeout = self.deadline.resolve(meta.call_timeout);
+            deadline::within(timeout, open, |after| {
+                meta.timeout_error(self.method, after)
+            })
+            .await
         })
     }
 }

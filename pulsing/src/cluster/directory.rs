@@ -11,9 +11,9 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use crate::gossip::{Gossip, MemberState, Members};
+use super::gossip::{Gossip, MemberState, Members};
+use crate::actor::meta::ActorId;
 use crate::wire::NodeId;
-use crate::ActorId;
 
 /// A live member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]

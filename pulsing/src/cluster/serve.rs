@@ -1,8 +1,9 @@
-//! Serving the calls and streams peers send: through the same mailboxes local calls use.
+//! The server side of calls from other nodes: serving the calls and streams peers send, through
+//! the same mailboxes local calls use.
 //!
 //! A call costs no task and no future: the connection's reader puts it in the mailbox when there
-//! is room, with a reply slot ([`Respond`]) that encodes the actor's answer and queues it for the
-//! connection's writer. Calls that find the mailbox full wait, in order, in that actor's backlog
+//! is room, with a reply slot ([`PeerReply`]) that encodes the actor's answer and queues it for
+//! the connection's writer. Calls that find the mailbox full wait, in order, in that actor's backlog
 //! on the connection, drained by one task. A `Cancel` from the peer reaches a call wherever it
 //! waits (backlog or mailbox): its actor skips it. Streams and meta-calls (`$describe`, `$stop`)
 //! run on a task of their own.
@@ -13,80 +14,83 @@ use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
-use crate::actor_ref::{AnyCell, DESCRIBE, STOP};
-use crate::dynamic::{DynKind, Pending, Respond};
-use crate::system::SystemInner;
+use super::{DESCRIBE, STOP};
+use crate::actor::cell::AnyCell;
+use crate::actor::peer::PeerReply;
+use crate::actor::registry::Registry;
+use crate::actor::reply::{Pending, ReplyTo};
+use crate::error::{Error, Result};
 use crate::transport::{Connection, Incoming, Serving};
+use crate::value::Value;
 use crate::wire::{Frame, Payload, SharedStr};
-use crate::{Error, Result, Value};
 
 type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
 
 /// Serves a call or stream the peer sent on `conn`.
-pub(crate) fn request(system: Arc<SystemInner>, conn: &Arc<Connection>, call: Incoming) {
+pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Incoming) {
     if call.credit.is_none() && !call.method.starts_with('$') {
         conn.expect(call.id);
         // Calls to one actor keep their order: behind a backlog if it has one.
         let Some(call) = conn.behind_backlog(call) else {
             return;
         };
-        if let Some(call) = post_now(&system, conn, call) {
+        if let Some(call) = post_now(&registry, conn, call) {
             let actor = call.actor.clone();
             conn.start_backlog(call);
-            tokio::spawn(drain_backlog(system, conn.clone(), actor));
+            tokio::spawn(drain_backlog(registry, conn.clone(), actor));
         }
         return;
     }
     let id = call.id;
     let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
     let (task, abort) =
-        futures_util::future::abortable(serve(system, conn.clone(), call, credit.clone()));
+        futures_util::future::abortable(serve(registry, conn.clone(), call, credit.clone()));
     conn.serving(id, Serving { abort, credit });
     tokio::spawn(task);
 }
 
 /// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
 /// room each time. Calls the peer cancelled meanwhile are dropped here.
-async fn drain_backlog(system: Arc<SystemInner>, conn: Arc<Connection>, actor: SharedStr) {
+async fn drain_backlog(registry: Arc<Registry>, conn: Arc<Connection>, actor: SharedStr) {
     while let Some(call) = conn.next_in_backlog(&actor) {
         if !conn.is_serving(call.id) {
             continue;
         }
         // Room freed while we waited is usually for several calls: take it without waiting.
-        if let Some(call) = post_now(&system, &conn, call) {
-            post_waiting(&system, &conn, call).await;
+        if let Some(call) = post_now(&registry, &conn, call) {
+            post_waiting(&registry, &conn, call).await;
         }
     }
 }
 
 /// The reply slot of call `id` to `cell`: it answers on `conn`.
-fn respond_to(conn: &Arc<Connection>, id: u64, cell: &Arc<dyn AnyCell>) -> DynKind {
-    DynKind::Respond(Respond::new(conn.clone(), id, cell.clone()))
+fn reply_to(conn: &Arc<Connection>, id: u64, cell: &Arc<dyn AnyCell>) -> ReplyTo {
+    ReplyTo::Peer(PeerReply::new(conn.clone(), id, cell.clone()))
 }
 
 /// Puts a call in its actor's mailbox right away if there is room; gives it back when the
 /// mailbox is full. The actor's reply goes straight to the connection. The caller's deadline is
 /// enforced by the caller, which cancels the call when it expires; so no timer here.
-fn post_now(system: &SystemInner, conn: &Arc<Connection>, mut call: Incoming) -> Option<Incoming> {
+fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> Option<Incoming> {
     let id = call.id;
-    let cell = match lookup(system, &call.actor, call.expect_type.as_deref()) {
+    let cell = match lookup(registry, &call.actor, call.expect_type.as_deref()) {
         Ok(cell) => cell,
         Err(e) => {
             conn.answer(id, Err(e));
             return None;
         }
     };
-    let kind = respond_to(conn, id, &cell);
+    let reply_to = reply_to(conn, id, &cell);
     let full = match &mut call.args {
         Payload::Typed(bytes) => cell
-            .remote_try_enqueue(&call.method, bytes, kind)
+            .try_enqueue_bytes(&call.method, bytes, reply_to)
             .map(|posted| posted.err()),
         Payload::Dynamic(args) => cell
-            .dyn_try_enqueue(&call.method, std::mem::take(args), kind)
+            .try_enqueue_values(&call.method, std::mem::take(args), reply_to)
             .map(|posted| {
-                posted.err().map(|(back, kind)| {
+                posted.err().map(|(back, reply_to)| {
                     *args = back;
-                    kind
+                    reply_to
                 })
             }),
         Payload::Value(_) => Err(not_args()),
@@ -96,9 +100,9 @@ fn post_now(system: &SystemInner, conn: &Arc<Connection>, mut call: Incoming) ->
             conn.posted(id);
             None
         }
-        Ok(Some(kind)) => {
-            if let DynKind::Respond(respond) = kind {
-                respond.defer();
+        Ok(Some(reply_to)) => {
+            if let ReplyTo::Peer(reply) = reply_to {
+                reply.defer();
             }
             Some(call)
         }
@@ -110,19 +114,20 @@ fn post_now(system: &SystemInner, conn: &Arc<Connection>, mut call: Incoming) ->
 }
 
 /// Puts a call in its actor's mailbox, waiting for room.
-async fn post_waiting(system: &SystemInner, conn: &Arc<Connection>, call: Incoming) {
+async fn post_waiting(registry: &Registry, conn: &Arc<Connection>, call: Incoming) {
     let id = call.id;
-    let posted = match lookup(system, &call.actor, call.expect_type.as_deref()) {
+    let posted = match lookup(registry, &call.actor, call.expect_type.as_deref()) {
         Ok(cell) => {
-            let kind = respond_to(conn, id, &cell);
+            let reply_to = reply_to(conn, id, &cell);
             match call.args {
                 Payload::Typed(bytes) => cell
-                    .remote_enqueue(&call.method, &bytes, kind)
+                    .enqueue_bytes(&call.method, &bytes, reply_to)
                     .await
                     .map(drop),
-                Payload::Dynamic(args) => {
-                    cell.dyn_enqueue(&call.method, args, kind).await.map(drop)
-                }
+                Payload::Dynamic(args) => cell
+                    .enqueue_values(&call.method, args, reply_to)
+                    .await
+                    .map(drop),
                 Payload::Value(_) => Err(not_args()),
             }
         }
@@ -140,7 +145,7 @@ fn not_args() -> Error {
 
 /// Serves one call or stream for a peer and answers it.
 async fn serve(
-    system: Arc<SystemInner>,
+    registry: Arc<Registry>,
     conn: Arc<Connection>,
     call: Incoming,
     credit: Option<Arc<Semaphore>>,
@@ -148,10 +153,10 @@ async fn serve(
     let id = call.id;
     match credit {
         None => {
-            let result = answer_meta(&system, call).await;
+            let result = answer_meta(&registry, call).await;
             let _ = conn.send(Frame::Response { id, result }).await;
         }
-        Some(credit) => match open(&system, call).await {
+        Some(credit) => match open(&registry, call).await {
             Err(e) => {
                 let _ = conn.send(Frame::Response { id, result: Err(e) }).await;
             }
@@ -237,8 +242,8 @@ fn approx_size(item: &Payload) -> usize {
     }
 }
 
-fn lookup(system: &SystemInner, name: &str, expect_type: Option<&str>) -> Result<Arc<dyn AnyCell>> {
-    let cell = system.registry.get(name).ok_or_else(|| Error::NotFound {
+fn lookup(registry: &Registry, name: &str, expect_type: Option<&str>) -> Result<Arc<dyn AnyCell>> {
+    let cell = registry.get(name).ok_or_else(|| Error::NotFound {
         name: name.to_owned(),
     })?;
     if let Some(expected) = expect_type {
@@ -255,8 +260,8 @@ fn lookup(system: &SystemInner, name: &str, expect_type: Option<&str>) -> Result
 }
 
 /// Answers a meta-call (`$describe`, `$stop`).
-async fn answer_meta(system: &SystemInner, call: Incoming) -> Result<Payload> {
-    let cell = lookup(system, &call.actor, call.expect_type.as_deref())?;
+async fn answer_meta(registry: &Registry, call: Incoming) -> Result<Payload> {
+    let cell = lookup(registry, &call.actor, call.expect_type.as_deref())?;
     match call.method.as_str() {
         DESCRIBE => {
             let meta = cell.meta();
@@ -282,15 +287,15 @@ async fn answer_meta(system: &SystemInner, call: Incoming) -> Result<Payload> {
     }
 }
 
-async fn open(system: &SystemInner, call: Incoming) -> Result<ItemStream> {
-    let cell = lookup(system, &call.actor, call.expect_type.as_deref())?;
+async fn open(registry: &Registry, call: Incoming) -> Result<ItemStream> {
+    let cell = lookup(registry, &call.actor, call.expect_type.as_deref())?;
     let meta = cell.meta();
-    let kind = DynKind::Stream {
+    let reply_to = ReplyTo::Stream {
         buffer: meta.stream_buffer,
         actor: Arc::from(meta.label()),
     };
     let opened: ItemStream = match call.args {
-        Payload::Typed(bytes) => match cell.remote_enqueue(&call.method, &bytes, kind).await? {
+        Payload::Typed(bytes) => match cell.enqueue_bytes(&call.method, &bytes, reply_to).await? {
             Pending::Stream(opened) => {
                 Box::pin(opened.await?.map(|r| r.map(|b| Payload::Typed(b.into()))))
             }
@@ -298,7 +303,7 @@ async fn open(system: &SystemInner, call: Incoming) -> Result<ItemStream> {
                 unreachable!("a stream slot always yields a stream")
             }
         },
-        Payload::Dynamic(args) => match cell.dyn_enqueue(&call.method, args, kind).await? {
+        Payload::Dynamic(args) => match cell.enqueue_values(&call.method, args, reply_to).await? {
             Pending::Stream(opened) => Box::pin(opened.await?.map(|r| r.map(Payload::Value))),
             Pending::Call(_) | Pending::Responded => {
                 unreachable!("a stream slot always yields a stream")

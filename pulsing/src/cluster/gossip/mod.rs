@@ -22,8 +22,8 @@ use chitchat::{
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
+use crate::error::{Error, Result};
 use crate::wire::NodeId;
-use crate::{Error, Result};
 
 /// A live member of the cluster and the keys it publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]

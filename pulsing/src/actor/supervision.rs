@@ -59,7 +59,7 @@ pub struct SpawnOptions {
     pub(crate) mailbox: Option<usize>,
     pub(crate) supervision: Supervision,
     /// A hosted actor's own interface (and type name), instead of `A::interface()`.
-    pub(crate) interface: Option<&'static crate::Interface>,
+    pub(crate) interface: Option<&'static super::interface::Interface>,
 }
 
 impl SpawnOptions {

@@ -2,35 +2,34 @@
 //!
 //! The loop owns the actor's state, so handlers need no locks. It runs `on_start`, then takes
 //! messages from the bounded mailbox in order until asked to stop; a panic is turned over to the
-//! [`Supervisor`]. On the way out it runs `on_stop`, releases the name, and closes and drains the
-//! mailbox so that every queued caller gets [`Error::Stopped`](crate::Error::Stopped) at once.
+//! [`Supervisor`]. On the way out it runs `on_stop`. The system closes the actor's books around
+//! this loop (name released, mailbox closed and drained so that every queued caller gets
+//! [`Error::Stopped`](crate::Error::Stopped) at once), however the loop ends: see `system.rs`.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use crate::__private::{hook, HandlerCx, Panic};
-use crate::actor::Actor;
-use crate::actor_ref::{Cell, Envelope};
-use crate::supervision::Supervisor;
-use crate::system::SystemInner;
+use tokio_util::sync::CancellationToken;
+
+use super::cell::{Cell, Envelope};
+use super::handler::HandlerCx;
+use super::panic::{hook, Panic};
+use super::supervision::Supervisor;
+use super::Actor;
 
 /// Runs one actor until it stops. `factory` yields its state: once, or again after each restart.
+/// `shutdown` is the system's: streams the actor opens end when it is cancelled.
 pub(crate) async fn run<A, F>(
-    cell: Arc<Cell<A>>,
+    cell: &Cell<A>,
     mut factory: F,
     mut supervisor: Supervisor,
-    system: Arc<SystemInner>,
+    shutdown: &CancellationToken,
 ) where
     A: Actor,
     F: FnMut() -> Option<A>,
 {
-    let _closing = Closing {
-        cell: &cell,
-        system: &system,
-    };
     let cx = HandlerCx {
         meta: &cell.meta,
-        system: &system,
+        shutdown,
     };
     let mut current = factory();
     let mut started = false;
@@ -64,22 +63,6 @@ pub(crate) async fn run<A, F>(
         }
     }
     tracing::debug!(actor = %cell.meta.label(), "stopped");
-}
-
-/// Closes an actor's books when its loop ends, however it ends (returned or aborted by a
-/// shutdown): no more messages, name released, and every queued caller told `Stopped`.
-struct Closing<'a, A: Actor> {
-    cell: &'a Cell<A>,
-    system: &'a SystemInner,
-}
-
-impl<A: Actor> Drop for Closing<'_, A> {
-    fn drop(&mut self) {
-        self.cell.meta.stopping.store(true, Ordering::Release);
-        self.system.forget(&self.cell.meta);
-        // Dropping what was still queued drops its reply slots: those callers get `Stopped` now.
-        drop(self.cell.mailbox.close());
-    }
 }
 
 /// Logs a panic and asks the supervisor for a fresh state (`None`: stop).

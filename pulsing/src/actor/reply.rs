@@ -5,12 +5,67 @@
 //! a [`Value`](crate::Value), a remote caller wants bytes) convert the typed result on their side,
 //! so every call, whoever makes it, goes through the same message and the same handler. A call
 //! served for a peer is the exception: its slot converts the result and hands it straight to the
-//! peer's connection ([`Respond`]), so nothing has to wait for it.
+//! peer's connection ([`PeerReply`]), so nothing has to wait for it.
+//!
+//! A by-name or bytes caller says where the answer goes with a [`ReplyTo`]; the generated code
+//! builds the message's slot from it and gives back what the caller awaits ([`Pending`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dynamic::Respond;
-use crate::{Error, Result};
+use super::peer::PeerReply;
+use super::stream::ConvertedStream;
+use crate::error::{Error, Result};
+use crate::value::Value;
+
+/// A boxed, sendable future (the by-name path only; typed calls never box).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the answer of a by-name call, or of a typed call from another node, goes: to a caller
+/// that awaits one answer, to a stream, or straight to a peer's connection.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// One answer, awaited through [`Pending::Call`].
+    Call,
+    /// A stream, with this much buffering; `actor` names the actor in errors.
+    Stream {
+        /// Items buffered between producer and consumer.
+        buffer: usize,
+        /// How errors name the actor.
+        actor: Arc<str>,
+    },
+    /// One answer, for a peer: it goes straight to the peer's connection (made by the runtime
+    /// when it serves a peer's call; the call then yields [`Pending::Responded`]).
+    Peer(PeerReply),
+}
+
+/// What a by-name or bytes caller awaits once its message is in the mailbox, with the answer
+/// converted to `O` (a [`Value`], or bytes). `Call` yields `None` if the actor stopped before
+/// answering.
+pub enum Pending<O> {
+    /// The answer.
+    Call(BoxFuture<'static, Option<Result<O>>>),
+    /// The stream, once open.
+    Stream(BoxFuture<'static, Result<ConvertedStream<O>>>),
+    /// Nothing to wait for: the answer goes where [`ReplyTo::Peer`] said.
+    Responded,
+}
+
+/// What a by-name caller awaits: answers as [`Value`]s.
+pub type DynPending = Pending<Value>;
+
+impl<O> std::fmt::Debug for Pending<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pending::Call(_) => "Pending::Call",
+            Pending::Stream(_) => "Pending::Stream",
+            Pending::Responded => "Pending::Responded",
+        })
+    }
+}
 
 /// Where the single answer of a call goes; empty for fire-and-forget.
 pub struct Reply<T>(Slot<T>);
@@ -43,7 +98,7 @@ impl<T> Reply<T> {
     }
 
     /// A slot answering a peer's call: `deliver` writes the result to the peer's connection.
-    pub(crate) fn to_peer(respond: Respond, deliver: fn(Respond, Result<T>)) -> Self
+    pub(crate) fn to_peer(respond: PeerReply, deliver: fn(PeerReply, Result<T>)) -> Self
     where
         T: 'static,
     {
@@ -82,8 +137,8 @@ trait ToPeer<T>: Send + Sync {
 }
 
 struct ToConnection<T> {
-    respond: Respond,
-    deliver: fn(Respond, Result<T>),
+    respond: PeerReply,
+    deliver: fn(PeerReply, Result<T>),
 }
 
 impl<T> ToPeer<T> for ToConnection<T> {
@@ -142,7 +197,7 @@ mod tests {
     #[test]
     fn reply_slots_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
-        check::<super::Reply<crate::Value>>();
-        check::<super::StreamReply<crate::Value>>();
+        check::<super::Reply<crate::value::Value>>();
+        check::<super::StreamReply<crate::value::Value>>();
     }
 }

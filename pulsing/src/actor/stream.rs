@@ -1,9 +1,10 @@
-//! Streaming replies: the consumer side ([`ReplyStream`]) and the pump that feeds it.
+//! Streaming replies, the consumer side: [`ReplyStream`] (typed items) and [`ConvertedStream`]
+//! (items converted for a by-name or remote caller).
 //!
 //! A streaming method returns a `Send + 'static` stream. The actor's turn ends as soon as the
-//! stream exists; a separate task (the pump) moves items into a bounded buffer, so a slow consumer
-//! holds back the producer and never the actor. Dropping the [`ReplyStream`] stops the pump and
-//! drops the producer.
+//! stream exists; a separate task (the [pump](super::pump)) moves items into a bounded buffer, so
+//! a slow consumer holds back the producer and never the actor. Dropping the [`ReplyStream`]
+//! stops the pump and drops the producer.
 //!
 //! ```
 //! # use pulsing::prelude::*;
@@ -28,7 +29,6 @@
 //! # system.shutdown().await; Ok(()) }
 //! ```
 
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -36,12 +36,10 @@ use std::task::{ready, Context, Poll};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::__private::panic_message;
-use crate::reply::StreamEvent;
+use super::reply::StreamEvent;
+use crate::error::{Error, Result};
 use crate::value::Value;
-use crate::{Error, Result};
 
 /// The items of a streaming call, in order, each a `Result`: an `Err` item ends the stream.
 ///
@@ -108,53 +106,6 @@ impl<T> Stream for ReplyStream<T> {
             });
         }
     }
-}
-
-/// Spawns the task that moves `stream`'s items into `tx`.
-///
-/// Stops early when the consumer goes away or the system shuts down; a panic in the producer
-/// becomes an error item.
-pub(crate) fn spawn_pump<S>(
-    stream: S,
-    tx: mpsc::Sender<StreamEvent<S::Item>>,
-    shutdown: CancellationToken,
-    actor: String,
-    method: &'static str,
-) where
-    S: Stream + Send + 'static,
-    S::Item: Send + 'static,
-{
-    tokio::spawn(async move {
-        if tx.send(StreamEvent::Opened).await.is_err() {
-            return;
-        }
-        let mut stream = std::pin::pin!(AssertUnwindSafe(stream).catch_unwind());
-        loop {
-            // An always-ready producer never lets the select below see the shutdown signal.
-            if shutdown.is_cancelled() {
-                let _ = tx.send(StreamEvent::Error(Error::SystemShutdown)).await;
-                return;
-            }
-            let event = tokio::select! {
-                biased;
-                next = stream.next() => match next {
-                    None => StreamEvent::End,
-                    Some(Ok(item)) => StreamEvent::Item(item),
-                    Some(Err(panic)) => StreamEvent::Error(Error::Panicked {
-                        actor: actor.clone(),
-                        method: method.to_owned(),
-                        message: panic_message(&*panic),
-                    }),
-                },
-                () = tx.closed() => return,
-                () = shutdown.cancelled() => StreamEvent::Error(Error::SystemShutdown),
-            };
-            let last = !matches!(event, StreamEvent::Item(_));
-            if tx.send(event).await.is_err() || last {
-                return;
-            }
-        }
-    });
 }
 
 /// The items of a stream, each converted from its typed form (to a [`Value`] for by-name callers,

@@ -1,0 +1,166 @@
+//! The cell of a running actor: its mailbox and its metadata, shared by every handle to it, and
+//! its type-erased view ([`AnyCell`]) used by the registry, by shutdown, by by-name callers and
+//! by peers' calls.
+//!
+//! Messages reach a cell in one of three forms: the typed message itself (a local typed call), a
+//! method name with [`Args`] (a by-name call: [`AnyCell::enqueue_values`]), or a method name with
+//! a postcard-encoded argument tuple (a typed call from another node:
+//! [`AnyCell::enqueue_bytes`]). The last two are decoded by the generated code into the same
+//! message the first one is, so every call ends in the same mailbox and the same handler.
+
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::interface::Interface;
+use super::mailbox::Mailbox;
+use super::meta::{ActorMeta, HasMeta};
+use super::reply::{BoxFuture, DynPending, Pending, ReplyTo};
+use super::Actor;
+use crate::error::Result;
+use crate::value::Args;
+
+/// What travels through a mailbox: a message, or a nudge that wakes an idle actor to stop.
+pub(crate) enum Envelope<M> {
+    Message(M),
+    Stop,
+}
+
+/// The shared part of a running actor: its mailbox sender and its metadata.
+pub(crate) struct Cell<A: Actor> {
+    pub(crate) meta: ActorMeta,
+    pub(crate) mailbox: Mailbox<Envelope<A::Message>>,
+}
+
+impl<A: Actor> Cell<A> {
+    /// Puts a message in the mailbox, waiting while it is full.
+    pub(crate) async fn enqueue(&self, msg: A::Message) -> Result<()> {
+        self.mailbox
+            .send(Envelope::Message(msg))
+            .await
+            .map_err(|_| self.meta.stopped_error())
+    }
+}
+
+/// The type-erased view of a [`Cell`], used by the registry, by shutdown, by by-name callers and
+/// by peers' calls.
+pub(crate) trait AnyCell: HasMeta {
+    fn interface(&self) -> &'static Interface;
+    fn request_stop(&self);
+    fn is_alive(&self) -> bool;
+    /// Builds the message of a by-name call and puts it in the mailbox, waiting for room.
+    fn enqueue_values<'a>(
+        &'a self,
+        method: &'a str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> BoxFuture<'a, Result<DynPending>>;
+    /// Builds the message of a typed call from its postcard bytes and puts it in the mailbox,
+    /// waiting for room.
+    fn enqueue_bytes<'a>(
+        &'a self,
+        method: &'a str,
+        args: &'a [u8],
+        reply_to: ReplyTo,
+    ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>>;
+    /// Like `enqueue_bytes`, but only if the mailbox has room now (`Err(reply_to)` back when
+    /// full).
+    fn try_enqueue_bytes(
+        &self,
+        method: &str,
+        args: &[u8],
+        reply_to: ReplyTo,
+    ) -> Result<std::result::Result<Pending<Vec<u8>>, ReplyTo>>;
+    /// Like `enqueue_values`, but only if the mailbox has room now (`Err((args, reply_to))` back
+    /// when full).
+    fn try_enqueue_values(
+        &self,
+        method: &str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> Result<std::result::Result<DynPending, (Args, ReplyTo)>>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<A: Actor> HasMeta for Cell<A> {
+    fn meta(&self) -> &ActorMeta {
+        &self.meta
+    }
+}
+
+impl<A: Actor> AnyCell for Cell<A> {
+    fn interface(&self) -> &'static Interface {
+        self.meta.interface
+    }
+
+    fn request_stop(&self) {
+        // The flag is read before every message; the nudge only wakes an idle actor, so a full
+        // mailbox (a busy actor, which will read the flag soon) is fine.
+        self.meta.stopping.store(true, Ordering::Release);
+        let _ = self.mailbox.try_send(Envelope::Stop);
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.mailbox.is_closed()
+    }
+
+    fn enqueue_values<'a>(
+        &'a self,
+        method: &'a str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> BoxFuture<'a, Result<DynPending>> {
+        Box::pin(async move {
+            let (msg, pending) = A::message_from_values(method, args, reply_to)?;
+            self.enqueue(msg).await?;
+            Ok(pending)
+        })
+    }
+
+    fn enqueue_bytes<'a>(
+        &'a self,
+        method: &'a str,
+        args: &'a [u8],
+        reply_to: ReplyTo,
+    ) -> BoxFuture<'a, Result<Pending<Vec<u8>>>> {
+        Box::pin(async move {
+            let (msg, pending) = A::message_from_bytes(method, args, reply_to)?;
+            self.enqueue(msg).await?;
+            Ok(pending)
+        })
+    }
+
+    fn try_enqueue_bytes(
+        &self,
+        method: &str,
+        args: &[u8],
+        reply_to: ReplyTo,
+    ) -> Result<std::result::Result<Pending<Vec<u8>>, ReplyTo>> {
+        let stopped = || self.meta.stopped_error();
+        let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
+            return Ok(Err(reply_to));
+        };
+        let (msg, pending) = A::message_from_bytes(method, args, reply_to)?;
+        room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
+        Ok(Ok(pending))
+    }
+
+    fn try_enqueue_values(
+        &self,
+        method: &str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> Result<std::result::Result<DynPending, (Args, ReplyTo)>> {
+        let stopped = || self.meta.stopped_error();
+        let Some(room) = self.mailbox.try_reserve().map_err(|()| stopped())? else {
+            return Ok(Err((args, reply_to)));
+        };
+        let (msg, pending) = A::message_from_values(method, args, reply_to)?;
+        room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
+        Ok(Ok(pending))
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}

@@ -1,0 +1,248 @@
+//! The client side of calls to actors on other nodes: a remote [`ActorRef`](crate::ActorRef) or
+//! [`DynRef`](crate::DynRef) holds a [`PeerActor`] and sends its calls over the connection to the
+//! actor's node — typed calls as a postcard-encoded argument tuple, by-name calls as
+//! [`Args`].
+//!
+//! The caller's task encodes the request itself, from borrowed names, straight into the
+//! connection's outbox (see [`transport`](crate::transport)); the deadline travels with the
+//! request and is enforced by the caller (the [`handle`](crate::handle) layer), which cancels the
+//! call when it expires. This file sets no timer.
+//!
+//! Streams cross the wire under a credit window: the request carries the first window
+//! (max(8 × stream buffer, 256) items), the consumer grants more each time it has taken half a
+//! window, so a slow consumer holds back the remote producer. Dropping the consumer sends
+//! `Cancel`.
+//!
+//! The meta-methods every node answers for its actors, [`DESCRIBE`] and [`STOP`], are methods of
+//! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::{DESCRIBE, STOP};
+use crate::actor::reply::StreamEvent;
+use crate::actor::stream::ReplyStream;
+use crate::error::{Error, Result};
+use crate::transport::{Connection, Outcome, Outgoing, StreamMsg};
+use crate::value::{Args, Value};
+use crate::wire::{Payload, SharedBytes};
+
+/// An actor on another node, as seen from here.
+#[derive(Debug)]
+pub(crate) struct PeerActor {
+    pub(crate) conn: Arc<Connection>,
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) type_name: String,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) stream_buffer: usize,
+}
+
+impl PeerActor {
+    /// `Counter#3 "counter" @ 127.0.0.1:9000`.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{}#{} {:?} @ {}",
+            self.type_name, self.id, self.name, self.conn.peer_addr
+        )
+    }
+
+    /// The error for a call to `method` whose deadline `after` passed.
+    pub(crate) fn timeout_error(&self, method: &str, after: Duration) -> Error {
+        Error::Timeout {
+            actor: self.label(),
+            method: method.to_owned(),
+            after,
+        }
+    }
+
+    /// Whether the connection to the actor's node is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        !self.conn.is_closed()
+    }
+
+    /// Whether `other` is the same actor over the same connection.
+    pub(crate) fn is_same(&self, other: &PeerActor) -> bool {
+        Arc::ptr_eq(&self.conn, &other.conn) && self.name == other.name && self.id == other.id
+    }
+
+    /// Sends a call (`typed`: checked against the actor's type by the peer) and waits for its
+    /// outcome. `timeout` travels with the request; enforcing it is the caller's job (see
+    /// [`deadline::on_connection`](crate::handle::deadline::on_connection)).
+    pub(crate) fn call<'a>(
+        &'a self,
+        method: &'a str,
+        typed: bool,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> impl std::future::Future<Output = Outcome> + 'a {
+        self.conn.call(self.outgoing(method, typed, args, timeout))
+    }
+
+    /// `$describe`: the actor's type, id and interface, as its node sees them. Fails once the
+    /// node no longer knows the actor (or the connection is gone).
+    pub(crate) async fn describe(&self) -> Result<Value> {
+        self.meta_call(DESCRIBE).await
+    }
+
+    /// `$stop`: asks the actor's node to stop it, in the background (returns at once).
+    pub(crate) fn stop(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.meta_call(STOP).await });
+    }
+
+    /// A meta-call, with no deadline.
+    async fn meta_call(&self, method: &str) -> Result<Value> {
+        match self
+            .call(method, false, Payload::Dynamic(Args::new()), None)
+            .await
+        {
+            Outcome::Answered(result) => value_reply(result?),
+            // Only a call with a deadline expires.
+            Outcome::Expired => Err(self.timeout_error(method, Duration::ZERO)),
+        }
+    }
+
+    /// Sends a call without waiting for its result.
+    pub(crate) async fn tell(&self, method: &str, args: Result<SharedBytes>) -> Result<()> {
+        let typed = Payload::Typed(args?);
+        self.conn
+            .tell(self.outgoing(method, true, typed, None))
+            .await
+    }
+
+    /// A request to this actor; `typed` requests are checked against its type by the peer.
+    fn outgoing<'a>(
+        &'a self,
+        method: &'a str,
+        typed: bool,
+        args: Payload,
+        deadline: Option<Duration>,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            actor: &self.name,
+            expect_type: typed.then_some(self.type_name.as_str()),
+            method,
+            args,
+            deadline,
+        }
+    }
+
+    /// Opens a remote stream; its items arrive typed, through the same [`ReplyStream`] as local
+    /// ones. `timeout` travels with the request; the caller enforces it on the opening.
+    pub(crate) async fn stream<T: DeserializeOwned + Send + 'static>(
+        &self,
+        method: &str,
+        args: Payload,
+        expect_type: bool,
+        decode: fn(Payload) -> Result<T>,
+        timeout: Option<Duration>,
+    ) -> Result<ReplyStream<T>> {
+        // The first window of credit travels with the request itself.
+        let window = (self.stream_buffer * 8).max(256) as u32;
+        let (id, mut incoming) = self
+            .conn
+            .open_stream(self.outgoing(method, expect_type, args, timeout), window)
+            .await?;
+        // Room for half a window: a whole batch is handed over without a wake-up per item
+        // (the window still bounds what is in flight; credit follows what is handed over).
+        let (tx, rx) = mpsc::channel(self.stream_buffer.max(window as usize / 2));
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            let mut since_grant = 0u32;
+            loop {
+                let msg = tokio::select! {
+                    msg = incoming.recv() => msg,
+                    () = tx.closed() => {
+                        conn.cancel(id);
+                        return;
+                    }
+                };
+                let (items, end) = match msg {
+                    Some(StreamMsg::Opened(Ok(()))) => {
+                        if tx.send(StreamEvent::Opened).await.is_err() {
+                            conn.cancel(id);
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(StreamMsg::Opened(Err(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
+                    Some(StreamMsg::Items(items)) => (items, None),
+                    Some(StreamMsg::End(None)) => (Vec::new(), Some(StreamEvent::End)),
+                    Some(StreamMsg::End(Some(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
+                    None => (
+                        Vec::new(),
+                        Some(StreamEvent::Error(Error::PeerLost {
+                            peer: conn.peer_addr.clone(),
+                            reason: "connection closed".into(),
+                        })),
+                    ),
+                };
+                for payload in items {
+                    let event = match decode(payload) {
+                        Ok(item) => StreamEvent::Item(item),
+                        Err(e) => {
+                            conn.cancel(id);
+                            let _ = tx.send(StreamEvent::Error(e)).await;
+                            return;
+                        }
+                    };
+                    if tx.send(event).await.is_err() {
+                        conn.cancel(id);
+                        return;
+                    }
+                    since_grant += 1;
+                    if since_grant >= window / 2 {
+                        conn.grant(id, since_grant);
+                        since_grant = 0;
+                    }
+                }
+                if let Some(end) = end {
+                    let _ = tx.send(end).await;
+                    return;
+                }
+            }
+        });
+        ReplyStream::new(rx, Arc::from(self.label())).opened().await
+    }
+}
+
+/// Encodes a typed argument tuple (small ones without allocating).
+pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<SharedBytes> {
+    SharedBytes::encode(args).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Decodes a typed (postcard) payload.
+pub(crate) fn decode_typed<T: DeserializeOwned>(payload: Payload) -> Result<T> {
+    match payload {
+        Payload::Typed(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|e| Error::Codec(format!("cannot decode the reply: {e}"))),
+        other => Err(Error::Codec(format!(
+            "expected a typed reply, got {other:?}"
+        ))),
+    }
+}
+
+/// The answer of a by-name call, which must be a [`Value`].
+pub(crate) fn value_reply(payload: Payload) -> Result<Value> {
+    match payload {
+        Payload::Value(v) => Ok(v),
+        other => Err(Error::Codec(format!(
+            "expected a Value reply, got {other:?}"
+        ))),
+    }
+}
+
+/// Decodes a by-name (Value) stream item.
+pub(crate) fn decode_value(payload: Payload) -> Result<Value> {
+    match payload {
+        Payload::Value(v) => Ok(v),
+        other => Err(Error::Codec(format!(
+            "expected a Value item, got {other:?}"
+        ))),
+    }
+}
