@@ -5,7 +5,7 @@
 //!
 //! The caller's task encodes the request itself, from borrowed names, straight into the
 //! connection's outbox (see [`transport`](crate::transport)); the deadline travels with the
-//! request and is enforced by the caller (the [`handle`](crate::handle) layer), which cancels the
+//! request and is enforced by the caller (the `handle/` layer), which cancels the
 //! call when it expires. This file sets no timer.
 //!
 //! Streams cross the wire under a credit window: the request carries the first window
@@ -72,7 +72,7 @@ impl PeerActor {
 
     /// Sends a call (`typed`: checked against the actor's type by the peer) and waits for its
     /// outcome. `timeout` travels with the request; enforcing it is the caller's job (see
-    /// [`deadline::on_connection`](crate::handle::deadline::on_connection)).
+    /// `handle/deadline.rs`).
     pub(crate) fn call<'a>(
         &'a self,
         method: &'a str,

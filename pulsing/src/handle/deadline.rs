@@ -54,9 +54,9 @@ impl Deadline {
 macro_rules! deadline_builders {
     ($what:literal) => {
         #[doc = concat!(
-                    "Fails with [`Error::Timeout`](crate::Error::Timeout) if ", $what,
-                    " within `after`, instead of the system's default deadline."
-                )]
+                            "Fails with [`Error::Timeout`](crate::Error::Timeout) if ", $what,
+                            " within `after`, instead of the system's default deadline."
+                        )]
         pub fn timeout(mut self, after: std::time::Duration) -> Self {
             self.deadline = $crate::handle::deadline::Deadline::After(after);
             self

@@ -128,7 +128,7 @@ enum Served {
     /// A stream or meta-call on a task.
     Task(Serving),
     /// A call on its way into its actor's mailbox (or waiting in a backlog); its
-    /// [`PeerReply`](crate::actor::peer::PeerReply) answers it.
+    /// `PeerReply` (`actor/peer.rs`) answers it.
     Posting,
     /// A call in its actor's mailbox.
     Posted,

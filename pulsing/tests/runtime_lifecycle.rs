@@ -1,14 +1,13 @@
 //! Start/stop hooks, stopping one actor, shutting the system down.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::future::{Future, IntoFuture};
 use std::task::Poll;
 use std::time::Duration;
 
-use actors::{entries, system, Counter};
 use pulsing::prelude::*;
+use support::{entries, system, Counter};
 
 #[tokio::test]
 async fn hooks_run_at_start_and_stop() {
@@ -29,7 +28,7 @@ async fn stopping_fails_queued_and_later_calls_at_once_and_releases_the_name() {
     let counter = Counter::new(0);
     let (gate, entered) = (counter.gate.clone(), counter.entered.clone());
     let c = Counter::spawn_named(&sys, "c", counter).await.unwrap();
-    let busy = actors::occupy(&c, &entered).await;
+    let busy = support::occupy(&c, &entered).await;
     // Put five calls in the mailbox (one poll each sends them) behind the busy one.
     let mut queued: Vec<_> = (0..5)
         .map(|_| Box::pin(c.inc(1).no_timeout().into_future()))
@@ -106,7 +105,7 @@ async fn shutdown_aborts_actors_still_busy_after_the_grace_period() {
     let counter = Counter::new(0);
     let entered = counter.entered.clone();
     let c = Counter::spawn(&sys, counter).await.unwrap();
-    let stuck = actors::occupy(&c, &entered).await;
+    let stuck = support::occupy(&c, &entered).await;
     tokio::time::timeout(Duration::from_secs(5), sys.shutdown())
         .await
         .expect("shutdown does not hang");

@@ -1,13 +1,12 @@
 //! Every public future, stream and handle is `Send` (and `Sync` where promised), so it can move
 //! across tasks of a multi-threaded runtime.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::future::IntoFuture;
 
-use actors::{Counter, CounterRef};
 use pulsing::prelude::*;
+use support::{Counter, CounterRef};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>(_: &T) {}
@@ -15,7 +14,7 @@ fn clone_debug<T: Clone + std::fmt::Debug>(_: &T) {}
 
 #[tokio::test]
 async fn futures_streams_and_handles_are_send() {
-    let sys = actors::system().await;
+    let sys = support::system().await;
     send_sync(&sys);
     let c: CounterRef = Counter::spawn(&sys, Counter::new(0)).await.unwrap();
     send_sync(&c);

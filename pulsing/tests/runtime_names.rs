@@ -1,12 +1,11 @@
 //! Names: registering, resolving, waiting, and type checks.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::time::Duration;
 
-use actors::{system, Counter, CounterRef, Other};
 use pulsing::prelude::*;
+use support::{system, Counter, CounterRef, Other};
 
 #[tokio::test]
 async fn a_taken_name_cannot_be_registered_again() {

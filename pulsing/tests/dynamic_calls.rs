@@ -1,12 +1,13 @@
 //! The dynamic shim: by-name calls with `Value` arguments, through the same mailbox.
+// Test actors: the crate's documentation lints do not apply to them.
+#![allow(missing_docs, missing_debug_implementations)]
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
-use actors::{system, Counter, Producer};
 use pulsing::prelude::*;
 use pulsing::MethodKind;
 use serde::{Deserialize, Serialize};
+use support::{system, Counter, Producer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {

@@ -1,12 +1,11 @@
 //! Panics in handlers: the caller gets an error, the policy decides the actor's fate.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::time::Duration;
 
-use actors::{entries, log, system, Counter};
 use pulsing::prelude::*;
+use support::{entries, log, system, Counter};
 
 #[tokio::test]
 async fn a_panic_is_an_error_for_its_caller_and_stops_the_actor_by_default() {
@@ -91,7 +90,7 @@ async fn too_many_restarts_within_the_window_stop_the_actor() {
 #[tokio::test]
 async fn panics_in_streams_reach_the_consumer() {
     let sys = system().await;
-    let p = actors::Producer::spawn(&sys, actors::Producer::new())
+    let p = support::Producer::spawn(&sys, support::Producer::new())
         .await
         .unwrap();
     let mut s = p.fails_after(3).await.unwrap();

@@ -1,13 +1,12 @@
 //! Streaming methods: order, backpressure, cancellation, async construction.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actors::{system, Counter, Producer};
 use pulsing::prelude::*;
+use support::{system, Counter, Producer};
 
 #[tokio::test]
 async fn items_arrive_in_order_and_the_stream_ends() {

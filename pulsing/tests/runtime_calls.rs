@@ -1,13 +1,12 @@
 //! Typed calls: results, business errors, tell, deadlines, ordering, backpressure.
 
-#[path = "actors.rs"]
-mod actors;
+mod support;
 
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use actors::{entries, system, Counter};
 use pulsing::prelude::*;
+use support::{entries, system, Counter};
 
 #[tokio::test]
 async fn calls_reach_the_actor_and_return_its_results() {
@@ -90,7 +89,7 @@ async fn a_full_mailbox_makes_senders_wait_and_drops_nothing() {
     let (gate, entered) = (counter.gate.clone(), counter.entered.clone());
     let c = Counter::spawn(&sys, counter).await.unwrap();
     // Occupy the actor, then fill its two mailbox slots.
-    let blocked = actors::occupy(&c, &entered).await;
+    let blocked = support::occupy(&c, &entered).await;
     let mut told = 0;
     while c.inc(1).try_tell().is_ok() {
         told += 1;
@@ -175,7 +174,7 @@ async fn an_abandoned_call_still_queued_is_skipped() {
     let counter = Counter::new(0);
     let (gate, entered) = (counter.gate.clone(), counter.entered.clone());
     let c = Counter::spawn(&sys, counter).await.unwrap();
-    let blocked = actors::occupy(&c, &entered).await;
+    let blocked = support::occupy(&c, &entered).await;
     // Queued behind the blocked call; its caller gives up before the actor reaches it.
     let err = c
         .inc(100)

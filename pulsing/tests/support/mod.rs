@@ -1,4 +1,4 @@
-//! Actors shared by the integration tests.
+//! Actors and helpers shared by the single-process integration tests (`mod support;` in each).
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
