@@ -52,11 +52,34 @@ use crate::wire::{Payload, SharedBytes};
 /// `Args` is the tuple of the method's arguments and `T` its return type.
 #[must_use = "a call does nothing until it is awaited or told"]
 pub struct Call<'a, A: Actor, Args, T> {
+    call: Unsent<'a, A, Args, Reply<T>>,
+}
+
+/// What [`Call`] and [`StreamCall`] hold until they are sent: the target, the method, its
+/// arguments, how to build the message around a reply slot `Slot`, and the deadline.
+struct Unsent<'a, A: Actor, Args, Slot> {
     target: &'a ActorRef<A>,
     method: &'static str,
     args: Args,
-    build: fn(Args, Reply<T>) -> A::Message,
+    build: fn(Args, Slot) -> A::Message,
     deadline: Deadline,
+}
+
+impl<'a, A: Actor, Args, Slot> Unsent<'a, A, Args, Slot> {
+    fn new(
+        target: &'a ActorRef<A>,
+        method: &'static str,
+        args: Args,
+        build: fn(Args, Slot) -> A::Message,
+    ) -> Self {
+        Unsent {
+            target,
+            method,
+            args,
+            build,
+            deadline: Deadline::Default,
+        }
+    }
 }
 
 impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
@@ -68,15 +91,14 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         build: fn(Args, Reply<T>) -> A::Message,
     ) -> Self {
         Call {
-            target,
-            method,
-            args,
-            build,
-            deadline: Deadline::Default,
+            call: Unsent::new(target, method, args, build),
         }
     }
 
-    deadline_builders!("no answer arrives (time waiting for mailbox space counts)");
+    deadline_builders!(
+        call.deadline,
+        "no answer arrives (time waiting for mailbox space counts)"
+    );
 
     /// Sends the call without waiting for its result. Waits while the mailbox is full
     /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
@@ -84,9 +106,15 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     where
         Args: Serialize,
     {
-        match &self.target.target {
-            Target::Local(cell) => cell.enqueue((self.build)(self.args, Reply::ignore())).await,
-            Target::Peer(peer) => peer.tell(self.method, encode_args(&self.args)).await,
+        match &self.call.target.target {
+            Target::Local(cell) => {
+                cell.enqueue((self.call.build)(self.call.args, Reply::ignore()))
+                    .await
+            }
+            Target::Peer(peer) => {
+                peer.tell(self.call.method, encode_args(&self.call.args))
+                    .await
+            }
         }
     }
 
@@ -99,11 +127,11 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     where
         Args: Serialize,
     {
-        let cell = match &self.target.target {
+        let cell = match &self.call.target.target {
             Target::Local(cell) => cell,
             Target::Peer(peer) => {
                 let peer = peer.clone();
-                let (method, args) = (self.method, encode_args(&self.args));
+                let (method, args) = (self.call.method, encode_args(&self.call.args));
                 tokio::spawn(async move {
                     if let Err(e) = peer.tell(method, args).await {
                         tracing::warn!(error = %e, method, "a told remote call could not be sent");
@@ -112,7 +140,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
                 return Ok(());
             }
         };
-        let msg = (self.build)(self.args, Reply::ignore());
+        let msg = (self.call.build)(self.call.args, Reply::ignore());
         let meta = &cell.meta;
         cell.mailbox
             .try_send(Envelope::Message(msg))
@@ -128,9 +156,9 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
 impl<A: Actor, Args, T> std::fmt::Debug for Call<'_, A, Args, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
-            .field("target", self.target)
-            .field("method", &self.method)
-            .field("deadline", &self.deadline)
+            .field("target", self.call.target)
+            .field("method", &self.call.method)
+            .field("deadline", &self.call.deadline)
             .finish()
     }
 }
@@ -145,15 +173,15 @@ where
     type IntoFuture = CallFuture<'a, A, T>;
 
     fn into_future(self) -> CallFuture<'a, A, T> {
-        let timeout = self.deadline.resolve(self.target.call_timeout());
-        match &self.target.target {
+        let timeout = self.call.deadline.resolve(self.call.target.call_timeout());
+        match &self.call.target.target {
             Target::Local(cell) => {
                 let (tx, rx) = oneshot::channel();
-                let msg = (self.build)(self.args, Reply::to(tx));
+                let msg = (self.call.build)(self.call.args, Reply::to(tx));
                 CallFuture {
                     inner: CallInner::Local {
                         cell,
-                        method: self.method,
+                        method: self.call.method,
                         send: SendState::Unsent(msg),
                         rx,
                         timeout,
@@ -162,7 +190,7 @@ where
                 }
             }
             Target::Peer(peer) => {
-                let (method, args) = (self.method, encode_args(&self.args));
+                let (method, args) = (self.call.method, encode_args(&self.call.args));
                 CallFuture {
                     inner: CallInner::Remote {
                         call: Box::pin(call_peer(peer, method, args, timeout)),
@@ -287,11 +315,7 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
 /// The deadline (per call or the system default) covers opening the stream, not its items.
 #[must_use = "a call does nothing until it is awaited"]
 pub struct StreamCall<'a, A: Actor, Args, T> {
-    target: &'a ActorRef<A>,
-    method: &'static str,
-    args: Args,
-    build: fn(Args, StreamReply<T>) -> A::Message,
-    deadline: Deadline,
+    call: Unsent<'a, A, Args, StreamReply<T>>,
 }
 
 impl<'a, A: Actor, Args, T> StreamCall<'a, A, Args, T> {
@@ -303,22 +327,18 @@ impl<'a, A: Actor, Args, T> StreamCall<'a, A, Args, T> {
         build: fn(Args, StreamReply<T>) -> A::Message,
     ) -> Self {
         StreamCall {
-            target,
-            method,
-            args,
-            build,
-            deadline: Deadline::Default,
+            call: Unsent::new(target, method, args, build),
         }
     }
 
-    deadline_builders!("the stream is not open");
+    deadline_builders!(call.deadline, "the stream is not open");
 }
 
 impl<A: Actor, Args, T> std::fmt::Debug for StreamCall<'_, A, Args, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamCall")
-            .field("target", self.target)
-            .field("method", &self.method)
+            .field("target", self.call.target)
+            .field("method", &self.call.method)
             .finish_non_exhaustive()
     }
 }
@@ -334,35 +354,35 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let cell = match &self.target.target {
+            let cell = match &self.call.target.target {
                 Target::Local(cell) => cell,
                 Target::Peer(peer) => {
-                    let bytes = encode_args(&self.args)?;
-                    let timeout = self.deadline.resolve(peer.call_timeout);
+                    let bytes = encode_args(&self.call.args)?;
+                    let timeout = self.call.deadline.resolve(peer.call_timeout);
                     let open = peer.stream(
-                        self.method,
+                        self.call.method,
                         Payload::Typed(bytes),
                         true,
                         decode_typed::<T>,
                         timeout,
                     );
                     return deadline::within(timeout, open, |after| {
-                        peer.timeout_error(self.method, after)
+                        peer.timeout_error(self.call.method, after)
                     })
                     .await;
                 }
             };
             let meta = &cell.meta;
             let (tx, rx) = mpsc::channel(meta.stream_buffer);
-            let msg = (self.build)(self.args, StreamReply::to(tx));
+            let msg = (self.call.build)(self.call.args, StreamReply::to(tx));
             let stream = ReplyStream::new(rx, Arc::from(meta.label()));
             let open = async {
                 cell.enqueue(msg).await?;
                 stream.opened().await
             };
-            let timeout = self.deadline.resolve(meta.call_timeout);
+            let timeout = self.call.deadline.resolve(meta.call_timeout);
             deadline::within(timeout, open, |after| {
-                meta.timeout_error(self.method, after)
+                meta.timeout_error(self.call.method, after)
             })
             .await
         })

@@ -49,22 +49,23 @@ impl Deadline {
     }
 }
 
-/// Writes the builder methods every call type shares (`timeout`, `no_timeout`) on a type with a
-/// `deadline: Deadline` field. `$what` ends the sentence "Fails with `Timeout` if ...".
+/// Writes the builder methods every call type shares (`timeout`, `no_timeout`) on a type whose
+/// field `$($field).+` is its [`Deadline`]. `$what` ends the sentence "Fails with `Timeout` if
+/// ...".
 macro_rules! deadline_builders {
-    ($what:literal) => {
+    ($($field:ident).+, $what:literal) => {
         #[doc = concat!(
                             "Fails with [`Error::Timeout`](crate::Error::Timeout) if ", $what,
                             " within `after`, instead of the system's default deadline."
                         )]
         pub fn timeout(mut self, after: std::time::Duration) -> Self {
-            self.deadline = $crate::handle::deadline::Deadline::After(after);
+            self.$($field).+ = $crate::handle::deadline::Deadline::After(after);
             self
         }
 
         /// Waits however long it takes, ignoring the system's default deadline.
         pub fn no_timeout(mut self) -> Self {
-            self.deadline = $crate::handle::deadline::Deadline::Never;
+            self.$($field).+ = $crate::handle::deadline::Deadline::Never;
             self
         }
     };

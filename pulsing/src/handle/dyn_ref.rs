@@ -189,7 +189,7 @@ pub struct DynCall<'a> {
 }
 
 impl DynCall<'_> {
-    deadline_builders!("no answer arrives");
+    deadline_builders!(deadline, "no answer arrives");
 }
 
 impl<'a> IntoFuture for DynCall<'a> {
