@@ -106,6 +106,10 @@ pub struct ArgDecoder {
 
 impl ArgDecoder {
     /// Matches `args` to the parameters of `A`'s method number `index`.
+    ///
+    /// # Errors
+    /// [`Error::BadArguments`] for too many arguments, an unknown keyword or a parameter given
+    /// twice.
     pub fn new<A: Actor>(index: usize, args: Args) -> Result<Self> {
         let iface = A::interface();
         let method = &iface.methods[index];
@@ -141,6 +145,9 @@ impl ArgDecoder {
 
     /// Decodes the next parameter as a `T`. A missing argument is fine when `T` accepts null
     /// (an `Option`), so optional parameters may be left out.
+    ///
+    /// # Errors
+    /// [`Error::BadArguments`] naming the parameter, its type and why the value does not fit.
     pub fn take<T: DeserializeOwned>(&mut self) -> Result<T> {
         let at = self.next;
         self.next += 1;
@@ -165,6 +172,9 @@ impl ArgDecoder {
 
 /// Makes the reply slot of a by-name call to `A`'s method number `index`, and the future that
 /// turns its typed answer into a [`Value`].
+///
+/// # Errors
+/// [`Error::BadArguments`] if the caller asked for a stream.
 pub fn value_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     reply_to: ReplyTo,
@@ -174,6 +184,9 @@ pub fn value_call<A: Actor, T: Serialize + Send + 'static>(
 
 /// Makes the stream slot of a by-name call to `A`'s streaming method number `index`, and the
 /// stream that turns its typed items into [`Value`]s.
+///
+/// # Errors
+/// [`Error::BadArguments`] if the caller asked for one answer.
 pub fn value_stream<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     reply_to: ReplyTo,
@@ -182,6 +195,9 @@ pub fn value_stream<A: Actor, T: Serialize + Send + 'static>(
 }
 
 /// Like [`value_call`], for a typed call from another node: the answer becomes postcard bytes.
+///
+/// # Errors
+/// [`Error::BadArguments`] if the caller asked for a stream.
 pub fn bytes_call<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     reply_to: ReplyTo,
@@ -190,6 +206,9 @@ pub fn bytes_call<A: Actor, T: Serialize + Send + 'static>(
 }
 
 /// Like [`value_stream`], for a typed call from another node: items become postcard bytes.
+///
+/// # Errors
+/// [`Error::BadArguments`] if the caller asked for one answer.
 pub fn bytes_stream<A: Actor, T: Serialize + Send + 'static>(
     index: usize,
     reply_to: ReplyTo,
@@ -210,6 +229,9 @@ fn deliver_typed<T: Serialize>(peer: PeerReply, result: Result<T>) {
 }
 
 /// Decodes the postcard-encoded argument tuple of a remote call to `A`'s method number `index`.
+///
+/// # Errors
+/// [`Error::BadArguments`] when the bytes do not decode (the caller runs another version).
 pub fn decode_args<A: Actor, Args: DeserializeOwned>(index: usize, bytes: &[u8]) -> Result<Args> {
     postcard::from_bytes(bytes).map_err(|e| {
         let actor = A::interface().actor;

@@ -292,6 +292,9 @@ impl ActorSystem {
     }
 
     /// A system with the default [`Config`].
+    ///
+    /// # Errors
+    /// None in practice: the default configuration is standalone (see [`Builder::build`]).
     pub async fn new() -> Result<ActorSystem> {
         Builder::default().build().await
     }
@@ -302,12 +305,19 @@ impl ActorSystem {
     }
 
     /// Spawns `actor` with default options.
+    ///
+    /// # Errors
+    /// [`Error::SystemShutdown`] once [`shutdown`](Self::shutdown) has begun.
     pub async fn spawn<A: Actor>(&self, actor: A) -> Result<ActorRef<A>> {
         let mut once = Some(actor);
         self.start(SpawnOptions::new(), move || once.take()).await
     }
 
-    /// Spawns `actor` under `name`; fails with [`Error::NameTaken`] if the name is bound.
+    /// Spawns `actor` under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NameTaken`] if the name is bound in this system, [`Error::SystemShutdown`] once
+    /// shutdown has begun.
     pub async fn spawn_named<A: Actor>(
         &self,
         name: impl Into<String>,
@@ -320,6 +330,10 @@ impl ActorSystem {
 
     /// Spawns an actor built by `factory` with `options`. With a restart policy, the factory
     /// builds a fresh state after each panic.
+    ///
+    /// # Errors
+    /// As [`spawn_named`](Self::spawn_named) when `options` names the actor, else as
+    /// [`spawn`](Self::spawn).
     pub async fn spawn_with<A: Actor>(
         &self,
         options: SpawnOptions,
@@ -383,12 +397,16 @@ impl ActorSystem {
     }
 
     /// The actor named `name`, as an `A`: a local one if there is one, else a live one on
-    /// another node. Fails with [`Error::NotFound`] if no member has the name, or
-    /// [`Error::TypeMismatch`] if it is bound to another actor type.
+    /// another node.
     ///
     /// In a cluster, a node that has not yet heard from any other member (it just started)
     /// first waits up to [`Config::join_timeout`] for gossip; after that it looks once. Use
     /// [`resolve_wait`](Self::resolve_wait) to wait for a name that may appear later.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no member has the name (or, when this node could not join, why
+    /// its peers refused it), [`Error::TypeMismatch`] if the name is bound to another actor type,
+    /// [`Error::Unreachable`] if no node holding it can be reached.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
         if let Some(cell) = self.inner.registry.get(name) {
             return downcast(name, cell);
@@ -519,7 +537,11 @@ impl ActorSystem {
     }
 
     /// Like [`resolve`](Self::resolve), but waits up to `timeout` for the name to appear here
-    /// or anywhere in the cluster; then fails with [`Error::ResolveTimeout`].
+    /// or anywhere in the cluster.
+    ///
+    /// # Errors
+    /// [`Error::ResolveTimeout`] if it does not appear in time; otherwise as
+    /// [`resolve`](Self::resolve) (a type mismatch does not wait).
     pub async fn resolve_wait<A: Actor>(
         &self,
         name: &str,
@@ -581,6 +603,9 @@ impl ActorSystem {
 
     /// The actor named `name`, for by-name calls whatever its type (local first, then a live
     /// one on another node).
+    ///
+    /// # Errors
+    /// As [`resolve`](Self::resolve), without the type check.
     pub async fn resolve_dyn(&self, name: &str) -> Result<DynRef> {
         if let Some(cell) = self.inner.registry.get(name) {
             return Ok(DynRef::from_cell(cell));
@@ -600,6 +625,10 @@ impl ActorSystem {
     }
 
     /// Like [`resolve_dyn`](Self::resolve_dyn), but waits up to `timeout` for the name to appear.
+    ///
+    /// # Errors
+    /// [`Error::ResolveTimeout`] if it does not appear in time; otherwise as
+    /// [`resolve_dyn`](Self::resolve_dyn).
     pub async fn resolve_dyn_wait(&self, name: &str, timeout: Duration) -> Result<DynRef> {
         self.wait_for(name, timeout, || async {
             if let Some(cell) = self.inner.registry.get(name) {

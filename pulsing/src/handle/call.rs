@@ -50,6 +50,12 @@ use crate::wire::{Payload, SharedBytes};
 /// A typed call that has not been sent yet. Await it for the method's result, or [`tell`](Self::tell) it.
 ///
 /// `Args` is the tuple of the method's arguments and `T` its return type.
+///
+/// # Errors
+/// Awaited, it fails with [`Error::Stopped`] if the actor stopped before answering,
+/// [`Error::Timeout`] when the deadline passes, [`Error::Panicked`] if the method panicked, and,
+/// for an actor on another node, [`Error::PeerLost`], [`Error::Codec`] or the peer's own
+/// [`Error::NotFound`] / [`Error::TypeMismatch`]. A method's own `Result` stays inside `T`.
 #[must_use = "a call does nothing until it is awaited or told"]
 pub struct Call<'a, A: Actor, Args, T> {
     call: Unsent<'a, A, Args, Reply<T>>,
@@ -101,7 +107,12 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     );
 
     /// Sends the call without waiting for its result. Waits while the mailbox is full
-    /// (backpressure, nothing is dropped). Fails only if the actor has stopped.
+    /// (backpressure, nothing is dropped).
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] if the actor has stopped; for an actor on another node, also
+    /// [`Error::Codec`] if the arguments do not encode and [`Error::PeerLost`] if the connection
+    /// is gone.
     pub async fn tell(self) -> Result<()>
     where
         Args: Serialize,
@@ -118,11 +129,14 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         }
     }
 
-    /// Sends the call without waiting for its result or for mailbox space: fails with
-    /// [`Error::MailboxFull`](crate::Error::MailboxFull) if the mailbox is full.
+    /// Sends the call without waiting for its result or for mailbox space.
     ///
     /// For an actor on another node the call is handed to a background task that queues it on
     /// the connection, so `try_tell` never reports a full mailbox there; errors are logged.
+    ///
+    /// # Errors
+    /// [`Error::MailboxFull`] if the mailbox is full, [`Error::Stopped`] if the actor has
+    /// stopped (an actor in this process only).
     pub fn try_tell(self) -> Result<()>
     where
         Args: Serialize,
@@ -313,6 +327,10 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
 /// A streaming call that has not been sent yet. Await it to open the stream.
 ///
 /// The deadline (per call or the system default) covers opening the stream, not its items.
+///
+/// # Errors
+/// Awaited, it fails as a [`Call`] does if the stream cannot be opened; once open, failures
+/// arrive as the stream's last item.
 #[must_use = "a call does nothing until it is awaited"]
 pub struct StreamCall<'a, A: Actor, Args, T> {
     call: Unsent<'a, A, Args, StreamReply<T>>,

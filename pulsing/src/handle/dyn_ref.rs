@@ -124,7 +124,13 @@ impl DynRef {
         }
     }
 
-    /// Opens the stream of a streaming method; its items arrive as [`Value`]s.
+    /// Opens the stream of a streaming method; its items arrive as [`Value`]s. The system's
+    /// default deadline covers the opening.
+    ///
+    /// # Errors
+    /// [`Error::UnknownMethod`](crate::Error::UnknownMethod) or
+    /// [`Error::BadArguments`](crate::Error::BadArguments) (also when `method` does not stream),
+    /// and every way a [`DynCall`] can fail.
     pub async fn stream(
         &self,
         method: impl Into<String>,
@@ -179,6 +185,11 @@ impl std::fmt::Debug for DynRef {
 }
 
 /// A by-name call that has not been sent yet; await it for the result.
+///
+/// # Errors
+/// Awaited, it fails with [`Error::UnknownMethod`](crate::Error::UnknownMethod) or
+/// [`Error::BadArguments`](crate::Error::BadArguments) (naming the signature and the argument at
+/// fault), and every way a typed [`Call`](crate::Call) can fail.
 #[must_use = "a call does nothing until it is awaited"]
 #[derive(Debug)]
 pub struct DynCall<'a> {

@@ -80,13 +80,18 @@ pub enum Value {
 
 /// Converts any serializable value into a [`Value`].
 ///
-/// Fails only for integers outside the `i64` range and for custom
+/// # Errors
+/// A [`ValueError`] only for integers outside the `i64` range and for custom
 /// `Serialize` impls that report an error.
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
     value.serialize(ser::Serializer)
 }
 
 /// Converts a [`Value`] into any deserializable type.
+///
+/// # Errors
+/// A [`ValueError`] naming what was expected and what was found when the value does not have
+/// the shape of `T`.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ValueError> {
     T::deserialize(value)
 }

@@ -87,6 +87,10 @@ pub(crate) fn decode_packed(
 }
 
 /// Decodes one frame, refusing anything over `max` bytes and any trailing garbage.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] over `max` bytes, [`FrameError::Malformed`] for bytes that are not
+/// exactly one valid frame.
 pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
     if bytes.len() > max {
         return Err(FrameError::TooLarge {

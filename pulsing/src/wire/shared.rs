@@ -83,6 +83,9 @@ impl SharedBytes {
     }
 
     /// The postcard encoding of `value`: small ones are encoded in place, with no allocation.
+    ///
+    /// # Errors
+    /// The serializer's error, for a `Serialize` impl that reports one.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Self> {
         let mut buf = [0; INLINE];
         match postcard::to_slice(value, &mut buf) {
