@@ -5,6 +5,17 @@
 //! no buffer per frame, no channel per frame, and no copy into a pack later. The writer takes
 //! every pack at once. A frame of [`PACK_LIMIT`] bytes or more is encoded outside the lock into
 //! a pack of its own.
+//!
+//! **Why packs.** Each pack is one binary WebSocket message (up to 16 KiB; a larger frame travels
+//! alone), because a message costs the WebSocket layer far more than a small frame's bytes:
+//! packing gave +15–20% calls/s at 1024 in flight, and encoding straight into the pack (no
+//! buffer and no channel operation per frame) another +10% (protocol version 2). The reader
+//! decodes a message's frames in order.
+//!
+//! **Room.** Senders wait while more than 1 MiB is queued ([`Outbox::push_waiting`]); answers
+//! never wait (an actor must not block on the network). While any sender waits, newcomers queue
+//! behind it at a first-in, first-out gate, so calls keep their order; the gate is only touched
+//! while someone waits, so the common path takes no extra lock.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
