@@ -53,8 +53,8 @@ pub use handler::HandlerCx;
 pub use interface::{Interface, MethodInfo, MethodKind, ParamInfo};
 pub use meta::ActorId;
 pub use panic::{Handled, Panic};
-pub use reply::{DynPending, Pending, Reply, ReplyTo, StreamEvent, StreamReply};
-pub use stream::{ConvertedStream, ReplyStream, ValueStream};
+pub use reply::{DynPending, Pending, Reply, ReplyTo, StreamReply};
+pub use stream::{ConvertedStream, ReplyStream, StreamEvent, ValueStream};
 pub use supervision::{SpawnOptions, Supervision};
 
 use crate::error::Result;

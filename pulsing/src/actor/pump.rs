@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::panic::panic_message;
-use super::reply::StreamEvent;
+use super::stream::StreamEvent;
 use crate::error::Error;
 
 /// Spawns the task that moves `stream`'s items into `tx`.

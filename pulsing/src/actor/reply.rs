@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::peer::PeerReply;
-use super::stream::ConvertedStream;
+use super::stream::{ConvertedStream, StreamEvent};
 use crate::error::{Error, Result};
 use crate::value::Value;
 
@@ -149,20 +149,6 @@ impl<T> ToPeer<T> for ToConnection<T> {
     fn send(self: Box<Self>, result: Result<T>) {
         (self.deliver)(self.respond, result);
     }
-}
-
-/// One event of a stream reply. A stream always ends with `End` or `Error`; a channel that closes
-/// without either means the actor stopped mid-stream.
-#[derive(Debug)]
-pub enum StreamEvent<T> {
-    /// The actor ran the method and the stream exists.
-    Opened,
-    /// The next item.
-    Item(T),
-    /// The stream finished normally.
-    End,
-    /// The stream failed; nothing follows.
-    Error(Error),
 }
 
 /// Where the items of a streaming call go.

@@ -37,9 +37,22 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::reply::StreamEvent;
 use crate::error::{Error, Result};
 use crate::value::Value;
+
+/// One event of a stream reply. A stream always ends with `End` or `Error`; a channel that closes
+/// without either means the actor stopped mid-stream.
+#[derive(Debug)]
+pub enum StreamEvent<T> {
+    /// The actor ran the method and the stream exists.
+    Opened,
+    /// The next item.
+    Item(T),
+    /// The stream finished normally.
+    End,
+    /// The stream failed; nothing follows.
+    Error(Error),
+}
 
 /// The items of a streaming call, in order, each a `Result`: an `Err` item ends the stream.
 ///

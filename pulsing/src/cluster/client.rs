@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{DESCRIBE, STOP};
-use crate::actor::reply::StreamEvent;
 use crate::actor::stream::ReplyStream;
+use crate::actor::stream::StreamEvent;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Outcome, Outgoing, StreamMsg};
 use crate::value::{Args, Value};

@@ -206,7 +206,7 @@ where
             Target::Peer(peer) => {
                 let (method, args) = (self.call.method, encode_args(&self.call.args));
                 CallFuture {
-                    inner: CallInner::Remote {
+                    inner: CallInner::Peer {
                         call: Box::pin(call_peer(peer, method, args, timeout)),
                     },
                 }
@@ -260,7 +260,7 @@ pin_project_lite::pin_project! {
             timer: Option<Sleep>,
         },
         /// An actor on another node: over its connection.
-        Remote {
+        Peer {
             call: BoxFuture<'a, Result<T>>,
         },
     }
@@ -272,7 +272,7 @@ impl<A: Actor, T> std::fmt::Debug for CallFuture<'_, A, T> {
             CallInner::Local { cell, method, .. } => {
                 write!(f, "CallFuture({}.{method})", cell.meta.label())
             }
-            CallInner::Remote { .. } => f.write_str("CallFuture(remote)"),
+            CallInner::Peer { .. } => f.write_str("CallFuture(remote)"),
         }
     }
 }
@@ -282,7 +282,7 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let (cell, method, send, rx, timeout, timer) = match self.project().inner.project() {
-            CallInnerProj::Remote { call } => return call.as_mut().poll(cx),
+            CallInnerProj::Peer { call } => return call.as_mut().poll(cx),
             CallInnerProj::Local {
                 cell,
                 method,
