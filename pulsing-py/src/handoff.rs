@@ -278,7 +278,7 @@ impl HostQueue {
                 Entry::Local => return Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
                 Entry::Remote(call) => {
                     // None: its arguments did not convert (already answered).
-                    if let Some(parts) = crate::call_parts(py, call)? {
+                    if let Some(parts) = crate::reply::call_parts(py, call)? {
                         let (method, args, kwargs, reply, _) = parts;
                         return Ok((method, args, kwargs, reply)
                             .into_pyobject(py)?

@@ -10,7 +10,7 @@ import pytest
 
 import pulsing as pul
 from conftest import HERE, longest_run_without_a_turn, run_script
-from pulsing import _core, _native
+from pulsing import _bridge, _native, _targets
 
 
 @pul.remote
@@ -48,10 +48,10 @@ async def test_quick_answers_and_errors_arrive(system):
 
 async def test_held_calls_still_let_the_loop_turn(system):
     w = await Worker.spawn()
-    holds = _core._bridge().holds
+    holds = _bridge.running_bridge().holds
     calls = [lambda i=i: w.quick(i) for i in range(500)]
-    assert await longest_run_without_a_turn(calls) <= 2 * _core._TURN_EVERY
-    assert _core._bridge().holds > holds  # the loop did hold (a quick answer within 100 µs)
+    assert await longest_run_without_a_turn(calls) <= 2 * _bridge._TURN_EVERY
+    assert _bridge.running_bridge().holds > holds  # the loop did hold (a quick answer within 100 µs)
     assert await w.quick("last") == "last"
 
 
@@ -227,7 +227,7 @@ import asyncio, sys
 sys.path.insert(0, sys.argv[1])
 import pulsing as pul
 from conftest import HERE, longest_run_without_a_turn, run_script
-from pulsing import _core
+from pulsing import _bridge
 
 @pul.remote
 class W:
@@ -238,7 +238,7 @@ async def main():
     await pul.init()
     w = await W.spawn()
     calls = [lambda i=i: w.quick(i) for i in range(200)]
-    print(await longest_run_without_a_turn(calls), _core._bridge().holds)
+    print(await longest_run_without_a_turn(calls), _bridge.running_bridge().holds)
     await pul.shutdown()
 
 asyncio.run(main())
@@ -262,10 +262,10 @@ async def test_a_stream_served_through_the_runtime_leaves_no_waiter(system):
     """A stream that met a full buffer leaves nothing behind on its loop (a stale waiter would
     also stop that loop's calls from ever holding)."""
     await Numbers.spawn(name="numbers")
-    b = _core._bridge()
+    b = _bridge.running_bridge()
     token, fut = b.future()
     _native.resolve(b.native, token, "numbers", None)
-    through_runtime = pul.ActorRef(_core._RemoteTarget(await fut)).as_any()
+    through_runtime = pul.ActorRef(_targets._RemoteTarget(await fut)).as_any()
     got = 0
     async for _ in through_runtime.numbers(20_000):
         got += 1

@@ -20,22 +20,10 @@ async def main():
 """
 
 from . import _native
-from ._core import (
-    ActorProxy,
-    ActorRef,
-    Call,
-    RemoteClass,
-    advertised_addr,
-    init,
-    inline,
-    instances,
-    local_addr,
-    members,
-    remote,
-    resolve,
-    shutdown,
-    stop,
-)
+from . import _serve, _workers  # noqa: F401 - they register their bridge event handlers
+from ._decorator import RemoteClass, inline, remote
+from ._proxy import ActorProxy, ActorRef, Call, resolve, stop
+from ._runtime import advertised_addr, init, instances, local_addr, members, shutdown
 from ._errors import (
     PulsingActorError,
     PulsingBadArgumentsError,

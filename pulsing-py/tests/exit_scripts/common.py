@@ -4,7 +4,7 @@
 import asyncio
 
 import pulsing as pul
-from pulsing import _core
+from pulsing import _bridge, _native, _targets
 
 
 @pul.remote
@@ -29,10 +29,10 @@ class Echo:
 
 async def through_rust(name):
     """A proxy whose calls go Python -> Rust (DynRef) -> hosted actor -> Python."""
-    b = _core._bridge()
+    b = _bridge.running_bridge()
     token, fut = b.future()
-    _core._native.resolve(b.native, token, name, None)
-    return pul.ActorRef(_core._RemoteTarget(await fut)).as_any()
+    _native.resolve(b.native, token, name, None)
+    return pul.ActorRef(_targets._RemoteTarget(await fut)).as_any()
 
 
 async def busy(addr=None):

@@ -1,7 +1,7 @@
 """Pulsing vs Ray, Python actors: prints medians for the workloads of issue #4.
 
-    pulsing-py/.venv/bin/python pulsing-py/bench/bench.py            # Pulsing, then Ray
-    pulsing-py/.venv/bin/python pulsing-py/bench/bench.py --no-ray   # Pulsing only
+    pulsing-py/.venv/bin/python pulsing-py/benches/bench.py          # Pulsing, then Ray
+    pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray # Pulsing only
 
 Ray (``pip install ray``, only for this script) runs with ``ray.init(num_cpus=2)``. Across
 processes, Pulsing's server is a second Python process on loopback (port 0).
@@ -23,7 +23,7 @@ import time
 import tracemalloc
 
 import pulsing as pul
-from pulsing import _core
+from pulsing import _targets  # its `_HOLD_REMOTE_US` decides whether a call holds the loop
 
 SEQ_CALLS = 3000
 THROUGHPUT_CALLS = 40_000
@@ -206,9 +206,9 @@ async def pulsing_bench(results: dict) -> None:
         results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(inline.iping))
         results["call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
         results["call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
-        hold, _core._HOLD_REMOTE_US = _core._HOLD_REMOTE_US, 0
+        hold, _targets._HOLD_REMOTE_US = _targets._HOLD_REMOTE_US, 0
         results["  async def, the loop never held (PULSING_HOLD=off)"] = await seq_latency_cpu(remote.aping, server.pid)
-        _core._HOLD_REMOTE_US = hold
+        _targets._HOLD_REMOTE_US = hold
         results["  floor: asyncio TCP echo between the two processes"] = fmt_us(
             await seq_latency(await asyncio_echo(int(echo_port)))
         )

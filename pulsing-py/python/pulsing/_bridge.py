@@ -1,0 +1,181 @@
+"""The per-loop bridge: completions and calls from Rust arrive on the asyncio loop in batches.
+
+One :class:`_LoopBridge` per event loop wraps one ``_native.Bridge`` (``src/bridge.rs``): the
+runtime's threads push plain Rust events into its queue and write one byte to a socket pair the
+loop watches (``add_reader``) only when the queue was empty, so one wake-up drains many events.
+The loop takes the whole queue under the GIL (``Bridge.take``: a list of tuples whose first item
+is an :class:`EventKind`).
+
+Replies (``DONE``, ``OBJ``, ``ITEMS``) settle the future waiting under their token; the bridge does
+that itself. Every other kind goes to the handler its module registered with :func:`register`
+(``_serve`` for ``INCOMING`` and ``HOST_STOPPED``, ``_workers`` for ``DRAIN``): one list lookup per
+event, and this module imports none of them.
+
+Holding the loop: when a call through the runtime is the only thing its loop waits for,
+:meth:`_LoopBridge.hold_remote` lets the loop thread wait for the answer itself (spinning with
+the GIL released, ``Bridge.hold``) instead of sleeping in its selector; see the constants below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import weakref
+from enum import IntEnum
+from typing import Callable, Optional
+
+from . import _native
+from ._errors import from_native
+
+
+class EventKind(IntEnum):
+    """What an event from ``Bridge.take`` is (its tuple's first item); the values are the Rust
+    enum's (``_native.EventKind``, ``src/events.rs``)."""
+
+    DONE = int(_native.EventKind.Done)  # (kind, token, ok, value_or_error)
+    OBJ = int(_native.EventKind.Obj)  # (kind, token, ok, obj_or_error): a DynRef or a Stream
+    ITEMS = int(_native.EventKind.Items)  # (kind, token, items, ended, error_or_None)
+    INCOMING = int(_native.EventKind.Incoming)  # (kind, host, method, args, kwargs, reply, stream)
+    HOST_STOPPED = int(_native.EventKind.HostStopped)  # (kind, host): the runtime stopped it
+    DRAIN = int(_native.EventKind.Drain)  # (kind, host): its `def` calls need a worker
+
+
+# Holding the loop. When a call is the only thing its event loop waits for, the loop thread
+# waits for the answer itself for a short while (spinning, with the GIL released) before it
+# awaits like any other call: a quick answer then needs no wake-up of a sleeping thread, which
+# costs 15-30 µs per hop on a small VM. The bounds: a `def` call on the actor's own loop holds
+# up to `_HOLD_LOCAL_US` (only while the actor's last run took under `_QUICK_RUN` s), a call
+# through the runtime up to `_HOLD_REMOTE_US` (only while that target's last call answered
+# within it). Every `_TURN_EVERY`th held call still gives the loop a turn, so a run of quick
+# calls does not keep the loop from its other sockets and timers. `PULSING_HOLD=off` turns
+# holding off (calls then always await: no spinning, one wake-up more per hop).
+_HOLDS = os.environ.get("PULSING_HOLD", "on").lower() not in ("off", "0", "no", "false")
+_HOLD_LOCAL_US = 100 if _HOLDS else 0
+_QUICK_RUN = 20e-6
+_HOLD_REMOTE_US = 200 if _HOLDS else 0
+_TURN_EVERY = 16
+
+# The handlers of the events that are not replies, by kind (None: a reply, settled here).
+_HANDLERS: "list[Optional[Callable[[_LoopBridge, tuple], None]]]" = [None] * len(EventKind)
+# Kinds whose handler waits for the loop's next turn when the event arrives while a call holds
+# the loop (calls for this loop's actors never run inside the holding task).
+_DEFERRED: "set[int]" = set()
+
+
+def register(kind: EventKind, handler: "Callable[[_LoopBridge, tuple], None]", *, deferred: bool = False) -> None:
+    """Makes ``handler(bridge, event)`` handle the events of ``kind`` (not a reply kind).
+    ``deferred``: while a call holds the loop, it runs on the loop's next turn."""
+    if kind in (EventKind.DONE, EventKind.OBJ, EventKind.ITEMS):
+        raise ValueError(f"{kind!r} is a reply: the bridge settles it")
+    _HANDLERS[kind] = handler
+    if deferred:
+        _DEFERRED.add(int(kind))
+
+
+def _unregistered(kind: EventKind) -> "Callable[[_LoopBridge, tuple], None]":
+    def handler(bridge: "_LoopBridge", ev: tuple) -> None:
+        raise RuntimeError(f"no handler registered for {kind!r} events")
+
+    return handler
+
+
+for _kind in EventKind:
+    if _kind not in (EventKind.DONE, EventKind.OBJ, EventKind.ITEMS):
+        _HANDLERS[_kind] = _unregistered(_kind)
+del _kind
+_ITEMS = int(EventKind.ITEMS)
+
+
+class _LoopBridge:
+    __slots__ = ("loop", "native", "waiters", "tokens", "holds", "draining", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.native = _native.Bridge()
+        self.waiters: dict = {}
+        self.tokens = itertools.count(1)
+        self.holds = 0
+        self.draining = False  # inside `_drain`: the rest of its batch waits
+        loop.add_reader(self.native.fileno(), self._drain)
+
+    def may_hold(self) -> bool:
+        """True if the loop has nothing else ready to run, so a call may hold it briefly.
+        (Only asyncio's own loops say so; on any other loop, calls never hold.)"""
+        ready = getattr(self.loop, "_ready", None)
+        return ready is not None and not ready and not self.draining
+
+    async def after_hold(self) -> None:
+        """Counts a held call; every ``_TURN_EVERY``th gives the loop a turn."""
+        self.holds += 1
+        if self.holds % _TURN_EVERY == 0:
+            await asyncio.sleep(0)
+
+    def hold_remote(self) -> bool:
+        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came (False if
+        nothing did). Replies are settled at once; calls for this loop's actors wait for the
+        loop's next turn, so they never run inside the holding task."""
+        if not self.native.hold(_HOLD_REMOTE_US):
+            return False
+        waiters, loop = self.waiters, self.loop
+        for ev in self.native.take():
+            if ev[0] in _DEFERRED:
+                loop.call_soon(self._settle, ev, waiters)
+            else:
+                self._settle(ev, waiters)
+        return True
+
+    def future(self):
+        token = next(self.tokens)
+        fut = self.loop.create_future()
+        self.waiters[token] = fut
+        return token, fut
+
+    def _drain(self) -> None:
+        waiters = self.waiters
+        self.draining = True
+        try:
+            for ev in self.native.take():
+                self._settle(ev, waiters)
+        finally:
+            self.draining = False
+
+    def _settle(self, ev, waiters) -> None:
+        tag = ev[0]
+        handler = _HANDLERS[tag]
+        if handler is not None:
+            handler(self, ev)
+            return
+        fut = waiters.pop(ev[1], None)
+        if fut is None or fut.done():
+            return
+        if tag == _ITEMS:
+            fut.set_result(ev)
+        elif ev[2]:
+            fut.set_result(ev[3])
+        else:
+            fut.set_exception(from_native(ev[3]))
+
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = (
+    weakref.WeakKeyDictionary()
+)
+_last_bridge: Optional[_LoopBridge] = None
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
+    global _last_bridge
+    b = _last_bridge
+    if b is not None and b.loop is loop:
+        return b
+    b = _bridges.get(loop)
+    if b is None:
+        b = _LoopBridge(loop)
+        _bridges[loop] = b
+    _last_bridge = b
+    return b
+
+
+def running_bridge() -> _LoopBridge:
+    """The bridge of the running loop."""
+    return bridge_for(asyncio.get_running_loop())

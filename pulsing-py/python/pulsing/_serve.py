@@ -1,0 +1,183 @@
+"""Calls and streams that arrive through the runtime (from another process, or a Rust caller).
+
+The bridge hands them over as ``INCOMING`` events (handler :func:`_incoming`); ``HOST_STOPPED``
+says the runtime stopped one of this loop's actors. A call's first step runs at once in its own
+context and becomes a task only if it waits (Python 3.11+); a plain ``def`` call of a non-serial
+actor goes to its worker, which answers the native ``Reply`` itself. A streamed method is pushed
+into the native ``Sink`` (``src/reply.rs``), waiting only while it is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import types
+from enum import IntEnum
+
+from . import _native
+from ._bridge import EventKind, _LoopBridge, register
+from ._errors import PulsingActorError, PulsingBadArgumentsError
+from ._host import (
+    _CHAIN_KW,
+    _HOSTS,
+    _SYNC,
+    _chain,
+    _fail,
+    _Host,
+    _invoke,
+    _local_stream,
+    _send,
+    is_unknown_method,
+)
+
+
+class SendResult(IntEnum):
+    """What ``Sink.try_send`` did; the values are the Rust enum's (``_native.SinkSend``)."""
+
+    SENT = int(_native.SendResult.Sent)
+    FULL = int(_native.SendResult.Full)  # wait with `ready`, then send again
+    CLOSED = int(_native.SendResult.Closed)  # the consumer left
+
+
+_FULL = int(SendResult.FULL)
+_CLOSED = int(SendResult.CLOSED)
+# `create_task(context=...)` (Python 3.11+) lets a call's first step run before its task exists.
+_EAGER = sys.version_info >= (3, 11)
+
+
+def _incoming(bridge: _LoopBridge, ev) -> None:
+    _, host_id, method, args, kwargs, reply, stream = ev
+    host = _HOSTS.get(host_id)
+    if host is None or host.is_stopped():
+        if stream:
+            reply.raised("actor", method, "PulsingStoppedError", "the actor is stopped", "")
+        else:
+            reply.stopped(host.label() if host is not None else f"actor#{host_id}")
+        return
+    if stream:
+        bridge.loop.create_task(_serve_stream(bridge, host, method, args, kwargs, reply))
+        return
+    kind = host.info.kinds.get(method)
+    chain = kwargs.pop(_CHAIN_KW, None)
+    if chain is not None:
+        # A call from a serial actor's call chain in another process: run it in that chain.
+        task = bridge.loop.create_task(_in_chain(tuple(chain), _invoke(host, method, args, kwargs)))
+        task.add_done_callback(lambda f: _answer(host, method, reply, f))
+    elif kind == _SYNC and host.lock is None:
+        host.run_sync_for(reply, getattr(host.instance, method), args, kwargs, method)
+    else:
+        coro = _invoke(host, method, args, kwargs)
+        if not _EAGER:
+            task = bridge.loop.create_task(coro)
+            task.add_done_callback(lambda f: _answer(host, method, reply, f))
+            return
+        # Run the call's first step right here (in its own context, which the task then goes on
+        # in): a method that finishes without waiting needs no task at all.
+        ctx = contextvars.copy_context()
+        try:
+            first = ctx.run(coro.send, None)
+        except StopIteration as done:
+            _send(host, method, reply, done.value)
+            return
+        except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+            _fail(host, method, reply, e)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        task = bridge.loop.create_task(_resume(coro, first), context=ctx)
+        task.add_done_callback(lambda f: _answer(host, method, reply, f))
+
+
+async def _in_chain(chain: tuple, coro):
+    _chain.set(chain)  # the task's own context
+    return await coro
+
+
+@types.coroutine
+def _continue(coro, yielded):
+    """Drives a coroutine whose first step already ran (it yielded ``yielded``)."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as e:  # noqa: BLE001 - thrown in by the task (cancel)
+            step, arg = coro.throw, e
+        else:
+            step, arg = coro.send, sent
+        try:
+            yielded = step(arg)
+        except StopIteration as done:
+            return done.value
+
+
+async def _resume(coro, first):
+    return await _continue(coro, first)
+
+
+
+def _answer(host: _Host, method: str, reply, fut) -> None:
+    if fut.cancelled():
+        reply.stopped(host.label())
+        return
+    e = fut.exception()
+    if e is None:
+        _send(host, method, reply, fut.result())
+        return
+    _fail(host, method, reply, e)
+
+
+
+async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwargs, sink) -> None:
+    items = _local_stream(host, method, args, kwargs)
+    # If the consumer goes away while the generator waits for something else, stop it.
+    task = asyncio.current_task()
+    gone_token, gone = bridge.future()
+    gone.add_done_callback(lambda _: task.cancel())
+    sink.watch_closed(bridge.native, gone_token)
+    token = None  # of the wait for room in progress
+    try:
+        first = True
+        async for item in items:
+            if first:
+                first = False
+                sink.open()
+            r = sink.try_send(item)
+            while r == _FULL:
+                token, fut = bridge.future()
+                sink.ready(bridge.native, token)
+                r = sink.try_send(item) if await fut else _CLOSED
+            if r == _CLOSED:
+                return
+        if first:
+            sink.open()
+        sink.end()
+    except BaseException as e:  # noqa: BLE001 - every failure reaches the consumer
+        if is_unknown_method(e):
+            sink.unknown(host.label(), method, ", ".join(host.info.kinds))
+        elif isinstance(e, PulsingBadArgumentsError):
+            sink.bad_arguments(host.label(), method, f"{method}(...)", str(e))
+        elif isinstance(e, PulsingActorError):
+            sink.open()
+            sink.raised(host.label(), method, e.type_name, e.message, e.remote_traceback)
+        else:
+            sink.open()
+            sink.raised(host.label(), method, type(e).__name__, str(e), "")
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+    finally:
+        bridge.waiters.pop(gone_token, None)
+        bridge.waiters.pop(token, None)
+        await items.aclose()
+
+
+
+def _host_stopped(bridge: _LoopBridge, ev) -> None:
+    """The runtime stopped one of this loop's actors (from a peer, or a Rust caller)."""
+    host = _HOSTS.get(ev[1])
+    if host is not None:
+        host.native = None  # already stopped in the runtime
+        host.stop()
+
+
+register(EventKind.INCOMING, _incoming, deferred=True)
+register(EventKind.HOST_STOPPED, _host_stopped, deferred=True)

@@ -1,0 +1,139 @@
+//! The bridge between Pulsing's threads and one asyncio event loop: one [`Bridge`] per loop.
+//!
+//! All asyncio bridging goes through it: Rust tasks (running on Pulsing's tokio runtime) never
+//! touch Python objects. They push plain Rust [`Event`]s (a finished call's `Value`, a batch of
+//! stream items, an incoming call for a Python actor) into the bridge's queue and write one byte
+//! to a socket pair the loop watches (`add_reader`) — only when the queue was empty, so one
+//! wake-up drains many completions. The loop thread then takes the whole queue under the GIL
+//! ([`Bridge::take`]) and turns it into Python objects. Because no Rust thread ever holds or
+//! touches a Python object, the interpreter can finalize while tokio threads still run.
+//!
+//! This avoids pyo3-async-runtimes' per-await thread hops (design notes §6). The Python side is
+//! `python/pulsing/_bridge.py`.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pulsing::{Error, Value};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::events::Event;
+use crate::runtime::handle;
+
+pub(crate) struct BridgeInner {
+    queue: Mutex<Vec<Event>>,
+    pending: AtomicBool,
+    wake: UnixStream,
+}
+
+impl BridgeInner {
+    pub(crate) fn push(&self, event: Event) {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = q.is_empty();
+            q.push(event);
+            self.pending.store(true, Ordering::Release);
+            was_empty
+        };
+        if was_empty {
+            // Non-blocking; a full socket buffer already holds a pending wake-up.
+            let _ = (&self.wake).write(&[1]);
+        }
+    }
+}
+
+/// The queue between Pulsing's threads and one asyncio event loop.
+#[pyclass(module = "pulsing._native")]
+pub(crate) struct Bridge {
+    pub(crate) inner: Arc<BridgeInner>,
+    read: UnixStream,
+}
+
+#[pymethods]
+impl Bridge {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (read, wake) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        wake.set_nonblocking(true)?;
+        Ok(Bridge {
+            inner: Arc::new(BridgeInner {
+                queue: Mutex::new(Vec::new()),
+                pending: Default::default(),
+                wake,
+            }),
+            read,
+        })
+    }
+
+    /// Waits up to `micros` (GIL released, spinning) for an event; true if one is pending.
+    fn hold(&self, py: Python<'_>, micros: u64) -> bool {
+        let inner = &self.inner;
+        py.detach(|| {
+            crate::handoff::spin_until(Duration::from_micros(micros), || {
+                inner.pending.load(Ordering::Acquire)
+            })
+        })
+    }
+
+    /// The file descriptor the loop watches.
+    fn fileno(&self) -> i32 {
+        self.read.as_raw_fd()
+    }
+
+    /// Takes every pending event, as tuples whose first item is an
+    /// [`EventKind`](crate::events::EventKind) (see there for each kind's tuple).
+    fn take(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = (&self.read).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+        let events = {
+            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.inner.pending.store(false, Ordering::Release);
+            std::mem::take(&mut *q)
+        };
+        let out = PyList::empty(py);
+        for event in events {
+            if let Some(tuple) = event.into_py(py)? {
+                out.append(tuple)?;
+            }
+        }
+        Ok(out.unbind())
+    }
+}
+
+/// Starts `work` on this thread and lets the runtime finish it; posts its result to `bridge`
+/// under `token`. The first step runs here, so a call's request is queued before this returns:
+/// calls leave in the order they were made (a task per call could start in any order).
+pub(crate) fn spawn_done<F>(bridge: &Bridge, token: u64, work: F) -> PyResult<()>
+where
+    F: std::future::Future<Output = Result<Value, Error>> + Send + 'static,
+{
+    let inner = bridge.inner.clone();
+    let handle = handle()?;
+    let mut work = Box::pin(work);
+    let first = {
+        let _runtime = handle.enter();
+        // The task below polls it again at once, with a waker of its own.
+        work.as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    };
+    match first {
+        std::task::Poll::Ready(result) => inner.push(Event::Done(token, result)),
+        std::task::Poll::Pending => {
+            handle.spawn(async move {
+                let result = work.await;
+                inner.push(Event::Done(token, result));
+            });
+        }
+    }
+    Ok(())
+}

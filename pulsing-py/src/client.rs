@@ -1,0 +1,229 @@
+//! Calling actors by name from Python: [`resolve`], the untyped [`PyDynRef`] (any actor, local
+//! or remote, Rust or Python) and the consumer side of a stream ([`PyStream`]).
+//!
+//! Each call posts its answer to the caller's loop bridge under a token (see `bridge.rs`); a
+//! call's first step runs on the calling thread, so calls made at once leave in order. Streams
+//! are fetched in batches: [`PyStream::next_batch`] waits for one item, then takes every ready
+//! one (up to `max`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
+use pulsing::{DynRef, ValueStream};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::bridge::{spawn_done, Bridge};
+use crate::convert::{to_args, to_py};
+use crate::events::{Event, Obj};
+use crate::runtime::{handle, seconds, system};
+
+/// Resolves `name` (waiting up to `timeout` seconds if given); posts a `DynRef` to the bridge.
+#[pyfunction]
+#[pyo3(signature = (bridge, token, name, timeout=None))]
+pub(crate) fn resolve(
+    bridge: &Bridge,
+    token: u64,
+    name: String,
+    timeout: Option<f64>,
+) -> PyResult<()> {
+    let system = system()?;
+    let inner = bridge.inner.clone();
+    let timeout = timeout.map(seconds).transpose()?;
+    handle()?.spawn(async move {
+        let result = match timeout {
+            Some(t) => system.resolve_dyn_wait(&name, t).await,
+            None => system.resolve_dyn(&name).await,
+        };
+        inner.push(Event::Obj(token, result.map(Obj::Ref)));
+    });
+    Ok(())
+}
+
+/// An untyped handle to any actor (local or remote, Rust or Python): by-name calls.
+#[pyclass(module = "pulsing._native", name = "DynRef")]
+pub(crate) struct PyDynRef {
+    pub(crate) inner: DynRef,
+}
+
+#[pymethods]
+impl PyDynRef {
+    #[getter]
+    fn type_name(&self) -> String {
+        self.inner.type_name().to_owned()
+    }
+
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.inner.name().map(str::to_owned)
+    }
+
+    fn is_alive(&self) -> bool {
+        self.inner.is_alive()
+    }
+
+    fn stop(&self) -> PyResult<()> {
+        let _guard = handle()?.enter();
+        self.inner.stop();
+        Ok(())
+    }
+
+    /// The interface of an actor in this process, as a `Value` map (`None` for a remote one).
+    fn local_interface(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.inner.interface() {
+            Some(iface) => {
+                let v = pulsing::value::to_value(iface)
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                Ok(Some(to_py(py, v)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `method`; posts the answer to the bridge.
+    #[pyo3(signature = (bridge, token, method, args, kwargs=None, timeout=None))]
+    fn call(
+        &self,
+        bridge: &Bridge,
+        token: u64,
+        method: String,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let timeout = timeout.map(seconds).transpose()?;
+        let args = to_args(args, kwargs)?;
+        let target = self.inner.clone();
+        spawn_done(bridge, token, async move {
+            let call = target.call(method, args);
+            match timeout {
+                Some(t) => call.timeout(t).await,
+                None => call.await,
+            }
+        })
+    }
+
+    /// Opens the stream of `method`; posts a `Stream` to the bridge.
+    #[pyo3(signature = (bridge, token, method, args, kwargs=None))]
+    fn stream(
+        &self,
+        bridge: &Bridge,
+        token: u64,
+        method: String,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let args = to_args(args, kwargs)?;
+        let target = self.inner.clone();
+        let inner = bridge.inner.clone();
+        handle()?.spawn(async move {
+            let result = target.stream(method, args).await;
+            inner.push(Event::Obj(token, result.map(Obj::Stream)));
+        });
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.inner)
+    }
+}
+
+/// The consumer side of a stream: fetches items in batches.
+#[pyclass(module = "pulsing._native", name = "Stream")]
+pub(crate) struct PyStream {
+    pub(crate) inner: Arc<StreamState>,
+}
+
+pub(crate) struct StreamState {
+    stream: tokio::sync::Mutex<Option<ValueStream>>,
+    /// Set (and notified) by `close`: a fetch waiting for an item gives up and drops the stream.
+    closed: AtomicBool,
+    close: tokio::sync::Notify,
+}
+
+impl StreamState {
+    pub(crate) fn new(stream: ValueStream) -> Self {
+        StreamState {
+            stream: tokio::sync::Mutex::new(Some(stream)),
+            closed: AtomicBool::new(false),
+            close: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Stops the stream: the producer is cancelled (by dropping it) now or when a pending fetch
+    /// notices.
+    fn close(self: &Arc<Self>) {
+        self.closed.store(true, Ordering::Release);
+        self.close.notify_one();
+        if let Ok(mut guard) = self.stream.try_lock() {
+            guard.take();
+        }
+    }
+}
+
+#[pymethods]
+impl PyStream {
+    /// Waits for at least one item, then takes every ready one (up to `max`); posts the batch.
+    fn next_batch(&self, bridge: &Bridge, token: u64, max: usize) -> PyResult<()> {
+        let state = self.inner.clone();
+        let inner = bridge.inner.clone();
+        handle()?.spawn(async move {
+            let mut guard = state.stream.lock().await;
+            let closed = state.closed.load(Ordering::Acquire);
+            let Some(s) = guard.as_mut().filter(|_| !closed) else {
+                guard.take();
+                inner.push(Event::Items(token, Vec::new(), Some(None)));
+                return;
+            };
+            let first = tokio::select! {
+                next = s.next() => Some(next),
+                () = state.close.notified() => None,
+            };
+            let Some(mut next) = first else {
+                guard.take();
+                inner.push(Event::Items(token, Vec::new(), Some(None)));
+                return;
+            };
+            let mut items = Vec::new();
+            let mut end = None;
+            loop {
+                match next {
+                    Some(Ok(v)) => items.push(v),
+                    Some(Err(e)) => {
+                        end = Some(Some(e));
+                        break;
+                    }
+                    None => {
+                        end = Some(None);
+                        break;
+                    }
+                }
+                if items.len() >= max {
+                    break;
+                }
+                match s.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
+                }
+            }
+            if end.is_some() {
+                *guard = None;
+            }
+            inner.push(Event::Items(token, items, end));
+        });
+        Ok(())
+    }
+
+    /// Stops the stream (the producer is cancelled).
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Drop for PyStream {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
