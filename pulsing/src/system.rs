@@ -65,8 +65,13 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Nodes to contact when joining.
     pub seeds: Vec<String>,
-    /// The cluster secret every node must prove (never sent). `None`: no authentication.
+    /// The cluster secret every node must prove (never sent). `None`: no authentication, no
+    /// encryption, and only language-neutral values between processes.
     pub secret: Option<Vec<u8>>,
+    /// With a secret: whether messages between nodes are encrypted after the handshake (they
+    /// are if either side asks). Default `true`. Without a secret there is nothing to key it on,
+    /// and traffic is cleartext.
+    pub encrypt: bool,
     /// The largest frame accepted from a peer. Default 64 MiB.
     pub max_frame: usize,
     /// How often this node gossips with a few others. A `kill -9`ed member is declared dead
@@ -88,6 +93,7 @@ impl Default for Config {
             advertise: None,
             seeds: Vec::new(),
             secret: None,
+            encrypt: true,
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             gossip_interval: GossipConfig::default().interval,
             join_timeout: Duration::from_secs(5),
@@ -152,9 +158,32 @@ impl Builder {
         self
     }
 
-    /// The cluster secret: peers must prove they know it (it is never sent).
+    /// The cluster secret: peers must prove they know it (it is never sent). Connections are
+    /// then mutually authenticated and encrypted (the Noise protocol, `NNpsk0` with AES-GCM),
+    /// and arbitrary (pickled) Python objects may cross between processes.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn f() -> pulsing::Result<()> {
+    /// let system = pulsing::ActorSystem::builder()
+    ///     .addr("0.0.0.0:8000")
+    ///     .secret(std::env::var("PULSING_SECRET").expect("a cluster secret"))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.config.secret = Some(secret.into());
+        self
+    }
+
+    /// With a secret, whether to encrypt messages after the (always authenticated) handshake.
+    /// `false` saves the cipher's CPU on a network you trust: anyone on the path can then read
+    /// calls and inject messages into a connection. A connection is encrypted if either side
+    /// asks. Default `true`.
+    pub fn encryption(mut self, on: bool) -> Self {
+        self.config.encrypt = on;
         self
     }
 
@@ -203,6 +232,7 @@ impl Builder {
                 config.advertise.clone(),
                 new_node_id(),
                 config.secret.clone(),
+                config.encrypt,
                 config.max_frame,
                 Arc::downgrade(&inbound),
             )

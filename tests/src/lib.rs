@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use pulsing::prelude::*;
 
+pub mod raw;
+
 /// An actor that runs on a separate node process.
 pub struct Worker {
     /// Which node it runs on.

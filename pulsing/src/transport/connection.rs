@@ -21,11 +21,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
+use super::secure::{self, Opener, Params, Sealer, MAX_HANDSHAKE_MESSAGE};
 use crate::error::{Error, Result};
-use crate::wire::{decode, decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr};
+use crate::wire::{
+    decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr, PROTOCOL_VERSION,
+};
 
-/// How long the handshake may take before the connection is dropped.
+/// How long the handshake may take before the connection is dropped, its close included.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The AEAD of every connection: AES-256-GCM (ring, hardware-accelerated); see `secure`.
+const SUITE: secure::Suite = secure::Suite::AesGcm;
+
+/// Which end of the connection we are: the handshake is not symmetric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// We dialed.
+    Initiator,
+    /// We accepted.
+    Responder,
+}
+
 /// How often each side pings, and checks that it has heard from the peer.
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// After this many checks in a row with nothing heard (pongs included), the peer is taken for
@@ -166,6 +181,8 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     pub(crate) peer_addr: String,
+    /// Whether messages after the handshake are encrypted.
+    pub(crate) encrypted: bool,
     /// Requests, answers, stream items: encoded and packed as they are queued, in order.
     outbox: Outbox,
     /// Credit, cancel, gossip, leaving: packed the same way, written before the outbox.
@@ -528,10 +545,14 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// Runs the handshake on a fresh WebSocket and starts the connection's tasks.
+/// Runs the handshake on a fresh WebSocket and starts the connection's tasks. Nothing but the
+/// handshake's few small messages is read before the peer has proved the cluster secret; a
+/// refusal is sent as the WebSocket close reason, and the whole of it, close included, takes at
+/// most [`HANDSHAKE_TIMEOUT`].
 pub(crate) async fn establish<S>(
     ws: WebSocketStream<S>,
     me: &Identity,
+    role: Role,
     max_frame: usize,
     inbound: Arc<dyn Inbound>,
 ) -> std::result::Result<Arc<Connection>, String>
@@ -539,21 +560,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let handshake = async {
-        let our_nonce = nonce();
-        send_now(&mut sink, &me.hello(our_nonce)).await?;
-        let (peer, peer_addr, peer_nonce) = read_hello(next_frame(&mut stream, max_frame).await?)?;
-        send_now(&mut sink, &me.proof(&peer_nonce)).await?;
-        match next_frame(&mut stream, max_frame).await? {
-            Frame::Proof { mac } if me.verify(&our_nonce, peer, &mac) => Ok((peer, peer_addr)),
-            Frame::Proof { .. } => Err("the peer does not know the cluster secret".to_owned()),
-            other => Err(format!("expected Proof, got {}", frame_kind(&other))),
-        }
-    };
-    let (peer, peer_addr) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(peer)) => peer,
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let handshake = tokio::time::timeout_at(deadline, handshake(&mut sink, &mut stream, me, role));
+    let (peer, peer_addr, channel) = match handshake.await {
+        Ok(Ok(done)) => done,
         Ok(Err(reason)) => {
-            let _ = sink.send(Message::Close(None)).await;
+            let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                // A close reason must fit a control frame (123 bytes).
+                reason: truncate(&reason, 120).to_owned().into(),
+            };
+            let _ = tokio::time::timeout_at(deadline, sink.send(Message::Close(Some(close)))).await;
             return Err(reason);
         }
         Err(_) => return Err("handshake timed out".to_owned()),
@@ -561,6 +578,7 @@ where
     let conn = Arc::new(Connection {
         peer,
         peer_addr,
+        encrypted: channel.encrypted(),
         outbox: Outbox::default(),
         control: Outbox::default(),
         next_id: AtomicU64::new(1),
@@ -575,52 +593,128 @@ where
         reason: Mutex::new(None),
     });
     let written = conn.written.clone().drop_guard();
-    let writer = write_loop(sink, conn.clone());
+    let writer = write_loop(sink, channel.sealer, conn.clone());
     tokio::spawn(async move {
         writer.await;
         drop(written);
     });
-    tokio::spawn(read_loop(stream, conn.clone(), inbound, max_frame));
+    tokio::spawn(read_loop(
+        stream,
+        channel.opener,
+        conn.clone(),
+        inbound,
+        max_frame,
+    ));
     Ok(conn)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The handshake's messages (see the `secure` module for what each proves). Returns the peer's
+/// id and advertised address, and the channel that seals everything after.
+async fn handshake<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    stream: &mut SplitStream<WebSocketStream<S>>,
+    me: &Identity,
+    role: Role,
+) -> std::result::Result<(NodeId, String, secure::Channel), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let secret = me.secret.as_deref();
+    let params = Params {
+        encrypt: me.encrypt && secret.is_some(),
+    };
+    let hello = encode(&me.hello(nonce()));
+    send_now(sink, hello.clone()).await?;
+    match role {
+        Role::Initiator => {
+            let (initiator, msg1) =
+                secure::Initiator::start(SUITE, secret, PROTOCOL_VERSION, &hello, params);
+            send_now(sink, msg1).await?;
+            let hello_r = next_message(stream).await?;
+            let (peer, peer_addr) = read_hello(&hello_r, me)?;
+            let msg2 = next_message(stream).await?;
+            let (channel, msg3) = initiator.finish(&msg2, &hello_r).map_err(|r| r.0)?;
+            send_now(sink, msg3).await?;
+            Ok((peer, peer_addr, channel))
+        }
+        Role::Responder => {
+            let hello_i = next_message(stream).await?;
+            let (peer, peer_addr) = read_hello(&hello_i, me)?;
+            let msg1 = next_message(stream).await?;
+            let (responder, msg2) = secure::Responder::answer(
+                SUITE,
+                secret,
+                PROTOCOL_VERSION,
+                &hello_i,
+                &msg1,
+                &hello,
+                params,
+            )
+            .map_err(|r| r.0)?;
+            send_now(sink, msg2).await?;
+            let msg3 = next_message(stream).await?;
+            let channel = responder.confirm(&msg3).map_err(|r| r.0)?;
+            Ok((peer, peer_addr, channel))
+        }
+    }
 }
 
 async fn send_now<S>(
     sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    frame: &Frame,
+    bytes: Vec<u8>,
 ) -> std::result::Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    sink.send(Message::Binary(encode(frame).into()))
+    sink.send(Message::Binary(bytes.into()))
         .await
         .map_err(|e| e.to_string())
 }
 
-async fn next_frame<S>(
+/// The next handshake message: one binary WebSocket message of at most
+/// [`MAX_HANDSHAKE_MESSAGE`] bytes. A close carries the peer's reason for refusing us.
+async fn next_message<S>(
     stream: &mut SplitStream<WebSocketStream<S>>,
-    max: usize,
-) -> std::result::Result<Frame, String>
+) -> std::result::Result<Vec<u8>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     loop {
         match stream.next().await {
-            Some(Ok(Message::Binary(bytes))) => {
-                return decode(&bytes, max).map_err(|e| e.to_string())
+            Some(Ok(Message::Binary(bytes))) if bytes.len() <= MAX_HANDSHAKE_MESSAGE => {
+                return Ok(bytes.to_vec())
             }
+            Some(Ok(Message::Binary(bytes))) => return Err(format!(
+                "protocol error: a handshake message of {} bytes (at most {MAX_HANDSHAKE_MESSAGE})",
+                bytes.len()
+            )),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => {
-                return Err("the peer closed the connection".to_owned())
+            Some(Ok(Message::Close(Some(close)))) if !close.reason.is_empty() => {
+                return Err(format!("the peer refused us: {}", close.reason))
             }
-            Some(Ok(other)) => return Err(format!("unexpected WebSocket message: {other:?}")),
+            Some(Ok(Message::Close(_))) | None => {
+                return Err("the peer closed the connection during the handshake".to_owned())
+            }
+            Some(Ok(_)) => return Err("protocol error: not a binary message".to_owned()),
             Some(Err(e)) => return Err(e.to_string()),
         }
     }
 }
 
 /// Writes queued frames, control frames first, then everything in the outbox, in one flush.
-async fn write_loop<S>(mut sink: SplitSink<WebSocketStream<S>, Message>, conn: Arc<Connection>)
-where
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut sealer: Sealer,
+    conn: Arc<Connection>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -647,7 +741,11 @@ where
             packs.extend(conn.outbox.take());
         }
         for pack in packs {
-            if sink.feed(Message::Binary(pack.into())).await.is_err() {
+            if sink
+                .feed(Message::Binary(sealer.seal(pack).into()))
+                .await
+                .is_err()
+            {
                 break 'write;
             }
         }
@@ -665,6 +763,7 @@ where
 /// oversize frame closes this connection with a logged reason; the node carries on.
 async fn read_loop<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
+    mut opener: Opener,
     conn: Arc<Connection>,
     inbound: Arc<dyn Inbound>,
     max_frame: usize,
@@ -711,7 +810,11 @@ async fn read_loop<S>(
                 }
                 Some(Err(e)) => break 'read format!("transport error: {e}"),
             };
-            if let Some(bytes) = bytes {
+            if let Some(sealed) = bytes {
+                let bytes = match opener.open(sealed) {
+                    Ok(bytes) => bytes,
+                    Err(refused) => break 'read format!("bad message: {refused}"),
+                };
                 let mut routed = Ok(());
                 let decoded = decode_packed(&bytes, max_frame, |frame| {
                     routed = route(&conn, &*inbound, frame);
@@ -811,7 +914,7 @@ fn route(
             inbound.leaving(conn);
             return Err("the peer is leaving the cluster".to_owned());
         }
-        other @ (Frame::Hello { .. } | Frame::Proof { .. }) => {
+        other @ Frame::Hello { .. } => {
             return Err(format!(
                 "protocol error: {} after the handshake",
                 frame_kind(&other)

@@ -1,15 +1,15 @@
-//! The handshake that opens every connection: protocol version, node identity, and (when the
-//! cluster has a secret) mutual proof of the secret without sending it.
+//! The handshake that opens every connection: protocol version, node identity, and — through
+//! the [Noise handshake](super::secure) — mutual proof of the cluster secret and the keys that
+//! seal every later message.
 //!
-//! Each side sends `Hello { version, node, addr, nonce }`, then `Proof { mac }` where
-//! `mac = HMAC-SHA256(secret, peer's nonce ‖ own node id)`. Each side checks the peer's proof in
-//! constant time. Without a secret the proof is all zeros, and a node without a secret refuses a
-//! peer that has one (and the other way round).
+//! Each side first sends a cleartext `Hello { version, node, addr, nonce }` (the one frame that
+//! keeps its shape across protocol versions, so a node of another version is told clearly which
+//! one it speaks), then the Noise messages follow. The `Hello`s are bound into the Noise
+//! transcript, so a changed byte fails the handshake. Before the handshake completes a peer can
+//! send nothing but these few small messages: anything else, or anything larger than
+//! [`MAX_HANDSHAKE_MESSAGE`](super::secure::MAX_HANDSHAKE_MESSAGE), ends the connection.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-use crate::wire::{Frame, NodeId, PROTOCOL_VERSION};
+use crate::wire::{decode, Frame, NodeId, PROTOCOL_VERSION};
 
 /// What a node knows about itself for the handshake.
 #[derive(Clone)]
@@ -17,6 +17,8 @@ pub(crate) struct Identity {
     pub(crate) node: NodeId,
     pub(crate) addr: String,
     pub(crate) secret: Option<Vec<u8>>,
+    /// Whether to encrypt messages after the handshake (they are if either side asks).
+    pub(crate) encrypt: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for Identity {
             .field("node", &self.node)
             .field("addr", &self.addr)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("encrypt", &self.encrypt)
             .finish()
     }
 }
@@ -52,53 +55,35 @@ impl Identity {
             nonce,
         }
     }
-
-    /// Our proof over the peer's nonce.
-    pub(crate) fn proof(&self, peer_nonce: &[u8; 32]) -> Frame {
-        Frame::Proof {
-            mac: self.mac(peer_nonce, self.node),
-        }
-    }
-
-    /// Checks the peer's proof over our nonce.
-    pub(crate) fn verify(&self, our_nonce: &[u8; 32], peer: NodeId, mac: &[u8; 32]) -> bool {
-        let Some(secret) = &self.secret else {
-            // No secret here: a peer that proves one belongs to a secured cluster, not ours.
-            return mac == &[0; 32];
-        };
-        let mut check =
-            Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
-        check.update(our_nonce);
-        check.update(&peer.0.to_le_bytes());
-        check.verify_slice(mac).is_ok()
-    }
-
-    fn mac(&self, nonce: &[u8; 32], node: NodeId) -> [u8; 32] {
-        let Some(secret) = &self.secret else {
-            return [0; 32];
-        };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
-        mac.update(nonce);
-        mac.update(&node.0.to_le_bytes());
-        mac.finalize().into_bytes().into()
-    }
 }
 
-/// Checks a peer's `Hello`; returns its id, address and nonce.
-pub(crate) fn read_hello(frame: Frame) -> Result<(NodeId, String, [u8; 32]), String> {
-    match frame {
+/// Reads a peer's cleartext `Hello`: the protocol version, and a node id that is not our own.
+/// Only a `Hello` is decoded (its first byte names the variant), so nothing a stranger sends
+/// before the handshake reaches the general frame decoder.
+pub(crate) fn read_hello(bytes: &[u8], me: &Identity) -> Result<(NodeId, String), String> {
+    // `Frame::Hello` is variant 0, encoded as the single byte 0.
+    if bytes.first() != Some(&0) {
+        return Err("protocol error: the first message is not a Hello".to_owned());
+    }
+    match decode(bytes, super::secure::MAX_HANDSHAKE_MESSAGE).map_err(|e| e.to_string())? {
         Frame::Hello {
             version,
             node,
             addr,
-            nonce,
+            nonce: _,
         } => {
             if version != PROTOCOL_VERSION {
                 return Err(format!(
                     "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"
                 ));
             }
-            Ok((node, addr, nonce))
+            if node == me.node {
+                return Err(format!(
+                    "the peer claims this node's own id {node} (a reflected handshake, or a \
+                     connection to itself)"
+                ));
+            }
+            Ok((node, addr))
         }
         other => Err(format!("expected Hello, got {}", frame_kind(&other))),
     }
@@ -108,7 +93,6 @@ pub(crate) fn read_hello(frame: Frame) -> Result<(NodeId, String, [u8; 32]), Str
 pub(crate) fn frame_kind(frame: &Frame) -> &'static str {
     match frame {
         Frame::Hello { .. } => "Hello",
-        Frame::Proof { .. } => "Proof",
         Frame::Request { .. } => "Request",
         Frame::Response { .. } => "Response",
         Frame::StreamItems { .. } => "StreamItems",
@@ -123,42 +107,51 @@ pub(crate) fn frame_kind(frame: &Frame) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::encode;
 
-    fn id(secret: Option<&[u8]>) -> Identity {
+    fn me() -> Identity {
         Identity {
             node: new_node_id(),
             addr: "127.0.0.1:1".into(),
-            secret: secret.map(<[u8]>::to_vec),
+            secret: None,
+            encrypt: true,
         }
     }
 
     #[test]
-    fn the_same_secret_proves_and_another_does_not() {
-        let (a, b, intruder) = (id(Some(b"s3cret")), id(Some(b"s3cret")), id(Some(b"guess")));
-        let a_nonce = nonce();
-        let Frame::Proof { mac } = b.proof(&a_nonce) else {
-            unreachable!()
-        };
-        assert!(a.verify(&a_nonce, b.node, &mac));
-        let Frame::Proof { mac } = intruder.proof(&a_nonce) else {
-            unreachable!()
-        };
-        assert!(!a.verify(&a_nonce, intruder.node, &mac));
-        // A proof replayed for another nonce or another node id fails.
-        let Frame::Proof { mac } = b.proof(&nonce()) else {
-            unreachable!()
-        };
-        assert!(!a.verify(&a_nonce, b.node, &mac));
-    }
-
-    #[test]
     fn a_wrong_version_is_refused() {
-        let hello = Frame::Hello {
-            version: 99,
+        let hello = encode(&Frame::Hello {
+            version: 2,
             node: NodeId(1),
             addr: String::new(),
             nonce: [0; 32],
+        });
+        let err = read_hello(&hello, &me()).unwrap_err();
+        assert!(err.contains("protocol version 2 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn our_own_id_is_refused() {
+        let me = me();
+        let err = read_hello(&encode(&me.hello(nonce())), &me).unwrap_err();
+        assert!(err.contains("own id"), "{err}");
+        let other = Identity {
+            node: new_node_id(),
+            ..me.clone()
         };
-        assert!(read_hello(hello).unwrap_err().contains("version 99"));
+        assert_eq!(
+            read_hello(&encode(&other.hello(nonce())), &me).unwrap().0,
+            other.node
+        );
+    }
+
+    #[test]
+    fn only_a_hello_is_decoded() {
+        let err = read_hello(&encode(&Frame::Cancel { id: 1 }), &me()).unwrap_err();
+        assert!(err.contains("not a Hello"), "{err}");
+        assert!(read_hello(&[], &me()).is_err());
+        let mut long = encode(&me().hello(nonce()));
+        long.extend(std::iter::repeat_n(0u8, 4096));
+        assert!(read_hello(&long, &me()).is_err());
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod connection;
 pub(crate) mod handshake;
 mod outbox;
+pub(crate) mod secure;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) use connection::{
-    Connection, Inbound, Incoming, Outcome, Outgoing, Serving, StreamMsg, SWEPT_DEADLINE,
+    Connection, Inbound, Incoming, Outcome, Outgoing, Role, Serving, StreamMsg, SWEPT_DEADLINE,
 };
 pub(crate) use handshake::{new_node_id, Identity};
 
@@ -69,6 +70,7 @@ impl Transport {
         advertise: Option<String>,
         node: crate::wire::NodeId,
         secret: Option<Vec<u8>>,
+        encrypt: bool,
         max_frame: usize,
         inbound: Weak<dyn Inbound>,
     ) -> Result<Arc<Transport>> {
@@ -96,6 +98,7 @@ impl Transport {
                 node,
                 addr: advertised,
                 secret,
+                encrypt,
             },
             max_frame,
             inbound,
@@ -210,11 +213,29 @@ impl Transport {
     }
 
     fn ws_config(&self) -> WebSocketConfig {
+        // Each frame is checked against `max_frame` once decoded; a message of several packed
+        // frames may always reach PACK_LIMIT; sealing adds a tag per record.
+        let max = secure::sealed_len(self.max_frame.max(crate::wire::PACK_LIMIT));
         WebSocketConfig::default()
-            // Each frame is checked against `max_frame` once decoded; a message of several
-            // packed frames may always reach PACK_LIMIT.
-            .max_message_size(Some(self.max_frame.max(crate::wire::PACK_LIMIT)))
-            .max_frame_size(Some(self.max_frame.max(crate::wire::PACK_LIMIT)))
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+    }
+
+    /// Refuses a second connection that claims the node id of a live one but another address:
+    /// a node id lives at one address (a restarted node has a new id).
+    fn check_identity(&self, conn: &Connection) -> std::result::Result<(), String> {
+        let all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        let clash = all
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|c| c.peer == conn.peer && !c.is_closed() && c.peer_addr != conn.peer_addr);
+        match clash {
+            Some(live) => Err(format!(
+                "the peer claims node id {} at {}, but that node is connected at {}",
+                conn.peer, conn.peer_addr, live.peer_addr
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The live connection to `addr`, dialing it if there is none.
@@ -254,7 +275,7 @@ impl Transport {
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(self.ws_config()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        connection::establish(ws, &self.me, self.max_frame, inbound)
+        connection::establish(ws, &self.me, Role::Initiator, self.max_frame, inbound)
             .await
             .map_err(|reason| {
                 let refused = Error::Refused {
@@ -294,6 +315,26 @@ fn reachable(bound: SocketAddr, interfaces: &[(std::net::IpAddr, bool)]) -> Sock
     SocketAddr::new(ip, bound.port())
 }
 
+/// Refuses a WebSocket upgrade that carries an `Origin` header: browsers always send one, and
+/// nodes never do, so a web page cannot reach a node (on loopback or anywhere else).
+#[allow(clippy::result_large_err)] // the signature is tungstenite's callback's
+fn refuse_browsers(
+    request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+    response: tokio_tungstenite::tungstenite::handshake::server::Response,
+) -> std::result::Result<
+    tokio_tungstenite::tungstenite::handshake::server::Response,
+    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    if request.headers().contains_key("origin") {
+        let mut refusal = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(
+            Some("Pulsing nodes do not accept connections from web pages\n".to_owned()),
+        );
+        *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::FORBIDDEN;
+        return Err(refusal);
+    }
+    Ok(response)
+}
+
 async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
     loop {
         let Some(stopped) = transport.upgrade().map(|t| t.stopped.clone()) else {
@@ -319,7 +360,11 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
             };
             let ws = match tokio::time::timeout(
                 DIAL_TIMEOUT,
-                tokio_tungstenite::accept_async_with_config(tcp, Some(t.ws_config())),
+                tokio_tungstenite::accept_hdr_async_with_config(
+                    tcp,
+                    refuse_browsers,
+                    Some(t.ws_config()),
+                ),
             )
             .await
             {
@@ -333,9 +378,14 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
                     return;
                 }
             };
-            match connection::establish(ws, &t.me, t.max_frame, inbound).await {
+            match connection::establish(ws, &t.me, Role::Responder, t.max_frame, inbound).await {
                 Ok(conn) => {
-                    tracing::debug!(%from, node = %conn.peer, "peer connected");
+                    if let Err(reason) = t.check_identity(&conn) {
+                        tracing::warn!(%from, %reason, "refused a connection");
+                        conn.close(&reason);
+                        return;
+                    }
+                    tracing::debug!(%from, node = %conn.peer, encrypted = conn.encrypted, "peer connected");
                     t.adopt(&conn);
                     t.track(&conn);
                 }

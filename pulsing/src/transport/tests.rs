@@ -53,6 +53,7 @@ async fn advertising(
         advertise.map(str::to_owned),
         new_node_id(),
         secret.map(<[u8]>::to_vec),
+        true,
         max_frame,
         weak,
     )
@@ -216,6 +217,7 @@ async fn binding_all_interfaces_never_advertises_the_wildcard() {
         None,
         new_node_id(),
         None,
+        true,
         1 << 20,
         Arc::downgrade(&inbound),
     )

@@ -158,7 +158,6 @@ mod tests {
                     nonce
                 }
             ),
-            any::<[u8; 32]>().prop_map(|mac| Frame::Proof { mac }),
             (
                 any::<u64>(),
                 ".{0,12}",

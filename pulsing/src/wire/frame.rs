@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::value::Args;
 
 /// The protocol version this build speaks; the handshake refuses any other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A node's identity: random per process start, so a restarted node is a new member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,8 +34,9 @@ pub enum Payload {
 /// One message between two nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
-    /// First frame of each side: who I am, and a fresh nonce the peer must sign when the
-    /// cluster has a secret.
+    /// First message of each side, in cleartext: who I am. Its shape never changes, so a node of
+    /// another protocol version can say which version it speaks. The Noise handshake that
+    /// follows binds it (see the transport's `secure` module). Always variant 0.
     Hello {
         /// Must equal [`PROTOCOL_VERSION`].
         version: u32,
@@ -43,14 +44,8 @@ pub enum Frame {
         node: NodeId,
         /// The address peers should use to reach the sender.
         addr: String,
-        /// A random challenge for the peer.
+        /// Random bytes: two `Hello`s are never alike, even from one node.
         nonce: [u8; 32],
-    },
-    /// Second frame of each side: proof of the cluster secret over the peer's nonce (all zeros
-    /// when the cluster has no secret).
-    Proof {
-        /// HMAC-SHA256(secret, peer nonce ‖ own node id).
-        mac: [u8; 32],
     },
     /// A call of `method` on the actor named `actor`.
     Request {
@@ -125,9 +120,9 @@ pub(crate) struct RequestRef<'a> {
 }
 
 /// `Frame::Request`'s position among `Frame`'s variants (postcard encodes the position).
-const REQUEST_VARIANT: u32 = 2;
+const REQUEST_VARIANT: u32 = 1;
 /// `Frame::Response`'s position among `Frame`'s variants.
-const RESPONSE_VARIANT: u32 = 3;
+const RESPONSE_VARIANT: u32 = 2;
 
 /// A successful `Frame::Response` whose typed payload is `value`, encoded straight into the
 /// frame rather than into a buffer of its own first: `size` is the length of `value`'s postcard

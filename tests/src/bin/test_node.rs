@@ -3,8 +3,8 @@
 //!
 //! Every node also runs a `Probe` named `probe-<NODE>`.
 //!
-//! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--gossip-ms MS] [--seed ADDR]...
-//! [--spawn NAME]...`
+//! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--encrypt on|off] [--gossip-ms MS]
+//! [--seed ADDR]... [--spawn NAME]...`
 
 use std::io::Write;
 
@@ -27,6 +27,7 @@ async fn main() -> pulsing::Result<()> {
         Vec::new(),
     );
     let mut gossip = None;
+    let mut encrypt = true;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -37,6 +38,7 @@ async fn main() -> pulsing::Result<()> {
             "--secret" => secret = Some(value),
             "--seed" => seeds.push(value),
             "--spawn" => names.push(value),
+            "--encrypt" => encrypt = value == "on",
             "--gossip-ms" => {
                 gossip = Some(std::time::Duration::from_millis(
                     value.parse().expect("--gossip-ms takes milliseconds"),
@@ -45,7 +47,10 @@ async fn main() -> pulsing::Result<()> {
             other => panic!("unknown flag {other}"),
         }
     }
-    let mut builder = ActorSystem::builder().addr(addr).seeds(seeds);
+    let mut builder = ActorSystem::builder()
+        .addr(addr)
+        .seeds(seeds)
+        .encryption(encrypt);
     if let Some(secret) = secret {
         builder = builder.secret(secret);
     }
