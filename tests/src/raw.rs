@@ -53,6 +53,8 @@ impl Raw {
                 .insert("origin", origin.parse().expect("a valid header value"));
         }
         let tcp = TcpStream::connect(addr).await?;
+        // As nodes do: a handshake message must not wait for a delayed ACK.
+        tcp.set_nodelay(true)?;
         let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
         Ok(Raw { ws })
     }
