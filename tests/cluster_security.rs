@@ -29,6 +29,15 @@ fn is_response(bytes: &[u8]) -> bool {
     )
 }
 
+/// Calls `worker.process(text)` as request `id` on `login`; the node's answer frame, or how the
+/// connection ended.
+async fn process(login: &mut Login, id: u64, text: &str) -> Result<Frame, String> {
+    login
+        .send(&[request(id, "worker", "process", Args::new().arg(text))])
+        .await;
+    login.response(id).await
+}
+
 /// The answer of a by-name call, as text.
 fn answer(frame: Frame) -> String {
     match frame {
@@ -128,11 +137,8 @@ async fn claiming_the_nodes_own_id_is_refused_even_without_a_secret() {
     let mut login = Login::dial(&node.addr, None, fresh_id(), "127.0.0.1:1", false)
         .await
         .unwrap();
-    login
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
     assert_eq!(
-        answer(login.response(1).await.unwrap()),
+        answer(process(&mut login, 1, "x").await.unwrap()),
         "x processed by victim"
     );
 }
@@ -144,23 +150,14 @@ async fn a_node_id_already_connected_from_another_address_is_refused() {
     let mut first = Login::dial(&node.addr, None, id, "127.0.0.1:1111", false)
         .await
         .unwrap();
-    first
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    first.response(1).await.unwrap();
+    process(&mut first, 1, "x").await.unwrap();
     let mut second = Login::dial(&node.addr, None, id, "127.0.0.1:2222", false)
         .await
         .unwrap();
-    second
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    let err = second.response(1).await.unwrap_err();
+    let err = process(&mut second, 1, "x").await.unwrap_err();
     assert!(err.starts_with("closed"), "{err}");
     // The first connection is untouched.
-    first
-        .send(&[request(2, "worker", "process", Args::new().arg("y"))])
-        .await;
-    first.response(2).await.unwrap();
+    process(&mut first, 2, "y").await.unwrap();
 }
 
 #[tokio::test]
@@ -175,10 +172,7 @@ async fn a_wrong_or_missing_secret_cannot_log_in() {
     let mut login = Login::dial(&node.addr, Some(b"right"), fresh_id(), "127.0.0.1:1", true)
         .await
         .unwrap();
-    login
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    login.response(1).await.unwrap();
+    process(&mut login, 1, "x").await.unwrap();
 }
 
 #[tokio::test]

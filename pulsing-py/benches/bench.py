@@ -188,6 +188,18 @@ async def serve(secret=None) -> None:
     await pul.shutdown()
 
 
+async def mib_echo(remote, payload) -> str:
+    """Sequential 1 MiB echoes: the rate and the time per echo (median of 30, after 3)."""
+    for _ in range(3):
+        await remote.echo(payload)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        assert await remote.echo(payload) == payload
+        times.append(time.perf_counter() - t0)
+    return f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+
+
 async def pulsing_bench(results: dict) -> None:
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -222,15 +234,7 @@ async def pulsing_bench(results: dict) -> None:
             results[f"calls/s, {n} in flight, across processes (async def)"] = fmt_rate(await throughput(remote.aping, n, 20_000), "calls")
 
         payload = os.urandom(MIB)
-        for _ in range(3):
-            await remote.echo(payload)
-        times = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            back = await remote.echo(payload)
-            times.append(time.perf_counter() - t0)
-        assert back == payload
-        results["1 MiB echo, across processes"] = f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+        results["1 MiB echo, across processes"] = await mib_echo(remote, payload)
         rates = []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
@@ -300,15 +304,7 @@ async def encrypted_rows(results: dict) -> None:
             results[tag + f"calls/s, {n} in flight, across processes (def)"] = fmt_rate(
                 await throughput(remote.ping, n, 20_000), "calls"
             )
-        payload = os.urandom(MIB)
-        for _ in range(3):
-            await remote.echo(payload)
-        times = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            assert await remote.echo(payload) == payload
-            times.append(time.perf_counter() - t0)
-        results[tag + "1 MiB echo, across processes"] = f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+        results[tag + "1 MiB echo, across processes"] = await mib_echo(remote, os.urandom(MIB))
         rates = []
         for _ in range(3):
             t0 = time.perf_counter()
