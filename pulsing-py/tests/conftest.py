@@ -57,8 +57,11 @@ async def longest_run_without_a_turn(calls) -> int:
     return longest
 
 
-TEST_NODE = ROOT / "target" / "debug" / "test_node"
-RUST_CALLER = ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller"
+# Built by scripts/test-python, which says where (CARGO_TARGET_DIR moves them).
+TEST_NODE = pathlib.Path(os.environ.get("PULSING_TEST_NODE", ROOT / "target" / "debug" / "test_node"))
+RUST_CALLER = pathlib.Path(
+    os.environ.get("PULSING_RUST_CALLER", ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller")
+)
 
 
 class Proc:
