@@ -9,13 +9,17 @@ sequential latency (median of per-call times) and 64-in-flight throughput of ``g
 once through Pulsing (``await proxy.greet(msg)``) and once through Ray
 (``await handle.greet.remote(msg)``), then a stream of 100k ints from the server's async
 generator through Pulsing, beside 5k items of a Ray streaming generator
-(``num_returns="streaming"``). Prints per-repeat figures, then medians, ranges and ratios.
+(``num_returns="streaming"``) and the same 100k stream between two plain Pulsing processes
+(this script and a child, with a secret: what the bridge adds). Prints per-repeat figures, then medians, ranges and ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import ray
@@ -116,6 +120,35 @@ class Client:
         return n / (time.perf_counter() - t)
 
 
+@pul.remote
+class PlainServer:
+    async def numbers(self, n):
+        for i in range(n):
+            yield i
+
+
+def plain_server(secret: str) -> None:
+    """The baseline's server: a plain Pulsing process (no Ray), until stdin closes."""
+
+    async def serve():
+        await pul.init("127.0.0.1:0", secret=secret)
+        await PlainServer.spawn(name="plain")
+        print(pul.local_addr(), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(serve())
+
+
+async def plain_stream(n: int) -> float:
+    proxy = (await pul.resolve("plain", timeout=30)).as_any()
+    t = time.perf_counter()
+    count = 0
+    async for _ in proxy.numbers(n):
+        count += 1
+    assert count == n
+    return n / (time.perf_counter() - t)
+
+
 def fmt_rate(x):
     return f"{x / 1000:,.1f}k/s"
 
@@ -125,10 +158,16 @@ def fmt_us(x):
 
 
 def main():
+    # The baseline of the stream: the same stream between two plain Pulsing processes (this
+    # script and a child), with a secret as in Ray (encrypted), measured in each repeat.
+    secret = os.urandom(16).hex()
+    child = subprocess.Popen([sys.executable, __file__, "--plain-server", secret],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pul.init("127.0.0.1:0", seeds=[child.stdout.readline().strip()], secret=secret)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     server = Server.remote("bench-server")
     client = Client.remote("bench-client", "bench-server", server)
-    results = {k: [] for k in ("pul_seq", "ray_seq", "pul_tput", "ray_tput", "stream", "ray_stream")}
+    results = {k: [] for k in ("pul_seq", "ray_seq", "pul_tput", "ray_tput", "stream", "ray_stream", "plain")}
     for r in range(REPEATS):
         row = {
             "pul_seq": ray.get(client.sequential.remote("pulsing", PUL_SEQ)),
@@ -137,12 +176,14 @@ def main():
             "ray_tput": ray.get(client.throughput.remote("ray", RAY_TPUT, IN_FLIGHT)),
             "stream": ray.get(client.stream.remote(STREAM_ITEMS)),
             "ray_stream": ray.get(client.ray_stream.remote(RAY_STREAM_ITEMS)),
+            "plain": asyncio.run(plain_stream(STREAM_ITEMS)),
         }
         for k, v in row.items():
             results[k].append(v)
         print(f"repeat {r + 1}: sequential pulsing {fmt_us(row['pul_seq'])}, ray {fmt_us(row['ray_seq'])}; "
               f"{IN_FLIGHT} in flight pulsing {fmt_rate(row['pul_tput'])}, ray {fmt_rate(row['ray_tput'])}; "
-              f"stream pulsing {fmt_rate(row['stream'])}, ray {fmt_rate(row['ray_stream'])}", flush=True)
+              f"stream pulsing {fmt_rate(row['stream'])}, ray {fmt_rate(row['ray_stream'])}, "
+              f"plain processes {fmt_rate(row['plain'])}", flush=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
 
@@ -160,9 +201,17 @@ def main():
     print(f"  stream            pulsing {fmt_rate(med['stream']):>9} [{rng('stream', fmt_rate)}]   "
           f"ray generator {fmt_rate(med['ray_stream']):>7} [{rng('ray_stream', fmt_rate)}]   "
           f"ratio {med['stream'] / med['ray_stream']:.0f}x (goal >= 300k/s)")
-    pul.cleanup_ray()
+    print(f"                    same stream between two plain Pulsing processes (no Ray) "
+          f"{fmt_rate(med['plain'])} [{rng('plain', fmt_rate)}]: "
+          f"ratio {med['stream'] / med['plain']:.2f}")
+    pul.cleanup_ray()  # also shuts this process's (baseline) Pulsing down
     ray.shutdown()
+    child.stdin.close()
+    child.wait(10)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--plain-server"]:
+        plain_server(sys.argv[2])
+    else:
+        main()
