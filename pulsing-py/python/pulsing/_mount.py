@@ -19,7 +19,6 @@ One thread of control per instance:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any, Optional
 from . import _native, _ray, _runtime
 from ._bridge import bridge_for
 from ._errors import PulsingError, PulsingNameTakenError, PulsingNotFoundError, from_native
-from ._host import _NAMES, _GEN, ON_LOOP, WORKERS, _ClassInfo, _Host, register
+from ._host import _NAMES, _GEN, ON_LOOP, WORKERS, MethodKind, _ClassInfo, _Host, register
 
 _loop: Optional[asyncio.AbstractEventLoop] = None  # the private loop of mounted sync instances
 _loop_lock = threading.Lock()
@@ -44,7 +43,7 @@ def mount(instance: Any, *, name: str) -> None:
     if _ray.in_ray():
         _ray.init_in_ray()
     else:
-        _ray.import_ray()  # without Ray installed: an ImportError that says what to install
+        _ray.require_ray()  # without Ray installed: an ImportError that says what to install
         if _runtime._state is None:
             raise PulsingError(
                 "pul.mount: neither Ray nor Pulsing is initialized here "
@@ -63,8 +62,7 @@ def mount(instance: Any, *, name: str) -> None:
         _register(host, bridge_for(loop))
         return
     info = _ClassInfo(cls, False, WORKERS)
-    if any(inspect.iscoroutinefunction(getattr(cls, m)) or inspect.isasyncgenfunction(getattr(cls, m))
-           for m in info.kinds):
+    if any(kind in (MethodKind.ASYNC, MethodKind.AGEN) for kind in info.kinds.values()):
         raise PulsingError(
             f"pul.mount({cls.__qualname__}): it has `async def` methods but no event loop runs "
             "here; call pul.mount on the loop they run on"

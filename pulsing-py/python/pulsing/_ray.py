@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -50,6 +51,15 @@ _INSTALL = "pip install 'pulsing[ray]'"
 
 _local = threading.Lock()  # one join at a time in this process
 _joined: Optional[str] = None  # the address this process recorded in Ray's store
+
+
+def require_ray() -> None:
+    """Raises an ``ImportError`` that says what to install if Ray is not installed (without
+    importing it)."""
+    import importlib.util
+
+    if sys.modules.get("ray", False) is None or importlib.util.find_spec("ray") is None:
+        raise ImportError(f"Pulsing's Ray bridge needs Ray: {_INSTALL}")
 
 
 def import_ray():
@@ -235,11 +245,7 @@ def cleanup_ray() -> None:
     global _joined
     with _local:
         _joined = None
-        try:
-            import ray
-        except ImportError:
-            ray = None
-        if ray is not None and ray.is_initialized():
+        if in_ray():
             _delete(b"", prefix=True)
         if _runtime._state is not None:
             _runtime.shutdown()
@@ -248,13 +254,14 @@ def cleanup_ray() -> None:
 def in_ray() -> bool:
     """True if Ray is imported and initialized in this process (a Ray worker, or a driver
     after ``ray.init``)."""
-    import sys
-
     ray = sys.modules.get("ray")
     return ray is not None and ray.is_initialized()
 
 
 def in_ray_actor() -> bool:
+    """True in a Ray actor's worker process (never starts Ray)."""
+    if not in_ray():
+        return False
     import ray
 
     try:
