@@ -143,6 +143,7 @@ def test_counter_hammered_from_ray_and_pulsing_at_once(actors, kind):
     assert value == expected
     # Both sides really ran at the same time: their calls alternate many times.
     switches = sum(1 for x, y in zip(sides, sides[1:]) if x != y)
+    print(f"\n{kind}: {value} increments, the two sides alternated {switches} times")
     assert switches >= 10, f"the sides barely overlapped ({switches} switches)"
     if kind == "async":
         assert threads == [loop_thread]
