@@ -210,3 +210,38 @@ class Hammer:
 
         await asyncio.gather(*(one() for _ in range(calls)))
         return calls * n
+
+
+@ray.remote(num_cpus=0)
+class HalfBuilt:
+    """A sync actor that is called through Pulsing (from a thread it starts) while its
+    ``__init__`` has not finished: the call must wait for ``__init__`` to return."""
+
+    def __init__(self, name, window):
+        pul.mount(self, name=name)
+        self.answer = None
+        done = threading.Event()
+
+        def call_myself():
+            async def call():
+                proxy = (await pul.resolve(name, timeout=30)).as_any()
+                return await proxy.value_now()
+
+            try:
+                self.answer = asyncio.run(call())
+            except BaseException as e:  # noqa: BLE001 - the test reads it
+                self.answer = f"{type(e).__name__}: {e}"
+            done.set()
+
+        threading.Thread(target=call_myself, daemon=True).start()
+        # Had the call not waited, it would be answered (with an AttributeError) in this window.
+        self.answered_during_init = done.wait(window)
+        self.value = 42
+        self.done = done
+
+    def value_now(self):
+        return self.value
+
+    def result(self):
+        self.done.wait(30)
+        return self.answered_during_init, self.answer

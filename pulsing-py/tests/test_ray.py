@@ -149,6 +149,12 @@ def test_counter_hammered_from_ray_and_pulsing_at_once(actors, kind):
         assert threads == [loop_thread]
 
 
+def test_sync_actor_is_not_called_before_init_returns(actors):
+    a = ra.HalfBuilt.remote("half-built", 0.5)
+    actors.append(a)
+    assert ray.get(a.result.remote(), timeout=60) == (False, 42)
+
+
 def test_killed_actor_fails_fast_and_its_name_disappears(actors):
     victim, watcher = ra.Peer.remote("victim"), ra.Peer.remote("watcher")
     actors.append(watcher)
