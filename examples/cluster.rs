@@ -41,6 +41,12 @@ impl Worker {
     }
 }
 
+/// The cluster secret every node proves (and that keys the encryption): from `PULSING_SECRET`,
+/// or a fixed demo value. A real deployment takes it from its secret store.
+fn secret() -> String {
+    std::env::var("PULSING_SECRET").unwrap_or_else(|_| "pulsing example secret".to_owned())
+}
+
 #[tokio::main]
 async fn main() -> pulsing::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,7 +54,11 @@ async fn main() -> pulsing::Result<()> {
     match args.first().map(String::as_str) {
         Some("seed") => {
             let bind = args.get(1).map_or("127.0.0.1:0", String::as_str);
-            let system = ActorSystem::builder().addr(bind).build().await?;
+            let system = ActorSystem::builder()
+                .addr(bind)
+                .secret(secret())
+                .build()
+                .await?;
             Worker::spawn_named(&system, "worker", Worker { handled: 0 }).await?;
             println!(
                 "seed listening on {}",
@@ -63,6 +73,7 @@ async fn main() -> pulsing::Result<()> {
             let system = ActorSystem::builder()
                 .addr("127.0.0.1:0")
                 .seeds([seed.as_str()])
+                .secret(secret())
                 .build()
                 .await?;
             // Waits for the first gossip exchange (up to `join_timeout`), then looks the name up.

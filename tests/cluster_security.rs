@@ -29,6 +29,15 @@ fn is_response(bytes: &[u8]) -> bool {
     )
 }
 
+/// Calls `worker.process(text)` as request `id` on `login`; the node's answer frame, or how the
+/// connection ended.
+async fn process(login: &mut Login, id: u64, text: &str) -> Result<Frame, String> {
+    login
+        .send(&[request(id, "worker", "process", Args::new().arg(text))])
+        .await;
+    login.response(id).await
+}
+
 /// The answer of a by-name call, as text.
 fn answer(frame: Frame) -> String {
     match frame {
@@ -105,8 +114,13 @@ async fn a_handshake_relayed_between_two_nodes_logs_in_to_neither() {
         .await
         .expect("both nodes drop the relayed connections");
     // A plaintext call on a connection the node has dropped gets nothing back.
-    to_a.send(pulsing::wire::encode(&request(1, "worker", "process", Args::new().arg("x"))))
-        .await;
+    to_a.send(pulsing::wire::encode(&request(
+        1,
+        "worker",
+        "process",
+        Args::new().arg("x"),
+    )))
+    .await;
     assert!(!matches!(to_a.recv().await, Received::Binary(_)));
 }
 
@@ -123,11 +137,8 @@ async fn claiming_the_nodes_own_id_is_refused_even_without_a_secret() {
     let mut login = Login::dial(&node.addr, None, fresh_id(), "127.0.0.1:1", false)
         .await
         .unwrap();
-    login
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
     assert_eq!(
-        answer(login.response(1).await.unwrap()),
+        answer(process(&mut login, 1, "x").await.unwrap()),
         "x processed by victim"
     );
 }
@@ -139,23 +150,14 @@ async fn a_node_id_already_connected_from_another_address_is_refused() {
     let mut first = Login::dial(&node.addr, None, id, "127.0.0.1:1111", false)
         .await
         .unwrap();
-    first
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    first.response(1).await.unwrap();
+    process(&mut first, 1, "x").await.unwrap();
     let mut second = Login::dial(&node.addr, None, id, "127.0.0.1:2222", false)
         .await
         .unwrap();
-    second
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    let err = second.response(1).await.unwrap_err();
+    let err = process(&mut second, 1, "x").await.unwrap_err();
     assert!(err.starts_with("closed"), "{err}");
     // The first connection is untouched.
-    first
-        .send(&[request(2, "worker", "process", Args::new().arg("y"))])
-        .await;
-    first.response(2).await.unwrap();
+    process(&mut first, 2, "y").await.unwrap();
 }
 
 #[tokio::test]
@@ -170,10 +172,7 @@ async fn a_wrong_or_missing_secret_cannot_log_in() {
     let mut login = Login::dial(&node.addr, Some(b"right"), fresh_id(), "127.0.0.1:1", true)
         .await
         .unwrap();
-    login
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
-        .await;
-    login.response(1).await.unwrap();
+    process(&mut login, 1, "x").await.unwrap();
 }
 
 #[tokio::test]
@@ -189,7 +188,12 @@ async fn an_injected_or_changed_record_ends_only_that_connection() {
     // An on-path attacker injects a well-formed cleartext call into the victim's connection.
     victim
         .raw
-        .send(pulsing::wire::encode(&request(2, "worker", "record", Args::new().arg(666))))
+        .send(pulsing::wire::encode(&request(
+            2,
+            "worker",
+            "record",
+            Args::new().arg(666),
+        )))
         .await;
     let err = victim.response(2).await.unwrap_err();
     assert!(err.starts_with("closed"), "{err}");
@@ -219,7 +223,16 @@ async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off
         let flag = if encrypt { "on" } else { "off" };
         let node = NodeProcess::start(
             NODE,
-            &["--secret", "s", "--encrypt", flag, "--name", "n", "--spawn", "worker"],
+            &[
+                "--secret",
+                "s",
+                "--encrypt",
+                flag,
+                "--name",
+                "n",
+                "--spawn",
+                "worker",
+            ],
         );
         let mut login = Login::dial(&node.addr, Some(b"s"), fresh_id(), "127.0.0.1:1", encrypt)
             .await
@@ -243,7 +256,10 @@ async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off
                 _ => break false,
             }
         };
-        assert_eq!(found, readable, "encrypt={encrypt}: the answer's text on the wire");
+        assert_eq!(
+            found, readable,
+            "encrypt={encrypt}: the answer's text on the wire"
+        );
     }
 }
 
@@ -294,7 +310,16 @@ async fn nodes_with_the_same_secret_still_call_each_other_encrypted_or_not() {
         let flag = if encrypt { "on" } else { "off" };
         let node = NodeProcess::start(
             NODE,
-            &["--secret", "s", "--encrypt", flag, "--name", "far", "--spawn", "worker"],
+            &[
+                "--secret",
+                "s",
+                "--encrypt",
+                flag,
+                "--name",
+                "far",
+                "--spawn",
+                "worker",
+            ],
         );
         let system = ActorSystem::builder()
             .addr("127.0.0.1:0")
@@ -305,9 +330,15 @@ async fn nodes_with_the_same_secret_still_call_each_other_encrypted_or_not() {
             .await
             .unwrap();
         let worker = Worker::resolve(&system, "worker").await.unwrap();
-        assert_eq!(worker.process("x".into()).await.unwrap(), "x processed by far");
+        assert_eq!(
+            worker.process("x".into()).await.unwrap(),
+            "x processed by far"
+        );
         // Several records per message (a record holds at most 64 KiB).
-        assert_eq!(worker.echo(vec![7u8; 300_000]).await.unwrap().len(), 300_000);
+        assert_eq!(
+            worker.echo(vec![7u8; 300_000]).await.unwrap().len(),
+            300_000
+        );
         system.shutdown().await;
     }
 }

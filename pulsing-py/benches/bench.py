@@ -178,14 +178,26 @@ def thread_hand_off():
     return call
 
 
-async def serve() -> None:
-    await pul.init(addr="127.0.0.1:0")
+async def serve(secret=None) -> None:
+    await pul.init(addr="127.0.0.1:0", secret=secret)
     await Bench.spawn(name="bench")
     await InlineBench.spawn(name="inline")
     echo = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
     print("LISTENING", pul.local_addr(), echo.sockets[0].getsockname()[1], flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await pul.shutdown()
+
+
+async def mib_echo(remote, payload) -> str:
+    """Sequential 1 MiB echoes: the rate and the time per echo (median of 30, after 3)."""
+    for _ in range(3):
+        await remote.echo(payload)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        assert await remote.echo(payload) == payload
+        times.append(time.perf_counter() - t0)
+    return f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
 
 
 async def pulsing_bench(results: dict) -> None:
@@ -222,15 +234,7 @@ async def pulsing_bench(results: dict) -> None:
             results[f"calls/s, {n} in flight, across processes (async def)"] = fmt_rate(await throughput(remote.aping, n, 20_000), "calls")
 
         payload = os.urandom(MIB)
-        for _ in range(3):
-            await remote.echo(payload)
-        times = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            back = await remote.echo(payload)
-            times.append(time.perf_counter() - t0)
-        assert back == payload
-        results["1 MiB echo, across processes"] = f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+        results["1 MiB echo, across processes"] = await mib_echo(remote, payload)
         rates = []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
@@ -274,6 +278,41 @@ async def pulsing_bench(results: dict) -> None:
             del actors
         results["spawn 1,000 actors"] = f"{med(times) * 1e3:,.2f} ms, {med(per_actor):,.0f} B per actor (Python heap)"
         results["spawn 1,000 named actors (registered in the runtime)"] = f"{med(named_times) * 1e3:,.2f} ms"
+        await pul.shutdown()
+    finally:
+        server.stdin.close()
+        server.wait(10)
+    await encrypted_rows(results)
+
+
+async def encrypted_rows(results: dict) -> None:
+    """The across-process rows again with a cluster secret: Noise handshake, AES-GCM records."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--secret", "bench"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, addr, _ = server.stdout.readline().split()
+        await pul.init(addr="127.0.0.1:0", seeds=[addr], secret="bench")
+        remote = await Bench.resolve("bench", timeout=10)
+        tag = "encrypted: "
+        results[tag + "call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
+        results[tag + "call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
+        for n in (64, 512):
+            results[tag + f"calls/s, {n} in flight, across processes (def)"] = fmt_rate(
+                await throughput(remote.ping, n, 20_000), "calls"
+            )
+        results[tag + "1 MiB echo, across processes"] = await mib_echo(remote, os.urandom(MIB))
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            n = 0
+            async for _ in remote.stream(STREAM_ITEMS):
+                n += 1
+            rates.append(n / (time.perf_counter() - t0))
+        results[tag + "100k-item stream, across processes (async gen)"] = fmt_rate(med(rates), "items")
         await pul.shutdown()
     finally:
         server.stdin.close()
@@ -367,10 +406,11 @@ def ray_bench(results: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--secret", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-ray", action="store_true")
     args = p.parse_args()
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve(args.secret))
         return
     pulsing_results: dict = {}
     asyncio.run(pulsing_bench(pulsing_results))

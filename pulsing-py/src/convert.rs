@@ -2,6 +2,13 @@
 //!
 //! Plain data (None, bool, int, float, str, bytes, list, tuple, dict) becomes the language-neutral
 //! `Value`; anything else is pickled into `{"$pickle": bytes}`. Tuples arrive as lists.
+//!
+//! **Pickle policy.** Unpickling runs code chosen by whoever made the bytes, so pickled values
+//! cross processes only when this process joined with a cluster secret: every connection has
+//! then proved the secret in the Noise handshake. Without one, converting an object that needs
+//! pickle, or a `{"$pickle": ...}` value that arrived, fails with `PulsingPickleError` (which
+//! names the type and says to set a secret); plain values keep working. Calls between actors of
+//! one process never convert at all.
 
 use pulsing::{Error, Value};
 use pyo3::exceptions::PyValueError;
@@ -13,6 +20,40 @@ use pyo3::types::{
 
 /// The key that marks a pickled object.
 pub(crate) const PICKLE: &str = "$pickle";
+
+static PICKLE_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether pickled values may cross this process's boundary (`init` with a secret).
+pub(crate) fn allow_pickle(allowed: bool) {
+    PICKLE_ALLOWED.store(allowed, std::sync::atomic::Ordering::Release);
+}
+
+fn pickle_allowed() -> bool {
+    PICKLE_ALLOWED.load(std::sync::atomic::Ordering::Acquire)
+}
+
+static PICKLE_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A `pulsing.PulsingPickleError` with `message`.
+fn pickle_error(py: Python<'_>, message: String) -> PyErr {
+    let class = PICKLE_ERROR.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("pulsing._errors")?
+            .getattr("PulsingPickleError")?
+            .unbind())
+    });
+    match class {
+        Ok(class) => match class.bind(py).call1((message,)) {
+            Ok(err) => PyErr::from_value(err),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+const SET_A_SECRET: &str = "set a cluster secret (pul.init(..., secret=...)) to send arbitrary \
+     Python objects between processes; plain values (None, bool, int, float, str, bytes, list, \
+     tuple, dict) need none";
 
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -30,6 +71,17 @@ fn pickle_fn<'py>(
 
 fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = obj.py();
+    if !pickle_allowed() {
+        let type_name = obj
+            .get_type()
+            .fully_qualified_name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".to_owned());
+        return Err(pickle_error(
+            py,
+            format!("a {type_name} is not plain data and would need pickle: {SET_A_SECRET}"),
+        ));
+    }
     let dumps = pickle_fn(py, &DUMPS, "dumps")?;
     let bytes = dumps.call1((obj, 5))?;
     let bytes = bytes.cast::<PyBytes>()?;
@@ -123,6 +175,16 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         Value::Map(entries) => {
             if let [(Value::Str(k), Value::Bytes(b))] = entries.as_slice() {
                 if k == PICKLE {
+                    if !pickle_allowed() {
+                        return Err(pickle_error(
+                            py,
+                            format!(
+                                "refused to unpickle a value from another process: this node \
+                                 has no cluster secret, so its peers are not authenticated; \
+                                 {SET_A_SECRET}"
+                            ),
+                        ));
+                    }
                     let loads = pickle_fn(py, &LOADS, "loads")?;
                     return Ok(loads.call1((PyBytes::new(py, b),))?.unbind());
                 }

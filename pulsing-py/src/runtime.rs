@@ -101,7 +101,7 @@ fn init_logging() {
 
 /// Starts the actor system (blocking, without the GIL). Fails if one is running.
 #[pyfunction]
-#[pyo3(signature = (addr=None, seeds=Vec::new(), secret=None, call_timeout=Some(30.0), advertise=None))]
+#[pyo3(signature = (addr=None, seeds=Vec::new(), secret=None, call_timeout=Some(30.0), advertise=None, encrypt=true))]
 pub(crate) fn init(
     py: Python<'_>,
     addr: Option<String>,
@@ -109,6 +109,7 @@ pub(crate) fn init(
     secret: Option<Vec<u8>>,
     call_timeout: Option<f64>,
     advertise: Option<String>,
+    encrypt: bool,
 ) -> PyResult<()> {
     init_logging();
     malloc::tune();
@@ -123,9 +124,13 @@ pub(crate) fn init(
     if !seeds.is_empty() {
         builder = builder.seeds(seeds);
     }
+    // Pickle runs code on load: only a node whose every connection proved the cluster secret
+    // may exchange pickled objects (see `convert`).
+    let secured = secret.is_some();
     if let Some(secret) = secret {
         builder = builder.secret(secret);
     }
+    builder = builder.encryption(encrypt);
     builder = match call_timeout {
         Some(t) => builder.call_timeout(seconds(t)?),
         None => builder.no_call_timeout(),
@@ -137,6 +142,7 @@ pub(crate) fn init(
     let system = py
         .detach(|| handle.block_on(builder.build()))
         .map_err(|e| py_err(py, &e))?;
+    crate::convert::allow_pickle(secured);
     global().system = Some(system);
     Ok(())
 }
@@ -161,6 +167,7 @@ pub(crate) fn shutdown(py: Python<'_>) {
         py.detach(|| handle.block_on(system.shutdown()));
     }
     global().system = None;
+    crate::convert::allow_pickle(false);
 }
 
 /// The last step at interpreter exit: shuts the system down, then the runtime and its threads.

@@ -3,6 +3,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -54,3 +55,78 @@ async def longest_run_without_a_turn(calls) -> int:
     finally:
         selector.select = select
     return longest
+
+
+TEST_NODE = ROOT / "target" / "debug" / "test_node"
+RUST_CALLER = ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller"
+
+
+class Proc:
+    """A node process that printed `LISTENING <addr>`; stopped (stdin closed, then killed)."""
+
+    def __init__(self, argv):
+        self.p = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines = []
+        line = self.p.stdout.readline()
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise RuntimeError(f"node did not start: {line!r} {self.p.stderr.read()}")
+        self.addr = line.split()[1]
+
+    async def read_until(self, marker, timeout=20):
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = await asyncio.wait_for(loop.run_in_executor(None, self.p.stdout.readline), timeout)
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith(marker):
+                return self.lines
+        raise AssertionError(f"no {marker!r} in {self.lines}")
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+                self.p.wait(5)
+            except Exception:
+                self.p.kill()
+                self.p.wait()
+
+
+@pytest.fixture
+def py_node():
+    procs = []
+
+    def start(*args):
+        proc = Proc([sys.executable, str(HERE / "py_node.py"), *args])
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+def rust_node():
+    assert TEST_NODE.exists(), "build it: cargo build -p pulsing-tests --bin test_node"
+    procs = []
+
+    def start(*args):
+        proc = Proc([str(TEST_NODE), *args])
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+@pytest.fixture
+async def cluster_system():
+    yield
+    await pul.shutdown()

@@ -12,82 +12,10 @@ import pytest
 import pulsing as pul
 from pulsing import _bridge
 from cluster_actors import Bomb, InlineLog, Overlap, Ping, Point, Tally, Worker
-from conftest import HERE, ROOT, longest_run_without_a_turn
+from conftest import HERE, ROOT, RUST_CALLER, TEST_NODE, Proc, longest_run_without_a_turn
 
-TEST_NODE = ROOT / "target" / "debug" / "test_node"
-RUST_CALLER = ROOT / "pulsing-py" / "target" / "release" / "examples" / "rust_caller"
-
-
-class Proc:
-    """A node process that printed `LISTENING <addr>`; stopped (stdin closed, then killed)."""
-
-    def __init__(self, argv):
-        self.p = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.lines = []
-        line = self.p.stdout.readline()
-        if not line.startswith("LISTENING "):
-            self.stop()
-            raise RuntimeError(f"node did not start: {line!r} {self.p.stderr.read()}")
-        self.addr = line.split()[1]
-
-    async def read_until(self, marker, timeout=20):
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = await asyncio.wait_for(loop.run_in_executor(None, self.p.stdout.readline), timeout)
-            if not line:
-                break
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith(marker):
-                return self.lines
-        raise AssertionError(f"no {marker!r} in {self.lines}")
-
-    def stop(self):
-        if self.p.poll() is None:
-            try:
-                self.p.stdin.close()
-                self.p.wait(5)
-            except Exception:
-                self.p.kill()
-                self.p.wait()
-
-
-@pytest.fixture
-def py_node():
-    procs = []
-
-    def start(*args):
-        proc = Proc([sys.executable, str(HERE / "py_node.py"), *args])
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.stop()
-
-
-@pytest.fixture
-def rust_node():
-    assert TEST_NODE.exists(), "build it: cargo build -p pulsing-tests --bin test_node"
-    procs = []
-
-    def start(*args):
-        proc = Proc([str(TEST_NODE), *args])
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.stop()
-
-
-@pytest.fixture
-async def cluster_system():
-    yield
-    await pul.shutdown()
-
+# Proxies and arbitrary objects cross processes pickled, which needs a cluster secret.
+SECRET = "test secret"
 
 async def test_port_zero_and_bound_address(cluster_system):
     await pul.init(addr="127.0.0.1:0")
@@ -99,8 +27,9 @@ async def test_port_zero_and_bound_address(cluster_system):
 
 
 async def test_two_python_processes(py_node, cluster_system):
-    seed = py_node("--spawn", "worker", "--name", "seed")
-    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    # With a secret: arbitrary (pickled) objects cross (see test_pickle_policy.py for without).
+    seed = py_node("--spawn", "worker", "--name", "seed", "--secret", SECRET)
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr], secret=SECRET)
     worker = await Worker.resolve("worker", timeout=10)
     assert await worker.process("hello") == "seed processed hello"
     assert await worker.add(2, b=3) == 5
@@ -178,8 +107,8 @@ async def test_two_python_processes(py_node, cluster_system):
 
 
 async def test_python_nodes_call_each_other(py_node, cluster_system):
-    seed = py_node("--spawn", "there", "--name", "seed")
-    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    seed = py_node("--spawn", "there", "--name", "seed", "--secret", SECRET)
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr], secret=SECRET)
     await Worker.spawn("here-node", name="here")
     there = await Worker.resolve("there", timeout=10)
     # The other node calls back into this one, which calls it again.
@@ -284,8 +213,8 @@ async def test_rust_calls_a_python_actor_and_back(cluster_system):
 
 
 async def test_decode_transport_and_leave_errors(py_node, cluster_system):
-    seed = py_node("--spawn", "worker", "--name", "seed")
-    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr])
+    seed = py_node("--spawn", "worker", "--name", "seed", "--secret", SECRET)
+    await pul.init(addr="127.0.0.1:0", seeds=[seed.addr], secret=SECRET)
     worker = await Worker.resolve("worker", timeout=10)
     # Decode failures: an argument that does not pickle here, one that does not unpickle there,
     # and a result that does not convert there.
@@ -299,7 +228,7 @@ async def test_decode_transport_and_leave_errors(py_node, cluster_system):
     assert await worker.process("after") == "seed processed after"
 
     # A graceful shutdown of the other node: its names vanish here within a short time.
-    other = py_node("--seed", pul.local_addr(), "--spawn", "leaving", "--name", "other")
+    other = py_node("--seed", pul.local_addr(), "--spawn", "leaving", "--name", "other", "--secret", SECRET)
     leaving = await Worker.resolve("leaving", timeout=10)
     assert await leaving.process("x") == "other processed x"
     other.stop()
@@ -503,8 +432,8 @@ async def test_queued_def_calls_fail_fast_when_their_actor_stops(py_node, cluste
 
 
 async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, cluster_system):
-    node = py_node("--spawn-overlap", "ov", "--name", "n")
-    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    node = py_node("--spawn-overlap", "ov", "--name", "n", "--secret", SECRET)
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr], secret=SECRET)
     ov = await Overlap.resolve("ov", timeout=10)
     for method in (ov.record, ov.arecord):
         await asyncio.gather(*(method(i) for i in range(500)))
@@ -514,7 +443,7 @@ async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, clust
     await asyncio.gather(*(ov.record([i, big]) for i in range(24)))
     assert [i for i, _ in await ov.take_log()] == list(range(24))
     # A proxy that arrived by name resolves once, and its first calls keep their order too.
-    py_node("--spawn-inline-log", "il", "--name", "m", "--seed", node.addr)
+    py_node("--spawn-inline-log", "il", "--name", "m", "--seed", node.addr, "--secret", SECRET)
     lazy = await ov.echo_proxy(await InlineLog.resolve("il", timeout=10))
     await asyncio.gather(*((lazy.irecord if i % 3 else lazy.record)(i) for i in range(300)))
     assert await lazy.take_log() == list(range(300))  # also with `@pul.inline` in the mix

@@ -1,6 +1,8 @@
 //! Cross-process benchmark: a Pulsing client calling a Pulsing actor in another process, against
-//! the floor of a raw tokio-tungstenite WebSocket echo of postcard frames, in the same run.
-//! The server side is this same binary, started as a child process (`--serve pulsing|raw`).
+//! the floor of a raw tokio-tungstenite WebSocket echo of postcard frames, in the same run; then
+//! the same workloads with a cluster secret (Noise handshake, AES-GCM records) against the
+//! unencrypted figures. The server side is this same binary, started as a child process
+//! (`--serve pulsing|secure|raw`).
 //!
 //! Run: `cargo bench -p pulsing --bench remote` (add `-- --quick` for a short run, or
 //! `-- --soak SECONDS` to keep 1024 calls in flight for a profiler).
@@ -185,14 +187,17 @@ async fn pulsing_pipelined(w: &EchoRef, n: usize, window: usize, payload: &[u8])
 
 use std::future::IntoFuture;
 
-/// A client node joined to the Pulsing server at `addr`, and its echo actor.
-async fn join_echo(addr: &str) -> (ActorSystem, EchoRef) {
-    let system = ActorSystem::builder()
-        .addr("127.0.0.1:0")
-        .seeds([addr])
-        .build()
-        .await
-        .unwrap();
+/// The secret of the encrypted rows.
+const SECRET: &str = "bench secret";
+
+/// A client node joined to the Pulsing server at `addr` (with the bench's secret if `secure`),
+/// and its echo actor.
+async fn join_echo(addr: &str, secure: bool) -> (ActorSystem, EchoRef) {
+    let mut builder = ActorSystem::builder().addr("127.0.0.1:0").seeds([addr]);
+    if secure {
+        builder = builder.secret(SECRET);
+    }
+    let system = builder.build().await.unwrap();
     let w = Echo::resolve_wait(&system, "echo", Duration::from_secs(10))
         .await
         .unwrap();
@@ -201,7 +206,7 @@ async fn join_echo(addr: &str) -> (ActorSystem, EchoRef) {
 
 async fn soak(length: Duration) {
     let (mut server, addr) = spawn_server("pulsing");
-    let (_system, w) = join_echo(&addr).await;
+    let (_system, w) = join_echo(&addr, false).await;
     let start = Instant::now();
     let mut calls = 0;
     while start.elapsed() < length {
@@ -215,77 +220,97 @@ async fn soak(length: Duration) {
     let _ = server.kill();
 }
 
-async fn client(quick: bool) {
+/// Medians of every workload against one Pulsing server: latency (µs), calls/s at 64 and 1024
+/// in flight, MB/s for 1 KiB and 1 MiB echoes, items/s of a stream.
+struct Figures {
+    latency: f64,
+    in_flight: [f64; 2],
+    echo: [f64; 2],
+    stream: f64,
+}
+
+const WINDOWS: [usize; 2] = [64, 1024];
+const ECHOES: [(&str, usize); 2] = [("1 KiB echo", 1 << 10), ("1 MiB echo", 1 << 20)];
+
+/// Runs every workload `runs` times on `w` (Pulsing) and `raw` (the floor) alternately, so
+/// both see the same moments of a noisy machine; returns the medians of each.
+async fn measure(
+    w: &EchoRef,
+    mut raw: Option<&mut Raw>,
+    quick: bool,
+) -> (Figures, Option<Figures>) {
     let runs = if quick { 3 } else { 5 };
     let calls = if quick { 5_000 } else { 50_000 };
-    let (mut p_server, p_addr) = spawn_server("pulsing");
-    let (mut r_server, r_addr) = spawn_server("raw");
-    let (system, w) = join_echo(&p_addr).await;
-    let mut raw = Raw::connect(&r_addr).await;
-    println!(
-        "{:<40} {:>12} {:>12} {:<9} ratio",
-        "workload", "pulsing", "raw ws", "unit"
-    );
-
     // Warm up.
-    pulsing_pipelined(&w, 1000, 64, b"x").await;
-    raw.pipelined(1000, 64, b"x").await;
-
-    let seq = calls / 10;
-    let mut ps = Vec::new();
-    let mut rs = Vec::new();
-    for _ in 0..runs {
-        ps.push(pulsing_pipelined(&w, seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
-        rs.push(raw.pipelined(seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
+    pulsing_pipelined(w, 1000, 64, b"x").await;
+    if let Some(raw) = raw.as_deref_mut() {
+        raw.pipelined(1000, 64, b"x").await;
     }
-    row(
-        "sequential call latency",
-        median(ps),
-        median(rs),
-        "us",
-        false,
+    let seq = calls / 10;
+    let (mut ps, mut rs) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ps.push(pulsing_pipelined(w, seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
+        if let Some(raw) = raw.as_deref_mut() {
+            rs.push(raw.pipelined(seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
+        }
+    }
+    let (mut p, mut r) = (
+        Figures {
+            latency: median(ps),
+            in_flight: [0.0; 2],
+            echo: [0.0; 2],
+            stream: 0.0,
+        },
+        Figures {
+            latency: if rs.is_empty() { 0.0 } else { median(rs) },
+            in_flight: [0.0; 2],
+            echo: [0.0; 2],
+            stream: 0.0,
+        },
     );
 
     // Long enough runs (a few hundred ms) that the ramp-up of the window does not count.
     let pipelined = 4 * calls;
-    for window in [64, 1024] {
+    for (i, window) in WINDOWS.into_iter().enumerate() {
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             ps.push(
                 pipelined as f64
-                    / pulsing_pipelined(&w, pipelined, window, b"x")
+                    / pulsing_pipelined(w, pipelined, window, b"x")
                         .await
                         .as_secs_f64(),
             );
-            rs.push(pipelined as f64 / raw.pipelined(pipelined, window, b"x").await.as_secs_f64());
+            if let Some(raw) = raw.as_deref_mut() {
+                rs.push(
+                    pipelined as f64 / raw.pipelined(pipelined, window, b"x").await.as_secs_f64(),
+                );
+            }
         }
-        row(
-            &format!("calls/s, {window} in flight"),
-            median(ps),
-            median(rs),
-            "calls/s",
-            true,
-        );
+        p.in_flight[i] = median(ps);
+        r.in_flight[i] = if rs.is_empty() { 0.0 } else { median(rs) };
     }
 
-    for (label, size, n) in [
-        ("1 KiB echo", 1 << 10, calls / 2),
-        ("1 MiB echo", 1 << 20, if quick { 50 } else { 300 }),
-    ] {
+    for (i, (_, size)) in ECHOES.into_iter().enumerate() {
+        let n = if size > 1 << 10 {
+            if quick {
+                50
+            } else {
+                300
+            }
+        } else {
+            calls / 2
+        };
         let payload = vec![7u8; size];
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let bytes = (2 * size * n) as f64 / 1e6;
-            ps.push(bytes / pulsing_pipelined(&w, n, 16, &payload).await.as_secs_f64());
-            rs.push(bytes / raw.pipelined(n, 16, &payload).await.as_secs_f64());
+            ps.push(bytes / pulsing_pipelined(w, n, 16, &payload).await.as_secs_f64());
+            if let Some(raw) = raw.as_deref_mut() {
+                rs.push(bytes / raw.pipelined(n, 16, &payload).await.as_secs_f64());
+            }
         }
-        row(
-            &format!("{label} (16 in flight, both ways)"),
-            median(ps),
-            median(rs),
-            "MB/s",
-            true,
-        );
+        p.echo[i] = median(ps);
+        r.echo[i] = if rs.is_empty() { 0.0 } else { median(rs) };
     }
 
     let n = 100_000u64;
@@ -303,22 +328,76 @@ async fn client(quick: bool) {
             .await;
         assert_eq!(got, n);
         ps.push(n as f64 / start.elapsed().as_secs_f64());
-        let start = Instant::now();
-        raw.send(u64::MAX, &n.to_le_bytes()).await;
-        while raw.recv().await.0 != u64::MAX {}
-        rs.push(n as f64 / start.elapsed().as_secs_f64());
+        if let Some(raw) = raw.as_deref_mut() {
+            let start = Instant::now();
+            raw.send(u64::MAX, &n.to_le_bytes()).await;
+            while raw.recv().await.0 != u64::MAX {}
+            rs.push(n as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    p.stream = median(ps);
+    r.stream = if rs.is_empty() { 0.0 } else { median(rs) };
+    let has_raw = raw.is_some();
+    (p, has_raw.then_some(r))
+}
+
+fn table(a: &Figures, b: &Figures) {
+    row("sequential call latency", a.latency, b.latency, "us", false);
+    for (i, window) in WINDOWS.into_iter().enumerate() {
+        row(
+            &format!("calls/s, {window} in flight"),
+            a.in_flight[i],
+            b.in_flight[i],
+            "calls/s",
+            true,
+        );
+    }
+    for (i, (label, _)) in ECHOES.into_iter().enumerate() {
+        row(
+            &format!("{label} (16 in flight, both ways)"),
+            a.echo[i],
+            b.echo[i],
+            "MB/s",
+            true,
+        );
     }
     row(
         "stream of 100,000 small items",
-        median(ps),
-        median(rs),
+        a.stream,
+        b.stream,
         "items/s",
         true,
     );
+}
+
+async fn client(quick: bool) {
+    let (mut p_server, p_addr) = spawn_server("pulsing");
+    let (mut r_server, r_addr) = spawn_server("raw");
+    let (mut s_server, s_addr) = spawn_server("secure");
+    let (system, w) = join_echo(&p_addr, false).await;
+    let (secure_system, sw) = join_echo(&s_addr, true).await;
+    let mut raw = Raw::connect(&r_addr).await;
+
+    println!(
+        "{:<40} {:>12} {:>12} {:<9} ratio",
+        "workload", "pulsing", "raw ws", "unit"
+    );
+    let (plain, floor) = measure(&w, Some(&mut raw), quick).await;
+    table(&plain, &floor.expect("the floor was measured"));
+
+    println!();
+    println!(
+        "{:<40} {:>12} {:>12} {:<9} ratio",
+        "with a secret (Noise, AES-GCM)", "encrypted", "pulsing", "unit"
+    );
+    let (secure, _) = measure(&sw, None, quick).await;
+    table(&secure, &plain);
 
     system.shutdown().await;
+    secure_system.shutdown().await;
     let _ = p_server.kill();
     let _ = r_server.kill();
+    let _ = s_server.kill();
 }
 
 fn main() {
@@ -336,11 +415,11 @@ fn main() {
                 println!("{}", listener.local_addr().unwrap());
                 serve_raw(listener).await;
             } else {
-                let system = ActorSystem::builder()
-                    .addr("127.0.0.1:0")
-                    .build()
-                    .await
-                    .unwrap();
+                let mut builder = ActorSystem::builder().addr("127.0.0.1:0");
+                if kind == "secure" {
+                    builder = builder.secret(SECRET);
+                }
+                let system = builder.build().await.unwrap();
                 Echo::spawn_named(&system, "echo", Echo).await.unwrap();
                 println!("{}", system.advertised_addr().unwrap());
                 std::future::pending::<()>().await;

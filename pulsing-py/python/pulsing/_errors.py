@@ -55,6 +55,15 @@ class PulsingDecodeError(PulsingError, ValueError):
     """A value could not be converted to or from its wire form."""
 
 
+class PulsingPickleError(PulsingDecodeError):
+    """A value needs pickle (it is not plain data) but this process has no cluster secret.
+
+    Unpickling runs code, so pickled objects cross processes only between nodes that proved a
+    shared secret: ``pul.init(..., secret=...)``. Plain values (None, bool, int, float, str,
+    bytes, list, tuple, dict) always travel; calls within one process never pickle.
+    """
+
+
 class PulsingStoppedError(PulsingError):
     """The actor (or the whole system) has stopped."""
 

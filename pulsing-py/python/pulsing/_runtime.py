@@ -47,17 +47,24 @@ def init(
     secret: "str | bytes | None" = None,
     call_timeout: Optional[float] = 30.0,
     advertise: Optional[str] = None,
+    encrypt: bool = True,
 ) -> _Done:
     """Starts Pulsing in this process. Works from sync code too (``await`` is optional).
 
     Without ``addr`` the system is standalone. With ``addr`` (``"127.0.0.1:0"`` picks a free port,
     read it back with :func:`local_addr`) it joins the cluster through ``seeds``. Calling ``init``
     again with the same arguments returns the running system; with different ones it raises.
+
+    With ``secret`` every connection proves the secret (a Noise handshake) and is encrypted
+    (``encrypt=False`` keeps the authentication but sends cleartext, for trusted networks), and
+    arbitrary (pickled) Python objects may cross processes. Without it, only plain values cross
+    processes (:class:`PulsingPickleError` otherwise), and anyone who can reach ``addr`` can join:
+    binding a non-loopback address without a secret logs a warning.
     """
     global _state
     if isinstance(secret, str):
         secret = secret.encode()
-    args = (addr, tuple(seeds), secret, call_timeout, advertise)
+    args = (addr, tuple(seeds), secret, call_timeout, advertise, encrypt)
     if _state is not None:
         if _state == args and _native.is_initialized():
             return _Done()
@@ -65,7 +72,7 @@ def init(
             "pulsing is already initialized with other arguments; call pul.shutdown() first"
         )
     try:
-        _native.init(addr, list(seeds), secret, call_timeout, advertise)
+        _native.init(addr, list(seeds), secret, call_timeout, advertise, encrypt)
     except _native.PulsingNativeError as e:
         raise from_native(e) from None
     _state = args

@@ -18,10 +18,25 @@ from typing import Optional
 
 from . import _native
 from ._bridge import _HOLD_REMOTE_US, _TURN_EVERY, running_bridge
-from ._errors import PulsingActorError, PulsingDecodeError, PulsingError, PulsingTimeoutError, from_native
+from ._errors import (
+    PulsingActorError,
+    PulsingDecodeError,
+    PulsingError,
+    PulsingPickleError,
+    PulsingTimeoutError,
+    from_native,
+)
 from ._host import _CHAIN_KW, _NAMES, _chain, _ClassInfo, _Host, _invoke, _local_stream
 from ._runtime import _require_init
 
+
+
+def _unsendable(method: str, e: Exception) -> PulsingDecodeError:
+    """The error for arguments that cannot be sent: they need pickle and this process has no
+    cluster secret (``PulsingPickleError``), or they neither are plain data nor pickle."""
+    cls = PulsingPickleError if isinstance(e, PulsingPickleError) else PulsingDecodeError
+    text = str(e) if isinstance(e, PulsingPickleError) else repr(e)
+    return cls(f"cannot send the arguments of `{method}`: {text}")
 
 class _LocalTarget:
     """A Python actor in this process: calls run on its loop without leaving Python."""
@@ -101,8 +116,7 @@ class _RemoteTarget:
                 raise from_native(e) from None
             if not isinstance(e, Exception):
                 raise  # KeyboardInterrupt, or a panic in the runtime
-            # An argument that neither is plain data nor pickles.
-            raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
+            raise _unsendable(method, e) from e
         timed_out = (
             _HOLD_REMOTE_US
             and len(b.waiters) == 1
@@ -194,7 +208,7 @@ class _RemoteStream:
                 self._done = True
                 if not isinstance(e, Exception):
                     raise
-                raise PulsingDecodeError(f"cannot send the arguments of `{method}`: {e!r}") from e
+                raise _unsendable(method, e) from e
             self._stream = await fut
             self._request()
         while not self._buf:
