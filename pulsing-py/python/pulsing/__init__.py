@@ -24,6 +24,8 @@ from . import _serve, _workers  # noqa: F401 - they register their bridge event 
 from ._decorator import RemoteClass, inline, remote
 from ._proxy import ActorProxy, ActorRef, Call, resolve, stop
 from ._runtime import advertised_addr, init, instances, local_addr, members, shutdown
+from ._mount import mount, unmount
+from ._ray import cleanup_ray, init_in_ray
 from ._errors import (
     PulsingActorError,
     PulsingBadArgumentsError,
@@ -60,13 +62,17 @@ __all__ = [
     "PulsingUnknownMethodError",
     "__version__",
     "advertised_addr",
+    "cleanup_ray",
     "init",
+    "init_in_ray",
     "inline",
     "instances",
     "local_addr",
     "members",
+    "mount",
     "remote",
     "resolve",
     "shutdown",
     "stop",
+    "unmount",
 ]

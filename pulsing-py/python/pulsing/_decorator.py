@@ -10,11 +10,10 @@ from typing import Optional
 from . import _native
 from ._bridge import bridge_for
 from ._errors import PulsingNameTakenError, from_native
-from ._host import _HOSTS, _NAMES, _ClassInfo, _direct, _Host
+from ._host import _NAMES, _ClassInfo, _Host, register
 from ._proxy import ActorProxy, resolve
 from ._runtime import _require_init
 from ._targets import _LocalTarget
-from ._workers import _DRAINS
 
 
 class RemoteClass:
@@ -40,13 +39,10 @@ class RemoteClass:
         host = _Host(info, instance, loop, name)
         if name is not None:
             b = bridge_for(loop)
-            _DRAINS[host.id] = host  # before calls can come
             deadline = time.monotonic() + 2.0
             while True:
                 try:
-                    host.native = _native.spawn_hosted(
-                        b.native, host.id, name, info.name, info.spec, _direct(info, host)
-                    )
+                    register(host, b)
                     break
                 except _native.PulsingNativeError as e:
                     err = from_native(e)
@@ -55,8 +51,6 @@ class RemoteClass:
                         await asyncio.sleep(0.005)
                         continue
                     raise err from None
-            _NAMES[name] = host
-            _HOSTS[host.id] = host
         return ActorProxy(_LocalTarget(host), info)
 
     async def resolve(self, name: str, *, timeout: Optional[float] = None) -> ActorProxy:

@@ -37,7 +37,7 @@ from ._errors import (
     PulsingStoppedError,
     PulsingUnknownMethodError,
 )
-from ._workers import _POOL
+from ._workers import _DRAINS, _POOL
 
 
 class MethodKind(IntEnum):
@@ -77,13 +77,27 @@ _PROCESS = os.urandom(6).hex()
 _CHAIN_KW = "$pulsing_chain"
 
 
-class _ClassInfo:
-    """What Pulsing knows of a ``@pul.remote`` class: its methods and how they run."""
+# Where a class's `def` methods run (`_ClassInfo.placement`).
+THREADS = "threads"  # `def` on a worker thread, `@pul.inline` on the loop (`@pul.remote` classes)
+ON_LOOP = "loop"  # every method on the actor's loop: a mounted instance of an async Ray actor
+WORKERS = "workers"  # every `def` on a worker thread, none on the loop: a mounted sync instance
 
-    def __init__(self, cls: type, serial: bool) -> None:
+
+class _ClassInfo:
+    """What Pulsing knows of a ``@pul.remote`` class (or a mounted instance's class): its
+    methods and how they run.
+
+    ``placement`` says where ``def`` methods run: ``THREADS`` (the default), ``ON_LOOP`` (plain
+    ``def`` methods become inline and ``def`` generators are pulled on the loop, so the loop's
+    thread is the only one that runs the instance's code) or ``WORKERS`` (``@pul.inline`` is
+    ignored: no method runs on the loop; ``pul.mount`` wraps them in the instance's lock).
+    """
+
+    def __init__(self, cls: type, serial: bool, placement: str = THREADS) -> None:
         self.cls = cls
         self.name = cls.__qualname__
         self.serial = serial
+        self.placement = placement
         self.kinds: dict[str, MethodKind] = {}
         spec = []
         for attr in dir(cls):
@@ -98,7 +112,9 @@ class _ClassInfo:
                 kind = MethodKind.GEN
             elif inspect.iscoroutinefunction(fn):
                 kind = MethodKind.ASYNC
-            elif getattr(fn, "__pulsing_inline__", False):
+            elif placement == ON_LOOP:
+                kind = MethodKind.INLINE
+            elif placement == THREADS and getattr(fn, "__pulsing_inline__", False):
                 kind = MethodKind.INLINE
             else:
                 kind = MethodKind.SYNC
@@ -453,6 +469,10 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
             gen = fn(*args, **kwargs)
         except Exception as e:
             raise _raised(host, method, e) from None
+        if host.info.placement == ON_LOOP:
+            async for item in _on_loop(host, method, gen):
+                yield item
+            return
         finished = False
         try:
             while not finished:
@@ -468,6 +488,41 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
                 # On the worker, after a pull that may still run (cancelled while waiting).
                 host.run_sync(gen.close, (), {}, method)
 
+
+
+async def _on_loop(host: _Host, method: str, gen):
+    """The items of a ``def`` generator pulled on the actor's loop (``ON_LOOP`` placement),
+    giving the loop a turn every 256 items."""
+    try:
+        n = 0
+        while True:
+            if host.is_stopped():
+                raise PulsingStoppedError(f"{host.label()} is stopped")
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise _raised(host, method, e) from None
+            yield item
+            n += 1
+            if n % 256 == 0:
+                await asyncio.sleep(0)
+    finally:
+        gen.close()
+
+
+def register(host: _Host, bridge) -> None:
+    """Registers a named ``host`` in the runtime (calls from peers arrive through ``bridge``,
+    its loop's) and in this process's names. Raises ``PulsingNativeError`` (for example: the
+    name is taken)."""
+    info = host.info
+    _DRAINS[host.id] = host  # before calls can come
+    host.native = _native.spawn_hosted(
+        bridge.native, host.id, host.name, info.name, info.spec, _direct(info, host)
+    )
+    _NAMES[host.name] = host
+    _HOSTS[host.id] = host
 
 
 def _send(host: _Host, method: str, reply, value) -> None:
