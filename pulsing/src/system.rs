@@ -146,7 +146,9 @@ impl Builder {
         self
     }
 
-    /// The address peers should use to reach this node (when the bound one is not reachable).
+    /// The address peers should use to reach this node (when the bound one is not reachable):
+    /// `host:port`, where the host may be a name (`"node-3.internal:7000"`) that peers resolve,
+    /// and port 0 stands for the port that was bound.
     pub fn advertise(mut self, addr: impl Into<String>) -> Self {
         self.config.advertise = Some(addr.into());
         self

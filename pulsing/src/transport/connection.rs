@@ -692,10 +692,12 @@ where
             Some(Ok(Message::Binary(bytes))) if bytes.len() <= MAX_HANDSHAKE_MESSAGE => {
                 return Ok(bytes.to_vec())
             }
-            Some(Ok(Message::Binary(bytes))) => return Err(format!(
+            Some(Ok(Message::Binary(bytes))) => {
+                return Err(format!(
                 "protocol error: a handshake message of {} bytes (at most {MAX_HANDSHAKE_MESSAGE})",
                 bytes.len()
-            )),
+            ))
+            }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(Some(close)))) if !close.reason.is_empty() => {
                 return Err(format!("the peer refused us: {}", close.reason))
