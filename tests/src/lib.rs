@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pulsing::prelude::*;
 
+pub mod gossip;
 pub mod raw;
 
 /// An actor that runs on a separate node process.
@@ -224,6 +225,22 @@ impl NodeProcess {
             std::thread::sleep(Duration::from_millis(1));
         }
         panic!("the process did not stop");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's peak resident memory (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process exists");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 
     /// SIGKILL, as `kill -9` does.
