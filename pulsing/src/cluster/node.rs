@@ -12,10 +12,12 @@ use tokio::sync::mpsc;
 use super::client::PeerActor;
 use super::directory::{Directory, Instance};
 use super::gossip::{Carrier, ChitchatGossip, GossipConfig, MAX_GOSSIP_MESSAGE};
+use crate::actor::interface::Interface;
 use crate::actor::registry::Registry;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Inbound, Incoming, Transport};
 use crate::wire::Frame;
+use std::sync::atomic::AtomicBool;
 
 /// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
 const GOSSIP_INBOX: usize = 1024;
@@ -118,6 +120,7 @@ impl Node {
         instances: &[Instance],
         call_timeout: Option<Duration>,
         stream_buffer: usize,
+        expect: Option<&'static Interface>,
     ) -> Result<Arc<PeerActor>> {
         let mut failure = None;
         for instance in instances {
@@ -127,7 +130,11 @@ impl Node {
                         conn,
                         name: name.to_owned(),
                         id: instance.actor,
+                        node: instance.node,
                         type_name: instance.type_name.clone(),
+                        expect,
+                        gone: AtomicBool::new(false),
+                        view: Some(self.directory().watch()),
                         call_timeout,
                         stream_buffer,
                     }))
