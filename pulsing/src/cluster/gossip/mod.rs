@@ -7,6 +7,11 @@
 //! `chitchat::transport::Transport`: in a node that is [`Carrier`], which sends its messages as
 //! `Frame::Gossip` over the node's WebSocket connections; the simulation tests use chitchat's
 //! in-memory channel transport under virtual time.
+//!
+//! Chitchat trusts its input, so every received message first passes the [`guard`] (size and
+//! inflation caps, no state about our own id, no delta that trips chitchat's asserts, at most
+//! [`MAX_MEMBERS`] members), and a supervisor task restarts chitchat (logged) if its task ever
+//! ends unasked. Dead members are kept for [`DEAD_MEMBER_GRACE`] (10 minutes).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
