@@ -150,7 +150,7 @@ impl Current {
 fn over_capacity(left_out: usize) {
     static TIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = TIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         tracing::warn!(
             left_out,
             max = MAX_MEMBERS,
