@@ -112,7 +112,11 @@ async fn remote_failures_are_typed_errors() {
     let err = Clerk::resolve(&system, "worker").await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`worker` is bound to a `Worker` actor, not a `Clerk`"
+        format!(
+            "`worker` is bound to an actor of type `{}`, but type `{}` was asked for",
+            <Worker as Actor>::interface().identity(),
+            <Clerk as Actor>::interface().identity()
+        )
     );
     // By name, with Value arguments, across processes.
     let any = system.resolve_dyn("worker").await.unwrap();

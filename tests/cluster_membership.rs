@@ -324,3 +324,35 @@ fn a_wildcard_bind_advertises_a_reachable_address_and_warns_without_a_secret() {
         "loopback is private: {logs}"
     );
 }
+
+/// Issue #12 item 8: a node that advertises a host name (not an IP) joins: its gossip is
+/// resolved, not dropped, and its actors are reachable through that name.
+#[tokio::test]
+async fn a_node_that_advertises_a_host_name_joins() {
+    let a = ActorSystem::builder()
+        .addr("127.0.0.1:0")
+        .advertise("localhost:0")
+        .build()
+        .await
+        .expect("a node advertising a host name starts");
+    let seed = a.advertised_addr().expect("a cluster node");
+    assert!(seed.starts_with("localhost:"), "{seed}");
+    Worker::spawn_named(&a, "by-host-name", Worker::new("a"))
+        .await
+        .unwrap();
+    let b = client(&seed).await;
+    let worker = Worker::resolve_wait(&b, "by-host-name", CONVERGE)
+        .await
+        .expect("found through gossip from the node with a host name");
+    assert_eq!(
+        worker.process("x".into()).await.unwrap(),
+        "x processed by a"
+    );
+    let b_id = id(&b);
+    eventually(CONVERGE, "a sees b", || async {
+        a.members().iter().any(|m| m.node.to_string() == b_id)
+    })
+    .await;
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -321,13 +321,49 @@ fn interface(actor: &Actor) -> TokenStream {
             }
         }
     });
+    let fingerprint = proc_macro2::Literal::u64_suffixed(methods_fingerprint(actor));
     quote! {
+        const PATH: &::core::primitive::str = ::core::concat!(::core::module_path!(), "::", #actor_name);
+        const KEY: [::core::primitive::u8; 16] = ::pulsing::__private::identity_key(PATH, #fingerprint);
         static INTERFACE: ::pulsing::Interface = ::pulsing::Interface {
             actor: #actor_name,
+            path: PATH,
+            key: ::pulsing::__private::key_str(&KEY),
             methods: &[#(#methods),*],
         };
         &INTERFACE
     }
+}
+
+/// 64-bit FNV-1a of `text` then a 0 byte, continuing from `hash` (as the runtime's
+/// `interface::fingerprint`).
+fn fingerprint(mut hash: u64, text: &str) -> u64 {
+    for &b in text.as_bytes().iter().chain(&[0]) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The fingerprint of the methods' signatures (names, parameter types, result types, call or
+/// stream), as the runtime's `interface::methods_fingerprint` computes it from the `Interface`.
+fn methods_fingerprint(actor: &Actor) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    for m in &actor.methods {
+        hash = fingerprint(hash, &m.name.to_string());
+        for a in &m.args {
+            hash = fingerprint(hash, &type_text(&a.ty));
+        }
+        hash = fingerprint(hash, &type_text(m.output.wire_type()));
+        hash = fingerprint(
+            hash,
+            match m.output {
+                Output::Value(_) => "call",
+                Output::Stream(_) => "stream",
+            },
+        );
+    }
+    hash
 }
 
 /// The proxy method: same name, arguments and docs as the actor's.

@@ -44,8 +44,12 @@ pub enum Error {
         /// The actor that holds it.
         holder: String,
     },
-    /// The name is bound to an actor of a different type than the one asked for.
-    #[error("`{name}` is bound to a `{found}` actor, not a `{expected}`")]
+    /// The name is bound to an actor of a different type than the one asked for. Types are
+    /// told apart by identity (full path and method signatures, see
+    /// [`Interface`](crate::Interface)), so both are shown as `path#key`.
+    #[error(
+        "`{name}` is bound to an actor of type `{found}`, but type `{expected}` was asked for"
+    )]
     TypeMismatch {
         /// The name that was looked up.
         name: String,

@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::actor::interface::{identity_key, key_str, methods_fingerprint, FINGERPRINT_START};
 use crate::actor::{
     Actor, ConvertedStream, DynPending, Handled, HandlerCx, Interface, MethodInfo, MethodKind,
     ParamInfo, Pending, Reply, ReplyStream, ReplyTo, SpawnOptions, StreamEvent,
@@ -239,8 +240,12 @@ pub fn interface(actor: &str, methods: Vec<HostedMethod>) -> &'static Interface 
             doc: leak(m.doc),
         })
         .collect();
+    let key = identity_key(actor, methods_fingerprint(&methods));
+    let path = leak(actor.to_owned());
     Box::leak(Box::new(Interface {
-        actor: leak(actor.to_owned()),
+        actor: path,
+        path,
+        key: leak(String::from_utf8_lossy(&key).into_owned()),
         methods: Box::leak(methods.into_boxed_slice()),
     }))
 }
@@ -267,8 +272,12 @@ struct Hosted {
     host: Arc<dyn Host>,
 }
 
+const HOSTED_KEY: [u8; 16] = identity_key("pulsing::hosted::Hosted", FINGERPRINT_START);
+
 static HOSTED: Interface = Interface {
     actor: "Hosted",
+    path: "pulsing::hosted::Hosted",
+    key: key_str(&HOSTED_KEY),
     methods: &[],
 };
 

@@ -146,7 +146,9 @@ impl Builder {
         self
     }
 
-    /// The address peers should use to reach this node (when the bound one is not reachable).
+    /// The address peers should use to reach this node (when the bound one is not reachable):
+    /// `host:port`, where the host may be a name (`"node-3.internal:7000"`) that peers resolve,
+    /// and port 0 stands for the port that was bound.
     pub fn advertise(mut self, addr: impl Into<String>) -> Self {
         self.config.advertise = Some(addr.into());
         self
@@ -406,7 +408,7 @@ impl ActorSystem {
             if let Some(name) = &cell.meta.name {
                 inner.registry.bind(name.clone(), cell.clone())?;
                 if let Some(node) = &inner.node {
-                    node.directory().publish(name, id, cell.meta.type_name);
+                    node.directory().publish(name, id, cell.meta.interface);
                 }
             }
             actors.live.insert(id, cell.clone());
@@ -446,21 +448,21 @@ impl ActorSystem {
     }
 
     async fn resolve_remote<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
-        let expected = A::interface().actor;
+        let expected = A::interface();
         let instances = self.remote_instances(name);
         let (matching, other): (Vec<_>, Vec<_>) =
-            instances.into_iter().partition(|i| i.type_name == expected);
+            instances.into_iter().partition(|i| i.key == expected.key);
         if matching.is_empty() {
             return Err(match other.first() {
                 Some(found) => Error::TypeMismatch {
                     name: name.to_owned(),
-                    expected: expected.to_owned(),
-                    found: found.type_name.clone(),
+                    expected: expected.identity(),
+                    found: format!("{}#{}", found.path, found.key),
                 },
                 None => self.not_found(name),
             });
         }
-        self.connect_remote(name, &matching)
+        self.connect_remote(name, &matching, Some(expected))
             .await
             .map(ActorRef::peer)
     }
@@ -511,13 +513,24 @@ impl ActorSystem {
         }
     }
 
-    async fn connect_remote(&self, name: &str, instances: &[Instance]) -> Result<Arc<PeerActor>> {
+    async fn connect_remote(
+        &self,
+        name: &str,
+        instances: &[Instance],
+        expect: Option<&'static crate::actor::Interface>,
+    ) -> Result<Arc<PeerActor>> {
         let node = self.inner.node.as_ref().ok_or_else(|| Error::NotFound {
             name: name.to_owned(),
         })?;
         let config = &self.inner.config;
-        node.connect_to(name, instances, config.call_timeout, config.stream_buffer)
-            .await
+        node.connect_to(
+            name,
+            instances,
+            config.call_timeout,
+            config.stream_buffer,
+            expect,
+        )
+        .await
     }
 
     /// Every instance of `name` in the cluster: the local one first (if any), then those on
@@ -532,6 +545,8 @@ impl ActorSystem {
                     addr: node.addr(),
                     actor: meta.id,
                     type_name: meta.type_name.to_owned(),
+                    path: meta.interface.path.to_owned(),
+                    key: meta.interface.key.to_owned(),
                     is_local: true,
                 });
             }
@@ -649,7 +664,7 @@ impl ActorSystem {
         if instances.is_empty() {
             return Err(self.not_found(name));
         }
-        self.connect_remote(name, &instances)
+        self.connect_remote(name, &instances, None)
             .await
             .map(DynRef::from_peer)
     }
@@ -724,13 +739,13 @@ impl ActorSystem {
 }
 
 fn downcast<A: Actor>(name: &str, cell: Arc<dyn AnyCell>) -> Result<ActorRef<A>> {
-    let found = cell.meta().type_name;
+    let found = cell.meta().interface;
     cell.into_any()
         .downcast::<Cell<A>>()
         .map(ActorRef::local)
         .map_err(|_| Error::TypeMismatch {
             name: name.to_owned(),
-            expected: A::interface().actor.to_owned(),
-            found: found.to_owned(),
+            expected: A::interface().identity(),
+            found: found.identity(),
         })
 }

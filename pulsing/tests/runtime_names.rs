@@ -53,9 +53,18 @@ async fn resolving_with_the_wrong_type_says_what_is_there() {
     let sys = system().await;
     Other::spawn_named(&sys, "other", Other).await.unwrap();
     let err = Counter::resolve(&sys, "other").await.unwrap_err();
+    // Both types by full identity (path and a key over path and method signatures).
+    let (other, counter) = (
+        <Other as Actor>::interface(),
+        <Counter as Actor>::interface(),
+    );
+    assert_eq!(other.path, "runtime_names::support::Other");
     assert_eq!(
         err.to_string(),
-        "`other` is bound to a `Other` actor, not a `Counter`"
+        format!(
+            "`other` is bound to an actor of type `{}#{}`, but type `{}#{}` was asked for",
+            other.path, other.key, counter.path, counter.key
+        )
     );
     sys.shutdown().await;
 }

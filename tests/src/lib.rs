@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pulsing::prelude::*;
 
+pub mod gossip;
 pub mod raw;
 
 /// An actor that runs on a separate node process.
@@ -86,6 +87,35 @@ impl Worker {
     }
 }
 
+/// Two actor types both called `Ledger`, in two modules, whose `balance` answers differently
+/// typed values: a typed call must never decode one as the other (issue #12 item 9).
+pub mod bank_a {
+    /// A ledger that counts in numbers.
+    pub struct Ledger;
+
+    #[pulsing::remote]
+    impl Ledger {
+        /// The balance.
+        pub fn balance(&self) -> u64 {
+            21
+        }
+    }
+}
+
+/// The other `Ledger` (see [`bank_a`]).
+pub mod bank_b {
+    /// A ledger that counts in words.
+    pub struct Ledger;
+
+    #[pulsing::remote]
+    impl Ledger {
+        /// The balance.
+        pub fn balance(&self) -> String {
+            "twenty-one".into()
+        }
+    }
+}
+
 /// Another actor type, for type-mismatch tests.
 pub struct Clerk;
 
@@ -123,6 +153,22 @@ impl Probe {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Spawns a `Worker` named `name` on this node; its actor id.
+    pub async fn spawn_worker(&self, name: String) -> Result<u64, String> {
+        Worker::spawn_named(&self.system, name, Worker::new("respawned"))
+            .await
+            .map(|w| w.id())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Spawns a `Clerk` named `name` on this node; its actor id.
+    pub async fn spawn_clerk(&self, name: String) -> Result<u64, String> {
+        Clerk::spawn_named(&self.system, name, Clerk)
+            .await
+            .map(|c| c.id())
+            .map_err(|e| e.to_string())
     }
 
     /// The node ids holding `name`, as this node sees them, sorted.
@@ -224,6 +270,22 @@ impl NodeProcess {
             std::thread::sleep(Duration::from_millis(1));
         }
         panic!("the process did not stop");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's peak resident memory (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process exists");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 
     /// SIGKILL, as `kill -9` does.

@@ -308,6 +308,7 @@ pub fn request(id: u64, actor: &str, method: &str, args: pulsing::Args) -> Frame
     Frame::Request {
         id,
         actor: actor.into(),
+        actor_id: None,
         expect_type: None,
         method: method.into(),
         args: pulsing::wire::Payload::Dynamic(args),

@@ -38,8 +38,17 @@ const _: () = {
     impl ::pulsing::Actor for Counter {
         type Message = __Message;
         fn interface() -> &'static ::pulsing::Interface {
+            const PATH: &::core::primitive::str = ::core::concat!(
+                ::core::module_path!(), "::", "Counter"
+            );
+            const KEY: [::core::primitive::u8; 16] = ::pulsing::__private::identity_key(
+                PATH,
+                11390178549650756799u64,
+            );
             static INTERFACE: ::pulsing::Interface = ::pulsing::Interface {
                 actor: "Counter",
+                path: PATH,
+                key: ::pulsing::__private::key_str(&KEY),
                 methods: &[
                     ::pulsing::MethodInfo {
                         name: "inc",

@@ -120,9 +120,9 @@ class _LoopBridge:
         waiters, loop = self.waiters, self.loop
         for ev in self.native.take():
             if ev[0] in _DEFERRED:
-                loop.call_soon(self._settle, ev, waiters)
+                loop.call_soon(self._settle_one, ev, waiters)
             else:
-                self._settle(ev, waiters)
+                self._settle_one(ev, waiters)
         return True
 
     def future(self):
@@ -136,9 +136,19 @@ class _LoopBridge:
         self.draining = True
         try:
             for ev in self.native.take():
-                self._settle(ev, waiters)
+                self._settle_one(ev, waiters)
         finally:
             self.draining = False
+
+    def _settle_one(self, ev, waiters) -> None:
+        """Settles one event of a batch; its failure is reported and the batch goes on (the
+        queue was already emptied: an exception here would lose every later event)."""
+        try:
+            self._settle(ev, waiters)
+        except Exception as e:  # noqa: BLE001 - isolated per event
+            self.loop.call_exception_handler(
+                {"message": f"pulsing: handling an event failed: {ev[:1]!r}", "exception": e}
+            )
 
     def _settle(self, ev, waiters) -> None:
         tag = ev[0]

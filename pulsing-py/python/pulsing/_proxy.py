@@ -152,6 +152,13 @@ class ActorRef:
     def is_local(self) -> bool:
         return self._target.is_local
 
+    @property
+    def is_alive(self) -> bool:
+        """Whether the actor still runs, as far as this process knows. A ref stays bound to the
+        actor it resolved: once that actor stopped, it is false (and calls raise
+        :class:`PulsingStoppedError`) even if the name is bound again; resolve anew."""
+        return self._target.is_alive
+
     def as_any(self) -> ActorProxy:
         """A proxy that forwards any public method name (the actor reports unknown ones)."""
         return ActorProxy(self._target, None)

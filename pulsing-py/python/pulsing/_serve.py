@@ -48,6 +48,28 @@ _EAGER = sys.version_info >= (3, 11)
 
 def _incoming(bridge: _LoopBridge, ev) -> None:
     _, host_id, method, args, kwargs, reply, stream = ev
+    try:
+        _serve_call(bridge, host_id, method, args, kwargs, reply, stream)
+    except Exception as e:  # noqa: BLE001 - a malformed call is answered, never lost
+        # E.g. a non-iterable `$pulsing_chain`: this call gets the error; the rest of the
+        # batch it came in goes on (the bridge also isolates events from one another).
+        host = _HOSTS.get(host_id)
+        if host is not None:
+            _bad_call(host, method, reply, stream, e)
+
+
+def _bad_call(host: _Host, method: str, reply, stream: bool, e: BaseException) -> None:
+    """Answers a call that failed before it ran (if nothing answered it yet)."""
+    try:
+        if stream:
+            reply.bad_arguments(host.label(), method, f"{method}(...)", str(e))
+        else:
+            _fail(host, method, reply, PulsingBadArgumentsError(f"malformed call: {e!r}"))
+    except Exception:  # noqa: BLE001 - already answered
+        pass
+
+
+def _serve_call(bridge: _LoopBridge, host_id, method, args, kwargs, reply, stream) -> None:
     host = _HOSTS.get(host_id)
     if host is None or host.is_stopped():
         if stream:

@@ -71,6 +71,10 @@ class _LocalTarget:
     async def interface(self) -> dict:
         return self.host.info.interface()
 
+    @property
+    def is_alive(self) -> bool:
+        return not self.host.is_stopped()
+
     def stop(self) -> None:
         self.host.stop()
 
@@ -169,6 +173,12 @@ class _RemoteTarget:
         if iface is None:
             raise PulsingError(f"the node of {self.native!r} does not describe interfaces")
         return iface
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the actor still runs, as far as this process knows (its node is connected,
+        no call found it stopped, gossip still shows its name bound to it)."""
+        return self.native.is_alive()
 
     def stop(self) -> None:
         self.native.stop()
@@ -303,6 +313,11 @@ class _LazyTarget:
 
     async def interface(self) -> dict:
         return await (await self._get()).interface()
+
+    @property
+    def is_alive(self) -> bool:
+        # Not resolved yet: nothing says it is gone.
+        return self._target is None or self._target.is_alive
 
     def stop(self) -> None:
         if self._target is not None:

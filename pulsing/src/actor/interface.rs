@@ -22,10 +22,20 @@
 use serde::Serialize;
 
 /// Everything a caller needs to know to call an actor type by name.
+///
+/// A type's **identity** is its full path (`module_path!()` of its `#[remote]` impl, then its
+/// name) plus a fingerprint of its methods' signatures (names, argument and result types as
+/// written, call or stream); [`key`](Self::key) hashes both. Typed calls across nodes carry the
+/// key and the serving node compares it with the actor's, so a same-named type of another
+/// module, or another version of the type, is refused instead of decoding garbage.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Interface {
     /// The actor's type name as written in its source (`Counter`).
     pub actor: &'static str,
+    /// The type's full path (`my_crate::bank::Ledger`); for hosted actors, their type name.
+    pub path: &'static str,
+    /// 16 hex digits: a hash of `path` and of the methods' signatures.
+    pub key: &'static str,
     /// The remote (`pub`) methods, in source order.
     pub methods: &'static [MethodInfo],
 }
@@ -68,6 +78,12 @@ pub enum MethodKind {
 }
 
 impl Interface {
+    /// The full identity, as error messages show it: `my_crate::bank::Ledger#1f0c…` (path and
+    /// key).
+    pub fn identity(&self) -> String {
+        format!("{}#{}", self.path, self.key)
+    }
+
     /// The method called `name`, if there is one.
     pub fn method(&self, name: &str) -> Option<&'static MethodInfo> {
         self.methods.iter().find(|m| m.name == name)
@@ -99,4 +115,71 @@ impl MethodInfo {
             self.returns
         )
     }
+}
+
+/// 64-bit FNV-1a over `bytes`, continuing from `hash`.
+const fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// The FNV-1a offset basis: where a fingerprint starts.
+pub(crate) const FINGERPRINT_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Adds `text` (and a separator) to a signature fingerprint.
+pub(crate) const fn fingerprint(hash: u64, text: &str) -> u64 {
+    fnv(fnv(hash, text.as_bytes()), b"\0")
+}
+
+/// The identity key of a type at `path` whose methods' fingerprint is `methods`: 16 lowercase
+/// hex digits (ASCII).
+pub const fn identity_key(path: &str, methods: u64) -> [u8; 16] {
+    let hash = fnv(fingerprint(FINGERPRINT_START, path), &methods.to_le_bytes());
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let nibble = ((hash >> (60 - 4 * i)) & 0xf) as u8;
+        out[i] = if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        };
+        i += 1;
+    }
+    out
+}
+
+/// `key` (from [`identity_key`]) as text.
+pub const fn key_str(key: &'static [u8; 16]) -> &'static str {
+    match std::str::from_utf8(key) {
+        Ok(s) => s,
+        Err(_) => panic!("an identity key is hex digits"),
+    }
+}
+
+/// The fingerprint of `methods`' signatures, as `#[pulsing::remote]` computes it for Rust
+/// types: per method its name, each parameter's type, the result (or item) type and whether it
+/// streams. Parameter names and docs do not count: they do not change what crosses the wire.
+pub(crate) fn methods_fingerprint(methods: &[MethodInfo]) -> u64 {
+    let mut hash = FINGERPRINT_START;
+    for m in methods {
+        hash = fingerprint(hash, m.name);
+        for p in m.params {
+            hash = fingerprint(hash, p.ty);
+        }
+        hash = fingerprint(hash, m.returns);
+        hash = fingerprint(
+            hash,
+            match m.kind {
+                MethodKind::Call => "call",
+                MethodKind::Stream => "stream",
+            },
+        );
+    }
+    hash
 }

@@ -16,28 +16,44 @@
 //! The meta-methods every node answers for its actors, [`DESCRIBE`] and [`STOP`], are methods of
 //! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::gossip::Members;
 use super::{DESCRIBE, STOP};
+use crate::actor::interface::Interface;
+use crate::actor::meta::ActorId;
 use crate::actor::stream::ReplyStream;
 use crate::actor::stream::StreamEvent;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Outcome, Outgoing, StreamMsg};
 use crate::value::{Args, Value};
-use crate::wire::{Payload, SharedBytes};
+use crate::wire::{NodeId, Payload, SharedBytes};
 
-/// An actor on another node, as seen from here.
+/// An actor on another node, as seen from here: one instance, found by name and then addressed
+/// by name *and* id, so a name now bound to another actor (stopped, then respawned) answers
+/// `Stopped` instead of reaching the newcomer.
 #[derive(Debug)]
 pub(crate) struct PeerActor {
     pub(crate) conn: Arc<Connection>,
     pub(crate) name: String,
-    pub(crate) id: u64,
+    pub(crate) id: ActorId,
+    /// The node holding it.
+    pub(crate) node: NodeId,
     pub(crate) type_name: String,
+    /// For a typed handle: the type the caller expects (its key travels with typed calls).
+    pub(crate) expect: Option<&'static Interface>,
+    /// Set once a call answered `Stopped`: the actor is gone for good.
+    pub(crate) gone: AtomicBool,
+    /// The cluster view, to tell whether the name still maps to this actor.
+    pub(crate) view: Option<tokio::sync::watch::Receiver<Members>>,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) stream_buffer: usize,
 }
@@ -60,9 +76,27 @@ impl PeerActor {
         }
     }
 
-    /// Whether the connection to the actor's node is up.
-    pub(crate) fn is_connected(&self) -> bool {
+    /// Whether the actor is alive as far as this node knows: the connection to its node is
+    /// up, no call was answered `Stopped`, and gossip still shows its name bound to it.
+    pub(crate) fn is_alive(&self) -> bool {
         !self.conn.is_closed()
+            && !self.gone.load(Ordering::Relaxed)
+            && self.view.as_ref().is_none_or(|view| {
+                super::directory::holds(&view.borrow(), self.node, &self.name, self.id)
+            })
+    }
+
+    /// Notes what an answer tells about the actor; names the expected type in a mismatch.
+    fn checked(&self, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Answered(Err(e)) => {
+                if matches!(e, Error::Stopped { .. }) {
+                    self.gone.store(true, Ordering::Relaxed);
+                }
+                Outcome::Answered(Err(explain(self.expect, e)))
+            }
+            other => other,
+        }
     }
 
     /// Whether `other` is the same actor over the same connection.
@@ -80,7 +114,9 @@ impl PeerActor {
         args: Payload,
         timeout: Option<Duration>,
     ) -> impl std::future::Future<Output = Outcome> + 'a {
-        self.conn.call(self.outgoing(method, typed, args, timeout))
+        self.conn
+            .call(self.outgoing(method, typed, args, timeout))
+            .map(|outcome| self.checked(outcome))
     }
 
     /// `$describe`: the actor's type, id and interface, as its node sees them. Fails once the
@@ -125,7 +161,12 @@ impl PeerActor {
     ) -> Outgoing<'a> {
         Outgoing {
             actor: &self.name,
-            expect_type: typed.then_some(self.type_name.as_str()),
+            actor_id: Some(self.id),
+            expect_type: if typed {
+                self.expect.map(|i| i.key)
+            } else {
+                None
+            },
             method,
             args,
             deadline,
@@ -152,6 +193,7 @@ impl PeerActor {
         // (the window still bounds what is in flight; credit follows what is handed over).
         let (tx, rx) = mpsc::channel(self.stream_buffer.max(window as usize / 2));
         let conn = self.conn.clone();
+        let expect = self.expect;
         tokio::spawn(async move {
             let mut since_grant = 0u32;
             loop {
@@ -170,7 +212,9 @@ impl PeerActor {
                         }
                         continue;
                     }
-                    Some(StreamMsg::Opened(Err(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
+                    Some(StreamMsg::Opened(Err(e))) => {
+                        (Vec::new(), Some(StreamEvent::Error(explain(expect, e))))
+                    }
                     Some(StreamMsg::Items(items)) => (items, None),
                     Some(StreamMsg::End(None)) => (Vec::new(), Some(StreamEvent::End)),
                     Some(StreamMsg::End(Some(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
@@ -208,6 +252,23 @@ impl PeerActor {
             }
         });
         ReplyStream::new(rx, Arc::from(self.label())).opened().await
+    }
+}
+
+/// A type mismatch reported by the peer names the expected type by the key we sent: show our
+/// full identity instead.
+fn explain(expect: Option<&'static Interface>, e: Error) -> Error {
+    match e {
+        Error::TypeMismatch {
+            name,
+            expected,
+            found,
+        } => Error::TypeMismatch {
+            name,
+            expected: expect.map_or(expected, Interface::identity),
+            found,
+        },
+        other => other,
     }
 }
 

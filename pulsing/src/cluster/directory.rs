@@ -1,7 +1,8 @@
 //! The cluster directory: the live members and the named actors each one holds, as gossip
 //! spreads them.
 //!
-//! Each node publishes only its own names (key `name:<name>`, value `<actor id>:<type>`) and
+//! Each node publishes only its own names (key `name:<name>`, value `<actor id>:<type key>:<type
+//! path>`, see [`Interface`]) and
 //! retracts them when the actor stops, so a name can disappear but never be revived by a merge;
 //! a dead or departed member's names disappear with it.
 
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use super::gossip::{Gossip, MemberState, Members};
+use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::wire::NodeId;
 
@@ -35,8 +37,12 @@ pub struct Instance {
     pub addr: SocketAddr,
     /// The actor's id on that node.
     pub actor: ActorId,
-    /// The actor's type name.
+    /// The actor's type name (`Ledger`).
     pub type_name: String,
+    /// Its type's full path (`bank::Ledger`); with `key`, the type's identity.
+    pub path: String,
+    /// Its type's identity key ([`Interface::key`]).
+    pub key: String,
     /// Whether it lives in this process.
     pub is_local: bool,
 }
@@ -71,10 +77,12 @@ impl Directory {
         }
     }
 
-    /// Publishes that this node holds actor `id` of type `type_name` under `name`.
-    pub(crate) fn publish(&self, name: &str, id: ActorId, type_name: &str) {
-        self.gossip
-            .set(format!("{NAME_PREFIX}{name}"), format!("{id}:{type_name}"));
+    /// Publishes that this node holds actor `id` with `interface` under `name`.
+    pub(crate) fn publish(&self, name: &str, id: ActorId, interface: &Interface) {
+        self.gossip.set(
+            format!("{NAME_PREFIX}{name}"),
+            format!("{id}:{}:{}", interface.key, interface.path),
+        );
     }
 
     /// Retracts this node's `name`.
@@ -131,18 +139,44 @@ impl Directory {
         self.with_live(|live| {
             live.filter(|m| m.node != self.me)
                 .filter_map(|m| {
-                    let (id, type_name) = m.keys.get(&key)?.split_once(':')?;
+                    let (actor, key, path) = parse(m.keys.get(&key)?)?;
                     Some(Instance {
                         node: m.node,
                         addr: m.addr,
-                        actor: id.parse().ok()?,
-                        type_name: type_name.to_owned(),
+                        actor,
+                        type_name: short_name(path).to_owned(),
+                        path: path.to_owned(),
+                        key: key.to_owned(),
                         is_local: false,
                     })
                 })
                 .collect()
         })
     }
+}
+
+/// A name's value: `(actor id, type key, type path)`.
+fn parse(value: &str) -> Option<(ActorId, &str, &str)> {
+    let mut parts = value.splitn(3, ':');
+    let id = parts.next()?.parse().ok()?;
+    Some((id, parts.next()?, parts.next()?))
+}
+
+/// `Ledger` of `bank::Ledger`.
+pub(crate) fn short_name(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+/// Whether, in `members`, live member `node` still publishes `name` as actor `id`.
+pub(crate) fn holds(members: &Members, node: NodeId, name: &str, id: ActorId) -> bool {
+    let key = format!("{NAME_PREFIX}{name}");
+    members.iter().any(|m| {
+        m.node == node
+            && m.keys
+                .get(&key)
+                .and_then(|v| parse(v))
+                .is_some_and(|(actor, _, _)| actor == id)
+    })
 }
 
 #[cfg(test)]
@@ -181,9 +215,9 @@ mod tests {
     #[test]
     fn instances_come_from_live_members_other_than_self_and_not_from_leavers() {
         let view = Arc::new(vec![
-            member(1, &[("w", "3:Worker")]),
-            member(2, &[("w", "7:Worker"), ("c", "1:Clerk")]),
-            member(3, &[("w", "9:Clerk"), ("bad", "no-colon")]),
+            member(1, &[("w", "3:k1:a::Worker")]),
+            member(2, &[("w", "7:k1:a::Worker"), ("c", "1:k2:Clerk")]),
+            member(3, &[("w", "9:k2:Clerk"), ("bad", "no-colon")]),
         ]);
         let (_tx, rx) = watch::channel(view);
         let dir = Directory::new(NodeId(1), Box::new(FakeGossip(rx)));
@@ -200,6 +234,13 @@ mod tests {
             "malformed values are skipped"
         );
         assert!(dir.has_peers());
+        let view = dir.watch().borrow().clone();
+        assert!(holds(&view, NodeId(2), "w", 7));
+        assert!(
+            !holds(&view, NodeId(2), "w", 8),
+            "another actor under the name"
+        );
+        assert!(!holds(&view, NodeId(3), "c", 1));
         dir.left(NodeId(2));
         dir.left(NodeId(3));
         assert!(dir.remote_instances("w").is_empty());

@@ -2,22 +2,35 @@
 //! ([`serve`](super::serve)), gossip to the [directory](super::directory), and finds actors on
 //! peers by name through that directory.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::client::PeerActor;
 use super::directory::{Directory, Instance};
-use super::gossip::{Carrier, ChitchatGossip, GossipConfig};
+use super::gossip::{Carrier, ChitchatGossip, GossipConfig, MAX_GOSSIP_MESSAGE};
+use crate::actor::interface::Interface;
 use crate::actor::registry::Registry;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Inbound, Incoming, Transport};
 use crate::wire::Frame;
+use std::sync::atomic::AtomicBool;
 
 /// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
 const GOSSIP_INBOX: usize = 1024;
+/// Peers' host names resolved at most (one per connected peer that advertises a name).
+const MAX_RESOLVED: usize = 4096;
+
+/// `addr` as a socket address: parsed, or else resolved (a host name).
+async fn resolve(addr: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = addr.parse() {
+        return Some(addr);
+    }
+    tokio::net::lookup_host(addr).await.ok()?.next()
+}
 
 /// This process's cluster membership: its transport and its view of the cluster.
 pub(crate) struct Node {
@@ -25,6 +38,9 @@ pub(crate) struct Node {
     directory: OnceLock<Directory>,
     addr: OnceLock<SocketAddr>,
     gossip_inbox: OnceLock<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+    /// The addresses of connected peers that advertise a host name, resolved (gossip from a
+    /// peer is known by its address); pruned when their connection closes.
+    resolved: Arc<Mutex<HashMap<String, SocketAddr>>>,
     /// The system's registry, where peers' calls find their actors; gone with the system.
     registry: Weak<Registry>,
 }
@@ -44,6 +60,7 @@ impl Node {
             directory: OnceLock::new(),
             addr: OnceLock::new(),
             gossip_inbox: OnceLock::new(),
+            resolved: Arc::default(),
             registry,
         }
     }
@@ -56,24 +73,20 @@ impl Node {
         gossip: &GossipConfig,
     ) -> Result<()> {
         let advertised = transport.advertised();
-        let addr: SocketAddr = match advertised.parse() {
-            Ok(addr) => addr,
-            Err(_) => tokio::net::lookup_host(advertised)
-                .await
-                .ok()
-                .and_then(|mut addrs| addrs.next())
-                .ok_or_else(|| Error::Unreachable {
-                    addr: advertised.to_owned(),
-                    reason: "the advertised address does not resolve".into(),
-                })?,
-        };
+        let addr = resolve(advertised)
+            .await
+            .ok_or_else(|| Error::Unreachable {
+                addr: advertised.to_owned(),
+                reason: "the advertised address does not resolve".into(),
+            })?;
         let _ = self.addr.set(addr);
         let (inbox_tx, inbox) = mpsc::channel(GOSSIP_INBOX);
         let _ = self.gossip_inbox.set(inbox_tx);
-        let carrier = Carrier::new(Arc::downgrade(&transport), inbox);
+        let carrier = Arc::new(Carrier::new(Arc::downgrade(&transport), inbox));
+        let current = carrier.current();
         let node_id = transport.node();
         let _ = self.transport.set(transport);
-        let gossip = ChitchatGossip::start(node_id, addr, seeds, gossip, &carrier).await?;
+        let gossip = ChitchatGossip::start(node_id, addr, seeds, gossip, carrier, current).await?;
         let _ = self
             .directory
             .set(Directory::new(node_id, Box::new(gossip)));
@@ -107,6 +120,7 @@ impl Node {
         instances: &[Instance],
         call_timeout: Option<Duration>,
         stream_buffer: usize,
+        expect: Option<&'static Interface>,
     ) -> Result<Arc<PeerActor>> {
         let mut failure = None;
         for instance in instances {
@@ -116,7 +130,11 @@ impl Node {
                         conn,
                         name: name.to_owned(),
                         id: instance.actor,
+                        node: instance.node,
                         type_name: instance.type_name.clone(),
+                        expect,
+                        gone: AtomicBool::new(false),
+                        view: Some(self.directory().watch()),
                         call_timeout,
                         stream_buffer,
                     }))
@@ -158,11 +176,41 @@ impl Inbound for Node {
     }
 
     fn gossip(&self, conn: &Arc<Connection>, bytes: Vec<u8>) {
-        let (Some(inbox), Ok(from)) = (self.gossip_inbox.get(), conn.peer_addr.parse()) else {
+        let Some(inbox) = self.gossip_inbox.get() else {
             return;
         };
-        // Full: the gossip loop is behind; dropping is safe, the next round repeats it.
-        let _ = inbox.try_send((from, bytes));
+        // Checked again by the guard; here so that a full inbox holds only small messages.
+        if bytes.len() > MAX_GOSSIP_MESSAGE {
+            tracing::warn!(peer = %conn.peer_addr, len = bytes.len(), "dropped an oversized gossip message");
+            return;
+        }
+        let known = conn.peer_addr.parse().ok().or_else(|| {
+            let resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+            resolved.get(&conn.peer_addr).copied()
+        });
+        match known {
+            // Full: the gossip loop is behind; dropping is safe, the next round repeats it.
+            Some(from) => drop(inbox.try_send((from, bytes))),
+            // The peer advertises a host name: resolve it once per connection.
+            None => {
+                let (inbox, conn) = (inbox.clone(), conn.clone());
+                let resolved = self.resolved.clone();
+                tokio::spawn(async move {
+                    let Some(from) = resolve(&conn.peer_addr).await else {
+                        tracing::warn!(peer = %conn.peer_addr, "the peer's advertised address does not resolve; its gossip is dropped");
+                        return;
+                    };
+                    if !conn.is_closed() {
+                        let mut resolved = resolved.lock().unwrap_or_else(|e| e.into_inner());
+                        if resolved.len() >= MAX_RESOLVED {
+                            resolved.clear();
+                        }
+                        resolved.insert(conn.peer_addr.clone(), from);
+                    }
+                    let _ = inbox.try_send((from, bytes));
+                });
+            }
+        }
     }
 
     fn leaving(&self, conn: &Arc<Connection>) {
@@ -171,5 +219,8 @@ impl Inbound for Node {
         }
     }
 
-    fn closed(&self, _conn: &Arc<Connection>) {}
+    fn closed(&self, conn: &Arc<Connection>) {
+        let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        resolved.remove(&conn.peer_addr);
+    }
 }

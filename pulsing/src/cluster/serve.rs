@@ -89,7 +89,7 @@ fn reply_to(conn: &Arc<Connection>, id: u64, cell: &Arc<dyn AnyCell>) -> ReplyTo
 /// enforced by the caller, which cancels the call when it expires; so no timer here.
 fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> Option<Incoming> {
     let id = call.id;
-    let cell = match lookup(registry, &call.actor, call.expect_type.as_deref()) {
+    let cell = match lookup(registry, &call) {
         Ok(cell) => cell,
         Err(e) => {
             conn.answer(id, Err(e));
@@ -132,7 +132,7 @@ fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> 
 /// Puts a call in its actor's mailbox, waiting for room.
 async fn post_waiting(registry: &Registry, conn: &Arc<Connection>, call: Incoming) {
     let id = call.id;
-    let posted = match lookup(registry, &call.actor, call.expect_type.as_deref()) {
+    let posted = match lookup(registry, &call) {
         Ok(cell) => {
             let reply_to = reply_to(conn, id, &cell);
             match call.args {
@@ -258,17 +258,35 @@ fn approx_size(item: &Payload) -> usize {
     }
 }
 
-fn lookup(registry: &Registry, name: &str, expect_type: Option<&str>) -> Result<Arc<dyn AnyCell>> {
-    let cell = registry.get(name).ok_or_else(|| Error::NotFound {
-        name: name.to_owned(),
-    })?;
-    if let Some(expected) = expect_type {
-        let found = cell.meta().type_name;
-        if found != expected {
+/// The actor a call addresses: by name, and if the call names one, only that instance (else
+/// `Stopped`: the caller's actor is gone, even if the name is bound again); of the type the
+/// call expects (its identity key), if it is typed.
+fn lookup(registry: &Registry, call: &Incoming) -> Result<Arc<dyn AnyCell>> {
+    let name = &*call.actor;
+    let Some(cell) = registry.get(name) else {
+        return Err(match call.actor_id {
+            Some(id) => Error::Stopped {
+                actor: format!("#{id} {name:?}"),
+            },
+            None => Error::NotFound {
+                name: name.to_owned(),
+            },
+        });
+    };
+    let meta = cell.meta();
+    if let Some(id) = call.actor_id {
+        if meta.id != id {
+            return Err(Error::Stopped {
+                actor: format!("{}#{id} {name:?}", meta.type_name),
+            });
+        }
+    }
+    if let Some(expected) = call.expect_type.as_deref() {
+        if meta.interface.key != expected {
             return Err(Error::TypeMismatch {
                 name: name.to_owned(),
                 expected: expected.to_owned(),
-                found: found.to_owned(),
+                found: meta.interface.identity(),
             });
         }
     }
@@ -277,7 +295,7 @@ fn lookup(registry: &Registry, name: &str, expect_type: Option<&str>) -> Result<
 
 /// Answers a meta-call (`$describe`, `$stop`).
 async fn answer_meta(registry: &Registry, call: Incoming) -> Result<Payload> {
-    let cell = lookup(registry, &call.actor, call.expect_type.as_deref())?;
+    let cell = lookup(registry, &call)?;
     match call.method.as_str() {
         DESCRIBE => {
             let meta = cell.meta();
@@ -304,7 +322,7 @@ async fn answer_meta(registry: &Registry, call: Incoming) -> Result<Payload> {
 }
 
 async fn open(registry: &Registry, call: Incoming) -> Result<ItemStream> {
-    let cell = lookup(registry, &call.actor, call.expect_type.as_deref())?;
+    let cell = lookup(registry, &call)?;
     let meta = cell.meta();
     let reply_to = ReplyTo::Stream {
         buffer: meta.stream_buffer,

@@ -84,11 +84,12 @@ impl<A: Actor> ActorRef<A> {
     }
 
     /// Whether the actor is still running, as far as this process knows (for a remote actor:
-    /// whether the connection to its node is up).
+    /// whether its node is connected, no call found it stopped, and gossip still shows its
+    /// name bound to it).
     pub fn is_alive(&self) -> bool {
         match &self.target {
             Target::Local(cell) => cell.is_alive(),
-            Target::Peer(p) => p.is_connected(),
+            Target::Peer(p) => p.is_alive(),
         }
     }
 

@@ -98,11 +98,12 @@ impl DynRef {
         }
     }
 
-    /// Whether the actor is still running (for a remote actor: whether its node is connected).
+    /// Whether the actor is still running (for a remote actor: whether its node is connected,
+    /// no call found it stopped, and gossip still shows its name bound to it).
     pub fn is_alive(&self) -> bool {
         match &self.target {
             DynTarget::Local(cell) => cell.is_alive(),
-            DynTarget::Peer(p) => p.is_connected(),
+            DynTarget::Peer(p) => p.is_alive(),
         }
     }
 

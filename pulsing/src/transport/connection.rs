@@ -52,6 +52,8 @@ const SILENT_CHECKS: u32 = 5;
 pub(crate) struct Incoming {
     pub(crate) id: u64,
     pub(crate) actor: SharedStr,
+    /// The actor instance the caller addresses, if one (see `Frame::Request`).
+    pub(crate) actor_id: Option<u64>,
     pub(crate) expect_type: Option<SharedStr>,
     pub(crate) method: SharedStr,
     pub(crate) args: Payload,
@@ -270,6 +272,7 @@ impl Connection {
         let request = RequestRef {
             id,
             actor: call.actor,
+            actor_id: call.actor_id,
             expect_type: call.expect_type,
             method: call.method,
             args: &call.args,
@@ -527,6 +530,7 @@ impl Connection {
 #[derive(Debug)]
 pub(crate) struct Outgoing<'a> {
     pub(crate) actor: &'a str,
+    pub(crate) actor_id: Option<u64>,
     pub(crate) expect_type: Option<&'a str>,
     pub(crate) method: &'a str,
     pub(crate) args: Payload,
@@ -852,6 +856,7 @@ fn route(
         Frame::Request {
             id,
             actor,
+            actor_id,
             expect_type,
             method,
             args,
@@ -863,6 +868,7 @@ fn route(
                 Incoming {
                     id,
                     actor,
+                    actor_id,
                     expect_type,
                     method,
                     args,

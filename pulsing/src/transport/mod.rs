@@ -62,7 +62,8 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// Binds `bind` (port 0 picks a free port) and starts accepting peers. `advertise` is the
-    /// address peers should use; `None` uses the bound address, with a wildcard IP (`0.0.0.0`,
+    /// address peers should use (a host name or an IP, with a port; port 0 stands for the bound
+    /// one); `None` uses the bound address, with a wildcard IP (`0.0.0.0`,
     /// `::`) replaced by this host's first non-loopback interface address (or loopback if it has
     /// none), since a wildcard is not reachable.
     pub(crate) async fn start(
@@ -91,8 +92,14 @@ impl Transport {
                  reach this port can join the cluster and call every actor; set a secret"
             );
         }
-        let advertised =
-            advertise.unwrap_or_else(|| reachable(local_addr, &interface_ips()).to_string());
+        let advertised = match advertise {
+            // `host:0` advertises the port that was bound.
+            Some(addr) => match addr.strip_suffix(":0") {
+                Some(host) => format!("{host}:{}", local_addr.port()),
+                None => addr,
+            },
+            None => reachable(local_addr, &interface_ips()).to_string(),
+        };
         let transport = Arc::new(Transport {
             me: Identity {
                 node,

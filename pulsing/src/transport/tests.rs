@@ -69,6 +69,7 @@ fn args(n: i64) -> Payload {
 fn call(method: &'static str, args: Payload) -> Outgoing<'static> {
     Outgoing {
         actor: "x",
+        actor_id: None,
         expect_type: None,
         method,
         args,

@@ -160,7 +160,7 @@ mod tests {
             ),
             (
                 any::<u64>(),
-                ".{0,12}",
+                (".{0,12}", proptest::option::of(any::<u64>())),
                 proptest::option::of(".{0,8}"),
                 ".{0,12}",
                 payload(),
@@ -168,14 +168,17 @@ mod tests {
                 proptest::option::of(any::<u64>())
             )
                 .prop_map(
-                    |(id, actor, expect_type, method, args, credit, deadline_ms)| Frame::Request {
-                        id,
-                        actor: actor.into(),
-                        expect_type: expect_type.map(Into::into),
-                        method: method.into(),
-                        args,
-                        credit,
-                        deadline_ms
+                    |(id, (actor, actor_id), expect_type, method, args, credit, deadline_ms)| {
+                        Frame::Request {
+                            id,
+                            actor: actor.into(),
+                            actor_id,
+                            expect_type: expect_type.map(Into::into),
+                            method: method.into(),
+                            args,
+                            credit,
+                            deadline_ms,
+                        }
                     }
                 ),
             (
@@ -205,6 +208,7 @@ mod tests {
         fn a_borrowed_request_encodes_like_the_frame(
             id in any::<u64>(),
             actor in ".{0,12}",
+            actor_id in proptest::option::of(any::<u64>()),
             expect_type in proptest::option::of(".{0,12}"),
             method in ".{0,12}",
             args in payload(),
@@ -214,6 +218,7 @@ mod tests {
             let borrowed = postcard::to_stdvec(&crate::wire::RequestRef {
                 id,
                 actor: &actor,
+                actor_id,
                 expect_type: expect_type.as_deref(),
                 method: &method,
                 args: &args,
@@ -224,6 +229,7 @@ mod tests {
             let owned = encode(&Frame::Request {
                 id,
                 actor: actor.into(),
+                actor_id,
                 expect_type: expect_type.map(Into::into),
                 method: method.into(),
                 args,

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::value::Args;
 
 /// The protocol version this build speaks; the handshake refuses any other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A node's identity: random per process start, so a restarted node is a new member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,7 +53,11 @@ pub enum Frame {
         id: u64,
         /// The target actor's name.
         actor: SharedStr,
-        /// The actor type the caller expects (checked, so a wrong type is a clear error).
+        /// The id of the actor the caller resolved, if it addresses one instance: a call to a
+        /// name now bound to another actor (stopped, then respawned) fails with `Stopped`.
+        actor_id: Option<u64>,
+        /// The identity key of the actor type the caller expects (`Interface::key`: a hash of
+        /// its full path and method signatures), checked so a wrong type is a clear error.
         expect_type: Option<SharedStr>,
         /// The method's name.
         method: SharedStr,
@@ -112,6 +116,7 @@ pub enum Frame {
 pub(crate) struct RequestRef<'a> {
     pub(crate) id: u64,
     pub(crate) actor: &'a str,
+    pub(crate) actor_id: Option<u64>,
     pub(crate) expect_type: Option<&'a str>,
     pub(crate) method: &'a str,
     pub(crate) args: &'a Payload,
@@ -180,9 +185,10 @@ impl<T: Serialize> Serialize for Nested<'_, '_, T> {
 impl Serialize for RequestRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
-        let mut v = serializer.serialize_struct_variant("Frame", REQUEST_VARIANT, "Request", 7)?;
+        let mut v = serializer.serialize_struct_variant("Frame", REQUEST_VARIANT, "Request", 8)?;
         v.serialize_field("id", &self.id)?;
         v.serialize_field("actor", self.actor)?;
+        v.serialize_field("actor_id", &self.actor_id)?;
         v.serialize_field("expect_type", &self.expect_type)?;
         v.serialize_field("method", self.method)?;
         v.serialize_field("args", self.args)?;

@@ -4,7 +4,8 @@
 //! Every node also runs a `Probe` named `probe-<NODE>`.
 //!
 //! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--encrypt on|off] [--gossip-ms MS]
-//! [--seed ADDR]... [--spawn NAME]...`
+//! [--seed ADDR]... [--spawn NAME]... [--ledger-a NAME]... [--ledger-b NAME]...` (`--ledger-a`
+//! and `--ledger-b` spawn `bank_a::Ledger` and `bank_b::Ledger`).
 
 use std::io::Write;
 
@@ -27,6 +28,7 @@ async fn main() -> pulsing::Result<()> {
         Vec::new(),
     );
     let mut gossip = None;
+    let mut ledgers = Vec::new();
     let mut encrypt = true;
     while let Some(flag) = args.next() {
         let value = args
@@ -38,6 +40,8 @@ async fn main() -> pulsing::Result<()> {
             "--secret" => secret = Some(value),
             "--seed" => seeds.push(value),
             "--spawn" => names.push(value),
+            "--ledger-a" => ledgers.push((true, value)),
+            "--ledger-b" => ledgers.push((false, value)),
             "--encrypt" => encrypt = value == "on",
             "--gossip-ms" => {
                 gossip = Some(std::time::Duration::from_millis(
@@ -68,6 +72,23 @@ async fn main() -> pulsing::Result<()> {
     .await?;
     for name in names {
         Worker::spawn_named(&system, name, Worker::new(node.clone())).await?;
+    }
+    for (a, name) in ledgers {
+        if a {
+            pulsing_tests::bank_a::Ledger::spawn_named(
+                &system,
+                name,
+                pulsing_tests::bank_a::Ledger,
+            )
+            .await?;
+        } else {
+            pulsing_tests::bank_b::Ledger::spawn_named(
+                &system,
+                name,
+                pulsing_tests::bank_b::Ledger,
+            )
+            .await?;
+        }
     }
     println!(
         "LISTENING {}",

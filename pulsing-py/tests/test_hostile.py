@@ -1,0 +1,66 @@
+"""Hostile or unlucky input across processes (issue #12): one malformed call does not lose the
+others that arrived with it (item 6); a ref stays bound to the actor it resolved, so after a
+stop and a respawn under the same name it is stopped, not redirected (item 7)."""
+
+import asyncio
+import time
+
+import pytest
+
+import pulsing as pul
+from test_cluster import cluster_system, py_node, rust_node  # noqa: F401 - fixtures
+
+
+async def test_a_malformed_call_is_answered_and_its_batch_goes_on(py_node, cluster_system):
+    node = py_node("--spawn", "worker", "--name", "far")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    w = (await pul.resolve("worker", timeout=10)).as_any()
+    assert await w.process("warm") == "far processed warm"
+    for _ in range(3):
+        # A call whose internal call chain is not iterable, amid many good ones sent at once:
+        # the remote bridge takes them in batches; the bad one must not lose the rest.
+        calls = [w.process(f"n{i}") for i in range(100)]
+        calls.insert(50, w.process("bad", **{"$pulsing_chain": 5}))
+        results = await asyncio.wait_for(
+            asyncio.gather(*calls, return_exceptions=True), timeout=30
+        )
+        bad = results.pop(50)
+        assert isinstance(bad, pul.PulsingError), bad
+        assert results == [f"far processed n{i}" for i in range(100)]
+    assert await w.process("after") == "far processed after"
+
+
+async def test_an_old_ref_is_stopped_after_a_respawn_under_its_name(rust_node, cluster_system):
+    node = rust_node("--spawn", "w", "--name", "rust")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    old = await pul.resolve("w", timeout=10)
+    w = old.as_any()
+    assert await w.process("x") == "x processed by rust"
+    assert old.is_alive
+    probe = (await pul.resolve("probe-rust", timeout=10)).as_any()
+
+    old.stop()
+    deadline = time.monotonic() + 10
+    while True:  # the name is free once the actor has stopped
+        try:
+            await probe.spawn_worker("w")
+            break
+        except pul.PulsingActorError:
+            assert time.monotonic() < deadline, "the name was never released"
+            await asyncio.sleep(0.05)
+
+    with pytest.raises(pul.PulsingStoppedError):
+        await w.process("x")
+    assert not old.is_alive
+    # A fresh resolve reaches the new actor (once gossip has it).
+    deadline = time.monotonic() + 10
+    while True:
+        fresh = await pul.resolve("w", timeout=10)
+        try:
+            answer = await fresh.as_any().process("x")
+            break
+        except pul.PulsingStoppedError:
+            assert time.monotonic() < deadline, "the respawned actor was never resolved"
+            await asyncio.sleep(0.05)
+    assert answer == "x processed by respawned"
+    assert fresh.is_alive
