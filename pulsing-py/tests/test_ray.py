@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # scripts/test-python installs it: a missing Ray must fail, not skip
 
 import pulsing as pul  # noqa: E402
 

@@ -4,11 +4,9 @@ run after test_ray.py's module has shut its Ray cluster down)."""
 import subprocess
 import sys
 
-import pytest
+import ray  # noqa: F401  (scripts/test-python installs it: a missing Ray must fail, not skip)
 
 from conftest import ROOT
-
-pytest.importorskip("ray")
 
 EXAMPLES = ROOT / "examples" / "ray"
 
