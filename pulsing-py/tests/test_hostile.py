@@ -8,7 +8,6 @@ import time
 import pytest
 
 import pulsing as pul
-from test_cluster import cluster_system, py_node, rust_node  # noqa: F401 - fixtures
 
 
 async def test_a_malformed_call_is_answered_and_its_batch_goes_on(py_node, cluster_system):
