@@ -105,8 +105,13 @@ async fn a_handshake_relayed_between_two_nodes_logs_in_to_neither() {
         .await
         .expect("both nodes drop the relayed connections");
     // A plaintext call on a connection the node has dropped gets nothing back.
-    to_a.send(pulsing::wire::encode(&request(1, "worker", "process", Args::new().arg("x"))))
-        .await;
+    to_a.send(pulsing::wire::encode(&request(
+        1,
+        "worker",
+        "process",
+        Args::new().arg("x"),
+    )))
+    .await;
     assert!(!matches!(to_a.recv().await, Received::Binary(_)));
 }
 
@@ -189,7 +194,12 @@ async fn an_injected_or_changed_record_ends_only_that_connection() {
     // An on-path attacker injects a well-formed cleartext call into the victim's connection.
     victim
         .raw
-        .send(pulsing::wire::encode(&request(2, "worker", "record", Args::new().arg(666))))
+        .send(pulsing::wire::encode(&request(
+            2,
+            "worker",
+            "record",
+            Args::new().arg(666),
+        )))
         .await;
     let err = victim.response(2).await.unwrap_err();
     assert!(err.starts_with("closed"), "{err}");
@@ -219,7 +229,16 @@ async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off
         let flag = if encrypt { "on" } else { "off" };
         let node = NodeProcess::start(
             NODE,
-            &["--secret", "s", "--encrypt", flag, "--name", "n", "--spawn", "worker"],
+            &[
+                "--secret",
+                "s",
+                "--encrypt",
+                flag,
+                "--name",
+                "n",
+                "--spawn",
+                "worker",
+            ],
         );
         let mut login = Login::dial(&node.addr, Some(b"s"), fresh_id(), "127.0.0.1:1", encrypt)
             .await
@@ -243,7 +262,10 @@ async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off
                 _ => break false,
             }
         };
-        assert_eq!(found, readable, "encrypt={encrypt}: the answer's text on the wire");
+        assert_eq!(
+            found, readable,
+            "encrypt={encrypt}: the answer's text on the wire"
+        );
     }
 }
 
@@ -294,7 +316,16 @@ async fn nodes_with_the_same_secret_still_call_each_other_encrypted_or_not() {
         let flag = if encrypt { "on" } else { "off" };
         let node = NodeProcess::start(
             NODE,
-            &["--secret", "s", "--encrypt", flag, "--name", "far", "--spawn", "worker"],
+            &[
+                "--secret",
+                "s",
+                "--encrypt",
+                flag,
+                "--name",
+                "far",
+                "--spawn",
+                "worker",
+            ],
         );
         let system = ActorSystem::builder()
             .addr("127.0.0.1:0")
@@ -305,9 +336,15 @@ async fn nodes_with_the_same_secret_still_call_each_other_encrypted_or_not() {
             .await
             .unwrap();
         let worker = Worker::resolve(&system, "worker").await.unwrap();
-        assert_eq!(worker.process("x".into()).await.unwrap(), "x processed by far");
+        assert_eq!(
+            worker.process("x".into()).await.unwrap(),
+            "x processed by far"
+        );
         // Several records per message (a record holds at most 64 KiB).
-        assert_eq!(worker.echo(vec![7u8; 300_000]).await.unwrap().len(), 300_000);
+        assert_eq!(
+            worker.echo(vec![7u8; 300_000]).await.unwrap().len(),
+            300_000
+        );
         system.shutdown().await;
     }
 }

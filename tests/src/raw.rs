@@ -78,7 +78,9 @@ impl Raw {
                 Err(_) => return Received::Nothing,
                 Ok(Some(Ok(Message::Binary(bytes)))) => return Received::Binary(bytes.to_vec()),
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    return Received::Closed(frame.map(|f| f.reason.to_string()).unwrap_or_default())
+                    return Received::Closed(
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    )
                 }
                 Ok(Some(Ok(_))) => continue,
                 Ok(None) | Ok(Some(Err(_))) => return Received::Closed(String::new()),
@@ -276,8 +278,8 @@ impl Login {
         let mut frames = Vec::new();
         let mut rest = plain.as_slice();
         while !rest.is_empty() {
-            let (frame, left) = postcard::take_from_bytes::<Frame>(rest)
-                .map_err(|e| format!("bad frame: {e}"))?;
+            let (frame, left) =
+                postcard::take_from_bytes::<Frame>(rest).map_err(|e| format!("bad frame: {e}"))?;
             frames.push(frame);
             rest = left;
         }

@@ -14,7 +14,6 @@ use super::gossip::{Carrier, ChitchatGossip, GossipConfig};
 use crate::actor::registry::Registry;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Inbound, Incoming, Transport};
-use crate::wire::Frame;
 
 /// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
 const GOSSIP_INBOX: usize = 1024;
@@ -143,15 +142,7 @@ impl Node {
 impl Inbound for Node {
     fn request(&self, conn: &Arc<Connection>, call: Incoming) {
         let Some(registry) = self.registry.upgrade() else {
-            let conn = conn.clone();
-            tokio::spawn(async move {
-                let _ = conn
-                    .send(Frame::Response {
-                        id: call.id,
-                        result: Err(Error::SystemShutdown),
-                    })
-                    .await;
-            });
+            conn.answer(call.id, Err(Error::SystemShutdown));
             return;
         };
         super::serve::request(registry, conn, call);
