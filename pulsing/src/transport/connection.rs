@@ -1009,7 +1009,13 @@ async fn write_loop<S>(
             break;
         }
     }
-    let _ = unless_abandoned(&abandoned, sink.send(Message::Close(None))).await;
+    // The peer learns why (a protocol error, a shutdown); a close reason fits 123 bytes.
+    let reason = lock(&conn.reason).clone().unwrap_or_default();
+    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: truncate(&reason, 120).to_owned().into(),
+    };
+    let _ = unless_abandoned(&abandoned, sink.send(Message::Close(Some(close)))).await;
     conn.control.discard();
     conn.outbox.discard();
     conn.closed.cancel();
