@@ -44,7 +44,12 @@ async fn still_serves(node: &NodeProcess) {
 /// The bytes of a by-name request whose one argument is `depth` nested lists (written by hand:
 /// the encoder refuses a `Value` that deep).
 fn deep_request(id: u64, depth: usize) -> Vec<u8> {
-    let mut bytes = encode(&request(id, "worker", "process", Args::new().arg(Value::Null)));
+    let mut bytes = encode(&request(
+        id,
+        "worker",
+        "process",
+        Args::new().arg(Value::Null),
+    ));
     // It ends with: Null, no keyword arguments, no credit, no deadline.
     let tail = bytes.split_off(bytes.len() - 4);
     assert_eq!(tail, [0, 0, 0, 0]);
@@ -69,7 +74,10 @@ async fn deep_nesting_after_login_closes_only_that_connection() {
         .await;
     assert!(matches!(
         fair.response(2).await,
-        Ok(Frame::Response { result: Err(Error::BadArguments { .. }), .. })
+        Ok(Frame::Response {
+            result: Err(Error::BadArguments { .. }),
+            ..
+        })
     ));
     still_serves(&node).await;
 }
@@ -79,7 +87,11 @@ async fn deep_nesting_after_login_closes_only_that_connection() {
 #[tokio::test]
 async fn a_large_or_deep_message_before_login_is_refused_without_harm() {
     let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
-    for first in [vec![0u8; 16_000], deep_request(1, 900), deep_request(1, 50_000)] {
+    for first in [
+        vec![0u8; 16_000],
+        deep_request(1, 900),
+        deep_request(1, 50_000),
+    ] {
         let mut raw = Raw::connect(&node.addr).await;
         let _hello = raw.expect_binary().await;
         raw.send(first).await;
@@ -126,7 +138,10 @@ async fn stalled_logins_are_capped_closed_in_time_and_a_real_node_still_gets_in(
     let node = NodeProcess::start(NODE, &["--spawn", "worker"]);
     let me = client(&node.addr).await;
     let worker = Worker::resolve(&me, "worker").await.unwrap();
-    assert_eq!(worker.process("a".into()).await.unwrap(), "a processed by node");
+    assert_eq!(
+        worker.process("a".into()).await.unwrap(),
+        "a processed by node"
+    );
     let baseline = node.fd_count();
 
     // 200 from one address: all but 16 are closed at once.
@@ -170,7 +185,10 @@ async fn stalled_logins_are_capped_closed_in_time_and_a_real_node_still_gets_in(
 
     // The node still serves, and holds no more descriptors than before the attack (the second
     // client's connection aside).
-    assert_eq!(worker.process("c".into()).await.unwrap(), "c processed by node");
+    assert_eq!(
+        worker.process("c".into()).await.unwrap(),
+        "c processed by node"
+    );
     pulsing_tests::eventually(Duration::from_secs(10), "fds back to baseline", || async {
         node.fd_count() <= baseline + 1
     })
@@ -260,7 +278,10 @@ async fn a_repeated_request_id_closes_the_connection() {
         .send(&[request(5, "worker", "process", Args::new().arg("x"))])
         .await;
     let closed = attacker.response(5).await.unwrap_err();
-    assert!(closed.contains("request id 5 is already in use"), "{closed}");
+    assert!(
+        closed.contains("request id 5 is already in use"),
+        "{closed}"
+    );
     still_serves(&node).await;
 }
 

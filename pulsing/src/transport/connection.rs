@@ -1244,3 +1244,66 @@ fn route(
     }
     Ok(())
 }
+
+/// The client side of a `__fuzz` session against `t`, over an in-memory stream (see
+/// `src/fuzz.rs`).
+pub(crate) async fn fuzz_session(
+    t: &Arc<super::Transport>,
+    raw: Option<Vec<u8>>,
+    login: bool,
+    messages: Vec<Vec<u8>>,
+) {
+    use tokio::io::AsyncWriteExt;
+    const STEP: Duration = Duration::from_secs(2);
+    let (mut client, server) = tokio::io::duplex(64 << 10);
+    let served = {
+        let t = t.clone();
+        tokio::spawn(async move { t.serve_socket(server, "fuzz").await })
+    };
+    let finish = |served: tokio::task::JoinHandle<Option<Arc<Connection>>>| async move {
+        let conn = tokio::time::timeout(ESTABLISH_TIMEOUT * 2, served).await;
+        if let Ok(Ok(Some(conn))) = conn {
+            let _ = tokio::time::timeout(ESTABLISH_TIMEOUT, conn.closed.cancelled()).await;
+        }
+    };
+    if let Some(bytes) = raw {
+        let _ = tokio::time::timeout(STEP, client.write_all(&bytes)).await;
+        drop(client);
+        return finish(served).await;
+    }
+    let upgrade = tokio_tungstenite::client_async("ws://fuzz/pulsing", client);
+    let Ok(Ok((ws, _))) = tokio::time::timeout(STEP, upgrade).await else {
+        return finish(served).await;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut sealer = None;
+    if login {
+        let me = Identity {
+            node: super::new_node_id(),
+            addr: "127.0.0.1:1".to_owned(),
+            secret: t.me.secret.clone(),
+            encrypt: false,
+        };
+        let shaken = handshake(&mut sink, &mut stream, &me, Role::Initiator);
+        match tokio::time::timeout(STEP, shaken).await {
+            Ok(Ok((_, _, channel))) => sealer = Some(channel.sealer),
+            _ => return finish(served).await,
+        }
+    }
+    // Read whatever the node sends, so it never waits on us.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    for message in messages {
+        let message = match &mut sealer {
+            Some(sealer) => sealer.seal(message),
+            None => message,
+        };
+        let sent = tokio::time::timeout(STEP, sink.send(Message::Binary(message.into()))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(STEP, sink.close()).await;
+    drop(sink);
+    finish(served).await;
+    drain.abort();
+}

@@ -500,52 +500,70 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
         tokio::spawn(async move {
             let _slot = slot;
             let _ = tcp.set_nodelay(true);
-            let Some(inbound) = t.inbound.upgrade() else {
-                return;
-            };
-            // One bound for the upgrade, the handshake and a refusal's close.
-            let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
-            let ws = match tokio::time::timeout_at(
-                deadline,
-                tokio_tungstenite::accept_hdr_async_with_config(
-                    tcp,
-                    refuse_browsers,
-                    Some(t.ws_config()),
-                ),
-            )
-            .await
-            {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => {
-                    tracing::warn!(%from, error = %e, "refused a connection: not a WebSocket upgrade");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%from, "refused a connection: no WebSocket upgrade in time");
-                    return;
-                }
-            };
-            let established =
-                connection::establish(ws, &t.me, Role::Responder, t.max_frame, inbound, deadline);
-            let established = tokio::time::timeout_at(deadline, established)
-                .await
-                .unwrap_or_else(|_| Err("the handshake timed out".to_owned()));
-            match established {
-                Ok(conn) => {
-                    if let Err(reason) = t.check_identity(&conn) {
-                        tracing::warn!(%from, %reason, "refused a connection");
-                        conn.close(&reason);
-                        return;
-                    }
-                    tracing::debug!(%from, node = %conn.peer, encrypted = conn.encrypted, "peer connected");
-                    t.adopt(&conn);
-                    t.track(&conn);
-                }
-                Err(reason) => {
-                    tracing::warn!(%from, %reason, "refused a connection: handshake failed")
-                }
-            }
+            t.serve_socket(tcp, &from.to_string()).await;
         });
+    }
+}
+
+impl Transport {
+    /// Everything an accepted socket goes through: the WebSocket upgrade, the handshake and a
+    /// refusal's close, within one [`ESTABLISH_TIMEOUT`]; then the connection's tasks start.
+    /// Returns the connection if the peer logged in.
+    pub(crate) async fn serve_socket<S>(
+        self: &Arc<Self>,
+        io: S,
+        from: &str,
+    ) -> Option<Arc<Connection>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let inbound = self.inbound.upgrade()?;
+        // One bound for the upgrade, the handshake and a refusal's close.
+        let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
+        let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+            io,
+            refuse_browsers,
+            Some(self.ws_config()),
+        );
+        let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                tracing::warn!(%from, error = %e, "refused a connection: not a WebSocket upgrade");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(%from, "refused a connection: no WebSocket upgrade in time");
+                return None;
+            }
+        };
+        let established = connection::establish(
+            ws,
+            &self.me,
+            Role::Responder,
+            self.max_frame,
+            inbound,
+            deadline,
+        );
+        let established = tokio::time::timeout_at(deadline, established)
+            .await
+            .unwrap_or_else(|_| Err("the handshake timed out".to_owned()));
+        match established {
+            Ok(conn) => {
+                if let Err(reason) = self.check_identity(&conn) {
+                    tracing::warn!(%from, %reason, "refused a connection");
+                    conn.close(&reason);
+                    return None;
+                }
+                tracing::debug!(%from, node = %conn.peer, encrypted = conn.encrypted, "peer connected");
+                self.adopt(&conn);
+                self.track(&conn);
+                Some(conn)
+            }
+            Err(reason) => {
+                tracing::warn!(%from, %reason, "refused a connection: handshake failed");
+                None
+            }
+        }
     }
 }
 
