@@ -586,12 +586,6 @@ impl Connection {
         }
     }
 
-    /// How many of the peer's calls and streams this node is serving.
-    #[cfg(test)]
-    pub(crate) fn served_count(&self) -> usize {
-        lock(&self.serving).len()
-    }
-
     /// Whether the peer still waits for call `id` (it has not been answered or cancelled).
     pub(crate) fn is_serving(&self, id: u64) -> bool {
         if !self.cancelled_any.load(Ordering::Relaxed) {
