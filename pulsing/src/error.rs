@@ -159,6 +159,18 @@ pub enum Error {
         /// The traceback as text, where the actor's language has one.
         traceback: String,
     },
+    /// The called node already serves as many calls from this node as it accepts from one peer,
+    /// and refused this one. A Pulsing caller never sees it: it keeps fewer calls in flight on a
+    /// connection and waits for room instead.
+    #[error("{actor}.{method}(): the node refused the call: {limit} calls from this node are in flight there")]
+    Busy {
+        /// The actor called.
+        actor: String,
+        /// The method called.
+        method: String,
+        /// How many calls the node serves for one peer at once.
+        limit: usize,
+    },
 }
 
 impl From<crate::value::ValueError> for Error {

@@ -120,6 +120,9 @@ pub use value::{Args, Value};
 /// The former name of [`ReplyTo`].
 #[doc(hidden)]
 pub use actor::ReplyTo as DynKind;
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 
 /// Everything a typical program needs: `use pulsing::prelude::*;`.
 pub mod prelude {

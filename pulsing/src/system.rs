@@ -506,6 +506,14 @@ impl ActorSystem {
         .await;
     }
 
+    /// This node's transport, if it is a cluster node (for `__fuzz`).
+    pub(crate) fn transport(&self) -> Option<Arc<crate::transport::Transport>> {
+        self.inner
+            .node
+            .as_ref()
+            .map(|node| node.transport().clone())
+    }
+
     fn remote_instances(&self, name: &str) -> Vec<Instance> {
         match &self.inner.node {
             Some(node) => node.directory().remote_instances(name),

@@ -76,6 +76,12 @@ impl Worker {
         ms
     }
 
+    /// Takes `data`, answers its length after `ms` milliseconds (a slow actor with big calls).
+    pub async fn absorb(&self, data: Vec<u8>, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        data.len() as u64
+    }
+
     /// A business error.
     pub fn refuse(&self, why: String) -> Result<(), String> {
         Err(why)
@@ -279,13 +285,30 @@ impl NodeProcess {
 
     /// The process's peak resident memory (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM")
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`: resident now, `VmHWM`: its peak).
+    pub fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("the process exists");
+            .expect("the process is alive");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// How many file descriptors the process has open.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the process is alive")
+            .count()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL, as `kill -9` does.

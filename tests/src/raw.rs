@@ -228,15 +228,26 @@ impl Login {
         Ok(login)
     }
 
+    /// Seals `plain` as the spec says: records of at most 65,535 bytes (plaintext chunks of
+    /// 65,519), one nonce each.
     fn seal_always(&mut self, plain: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; plain.len() + 16];
-        let n = self
-            .state
-            .write_message(self.sent, plain, &mut out)
-            .expect("a small record");
-        self.sent += 1;
-        out.truncate(n);
-        out
+        const CHUNK: usize = 65_535 - 16;
+        let mut sealed = Vec::with_capacity(plain.len() + 16 * (plain.len() / CHUNK + 1));
+        let chunks: Vec<&[u8]> = if plain.is_empty() {
+            vec![&[]]
+        } else {
+            plain.chunks(CHUNK).collect()
+        };
+        for chunk in chunks {
+            let mut out = vec![0u8; chunk.len() + 16];
+            let n = self
+                .state
+                .write_message(self.sent, chunk, &mut out)
+                .expect("a record of at most 64 KiB");
+            self.sent += 1;
+            sealed.extend_from_slice(&out[..n]);
+        }
+        sealed
     }
 
     /// The message that carries `frames` (packed back to back), sealed if the channel is.
@@ -247,6 +258,16 @@ impl Login {
         } else {
             plain
         }
+    }
+
+    /// Sends `plain` (frames encoded by hand) in one message, sealed if the channel is.
+    pub async fn send_plain(&mut self, plain: &[u8]) {
+        let message = if self.encrypted {
+            self.seal_always(plain)
+        } else {
+            plain.to_vec()
+        };
+        self.raw.send(message).await;
     }
 
     /// Sends `frames` in one message.
@@ -266,14 +287,17 @@ impl Login {
             Received::Nothing => return Err("silent".into()),
         };
         let plain = if self.encrypted {
-            let mut out = vec![0u8; sealed.len()];
-            let n = self
-                .state
-                .read_message(self.received, &sealed, &mut out)
-                .map_err(|e| format!("does not open: {e}"))?;
-            self.received += 1;
-            out.truncate(n);
-            out
+            let mut plain = Vec::with_capacity(sealed.len());
+            for record in sealed.chunks(65_535) {
+                let mut out = vec![0u8; record.len()];
+                let n = self
+                    .state
+                    .read_message(self.received, record, &mut out)
+                    .map_err(|e| format!("does not open: {e}"))?;
+                self.received += 1;
+                plain.extend_from_slice(&out[..n]);
+            }
+            plain
         } else {
             sealed
         };

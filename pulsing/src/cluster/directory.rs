@@ -90,12 +90,22 @@ impl Directory {
         self.gossip.delete(format!("{NAME_PREFIX}{name}"));
     }
 
-    /// Hides `node` at once: it said it is leaving.
+    /// Hides `node` at once: it said it is leaving. Only members gossip knows are remembered,
+    /// and only while gossip still lists them, so the set never outgrows the membership
+    /// (any peer can send `Leaving`, under any node id it logs in with).
     pub(crate) fn left(&self, node: NodeId) {
-        self.left
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
+        let members = self.members.borrow();
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        left.retain(|n| members.iter().any(|m| m.node == *n));
+        if members.iter().any(|m| m.node == node) {
+            left.insert(node);
+        }
+    }
+
+    /// How many leavers are remembered.
+    #[cfg(test)]
+    fn left_count(&self) -> usize {
+        self.left.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Leaves the cluster (see [`Gossip::leave`]).
@@ -247,5 +257,24 @@ mod tests {
         assert!(!dir.has_peers());
         assert_eq!(dir.members().len(), 1);
         assert!(dir.members()[0].is_self);
+    }
+
+    /// Issue #12, item 5: every peer's `Leaving` (under any node id it chose at login) used to
+    /// be remembered forever (`left` grew by one per fake id: 10,000 here).
+    #[test]
+    fn leavers_are_remembered_only_while_gossip_lists_them() {
+        let (tx, rx) = watch::channel(Arc::new(vec![member(1, &[]), member(2, &[])]));
+        let dir = Directory::new(NodeId(1), Box::new(FakeGossip(rx)));
+        for fake in 1_000..11_000 {
+            dir.left(NodeId(fake));
+        }
+        assert_eq!(dir.left_count(), 0, "unknown nodes are not remembered");
+        dir.left(NodeId(2));
+        assert_eq!(dir.left_count(), 1);
+        assert!(!dir.has_peers());
+        // Gossip drops the member: so does the set, at the next `Leaving`.
+        tx.send(Arc::new(vec![member(1, &[])])).unwrap();
+        dir.left(NodeId(3));
+        assert_eq!(dir.left_count(), 0);
     }
 }

@@ -16,7 +16,6 @@ use crate::actor::interface::Interface;
 use crate::actor::registry::Registry;
 use crate::error::{Error, Result};
 use crate::transport::{Connection, Inbound, Incoming, Transport};
-use crate::wire::Frame;
 use std::sync::atomic::AtomicBool;
 
 /// Gossip messages waiting for the gossip loop; beyond this they are dropped, like datagrams.
@@ -161,15 +160,7 @@ impl Node {
 impl Inbound for Node {
     fn request(&self, conn: &Arc<Connection>, call: Incoming) {
         let Some(registry) = self.registry.upgrade() else {
-            let conn = conn.clone();
-            tokio::spawn(async move {
-                let _ = conn
-                    .send(Frame::Response {
-                        id: call.id,
-                        result: Err(Error::SystemShutdown),
-                    })
-                    .await;
-            });
+            conn.answer(call.id, Err(Error::SystemShutdown));
             return;
         };
         super::serve::request(registry, conn, call);

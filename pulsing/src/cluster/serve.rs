@@ -36,7 +36,7 @@ use crate::actor::peer::PeerReply;
 use crate::actor::registry::Registry;
 use crate::actor::reply::{Pending, ReplyTo};
 use crate::error::{Error, Result};
-use crate::transport::{Connection, Incoming, Serving};
+use crate::transport::{credit_semaphore, Connection, Incoming, Serving};
 use crate::value::Value;
 use crate::wire::{Frame, Payload, SharedStr};
 
@@ -44,8 +44,8 @@ type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
 
 /// Serves a call or stream the peer sent on `conn`.
 pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Incoming) {
+    // The connection's reader has recorded the call (`Posting`) before handing it here.
     if call.credit.is_none() && !call.method.starts_with('$') {
-        conn.expect(call.id);
         // Calls to one actor keep their order: behind a backlog if it has one.
         let Some(call) = conn.behind_backlog(call) else {
             return;
@@ -58,7 +58,7 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
         return;
     }
     let id = call.id;
-    let credit = call.credit.map(|n| Arc::new(Semaphore::new(n as usize)));
+    let credit = call.credit.map(|n| Arc::new(credit_semaphore(n)));
     let (task, abort) =
         futures_util::future::abortable(serve(registry, conn.clone(), call, credit.clone()));
     conn.serving(id, Serving { abort, credit });
@@ -188,14 +188,15 @@ async fn serve(
                     return;
                 }
                 loop {
-                    let (batch, end) = next_batch(&mut items, &credit).await;
-                    if !batch.is_empty()
-                        && conn
-                            .send(Frame::StreamItems { id, items: batch })
-                            .await
-                            .is_err()
-                    {
-                        break;
+                    let (batch, mut end) = next_batch(&mut items, &credit).await;
+                    if !batch.is_empty() {
+                        match conn.send(Frame::StreamItems { id, items: batch }).await {
+                            Ok(()) => {}
+                            // An item that does not encode (a `Value` nested too deep) ends the
+                            // stream with that error; the consumer is not left waiting.
+                            Err(e @ Error::Codec(_)) => end = Some(Some(e)),
+                            Err(_) => break,
+                        }
                     }
                     if let Some(error) = end {
                         let _ = conn.send(Frame::StreamEnd { id, error }).await;

@@ -132,11 +132,13 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
     /// Sends the call without waiting for its result or for mailbox space.
     ///
     /// For an actor on another node the call is handed to a background task that queues it on
-    /// the connection, so `try_tell` never reports a full mailbox there; errors are logged.
+    /// the connection; errors are logged. There, the connection's window of calls in flight
+    /// (`transport::connection::CALL_WINDOW`) stands for the mailbox: when it is full,
+    /// `try_tell` reports [`Error::MailboxFull`].
     ///
     /// # Errors
-    /// [`Error::MailboxFull`] if the mailbox is full, [`Error::Stopped`] if the actor has
-    /// stopped (an actor in this process only).
+    /// [`Error::MailboxFull`] if the mailbox (or the window) is full, [`Error::Stopped`] if the
+    /// actor has stopped (an actor in this process only).
     pub fn try_tell(self) -> Result<()>
     where
         Args: Serialize,
@@ -144,6 +146,12 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
         let cell = match &self.call.target.target {
             Target::Local(cell) => cell,
             Target::Peer(peer) => {
+                // The connection's window of calls in flight stands for the mailbox here.
+                if !peer.conn.has_room() {
+                    return Err(Error::MailboxFull {
+                        actor: peer.label(),
+                    });
+                }
                 let peer = peer.clone();
                 let (method, args) = (self.call.method, encode_args(&self.call.args));
                 tokio::spawn(async move {

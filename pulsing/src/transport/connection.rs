@@ -5,6 +5,17 @@
 //! messages as they are queued. Control frames (credit, cancel, gossip) have an outbox of their
 //! own, written first, so they never starve behind a large stream. When the connection ends,
 //! every call and stream waiting on it fails at once with [`Error::PeerLost`](crate::Error::PeerLost).
+//!
+//! **Flow control, end to end.** A caller keeps at most [`CALL_WINDOW`] calls, told calls and
+//! streams in flight on one connection; the next one waits for an answer to arrive (the same
+//! backpressure a full mailbox gives a local caller). A told call's answer is awaited too, only to
+//! free its place and to log it if it failed. The serving side holds at most [`SERVED_LIMIT`]
+//! calls for a peer (twice the window: cancellations travel on the control lane and may lag) and
+//! answers any beyond it at once with [`Error::Busy`](crate::Error::Busy), so no peer can grow a
+//! node's memory with calls; a peer that stops reading its answers is dropped once
+//! [`UNREAD_LIMIT`] bytes of them wait. A stream's items must stay within the credit its consumer
+//! granted: items beyond it end that stream with an error. A request id already in use (a running
+//! call or stream) closes the connection: it would orphan the running one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,8 +38,45 @@ use crate::wire::{
     decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr, PROTOCOL_VERSION,
 };
 
-/// How long the handshake may take before the connection is dropped, its close included.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long establishing a connection may take, from the accepted socket (or the dial) to the
+/// end of the handshake, a refusal's close included.
+pub(crate) const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Calls, told calls and streams a caller keeps in flight on one connection at most; more wait
+/// for room (see the module docs).
+pub(crate) const CALL_WINDOW: usize = 2048;
+/// Calls and streams a node serves for one peer at once at most; beyond it, `Error::Busy`.
+pub(crate) const SERVED_LIMIT: usize = 2 * CALL_WINDOW;
+/// Bytes of answers waiting to be written beyond which a peer that does not read them is
+/// dropped (or twice the frame limit, if larger: one answer may be that large).
+const UNREAD_LIMIT: usize = 128 << 20;
+/// How long the writer may still take to write its last frames once the connection has ended;
+/// after that it gives up (a peer that never reads cannot hold the socket and the unsent data).
+const WRITE_GRACE: Duration = Duration::from_secs(1);
+/// The most stream credit a consumer can have granted at once (tokio's semaphore has a limit).
+const MAX_CREDIT: usize = if (u32::MAX as usize) < tokio::sync::Semaphore::MAX_PERMITS {
+    u32::MAX as usize
+} else {
+    tokio::sync::Semaphore::MAX_PERMITS
+};
+
+/// [`add_credit`], for the transport's tests.
+#[cfg(test)]
+pub(crate) fn add_credit_for_tests(credit: &tokio::sync::Semaphore, items: u32) {
+    add_credit(credit, items);
+}
+
+/// A stream's credit semaphore with `initial` permits (at most [`MAX_CREDIT`]).
+pub(crate) fn credit_semaphore(initial: u32) -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new((initial as usize).min(MAX_CREDIT))
+}
+
+/// Adds `items` of credit, never beyond [`MAX_CREDIT`] in all (beyond it tokio's semaphore
+/// panics). Only the connection's reader adds, so checking first cannot race with another add.
+fn add_credit(credit: &tokio::sync::Semaphore, items: u32) {
+    let room = MAX_CREDIT.saturating_sub(credit.available_permits());
+    credit.add_permits((items as usize).min(room));
+}
 /// The AEAD of every connection: AES-256-GCM (ring, hardware-accelerated); see `secure`.
 const SUITE: secure::Suite = secure::Suite::AesGcm;
 
@@ -89,7 +137,73 @@ enum Waiting {
         /// `Connection::checks`) that expires it.
         expires: Option<u64>,
     },
-    Stream(mpsc::UnboundedSender<StreamMsg>),
+    /// A told call: its answer only frees its place in the window (and is logged if it failed).
+    Told,
+    Stream {
+        /// Holds at most the items of `credit` (the peer may not send more) and two events.
+        tx: mpsc::UnboundedSender<StreamMsg>,
+        /// Items the peer may still send: granted and not yet received.
+        credit: u64,
+    },
+}
+
+/// The caller's side of [`CALL_WINDOW`]: a count of calls in flight, and a wake-up for those
+/// waiting for room. An atomic count, not a semaphore: taking and giving back a place costs one
+/// atomic operation each, with no lock, unless someone waits.
+#[derive(Debug, Default)]
+struct Window {
+    used: AtomicUsize,
+    waiting: AtomicUsize,
+    room: tokio::sync::Notify,
+}
+
+impl Window {
+    fn try_take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < CALL_WINDOW).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Waits for a place; false if the connection closed first.
+    async fn take(&self, closed: &CancellationToken) -> bool {
+        if self.try_take() {
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _counted = Uncount(&self.waiting);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if closed.is_cancelled() {
+                return false;
+            }
+            if self.try_take() {
+                return true;
+            }
+            tokio::select! {
+                () = room => {}
+                () = closed.cancelled() => return false,
+            }
+        }
+    }
+
+    fn give(&self) {
+        self.used.fetch_sub(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
+    }
+}
+
+struct Uncount<'a>(&'a AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How a call sent on a connection ended.
@@ -127,8 +241,29 @@ const CHECK_SLACK: Duration = Duration::from_millis(10);
 enum NotSent {
     /// The connection is gone.
     Lost,
-    /// Its swept deadline passed while it waited for room in the outbox.
+    /// Its swept deadline passed while it waited for room in the window or the outbox.
     Expired,
+    /// It does not encode (a `Value` nested too deep).
+    Unencodable(String),
+}
+
+impl NotSent {
+    fn into_error(self, conn: &Connection) -> Error {
+        match self {
+            NotSent::Unencodable(why) => Error::Codec(format!("the call does not encode: {why}")),
+            NotSent::Lost | NotSent::Expired => conn.lost(),
+        }
+    }
+}
+
+/// What the reader does with a request the peer sent.
+enum Admit {
+    /// Serve it (it is recorded as `Served::Posting`).
+    Yes,
+    /// Answer `Busy`: the peer has [`SERVED_LIMIT`] calls in flight here.
+    Busy,
+    /// Its id is in use: a protocol error.
+    Repeated,
 }
 
 /// A stream or meta-call we are serving for the peer on a task, so `Cancel` and `Credit` can
@@ -192,6 +327,10 @@ pub(crate) struct Connection {
     next_id: AtomicU64,
     /// How many times the reader has checked on the peer (once a second).
     checks: AtomicU64,
+    /// Our calls in flight to the peer ([`CALL_WINDOW`]): one place per entry of `waiting`.
+    window: Window,
+    /// Answers queued beyond this many bytes mean the peer does not read them.
+    unread_limit: usize,
     waiting: Mutex<ById<Waiting>>,
     serving: Mutex<ById<Served>>,
     /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
@@ -203,6 +342,8 @@ pub(crate) struct Connection {
     /// lock to know the call is still wanted.
     cancelled_any: AtomicBool,
     closed: CancellationToken,
+    /// Cancelled [`WRITE_GRACE`] after the reader stopped: the writer gives up on its last words.
+    abandoned: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
     written: CancellationToken,
     reason: Mutex<Option<String>>,
@@ -227,6 +368,11 @@ impl Connection {
         self.closed.is_cancelled()
     }
 
+    /// Cancelled when the connection ends.
+    pub(crate) fn closed_token(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
     fn lost(&self) -> Error {
         Error::PeerLost {
             peer: self.peer_addr.clone(),
@@ -237,16 +383,32 @@ impl Connection {
     }
 
     /// Queues a data frame (replies, stream items); waits while the outbox is full.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the frame does not encode (nothing was sent), `PeerLost` if the
+    /// connection is gone.
     pub(crate) async fn send(&self, frame: Frame) -> Result<()> {
         self.outbox
             .push_waiting(&frame, None)
             .await
-            .map_err(|_| self.lost())
+            .map_err(|refused| match refused {
+                NotQueued::Unencodable(why) => Error::Codec(format!("cannot encode: {why}")),
+                NotQueued::Closed | NotQueued::TimedOut => self.lost(),
+            })
     }
 
-    /// Queues a control frame; never waits.
+    /// Queues a control frame; never waits. (Control frames hold no `Value`: they encode.)
     pub(crate) fn send_control(&self, frame: Frame) {
-        self.control.push(&frame);
+        let _ = self.control.push(&frame);
+    }
+
+    /// Removes what waits for `id`, giving its place in the window back.
+    fn unwait(waiting: &mut ById<Waiting>, window: &Window, id: u64) -> Option<Waiting> {
+        let removed = waiting.remove(&id);
+        if removed.is_some() {
+            window.give();
+        }
+        removed
     }
 
     /// Registers what waits for the answer (if anything) under a fresh id, then sends the
@@ -254,18 +416,30 @@ impl Connection {
     async fn submit(
         &self,
         call: Outgoing<'_>,
-        waiting: Option<Waiting>,
+        waiting: Waiting,
         credit: Option<u32>,
     ) -> std::result::Result<u64, NotSent> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(waiting) = waiting {
-            lock(&self.waiting).insert(id, waiting);
-            // `finish` sets `closed` before failing every waiter: a waiter added after that
-            // would never be told, so check here.
-            if self.is_closed() {
-                lock(&self.waiting).remove(&id);
-                return Err(NotSent::Lost);
+        // A swept deadline has no timer of its own: it bounds the (rare) waits for room here.
+        let within = call.deadline.filter(|d| *d >= SWEPT_DEADLINE);
+        if !self.window.try_take() {
+            let room = self.window.take(&self.closed);
+            match within {
+                Some(limit) => match tokio::time::timeout(limit, room).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(NotSent::Lost),
+                    Err(_) => return Err(NotSent::Expired),
+                },
+                None if room.await => {}
+                None => return Err(NotSent::Lost),
             }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiting).insert(id, waiting);
+        // `finish` sets `closed` before failing every waiter: a waiter added after that
+        // would never be told, so check here.
+        if self.is_closed() {
+            Self::unwait(&mut lock(&self.waiting), &self.window, id);
+            return Err(NotSent::Lost);
         }
         // Encoded here, from the borrowed names, straight into the outbox: no owned copies, and
         // the caller's task does the work rather than the connection's one writer.
@@ -281,13 +455,12 @@ impl Connection {
                 .deadline
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
         };
-        // A swept deadline has no timer of its own: it bounds the (rare) wait for room here.
-        let within = call.deadline.filter(|d| *d >= SWEPT_DEADLINE);
         if let Err(refused) = self.outbox.push_waiting(&request, within).await {
-            lock(&self.waiting).remove(&id);
+            Self::unwait(&mut lock(&self.waiting), &self.window, id);
             return Err(match refused {
                 NotQueued::Closed => NotSent::Lost,
                 NotQueued::TimedOut => NotSent::Expired,
+                NotQueued::Unencodable(why) => NotSent::Unencodable(why),
             });
         }
         Ok(id)
@@ -307,13 +480,10 @@ impl Connection {
                 .saturating_add(checks)
                 .saturating_add(1)
         });
-        let id = match self
-            .submit(call, Some(Waiting::Call { tx, expires }), None)
-            .await
-        {
+        let id = match self.submit(call, Waiting::Call { tx, expires }, None).await {
             Ok(id) => id,
-            Err(NotSent::Lost) => return Outcome::Answered(Err(self.lost())),
             Err(NotSent::Expired) => return Outcome::Expired,
+            Err(refused) => return Outcome::Answered(Err(refused.into_error(self))),
         };
         let guard = CancelOnDrop { conn: self, id };
         let outcome = rx
@@ -321,6 +491,12 @@ impl Connection {
             .unwrap_or_else(|_| Outcome::Answered(Err(self.lost())));
         std::mem::forget(guard);
         outcome
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    #[cfg(test)]
+    pub(crate) fn unsent_bytes(&self) -> usize {
+        self.outbox.queued_bytes() + self.control.queued_bytes()
     }
 
     /// How many calls and streams wait for the peer.
@@ -335,6 +511,7 @@ impl Connection {
             .extract_if(|_, w| matches!(w, Waiting::Call { expires: Some(at), .. } if *at <= check))
             .collect();
         for (id, waiting) in expired {
+            self.window.give();
             if let Waiting::Call { tx, .. } = waiting {
                 let _ = tx.send(Outcome::Expired);
             }
@@ -342,12 +519,18 @@ impl Connection {
         }
     }
 
-    /// Sends a call whose reply nobody waits for (its `Response` is dropped on arrival).
+    /// Sends a call whose reply nobody waits for: its `Response` only frees its place in the
+    /// window, and is logged if it is an error. Waits while the window is full.
     pub(crate) async fn tell(&self, call: Outgoing<'_>) -> Result<()> {
-        self.submit(call, None, None)
+        self.submit(call, Waiting::Told, None)
             .await
             .map(drop)
-            .map_err(|_| self.lost())
+            .map_err(|refused| refused.into_error(self))
+    }
+
+    /// Whether a call sent now would find room in the window (for `try_tell`).
+    pub(crate) fn has_room(&self) -> bool {
+        self.window.used.load(Ordering::SeqCst) < CALL_WINDOW
     }
 
     /// Opens a stream with `initial_credit` items of credit: returns its id and the channel its
@@ -359,35 +542,51 @@ impl Connection {
         initial_credit: u32,
     ) -> Result<(u64, mpsc::UnboundedReceiver<StreamMsg>)> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let waiting = Waiting::Stream {
+            tx,
+            credit: u64::from(initial_credit),
+        };
         let id = self
-            .submit(call, Some(Waiting::Stream(tx)), Some(initial_credit))
+            .submit(call, waiting, Some(initial_credit))
             .await
-            .map_err(|_| self.lost())?;
+            .map_err(|refused| refused.into_error(self))?;
         Ok((id, rx))
     }
 
     /// Lets the peer send `items` more items of stream `id`.
     pub(crate) fn grant(&self, id: u64, items: u32) {
+        if let Some(Waiting::Stream { credit, .. }) = lock(&self.waiting).get_mut(&id) {
+            *credit += u64::from(items);
+        }
         self.send_control(Frame::Credit { id, items });
     }
 
     /// Gives up on call or stream `id`.
     pub(crate) fn cancel(&self, id: u64) {
-        if lock(&self.waiting).remove(&id).is_some() {
+        if Self::unwait(&mut lock(&self.waiting), &self.window, id).is_some() {
             self.send_control(Frame::Cancel { id });
         }
     }
 
-    /// Records a stream or meta-call we serve on a task, so the peer can cancel it (and grant
-    /// credit to it).
+    /// Records a stream or meta-call we serve on a task (in place of its `Posting` entry), so
+    /// the peer can cancel it (and grant credit to it).
     pub(crate) fn serving(&self, id: u64, serving: Serving) {
         lock(&self.serving).insert(id, Served::Task(serving));
     }
 
-    /// Records a call of the peer's that is about to go into an actor's mailbox, so a `Cancel`
-    /// reaches it (its actor then skips it) and [`answer`](Self::answer) knows it is wanted.
-    pub(crate) fn expect(&self, id: u64) {
-        lock(&self.serving).insert(id, Served::Posting);
+    /// Decides what to do with the peer's request `id`: it is recorded as `Posting` (so a
+    /// `Cancel` reaches it and [`answer`](Self::answer) knows it is wanted) unless the peer
+    /// already has [`SERVED_LIMIT`] in flight here, or `id` is in use.
+    fn admit(&self, id: u64) -> Admit {
+        let mut serving = lock(&self.serving);
+        if serving.contains_key(&id) {
+            Admit::Repeated
+        } else if serving.len() >= SERVED_LIMIT {
+            Admit::Busy
+        } else {
+            serving.insert(id, Served::Posting);
+            Admit::Yes
+        }
     }
 
     /// Whether the peer still waits for call `id` (it has not been answered or cancelled).
@@ -425,7 +624,25 @@ impl Connection {
     /// `Response` to `id`, such as a `TypedResponseRef`).
     pub(crate) fn answer_with<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
         if lock(&self.serving).remove(&id).is_some() {
-            self.outbox.push(response);
+            self.push_answer(id, response);
+        }
+    }
+
+    /// Queues an answer; one that does not encode (a `Value` nested too deep) is answered with
+    /// that error instead. Drops the peer if it leaves too many answers unread.
+    fn push_answer<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
+        if let Err(NotQueued::Unencodable(why)) = self.outbox.push(response) {
+            let _ = self.outbox.push(&Frame::Response {
+                id,
+                result: Err(Error::Codec(format!("the answer cannot be encoded: {why}"))),
+            });
+        }
+        let unread = self.outbox.queued_bytes();
+        if unread > self.unread_limit {
+            self.close(&format!(
+                "the peer does not read its answers ({} MiB unsent)",
+                unread >> 20
+            ));
         }
     }
 
@@ -445,7 +662,7 @@ impl Connection {
     }
 
     fn write_answer(&self, id: u64, result: Result<Payload>) {
-        self.outbox.push(&Frame::Response { id, result });
+        self.push_answer(id, &Frame::Response { id, result });
     }
 
     /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
@@ -490,6 +707,21 @@ impl Connection {
         lock(&self.serving).remove(&id);
     }
 
+    /// Drops the peer's call `id` from whichever backlog holds it (it was cancelled): a
+    /// cancelled call must not keep its place, or request-and-cancel pairs could grow a backlog
+    /// past [`SERVED_LIMIT`]. Only while backlogs exist, which is rare.
+    fn unbacklog(&self, id: u64) {
+        if self.backlog_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for backlog in lock(&self.backlogs).values_mut() {
+            if let Some(at) = backlog.iter().position(|c| c.id == id) {
+                backlog.remove(at);
+                return;
+            }
+        }
+    }
+
     /// Closes the connection, telling the peer why.
     pub(crate) fn close(&self, reason: &str) {
         lock(&self.reason).get_or_insert_with(|| reason.to_owned());
@@ -504,15 +736,22 @@ impl Connection {
 
     fn finish(self: &Arc<Self>, inbound: &dyn Inbound) {
         self.closed.cancel();
-        // Senders waiting for room fail now, even if the writer is stuck on a dead socket.
+        // Senders waiting for room fail now, even if the writer is stuck on a dead socket; and
+        // the writer gets a moment for its last words, then gives up on them.
         self.outbox.close();
+        let abandoned = self.abandoned.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(WRITE_GRACE).await;
+            abandoned.cancel();
+        });
         let waiting: Vec<Waiting> = lock(&self.waiting).drain().map(|(_, w)| w).collect();
         for w in waiting {
             match w {
                 Waiting::Call { tx, .. } => {
                     let _ = tx.send(Outcome::Answered(Err(self.lost())));
                 }
-                Waiting::Stream(tx) => {
+                Waiting::Told => {}
+                Waiting::Stream { tx, .. } => {
                     let _ = tx.send(StreamMsg::End(Some(self.lost())));
                 }
             }
@@ -522,6 +761,8 @@ impl Connection {
                 task.abort.abort();
             }
         }
+        // Backlogged calls hold the peer's arguments: free them now.
+        lock(&self.backlogs).clear();
         inbound.closed(self);
     }
 }
@@ -551,20 +792,20 @@ impl Drop for CancelOnDrop<'_> {
 
 /// Runs the handshake on a fresh WebSocket and starts the connection's tasks. Nothing but the
 /// handshake's few small messages is read before the peer has proved the cluster secret; a
-/// refusal is sent as the WebSocket close reason, and the whole of it, close included, takes at
-/// most [`HANDSHAKE_TIMEOUT`].
+/// refusal is sent as the WebSocket close reason, and the whole of it, close included, ends by
+/// `deadline` (the caller's: [`ESTABLISH_TIMEOUT`] from the accepted socket or the dial).
 pub(crate) async fn establish<S>(
     ws: WebSocketStream<S>,
     me: &Identity,
     role: Role,
     max_frame: usize,
     inbound: Arc<dyn Inbound>,
+    deadline: tokio::time::Instant,
 ) -> std::result::Result<Arc<Connection>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let handshake = tokio::time::timeout_at(deadline, handshake(&mut sink, &mut stream, me, role));
     let (peer, peer_addr, channel) = match handshake.await {
         Ok(Ok(done)) => done,
@@ -587,12 +828,15 @@ where
         control: Outbox::default(),
         next_id: AtomicU64::new(1),
         checks: AtomicU64::new(0),
+        window: Window::default(),
+        unread_limit: UNREAD_LIMIT.max(max_frame.saturating_mul(2)),
         waiting: Mutex::new(ById::default()),
         serving: Mutex::new(ById::default()),
         backlogs: Mutex::new(HashMap::new()),
         backlog_count: AtomicUsize::new(0),
         cancelled_any: AtomicBool::new(false),
         closed: CancellationToken::new(),
+        abandoned: CancellationToken::new(),
         written: CancellationToken::new(),
         reason: Mutex::new(None),
     });
@@ -728,6 +972,9 @@ async fn write_loop<S>(
     let cancelled = conn.closed.clone();
     let cancelled = cancelled.cancelled();
     tokio::pin!(cancelled);
+    // Every write gives up once the connection is abandoned: a peer that stops reading must not
+    // keep this task, its socket and the unsent frames forever.
+    let abandoned = conn.abandoned.clone();
     'write: loop {
         let last = tokio::select! {
             biased;
@@ -736,7 +983,7 @@ async fn write_loop<S>(
             () = conn.control.ready() => false,
             () = conn.outbox.ready() => false,
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !unless_abandoned(&abandoned, sink.send(Message::Ping(Default::default()))).await {
                     break;
                 }
                 continue;
@@ -747,22 +994,41 @@ async fn write_loop<S>(
             packs.extend(conn.outbox.take());
         }
         for pack in packs {
-            if sink
-                .feed(Message::Binary(sealer.seal(pack).into()))
-                .await
-                .is_err()
+            if !unless_abandoned(
+                &abandoned,
+                sink.feed(Message::Binary(sealer.seal(pack).into())),
+            )
+            .await
             {
                 break 'write;
             }
         }
-        if sink.flush().await.is_err() || last {
+        if !unless_abandoned(&abandoned, sink.flush()).await || last {
             break;
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
-    conn.control.close();
-    conn.outbox.close();
+    // The peer learns why (a protocol error, a shutdown); a close reason fits 123 bytes.
+    let reason = lock(&conn.reason).clone().unwrap_or_default();
+    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: truncate(&reason, 120).to_owned().into(),
+    };
+    let _ = unless_abandoned(&abandoned, sink.send(Message::Close(Some(close)))).await;
+    conn.control.discard();
+    conn.outbox.discard();
     conn.closed.cancel();
+}
+
+/// Runs a write, unless the connection is abandoned first; true if it succeeded.
+async fn unless_abandoned<E>(
+    abandoned: &CancellationToken,
+    io: impl std::future::Future<Output = std::result::Result<(), E>>,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = abandoned.cancelled() => false,
+        done = io => done.is_ok(),
+    }
 }
 
 /// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or
@@ -862,8 +1128,8 @@ fn route(
             args,
             credit,
             deadline_ms: _,
-        } => {
-            inbound.request(
+        } => match conn.admit(id) {
+            Admit::Yes => inbound.request(
                 conn,
                 Incoming {
                     id,
@@ -874,31 +1140,75 @@ fn route(
                     args,
                     credit,
                 },
-            );
-        }
+            ),
+            Admit::Busy => conn.write_answer(
+                id,
+                Err(Error::Busy {
+                    actor: actor.to_string(),
+                    method: method.to_string(),
+                    limit: SERVED_LIMIT,
+                }),
+            ),
+            Admit::Repeated => {
+                return Err(format!(
+                    "protocol error: request id {id} is already in use by a call or stream in \
+                     progress"
+                ))
+            }
+        },
         Frame::Response { id, result } => {
             let mut waiting = lock(&conn.waiting);
             match waiting.get(&id) {
                 Some(Waiting::Call { .. }) => {
-                    if let Some(Waiting::Call { tx, .. }) = waiting.remove(&id) {
+                    if let Some(Waiting::Call { tx, .. }) =
+                        Connection::unwait(&mut waiting, &conn.window, id)
+                    {
                         let _ = tx.send(Outcome::Answered(result));
                     }
                 }
+                Some(Waiting::Told) => {
+                    Connection::unwait(&mut waiting, &conn.window, id);
+                    drop(waiting);
+                    if let Err(error) = result {
+                        tracing::warn!(peer = %conn.peer_addr, %error, "a told call failed");
+                    }
+                }
                 // For a stream, the response says whether it opened.
-                Some(Waiting::Stream(tx)) => {
+                Some(Waiting::Stream { tx, .. }) => {
                     let _ = tx.send(StreamMsg::Opened(result.map(|_| ())));
                 }
                 None => {}
             }
         }
         Frame::StreamItems { id, items } => {
-            if let Some(Waiting::Stream(tx)) = lock(&conn.waiting).get(&id) {
-                let _ = tx.send(StreamMsg::Items(items));
+            let mut waiting = lock(&conn.waiting);
+            if let Some(Waiting::Stream { tx, credit }) = waiting.get_mut(&id) {
+                match credit.checked_sub(items.len() as u64) {
+                    Some(left) => {
+                        *credit = left;
+                        let _ = tx.send(StreamMsg::Items(items));
+                    }
+                    None => {
+                        let error = Error::Codec(format!(
+                            "protocol error: the peer sent {} stream items with credit for {credit}",
+                            items.len()
+                        ));
+                        let _ = tx.send(StreamMsg::End(Some(error)));
+                        Connection::unwait(&mut waiting, &conn.window, id);
+                        drop(waiting);
+                        conn.send_control(Frame::Cancel { id });
+                    }
+                }
             }
         }
         Frame::StreamEnd { id, error } => {
-            if let Some(Waiting::Stream(tx)) = lock(&conn.waiting).remove(&id) {
-                let _ = tx.send(StreamMsg::End(error));
+            let mut waiting = lock(&conn.waiting);
+            if let Some(Waiting::Stream { .. }) = waiting.get(&id) {
+                if let Some(Waiting::Stream { tx, .. }) =
+                    Connection::unwait(&mut waiting, &conn.window, id)
+                {
+                    let _ = tx.send(StreamMsg::End(error));
+                }
             }
         }
         Frame::Credit { id, items } => {
@@ -907,14 +1217,17 @@ fn route(
                 _ => None,
             };
             if let Some(credit) = credit {
-                credit.add_permits(items as usize);
+                add_credit(&credit, items);
             }
         }
         Frame::Cancel { id } => {
-            // A call in a mailbox or backlog is skipped by its actor once it is not `serving`.
+            // A call in a mailbox is skipped by its actor once it is not `serving`; one in a
+            // backlog is dropped now.
             conn.cancelled_any.store(true, Ordering::Relaxed);
-            if let Some(Served::Task(task)) = lock(&conn.serving).remove(&id) {
-                task.abort.abort();
+            match lock(&conn.serving).remove(&id) {
+                Some(Served::Task(task)) => task.abort.abort(),
+                Some(Served::Posting) => conn.unbacklog(id),
+                _ => {}
             }
         }
         Frame::Gossip(bytes) => inbound.gossip(conn, bytes),
@@ -930,4 +1243,67 @@ fn route(
         }
     }
     Ok(())
+}
+
+/// The client side of a `__fuzz` session against `t`, over an in-memory stream (see
+/// `src/fuzz.rs`).
+pub(crate) async fn fuzz_session(
+    t: &Arc<super::Transport>,
+    raw: Option<Vec<u8>>,
+    login: bool,
+    messages: Vec<Vec<u8>>,
+) {
+    use tokio::io::AsyncWriteExt;
+    const STEP: Duration = Duration::from_secs(2);
+    let (mut client, server) = tokio::io::duplex(64 << 10);
+    let served = {
+        let t = t.clone();
+        tokio::spawn(async move { t.serve_socket(server, "fuzz").await })
+    };
+    let finish = |served: tokio::task::JoinHandle<Option<Arc<Connection>>>| async move {
+        let conn = tokio::time::timeout(ESTABLISH_TIMEOUT * 2, served).await;
+        if let Ok(Ok(Some(conn))) = conn {
+            let _ = tokio::time::timeout(ESTABLISH_TIMEOUT, conn.closed.cancelled()).await;
+        }
+    };
+    if let Some(bytes) = raw {
+        let _ = tokio::time::timeout(STEP, client.write_all(&bytes)).await;
+        drop(client);
+        return finish(served).await;
+    }
+    let upgrade = tokio_tungstenite::client_async("ws://fuzz/pulsing", client);
+    let Ok(Ok((ws, _))) = tokio::time::timeout(STEP, upgrade).await else {
+        return finish(served).await;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut sealer = None;
+    if login {
+        let me = Identity {
+            node: super::new_node_id(),
+            addr: "127.0.0.1:1".to_owned(),
+            secret: t.me.secret.clone(),
+            encrypt: false,
+        };
+        let shaken = handshake(&mut sink, &mut stream, &me, Role::Initiator);
+        match tokio::time::timeout(STEP, shaken).await {
+            Ok(Ok((_, _, channel))) => sealer = Some(channel.sealer),
+            _ => return finish(served).await,
+        }
+    }
+    // Read whatever the node sends, so it never waits on us.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    for message in messages {
+        let message = match &mut sealer {
+            Some(sealer) => sealer.seal(message),
+            None => message,
+        };
+        let sent = tokio::time::timeout(STEP, sink.send(Message::Binary(message.into()))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(STEP, sink.close()).await;
+    drop(sink);
+    finish(served).await;
+    drain.abort();
 }

@@ -5,6 +5,17 @@
 //! connection starts with the [handshake](handshake) and then multiplexes any number of calls and
 //! streams (see [`connection`]). Frames over the size limit, malformed frames and protocol errors
 //! close only the connection that sent them.
+//!
+//! **Before login.** An accepted socket has [`ESTABLISH_TIMEOUT`] in all for the WebSocket
+//! upgrade, the handshake and, if refused, the close; then it is dropped. At most
+//! [`MAX_UNAUTHENTICATED`] accepted sockets may be in that state at once, and at most
+//! [`MAX_UNAUTHENTICATED_PER_IP`] from one IP address: any beyond are closed at once, with a
+//! log line (at most one a second), so a flood of stalled logins from one host cannot lock out
+//! the others, and no flood can exhaust the node's file descriptors.
+//!
+//! **Dial slots.** The table of outgoing connections is keyed by address strings that peers
+//! choose (the address a `Hello` advertises): an entry goes when its connection closes or its
+//! dial fails, and a closed connection drops its unsent frames, so neither grows with churn.
 
 pub(crate) mod connection;
 pub(crate) mod handshake;
@@ -20,7 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) use connection::{
-    Connection, Inbound, Incoming, Outcome, Outgoing, Role, Serving, StreamMsg, SWEPT_DEADLINE,
+    credit_semaphore, Connection, Inbound, Incoming, Outcome, Outgoing, Role, Serving, StreamMsg,
+    SWEPT_DEADLINE,
 };
 pub(crate) use handshake::{new_node_id, Identity};
 
@@ -28,6 +40,12 @@ use crate::error::{Error, Result};
 
 /// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) use connection::ESTABLISH_TIMEOUT;
+
+/// Accepted connections that have not logged in yet, at most, per node.
+pub(crate) const MAX_UNAUTHENTICATED: usize = 128;
+/// Accepted connections that have not logged in yet, at most, per source IP address.
+pub(crate) const MAX_UNAUTHENTICATED_PER_IP: usize = 16;
 
 /// The outgoing connection to one address; its lock makes concurrent dials share one attempt.
 type DialSlot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
@@ -45,6 +63,40 @@ pub(crate) struct Transport {
     last_refusal: Mutex<Option<Error>>,
     /// Addresses whose handshake failed, and until when gossip leaves them alone.
     shunned: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Accepted sockets still logging in, by source IP (see [`MAX_UNAUTHENTICATED`]).
+    logging_in: Mutex<LoggingIn>,
+}
+
+/// The accepted sockets that have not logged in yet.
+#[derive(Debug, Default)]
+struct LoggingIn {
+    total: usize,
+    by_ip: HashMap<std::net::IpAddr, usize>,
+    /// When a refusal was last logged (at most one line a second).
+    logged: Option<tokio::time::Instant>,
+    /// Refusals since then.
+    refused: u64,
+}
+
+/// A place among the sockets logging in; given back on drop.
+struct LoginSlot {
+    transport: Weak<Transport>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        if let Some(t) = self.transport.upgrade() {
+            let mut l = t.logging_in.lock().unwrap_or_else(|e| e.into_inner());
+            l.total -= 1;
+            if let Some(n) = l.by_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    l.by_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// How long gossip waits before dialing again an address that refused the handshake (each
@@ -115,6 +167,7 @@ impl Transport {
             stopped: tokio_util::sync::CancellationToken::new(),
             last_refusal: Mutex::new(None),
             shunned: Mutex::new(HashMap::new()),
+            logging_in: Mutex::new(LoggingIn::default()),
         });
         tokio::spawn(accept_loop(listener, Arc::downgrade(&transport)));
         Ok(transport)
@@ -194,10 +247,80 @@ impl Transport {
             .clone()
     }
 
-    fn track(&self, conn: &Arc<Connection>) {
-        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|c| c.strong_count() > 0);
-        all.push(Arc::downgrade(conn));
+    fn track(self: &Arc<Self>, conn: &Arc<Connection>) {
+        {
+            let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|c| c.strong_count() > 0);
+            all.push(Arc::downgrade(conn));
+        }
+        // When it closes, its dial slot goes (the slots are keyed by peer-chosen addresses).
+        let (me, weak) = (Arc::downgrade(self), Arc::downgrade(conn));
+        let closed = conn.closed_token();
+        tokio::spawn(async move {
+            closed.cancelled().await;
+            drop(weak);
+            if let Some(me) = me.upgrade() {
+                me.prune_slots();
+            }
+        });
+    }
+
+    /// Forgets the dial slots that hold no open connection and no dial under way.
+    fn prune_slots(&self) {
+        let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        outgoing.retain(|_, slot| match slot.try_lock() {
+            Ok(held) => held.as_ref().is_some_and(|c| !c.is_closed()),
+            Err(_) => true, // a dial (or an adoption) is under way
+        });
+    }
+
+    /// How many dial slots exist.
+    #[cfg(test)]
+    pub(crate) fn dial_slots(&self) -> usize {
+        self.outgoing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Takes a place among the sockets logging in, or says why there is none.
+    fn login_slot(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+    ) -> std::result::Result<LoginSlot, String> {
+        let mut l = self.logging_in.lock().unwrap_or_else(|e| e.into_inner());
+        let from_ip = l.by_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if l.total >= MAX_UNAUTHENTICATED {
+            Some(format!("{MAX_UNAUTHENTICATED} connections are logging in"))
+        } else if from_ip >= MAX_UNAUTHENTICATED_PER_IP {
+            Some(format!(
+                "{MAX_UNAUTHENTICATED_PER_IP} connections from {ip} are logging in"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            l.refused += 1;
+            let now = tokio::time::Instant::now();
+            if l.logged
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                tracing::warn!(
+                    %ip,
+                    refused = l.refused,
+                    "refused connections: {reason} (at most {MAX_UNAUTHENTICATED}, \
+                     {MAX_UNAUTHENTICATED_PER_IP} per address, each for {ESTABLISH_TIMEOUT:?})"
+                );
+                (l.logged, l.refused) = (Some(now), 0);
+            }
+            return Err(reason);
+        }
+        l.total += 1;
+        *l.by_ip.entry(ip).or_default() += 1;
+        Ok(LoginSlot {
+            transport: Arc::downgrade(self),
+            ip,
+        })
     }
 
     /// Stops accepting and closes every connection, telling peers this node is leaving; waits
@@ -246,29 +369,40 @@ impl Transport {
     }
 
     /// The live connection to `addr`, dialing it if there is none.
-    pub(crate) async fn connect(&self, addr: &str) -> Result<Arc<Connection>> {
+    pub(crate) async fn connect(self: &Arc<Self>, addr: &str) -> Result<Arc<Connection>> {
         if self.stopped.is_cancelled() {
             return Err(Error::SystemShutdown);
         }
         let slot = self.slot(addr);
-        let mut slot = slot.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
+        let mut held = slot.lock().await;
+        if let Some(conn) = held.as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
-        let conn = tokio::time::timeout(DIAL_TIMEOUT, self.dial(addr))
+        let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
+        let dialed = tokio::time::timeout_at(deadline, self.dial(addr, deadline))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Unreachable {
                     addr: addr.to_owned(),
                     reason: format!("no answer within {DIAL_TIMEOUT:?}"),
                 })
-            })?;
+            });
+        let conn = match dialed {
+            Ok(conn) => conn,
+            Err(e) => {
+                *held = None;
+                drop(held);
+                drop(slot);
+                self.prune_slots();
+                return Err(e);
+            }
+        };
         self.track(&conn);
-        *slot = Some(conn.clone());
+        *held = Some(conn.clone());
         Ok(conn)
     }
 
-    async fn dial(&self, addr: &str) -> Result<Arc<Connection>> {
+    async fn dial(&self, addr: &str, deadline: tokio::time::Instant) -> Result<Arc<Connection>> {
         let unreachable = |reason: String| Error::Unreachable {
             addr: addr.to_owned(),
             reason,
@@ -282,17 +416,23 @@ impl Transport {
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(self.ws_config()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        connection::establish(ws, &self.me, Role::Initiator, self.max_frame, inbound)
-            .await
-            .map_err(|reason| {
-                let refused = Error::Refused {
-                    addr: addr.to_owned(),
-                    reason,
-                };
-                *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(refused.clone());
-                refused
-            })
+        connection::establish(
+            ws,
+            &self.me,
+            Role::Initiator,
+            self.max_frame,
+            inbound,
+            deadline,
+        )
+        .await
+        .map_err(|reason| {
+            let refused = Error::Refused {
+                addr: addr.to_owned(),
+                reason,
+            };
+            *self.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(refused.clone());
+            refused
+        })
     }
 }
 
@@ -360,47 +500,77 @@ async fn accept_loop(listener: TcpListener, transport: Weak<Transport>) {
             }
         };
         let Some(t) = transport.upgrade() else { return };
+        // Refused at once, before any byte is read: the socket closes as it drops.
+        let Ok(slot) = t.login_slot(from.ip()) else {
+            continue;
+        };
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = tcp.set_nodelay(true);
-            let Some(inbound) = t.inbound.upgrade() else {
-                return;
-            };
-            let ws = match tokio::time::timeout(
-                DIAL_TIMEOUT,
-                tokio_tungstenite::accept_hdr_async_with_config(
-                    tcp,
-                    refuse_browsers,
-                    Some(t.ws_config()),
-                ),
-            )
-            .await
-            {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => {
-                    tracing::warn!(%from, error = %e, "refused a connection: not a WebSocket upgrade");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%from, "refused a connection: no WebSocket upgrade in time");
-                    return;
-                }
-            };
-            match connection::establish(ws, &t.me, Role::Responder, t.max_frame, inbound).await {
-                Ok(conn) => {
-                    if let Err(reason) = t.check_identity(&conn) {
-                        tracing::warn!(%from, %reason, "refused a connection");
-                        conn.close(&reason);
-                        return;
-                    }
-                    tracing::debug!(%from, node = %conn.peer, encrypted = conn.encrypted, "peer connected");
-                    t.adopt(&conn);
-                    t.track(&conn);
-                }
-                Err(reason) => {
-                    tracing::warn!(%from, %reason, "refused a connection: handshake failed")
-                }
-            }
+            t.serve_socket(tcp, &from.to_string()).await;
         });
+    }
+}
+
+impl Transport {
+    /// Everything an accepted socket goes through: the WebSocket upgrade, the handshake and a
+    /// refusal's close, within one [`ESTABLISH_TIMEOUT`]; then the connection's tasks start.
+    /// Returns the connection if the peer logged in.
+    pub(crate) async fn serve_socket<S>(
+        self: &Arc<Self>,
+        io: S,
+        from: &str,
+    ) -> Option<Arc<Connection>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let inbound = self.inbound.upgrade()?;
+        // One bound for the upgrade, the handshake and a refusal's close.
+        let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
+        let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+            io,
+            refuse_browsers,
+            Some(self.ws_config()),
+        );
+        let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                tracing::warn!(%from, error = %e, "refused a connection: not a WebSocket upgrade");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(%from, "refused a connection: no WebSocket upgrade in time");
+                return None;
+            }
+        };
+        let established = connection::establish(
+            ws,
+            &self.me,
+            Role::Responder,
+            self.max_frame,
+            inbound,
+            deadline,
+        );
+        let established = tokio::time::timeout_at(deadline, established)
+            .await
+            .unwrap_or_else(|_| Err("the handshake timed out".to_owned()));
+        match established {
+            Ok(conn) => {
+                if let Err(reason) = self.check_identity(&conn) {
+                    tracing::warn!(%from, %reason, "refused a connection");
+                    conn.close(&reason);
+                    return None;
+                }
+                tracing::debug!(%from, node = %conn.peer, encrypted = conn.encrypted, "peer connected");
+                self.adopt(&conn);
+                self.track(&conn);
+                Some(conn)
+            }
+            Err(reason) => {
+                tracing::warn!(%from, %reason, "refused a connection: handshake failed");
+                None
+            }
+        }
     }
 }
 

@@ -30,13 +30,16 @@ use crate::wire::PACK_LIMIT;
 /// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
 const ROOM: usize = 1 << 20;
 
-/// Why [`Outbox::push_waiting`] did not queue a frame.
+/// Why the outbox did not queue a frame.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum NotQueued {
     /// The connection is closed.
     Closed,
     /// The outbox stayed full for as long as the sender would wait.
     TimedOut,
+    /// The frame does not encode (it holds a `Value` nested deeper than `MAX_DEPTH`, or a
+    /// `Serialize` impl failed): nothing of it was queued.
+    Unencodable(String),
 }
 
 /// The connection's queue of encoded frames.
@@ -65,7 +68,7 @@ struct State {
 /// What [`Outbox::queue`] did.
 enum Queued {
     Yes,
-    Closed,
+    Not(NotQueued),
     /// Not queued: the sender must wait (it is counted in `waiting`).
     Wait,
 }
@@ -91,27 +94,36 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-const ENCODES: &str = "frames always encode: no maps with non-string keys, no failing Serialize";
-
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `frame` without waiting (for answers: an actor never waits for the network).
-    /// False if the connection is closed.
-    pub(super) fn push<T: Serialize + ?Sized>(&self, frame: &T) -> bool {
-        matches!(self.queue(frame, false), Queued::Yes)
+    pub(super) fn push<T: Serialize + ?Sized>(&self, frame: &T) -> Result<(), NotQueued> {
+        match self.queue(frame, false) {
+            Queued::Yes => Ok(()),
+            Queued::Not(why) => Err(why),
+            Queued::Wait => unreachable!("only a sender in turn waits"),
+        }
     }
 
     /// Queues `frame`; with `in_turn`, only if the outbox has room and no sender is waiting
     /// (else the caller is counted as waiting).
     fn queue<T: Serialize + ?Sized>(&self, frame: &T, in_turn: bool) -> Queued {
-        let size = postcard::experimental::serialized_size(frame).expect(ENCODES);
-        let alone = (size >= PACK_LIMIT).then(|| encode_exact(frame).expect(ENCODES));
+        let unencodable = |e: postcard::Error| Queued::Not(NotQueued::Unencodable(e.to_string()));
+        let size = match postcard::experimental::serialized_size(frame) {
+            Ok(size) => size,
+            Err(e) => return unencodable(e),
+        };
+        let alone = match (size >= PACK_LIMIT).then(|| encode_exact(frame)) {
+            Some(Err(e)) => return unencodable(e),
+            Some(Ok(bytes)) => Some(bytes),
+            None => None,
+        };
         let mut state = self.lock();
         if state.closed {
-            return Queued::Closed;
+            return Queued::Not(NotQueued::Closed);
         }
         if in_turn && (state.waiting > 0 || state.bytes > ROOM) {
             state.waiting += 1;
@@ -128,9 +140,17 @@ impl Outbox {
                 if !fits {
                     state.packs.push_back(Vec::with_capacity(size.max(1024)));
                 }
-                let pack = state.packs.back_mut().expect("just ensured");
+                let Some(pack) = state.packs.back_mut() else {
+                    unreachable!("a pack was just ensured")
+                };
                 pack.reserve(size);
-                postcard::serialize_with_flavor(frame, Append(pack)).expect(ENCODES);
+                let start = pack.len();
+                if let Err(e) = postcard::serialize_with_flavor(frame, Append(pack)) {
+                    // Measured fine but failed now (a `Serialize` that changed its mind): take
+                    // the partial frame back out.
+                    pack.truncate(start);
+                    return unencodable(e);
+                }
             }
         }
         state.bytes += size;
@@ -150,7 +170,7 @@ impl Outbox {
     ) -> Result<(), NotQueued> {
         match self.queue(frame, true) {
             Queued::Yes => return Ok(()),
-            Queued::Closed => return Err(NotQueued::Closed),
+            Queued::Not(why) => return Err(why),
             Queued::Wait => {}
         }
         // Rare: wait for our turn at the gate, then for the writer to make room.
@@ -170,11 +190,7 @@ impl Outbox {
 
     fn push_now<T: Serialize + ?Sized>(&self, frame: &T) -> Result<(), NotQueued> {
         // (Our turn: no `in_turn` check.)
-        if self.push(frame) {
-            Ok(())
-        } else {
-            Err(NotQueued::Closed)
-        }
+        self.push(frame)
     }
 
     /// Resolves once at most [`ROOM`] bytes are queued, or the outbox is closed.
@@ -217,6 +233,22 @@ impl Outbox {
         self.lock().closed = true;
         self.room.notify_waiters();
     }
+
+    /// Closes and drops whatever was never written: a connection that is gone keeps no
+    /// unsent data (its `Arc` may live on in a handle or a dial slot).
+    pub(super) fn discard(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.packs = VecDeque::new();
+        state.bytes = 0;
+        drop(state);
+        self.room.notify_waiters();
+    }
+
+    /// Bytes queued and not yet taken by the writer.
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
 }
 
 /// A sender counted in `State::waiting` until it has queued its frame or given up.
@@ -237,10 +269,10 @@ mod tests {
     fn small_frames_share_a_pack_large_ones_travel_alone() {
         let outbox = Outbox::default();
         for id in 0..3 {
-            assert!(outbox.push(&Frame::Cancel { id }));
+            assert_eq!(outbox.push(&Frame::Cancel { id }), Ok(()));
         }
-        assert!(outbox.push(&Frame::Gossip(vec![7; PACK_LIMIT])));
-        assert!(outbox.push(&Frame::Cancel { id: 9 }));
+        assert_eq!(outbox.push(&Frame::Gossip(vec![7; PACK_LIMIT])), Ok(()));
+        assert_eq!(outbox.push(&Frame::Cancel { id: 9 }), Ok(()));
         let packs = outbox.take();
         assert_eq!(packs.len(), 3);
         assert_eq!(
@@ -255,13 +287,13 @@ mod tests {
         );
         assert!(outbox.take().is_empty());
         outbox.close();
-        assert!(!outbox.push(&Frame::Leaving));
+        assert_eq!(outbox.push(&Frame::Leaving), Err(NotQueued::Closed));
     }
 
     #[tokio::test]
     async fn a_full_outbox_holds_senders_until_the_writer_takes_it() {
         let outbox = std::sync::Arc::new(Outbox::default());
-        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        assert_eq!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])), Ok(()));
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.push_waiting(&Frame::Leaving, None).await }
@@ -272,7 +304,7 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Ok(()));
         assert_eq!(outbox.take().len(), 1);
         // Full again: a sender with a limit gives up; closing releases the others.
-        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        assert_eq!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])), Ok(()));
         let limited = outbox.push_waiting(&Frame::Leaving, Some(Duration::from_millis(20)));
         assert_eq!(limited.await, Err(NotQueued::TimedOut));
         let waiting = tokio::spawn({
@@ -287,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn senders_go_in_the_order_they_came() {
         let outbox = std::sync::Arc::new(Outbox::default());
-        assert!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])));
+        assert_eq!(outbox.push(&Frame::Gossip(vec![0; ROOM + 1])), Ok(()));
         let mut senders = Vec::new();
         for id in 0..10 {
             let outbox = outbox.clone();

@@ -9,12 +9,25 @@ use super::*;
 use crate::value::Value;
 use crate::wire::{Frame, Payload};
 
-/// Answers every call with its own arguments; a method named "hang" never answers.
+/// Answers every call with its own arguments; a method named "hang" never answers; a stream
+/// named "flood" sends ten items at once, whatever the credit.
 struct Echo;
 
 impl Inbound for Echo {
     fn request(&self, conn: &Arc<Connection>, call: Incoming) {
         if call.method == "hang" {
+            return;
+        }
+        if call.method == "flood" {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let id = call.id;
+                let opened = Ok(Payload::Value(Value::Null));
+                let _ = conn.send(Frame::Response { id, result: opened }).await;
+                let items = vec![Payload::Value(Value::Null); 10];
+                let _ = conn.send(Frame::StreamItems { id, items }).await;
+                let _ = conn.send(Frame::StreamEnd { id, error: None }).await;
+            });
             return;
         }
         let conn = conn.clone();
@@ -23,12 +36,7 @@ impl Inbound for Echo {
                 Payload::Dynamic(args) => Ok(Payload::Value(Value::List(args.positional))),
                 other => Ok(other),
             };
-            let _ = conn
-                .send(Frame::Response {
-                    id: call.id,
-                    result,
-                })
-                .await;
+            conn.answer(call.id, result);
         });
     }
     fn gossip(&self, _: &Arc<Connection>, _: Vec<u8>) {}
@@ -378,4 +386,115 @@ async fn a_huge_deadline_neither_overflows_nor_expires() {
     conn.expire_calls(1 << 40);
     assert_eq!(conn.waiting_calls(), 1);
     pending.abort();
+}
+
+/// Issue #12, item 4: a caller kept any number of calls in flight on a connection (the peer
+/// held them all). Now the window's next call waits until one in flight is answered or given up.
+#[tokio::test]
+async fn a_caller_keeps_at_most_a_window_of_calls_in_flight() {
+    let (a, _ia) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let (b, _ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let mut hanging = Vec::new();
+    for _ in 0..connection::CALL_WINDOW {
+        let conn = conn.clone();
+        hanging.push(tokio::spawn(async move {
+            conn.call(call("hang", args(0))).await
+        }));
+    }
+    let next = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(call("echo", args(7))).await.answered() }
+    });
+    let mut told = Box::pin(conn.tell(call("echo", args(8))));
+    // Every hanging call is registered, and the next call and the tell wait for room.
+    crate::transport::tests::eventually(|| conn.waiting_calls() == connection::CALL_WINDOW).await;
+    assert!(futures_util::FutureExt::now_or_never(&mut told).is_none());
+    assert!(!next.is_finished());
+    assert!(!conn.has_room());
+    // One hanging call given up: the next one goes, and its answer frees room for the tell.
+    hanging.pop().unwrap().abort();
+    assert_eq!(
+        next.await.unwrap(),
+        Ok(Payload::Value(Value::List(vec![Value::Int(7)])))
+    );
+    assert_eq!(told.await, Ok(()));
+    for h in hanging {
+        h.abort();
+    }
+    crate::transport::tests::eventually(|| conn.waiting_calls() == 0).await;
+}
+
+/// Polls `check` until it holds (generous: 10 s).
+pub(super) async fn eventually(mut check: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 10 s");
+}
+
+/// Issue #12, item 4: `StreamItems` beyond the credit granted were handed to the consumer (its
+/// channel grew with whatever the peer sent). Now they end the stream with an error.
+#[tokio::test]
+async fn stream_items_beyond_the_credit_end_the_stream_with_an_error() {
+    let (a, _ia) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let (b, _ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let (_, mut rx) = conn.open_stream(call("flood", args(0)), 4).await.unwrap();
+    assert!(matches!(rx.recv().await, Some(StreamMsg::Opened(Ok(())))));
+    match rx.recv().await {
+        Some(StreamMsg::End(Some(Error::Codec(why)))) => {
+            assert!(why.contains("10 stream items with credit for 4"), "{why}")
+        }
+        other => panic!("expected the stream to end with an error, got {other:?}"),
+    }
+    // With enough credit, the same stream is fine; the connection carries on either way.
+    let (_, mut rx) = conn.open_stream(call("flood", args(0)), 10).await.unwrap();
+    assert!(matches!(rx.recv().await, Some(StreamMsg::Opened(Ok(())))));
+    assert!(matches!(rx.recv().await, Some(StreamMsg::Items(items)) if items.len() == 10));
+    assert!(matches!(rx.recv().await, Some(StreamMsg::End(None))));
+    assert_eq!(conn.waiting_calls(), 0);
+    assert!(!conn.is_closed());
+}
+
+/// Issue #12, item 10: `Credit` could push a stream's semaphore past tokio's limit, whose
+/// assert killed the reader (2^29 frames of `u32::MAX` on 64-bit; `credit_semaphore(u32::MAX)`
+/// alone on 32-bit). Now credit stops at `MAX_CREDIT`.
+#[test]
+fn credit_never_exceeds_the_semaphores_limit() {
+    let credit = connection::credit_semaphore(u32::MAX);
+    for _ in 0..10 {
+        connection::add_credit_for_tests(&credit, u32::MAX);
+    }
+    assert!(credit.available_permits() <= tokio::sync::Semaphore::MAX_PERMITS);
+    assert!(credit.available_permits() >= u32::MAX as usize / 2);
+}
+
+/// Issue #12, item 5: a dial slot stayed forever for every address ever dialed or adopted (keyed
+/// by peer-chosen strings), holding its closed connection and that connection's unsent frames.
+#[tokio::test]
+async fn dial_slots_go_with_their_connections_and_failed_dials() {
+    let (a, _ia) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let (b, ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    assert_eq!(a.dial_slots(), 1);
+    // A failed dial leaves no slot.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(a.connect(&free.to_string()).await.is_err());
+    assert_eq!(a.dial_slots(), 1);
+    eventually(|| b.dial_slots() == 1).await;
+    // The peer goes: so does the slot, on both sides, and the closed connection's outbox is empty.
+    b.shutdown().await;
+    drop(ib);
+    eventually(|| conn.is_closed()).await;
+    eventually(|| a.dial_slots() == 0).await;
+    eventually(|| b.dial_slots() == 0).await;
+    assert!(conn.is_closed());
+    assert_eq!(conn.unsent_bytes(), 0);
 }

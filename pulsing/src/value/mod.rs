@@ -27,7 +27,9 @@
 //! ```
 //!
 //! `Value` itself implements `Serialize`/`Deserialize` as an externally tagged
-//! enum so that it survives non-self-describing formats such as postcard.
+//! enum so that it survives non-self-describing formats such as postcard, and refuses (both
+//! ways) to nest deeper than [`MAX_DEPTH`] lists and maps, so decoding a peer's bytes never
+//! overflows the stack.
 //! [`to_value`] and [`from_value`] recognise it, so converting a `Value` (or a
 //! type containing one) is the identity rather than producing the tagged form.
 //!
@@ -35,9 +37,12 @@
 
 mod args;
 mod de;
+mod nested;
 mod ser;
 
 pub use args::Args;
+pub(crate) use nested::take_too_deep;
+pub use nested::MAX_DEPTH;
 
 use std::fmt;
 
@@ -56,8 +61,10 @@ const MAX_BYTES: usize = 32;
 const MAX_CHARS: usize = 64;
 
 /// A dynamically typed value exchanged with other languages.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename = "$pulsing::Value")]
+///
+/// A `Value` nests at most [`MAX_DEPTH`] lists and maps: deeper ones neither encode nor decode
+/// (see `nested.rs`), so no peer can overflow a node's stack with one.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// The absence of a value (`None` in Python, `()` or `None` in Rust).
     #[default]
@@ -71,7 +78,7 @@ pub enum Value {
     /// A UTF-8 string.
     Str(String),
     /// A byte string.
-    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    Bytes(Vec<u8>),
     /// An ordered list of values.
     List(Vec<Value>),
     /// Key/value pairs in insertion order; keys may be any value.

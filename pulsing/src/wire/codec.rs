@@ -26,17 +26,46 @@ pub enum FrameError {
     /// The bytes are not a valid frame (truncated, corrupt, or from another protocol).
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The frame holds a [`Value`](crate::Value) nested deeper than
+    /// [`MAX_DEPTH`](crate::value::MAX_DEPTH) lists and maps; decoding stopped there.
+    #[error("malformed frame: a Value nested more than {max} levels deep")]
+    TooDeep {
+        /// The limit in force.
+        max: usize,
+    },
+}
+
+/// The [`FrameError`] for a postcard error (the depth limit says so through a flag, since
+/// postcard keeps no message for a custom error).
+fn malformed(e: postcard::Error) -> FrameError {
+    if crate::value::take_too_deep() {
+        FrameError::TooDeep {
+            max: crate::value::MAX_DEPTH,
+        }
+    } else {
+        FrameError::Malformed(e.to_string())
+    }
 }
 
 /// Encodes a frame with postcard.
+///
+/// # Panics
+/// If the frame holds a [`Value`](crate::Value) nested deeper than
+/// [`MAX_DEPTH`](crate::value::MAX_DEPTH) (the only frames that do not encode); see
+/// [`try_encode`] for those.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    encode_with(frame)
+    try_encode(frame).expect("the frame holds no Value nested deeper than MAX_DEPTH")
 }
 
-/// Encodes anything that serializes like a [`Frame`] (such as a borrowed request).
-fn encode_with<T: serde::Serialize + ?Sized>(frame: &T) -> Vec<u8> {
-    encode_exact(frame)
-        .expect("frames always encode: no maps with non-string keys, no failing Serialize impls")
+/// Encodes a frame with postcard, or says why it cannot be: it holds a
+/// [`Value`](crate::Value) nested deeper than [`MAX_DEPTH`](crate::value::MAX_DEPTH).
+///
+/// # Errors
+/// [`FrameError::TooDeep`] for such a frame.
+pub fn try_encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
+    encode_exact(frame).map_err(|_| FrameError::TooDeep {
+        max: crate::value::MAX_DEPTH,
+    })
 }
 
 /// Postcard bytes in a buffer of exactly their size, measured first: encoding never regrows the
@@ -74,7 +103,7 @@ pub(crate) fn decode_packed(
             postcard::take_from_bytes::<Frame>(rest)
                 .map(|(frame, left)| (frame, rest.len() - left.len()))
         })
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        .map_err(malformed)?;
         if used > max {
             return Err(FrameError::TooLarge { size: used, max });
         }
@@ -98,8 +127,7 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
             max,
         });
     }
-    let (frame, rest) = postcard::take_from_bytes::<Frame>(bytes)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(bytes).map_err(malformed)?;
     if !rest.is_empty() {
         return Err(FrameError::Malformed(format!(
             "{} unexpected bytes after the frame",
@@ -114,7 +142,7 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::value::strategy::arb_value as value;
-    use crate::value::Args;
+    use crate::value::{Args, Value};
     use crate::wire::{NodeId, Payload};
     use proptest::prelude::*;
 
@@ -299,6 +327,66 @@ mod tests {
                 max: 100
             })
         );
+    }
+
+    /// A `Request` whose by-name argument is `depth` nested lists, written by hand: the
+    /// encoder refuses to write one deeper than the limit.
+    fn deep_request(depth: usize) -> Vec<u8> {
+        let mut bytes = encode(&Frame::Request {
+            id: 1,
+            actor: "a".into(),
+            actor_id: None,
+            expect_type: None,
+            method: "m".into(),
+            args: Payload::Dynamic(Args::from(vec![Value::Null])),
+            credit: None,
+            deadline_ms: None,
+        });
+        // The frame ends with: args (Dynamic, 1 positional, Null, 0 keyword), credit, deadline.
+        let null_at = bytes.len() - 4;
+        assert_eq!(&bytes[null_at..], [0, 0, 0, 0]);
+        let tail = bytes.split_off(null_at);
+        bytes.extend([6u8, 1].repeat(depth));
+        bytes.extend(&tail);
+        bytes
+    }
+
+    #[test]
+    fn a_deeply_nested_value_is_a_frame_error_not_a_stack_overflow() {
+        let ok = deep_request(crate::value::MAX_DEPTH);
+        assert!(decode(&ok, DEFAULT_MAX_FRAME).is_ok());
+        for depth in [crate::value::MAX_DEPTH + 1, 10_000, 1_000_000] {
+            let bytes = deep_request(depth);
+            let too_deep = FrameError::TooDeep {
+                max: crate::value::MAX_DEPTH,
+            };
+            assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME), Err(too_deep.clone()));
+            let packed = bytes::Bytes::from(
+                encode(&Frame::Leaving)
+                    .into_iter()
+                    .chain(bytes)
+                    .collect::<Vec<_>>(),
+            );
+            let mut before = 0;
+            let r = decode_packed(&packed, DEFAULT_MAX_FRAME, |_| {
+                before += 1;
+                true
+            });
+            assert_eq!((r, before), (Err(too_deep), 1));
+        }
+        // The encoder refuses what the decoder would.
+        let mut deep = Value::Null;
+        for _ in 0..=crate::value::MAX_DEPTH {
+            deep = Value::List(vec![deep]);
+        }
+        let frame = Frame::Response {
+            id: 1,
+            result: Ok(Payload::Value(deep)),
+        };
+        assert!(matches!(
+            try_encode(&frame),
+            Err(FrameError::TooDeep { .. })
+        ));
     }
 
     #[test]

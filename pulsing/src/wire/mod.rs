@@ -7,7 +7,9 @@
 //! never by enum index, so adding a method never breaks an older peer.
 //!
 //! Decoding is defensive: a frame larger than the configured limit is refused before any decoding,
-//! and malformed or truncated bytes give a [`FrameError`], never a panic. The decoder has a
+//! a [`Value`](crate::Value) nested deeper than [`MAX_DEPTH`](crate::value::MAX_DEPTH) is refused
+//! where it starts (no recursion past it, so no stack overflow), and malformed or truncated bytes
+//! give a [`FrameError`], never a panic. The decoder has a
 //! property test (encode → decode is the identity), a random-bytes robustness test, and a fuzz
 //! target (`fuzz/`).
 //!
@@ -24,7 +26,7 @@ mod codec;
 mod frame;
 mod shared;
 
-pub use codec::{decode, encode, FrameError, DEFAULT_MAX_FRAME};
+pub use codec::{decode, encode, try_encode, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use codec::{decode_packed, encode_exact, PACK_LIMIT};
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
 pub(crate) use frame::{RequestRef, TypedResponseRef};

@@ -1,0 +1,327 @@
+//! Hostile and overloaded peers (issue #12, the wire and transport half): raw clients
+//! (`pulsing_tests::raw`) against real `test_node` processes — deep nesting before and after
+//! login, stalled logins, a flood of told calls to a slow actor with the node's memory measured,
+//! repeated request ids, absurd credit. Each test says what the code before the fix did.
+
+use std::time::Duration;
+
+use pulsing::prelude::*;
+use pulsing::wire::{encode, Frame, NodeId, Payload};
+use pulsing_tests::raw::{request, Login, Raw, Received};
+use pulsing_tests::{client, NodeProcess, Worker};
+use tokio::io::AsyncReadExt;
+
+const NODE: &str = env!("CARGO_BIN_EXE_test_node");
+const SECRET: &[u8] = b"s3cret";
+
+fn fresh_id() -> NodeId {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    NodeId(u64::from_le_bytes(b))
+}
+
+async fn login(node: &NodeProcess) -> Login {
+    Login::dial(&node.addr, Some(SECRET), fresh_id(), "127.0.0.1:1", true)
+        .await
+        .expect("the login succeeds")
+}
+
+/// A by-name `process("x")` call on `worker` answers through a fresh login.
+async fn still_serves(node: &NodeProcess) {
+    let mut fresh = login(node).await;
+    fresh
+        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
+        .await;
+    match fresh.response(1).await.expect("an answer") {
+        Frame::Response {
+            result: Ok(Payload::Value(Value::Str(s))),
+            ..
+        } => assert!(s.starts_with("x processed")),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// The bytes of a by-name request whose one argument is `depth` nested lists (written by hand:
+/// the encoder refuses a `Value` that deep).
+fn deep_request(id: u64, depth: usize) -> Vec<u8> {
+    let mut bytes = encode(&request(
+        id,
+        "worker",
+        "process",
+        Args::new().arg(Value::Null),
+    ));
+    // It ends with: Null, no keyword arguments, no credit, no deadline.
+    let tail = bytes.split_off(bytes.len() - 4);
+    assert_eq!(tail, [0, 0, 0, 0]);
+    bytes.extend([6u8, 1].repeat(depth));
+    bytes.extend(tail);
+    bytes
+}
+
+/// Before the fix, `Value` decoded by recursion with no limit: a debug `test_node` aborted with a
+/// stack overflow at about 8k levels, taking every connection with it.
+#[tokio::test]
+async fn deep_nesting_after_login_closes_only_that_connection() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    attacker.send_plain(&deep_request(1, 50_000)).await;
+    let closed = attacker.response(1).await.unwrap_err();
+    assert!(closed.starts_with("closed"), "{closed}");
+    assert!(closed.contains("nested more than 128"), "{closed}");
+    // At the limit it is a fine argument (a type error for `process`, not a protocol error).
+    let mut fair = login(&node).await;
+    fair.send_plain(&deep_request(2, pulsing::value::MAX_DEPTH))
+        .await;
+    assert!(matches!(
+        fair.response(2).await,
+        Ok(Frame::Response {
+            result: Err(Error::BadArguments { .. }),
+            ..
+        })
+    ));
+    still_serves(&node).await;
+}
+
+/// Before login only a `Hello` of at most 2 KiB is decoded (since the Noise change): a 16 KB
+/// message or a deeply nested frame is refused, and the node carries on.
+#[tokio::test]
+async fn a_large_or_deep_message_before_login_is_refused_without_harm() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    for first in [
+        vec![0u8; 16_000],
+        deep_request(1, 900),
+        deep_request(1, 50_000),
+    ] {
+        let mut raw = Raw::connect(&node.addr).await;
+        let _hello = raw.expect_binary().await;
+        raw.send(first).await;
+        match raw.recv().await {
+            Received::Closed(reason) => assert!(reason.contains("protocol error"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    still_serves(&node).await;
+}
+
+/// Reads from `tcp` until the node closes it or `within` passes; true if it closed.
+async fn closes_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, tcp.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Opens `n` TCP connections to `addr` from `ips` (in turn) that never send a byte.
+async fn stalled(addr: &str, ips: &[std::net::Ipv4Addr], n: usize) -> Vec<tokio::net::TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind((ips[i % ips.len()], 0).into())
+            .expect("any 127/8 address is loopback");
+        out.push(socket.connect(addr).await.expect("the kernel accepts"));
+    }
+    out
+}
+
+/// Before the fix, every connection that never logged in held a task and a socket, with no
+/// limit on how many; the WebSocket upgrade and the handshake each had a timeout of their own.
+/// Now at most 16 per source IP (128 in all) are let in, each for at most 5 s in all.
+#[tokio::test]
+async fn stalled_logins_are_capped_closed_in_time_and_a_real_node_still_gets_in() {
+    let node = NodeProcess::start(NODE, &["--spawn", "worker"]);
+    let me = client(&node.addr).await;
+    let worker = Worker::resolve(&me, "worker").await.unwrap();
+    assert_eq!(
+        worker.process("a".into()).await.unwrap(),
+        "a processed by node"
+    );
+    let baseline = node.fd_count();
+
+    // 200 from one address: all but 16 are closed at once.
+    let attacker = [std::net::Ipv4Addr::new(127, 0, 0, 2)];
+    let mut conns = stalled(&node.addr, &attacker, 200).await;
+    let quick = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| closes_within(c, Duration::from_secs(2))),
+    )
+    .await;
+    let let_in = quick.iter().filter(|closed| !**closed).count();
+    assert_eq!(let_in, 16, "at most 16 logins from one address");
+    // Meanwhile a real node (another address) connects and calls.
+    let other = client(&node.addr).await;
+    let w = Worker::resolve(&other, "worker").await.unwrap();
+    assert_eq!(w.process("b".into()).await.unwrap(), "b processed by node");
+    // The 16 are closed by the establish timeout (5 s; generous bound here).
+    for c in &mut conns {
+        assert!(closes_within(c, Duration::from_secs(15)).await);
+    }
+    drop(conns);
+
+    // 200 from 200 addresses: at most 128 at once.
+    let many: Vec<_> = (0..200u8)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 1, i.max(1)))
+        .collect();
+    let mut conns = stalled(&node.addr, &many, 200).await;
+    let quick = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| closes_within(c, Duration::from_secs(2))),
+    )
+    .await;
+    let let_in = quick.iter().filter(|closed| !**closed).count();
+    assert!(let_in <= 128, "{let_in} logins in progress at once");
+    for c in &mut conns {
+        assert!(closes_within(c, Duration::from_secs(15)).await);
+    }
+    drop(conns);
+
+    // The node still serves, and holds no more descriptors than before the attack (the second
+    // client's connection aside).
+    assert_eq!(
+        worker.process("c".into()).await.unwrap(),
+        "c processed by node"
+    );
+    pulsing_tests::eventually(Duration::from_secs(10), "fds back to baseline", || async {
+        node.fd_count() <= baseline + 1
+    })
+    .await;
+    drop(other);
+}
+
+/// Before the fix a peer's calls waiting for a busy actor queued without limit: 20,000 told
+/// calls of 10 KB to a slow actor grew the node from 8 to 213 MiB, with no error and no
+/// throttling. Now the node serves at most 4,096 calls per peer at once (`SERVED_LIMIT`) and
+/// answers the rest `Busy` at once, so its memory grows by at most about 4,096 × 10 KiB = 40 MiB
+/// of arguments plus buffers; a Pulsing caller never exceeds its window of 2,048 and waits
+/// instead. Every call is answered: nothing is lost silently.
+#[tokio::test]
+async fn a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded() {
+    let mut node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    still_serves(&node).await;
+    let before = node.status_kib("VmRSS");
+    const CALLS: u64 = 20_000;
+    let data = Value::bytes(vec![7u8; 10_000]);
+    let mut id = 0;
+    while id < CALLS {
+        let frames: Vec<Frame> = (0..50)
+            .map(|i| {
+                let args = Args::new().arg(data.clone()).arg(1);
+                request(id + i + 1, "worker", "absorb", args)
+            })
+            .collect();
+        attacker.send(&frames).await;
+        id += 50;
+    }
+    // Every call gets exactly one answer: served, or refused as busy.
+    let (mut served, mut busy) = (0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    while served + busy < CALLS {
+        for frame in attacker.recv().await.expect("answers keep coming") {
+            match frame {
+                Frame::Response { id, result } => {
+                    assert!(seen.insert(id), "call {id} answered twice");
+                    match result {
+                        Ok(_) => served += 1,
+                        Err(Error::Busy { limit, .. }) => {
+                            assert_eq!(limit, 4096);
+                            busy += 1
+                        }
+                        Err(e) => panic!("call {id} failed: {e}"),
+                    }
+                }
+                Frame::Gossip(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let peak = node.status_kib("VmHWM");
+    eprintln!(
+        "flood: VmRSS before {before} KiB, peak {peak} KiB (+{} MiB); served {served}, busy {busy}",
+        (peak.saturating_sub(before)) >> 10
+    );
+    assert!(served >= 4096, "{served}");
+    assert!(
+        peak.saturating_sub(before) < 96 << 10,
+        "the node grew from {before} to {peak} KiB"
+    );
+    still_serves(&node).await;
+    assert!(node.is_running());
+}
+
+/// Before the fix a second request with the id of a running stream replaced its entry: the
+/// first stream's task ran on with nothing to cancel or credit it. Now the connection closes.
+#[tokio::test]
+async fn a_repeated_request_id_closes_the_connection() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    let stream = Frame::Request {
+        id: 5,
+        actor: "worker".into(),
+        actor_id: None,
+        expect_type: None,
+        method: "ticks".into(),
+        args: Payload::Dynamic(Args::new()),
+        credit: Some(1),
+        deadline_ms: None,
+    };
+    attacker.send(&[stream]).await;
+    attacker.response(5).await.expect("the stream opens");
+    attacker
+        .send(&[request(5, "worker", "process", Args::new().arg("x"))])
+        .await;
+    let closed = attacker.response(5).await.unwrap_err();
+    assert!(
+        closed.contains("request id 5 is already in use"),
+        "{closed}"
+    );
+    still_serves(&node).await;
+}
+
+/// Credit beyond any need (`u32::MAX` a thousand times over) is capped below the semaphore's
+/// limit (which panics past it) and harms nothing; the stream runs and cancels as usual.
+#[tokio::test]
+async fn absurd_credit_harms_nothing() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    let stream = Frame::Request {
+        id: 1,
+        actor: "worker".into(),
+        actor_id: None,
+        expect_type: None,
+        method: "ticks".into(),
+        args: Payload::Dynamic(Args::new()),
+        credit: Some(u32::MAX),
+        deadline_ms: None,
+    };
+    attacker.send(&[stream]).await;
+    let credit: Vec<Frame> = (0..1000)
+        .map(|_| Frame::Credit {
+            id: 1,
+            items: u32::MAX,
+        })
+        .collect();
+    attacker.send(&credit).await;
+    let mut items = 0;
+    while items < 10_000 {
+        for frame in attacker.recv().await.expect("items keep coming") {
+            if let Frame::StreamItems { items: batch, .. } = frame {
+                items += batch.len();
+            }
+        }
+    }
+    attacker.send(&[Frame::Cancel { id: 1 }]).await;
+    attacker
+        .send(&[request(2, "worker", "process", Args::new().arg("y"))])
+        .await;
+    assert!(attacker.response(2).await.is_ok());
+    still_serves(&node).await;
+}
