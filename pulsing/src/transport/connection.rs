@@ -1263,7 +1263,10 @@ pub(crate) async fn fuzz_session(
     let finish = |served: tokio::task::JoinHandle<Option<Arc<Connection>>>| async move {
         let conn = tokio::time::timeout(ESTABLISH_TIMEOUT * 2, served).await;
         if let Ok(Ok(Some(conn))) = conn {
+            // Closed, and its writer done (so nothing of the session is still in flight when a
+            // leak checker looks).
             let _ = tokio::time::timeout(ESTABLISH_TIMEOUT, conn.closed.cancelled()).await;
+            let _ = tokio::time::timeout(ESTABLISH_TIMEOUT, conn.written()).await;
         }
     };
     if let Some(bytes) = raw {
