@@ -38,6 +38,24 @@ async fn process(login: &mut Login, id: u64, text: &str) -> Result<Frame, String
     login.response(id).await
 }
 
+/// A node with the secret `s`, encryption on or off, serving a `worker`.
+fn secured_node(name: &str, encrypt: bool) -> NodeProcess {
+    let flag = if encrypt { "on" } else { "off" };
+    NodeProcess::start(
+        NODE,
+        &[
+            "--secret",
+            "s",
+            "--encrypt",
+            flag,
+            "--name",
+            name,
+            "--spawn",
+            "worker",
+        ],
+    )
+}
+
 /// The answer of a by-name call, as text.
 fn answer(frame: Frame) -> String {
     match frame {
@@ -220,20 +238,7 @@ async fn an_injected_or_changed_record_ends_only_that_connection() {
 #[tokio::test]
 async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off() {
     for (encrypt, readable) in [(true, false), (false, true)] {
-        let flag = if encrypt { "on" } else { "off" };
-        let node = NodeProcess::start(
-            NODE,
-            &[
-                "--secret",
-                "s",
-                "--encrypt",
-                flag,
-                "--name",
-                "n",
-                "--spawn",
-                "worker",
-            ],
-        );
+        let node = secured_node("n", encrypt);
         let mut login = Login::dial(&node.addr, Some(b"s"), fresh_id(), "127.0.0.1:1", encrypt)
             .await
             .unwrap();
@@ -307,20 +312,7 @@ async fn a_node_of_the_previous_protocol_version_is_told_which_one_this_speaks()
 #[tokio::test]
 async fn nodes_with_the_same_secret_still_call_each_other_encrypted_or_not() {
     for encrypt in [true, false] {
-        let flag = if encrypt { "on" } else { "off" };
-        let node = NodeProcess::start(
-            NODE,
-            &[
-                "--secret",
-                "s",
-                "--encrypt",
-                flag,
-                "--name",
-                "far",
-                "--spawn",
-                "worker",
-            ],
-        );
+        let node = secured_node("far", encrypt);
         let system = ActorSystem::builder()
             .addr("127.0.0.1:0")
             .seeds([node.addr.as_str()])
