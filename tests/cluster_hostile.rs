@@ -257,22 +257,27 @@ async fn a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded() {
     assert!(node.is_running());
 }
 
+/// A request, as `id`, for the worker's endless `ticks` stream with `credit` items of credit.
+fn ticks(id: u64, credit: u32) -> Frame {
+    Frame::Request {
+        id,
+        actor: "worker".into(),
+        actor_id: None,
+        expect_type: None,
+        method: "ticks".into(),
+        args: Payload::Dynamic(Args::new()),
+        credit: Some(credit),
+        deadline_ms: None,
+    }
+}
+
 /// Before the fix a second request with the id of a running stream replaced its entry: the
 /// first stream's task ran on with nothing to cancel or credit it. Now the connection closes.
 #[tokio::test]
 async fn a_repeated_request_id_closes_the_connection() {
     let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
     let mut attacker = login(&node).await;
-    let stream = Frame::Request {
-        id: 5,
-        actor: "worker".into(),
-        actor_id: None,
-        expect_type: None,
-        method: "ticks".into(),
-        args: Payload::Dynamic(Args::new()),
-        credit: Some(1),
-        deadline_ms: None,
-    };
+    let stream = ticks(5, 1);
     attacker.send(&[stream]).await;
     attacker.response(5).await.expect("the stream opens");
     attacker
@@ -292,16 +297,7 @@ async fn a_repeated_request_id_closes_the_connection() {
 async fn absurd_credit_harms_nothing() {
     let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
     let mut attacker = login(&node).await;
-    let stream = Frame::Request {
-        id: 1,
-        actor: "worker".into(),
-        actor_id: None,
-        expect_type: None,
-        method: "ticks".into(),
-        args: Payload::Dynamic(Args::new()),
-        credit: Some(u32::MAX),
-        deadline_ms: None,
-    };
+    let stream = ticks(1, u32::MAX);
     attacker.send(&[stream]).await;
     let credit: Vec<Frame> = (0..1000)
         .map(|_| Frame::Credit {

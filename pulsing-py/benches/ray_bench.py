@@ -51,6 +51,16 @@ class Server:
             yield i
 
 
+async def items_per_second(stream, n: int) -> float:
+    """Items per second of consuming ``stream``, which must yield exactly ``n`` items."""
+    t = time.perf_counter()
+    count = 0
+    async for _ in stream:
+        count += 1
+    assert count == n
+    return n / (time.perf_counter() - t)
+
+
 @ray.remote(num_cpus=0)
 class Client:
     def __init__(self, name, server_name, server_handle):
@@ -102,22 +112,15 @@ class Client:
     async def stream(self, n):
         """Items per second of a stream of ``n`` ints from the server."""
         proxy = await self._proxy()
-        t = time.perf_counter()
-        count = 0
-        async for _ in proxy.numbers(n):
-            count += 1
-        assert count == n
-        return n / (time.perf_counter() - t)
+        return await items_per_second(proxy.numbers(n), n)
 
     async def ray_stream(self, n):
         """Items per second of a Ray streaming generator of ``n`` ints from the server."""
-        t = time.perf_counter()
-        count = 0
-        async for ref in self.handle.ray_numbers.options(num_returns="streaming").remote(n):
-            await ref
-            count += 1
-        assert count == n
-        return n / (time.perf_counter() - t)
+        async def items():
+            async for ref in self.handle.ray_numbers.options(num_returns="streaming").remote(n):
+                yield await ref
+
+        return await items_per_second(items(), n)
 
 
 @pul.remote
@@ -141,12 +144,7 @@ def plain_server(secret: str) -> None:
 
 async def plain_stream(n: int) -> float:
     proxy = (await pul.resolve("plain", timeout=30)).as_any()
-    t = time.perf_counter()
-    count = 0
-    async for _ in proxy.numbers(n):
-        count += 1
-    assert count == n
-    return n / (time.perf_counter() - t)
+    return await items_per_second(proxy.numbers(n), n)
 
 
 def fmt_rate(x):
