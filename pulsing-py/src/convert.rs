@@ -335,6 +335,16 @@ pub(crate) fn error_tuple(py: Python<'_>, error: &Error) -> PyResult<Py<PyAny>> 
             "PeerLost"
         }
         Error::SystemShutdown => "SystemShutdown",
+        Error::Busy {
+            actor,
+            method,
+            limit,
+        } => {
+            fields.set_item("actor", actor)?;
+            fields.set_item("method", method)?;
+            fields.set_item("limit", limit)?;
+            "Busy"
+        }
         _ => "Other",
     };
     Ok((kind, error.to_string(), fields)

@@ -233,3 +233,32 @@ class InlineLog:
     def take_log(self):
         log, self.log = self.log, []
         return log
+
+
+GATE = {"inside": 0, "peak": 0, "open": None}
+
+
+@pul.remote
+class Gate:
+    """Its calls wait at a gate that `GateKeeper.open` opens (both actors share the module state,
+    so the keeper answers while the gate's room is full)."""
+
+    async def enter(self):
+        if GATE["open"] is None:
+            GATE["open"] = asyncio.Event()
+        GATE["inside"] += 1
+        GATE["peak"] = max(GATE["peak"], GATE["inside"])
+        await GATE["open"].wait()
+        GATE["inside"] -= 1
+        return "through"
+
+
+@pul.remote
+class GateKeeper:
+    def stats(self):
+        return GATE["inside"], GATE["peak"]
+
+    async def open(self):
+        if GATE["open"] is None:
+            GATE["open"] = asyncio.Event()
+        GATE["open"].set()

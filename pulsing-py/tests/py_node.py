@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pulsing as pul  # noqa: E402
-from cluster_actors import InlineLog, Overlap, Ping, Tally, Worker  # noqa: E402
+from cluster_actors import Gate, GateKeeper, InlineLog, Overlap, Ping, Tally, Worker  # noqa: E402
 
 
 async def main():
@@ -26,6 +26,7 @@ async def main():
     p.add_argument("--spawn-ping", action="append", default=[])
     p.add_argument("--spawn-overlap", action="append", default=[])
     p.add_argument("--spawn-inline-log", action="append", default=[])
+    p.add_argument("--spawn-gate", action="append", default=[])
     a = p.parse_args()
     await pul.init(addr=a.addr, seeds=a.seed, secret=a.secret)
     for name in a.spawn:
@@ -38,6 +39,9 @@ async def main():
         await Overlap.spawn(name=name)
     for name in a.spawn_inline_log:
         await InlineLog.spawn(name=name)
+    for name in a.spawn_gate:
+        await Gate.spawn(name=name)
+        await GateKeeper.spawn(name=f"{name}-keeper")
     print("LISTENING", pul.advertised_addr(), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)

@@ -63,3 +63,35 @@ async def test_an_old_ref_is_stopped_after_a_respawn_under_its_name(rust_node, c
             await asyncio.sleep(0.05)
     assert answer == "x processed by respawned"
     assert fresh.is_alive
+
+
+async def test_a_python_actor_holds_at_most_its_mailbox_of_calls(py_node, cluster_system):
+    # Issue #12 item 4: a Python actor takes calls from peers through its bounded mailbox like
+    # any actor. It keeps at most the mailbox capacity (256 by default) in hand; the rest wait,
+    # and none is lost once the actor gets going again.
+    node = py_node("--spawn-gate", "gate")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    gate = (await pul.resolve("gate", timeout=10)).as_any()
+    keeper = (await pul.resolve("gate-keeper", timeout=10)).as_any()
+    calls = [asyncio.ensure_future(gate.enter()) for _ in range(600)]
+    deadline = time.monotonic() + 20
+    while (await keeper.stats())[0] < 256:
+        assert time.monotonic() < deadline, await keeper.stats()
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # room for any call beyond the bound to get in
+    assert list(await keeper.stats()) == [256, 256]
+    await keeper.open()
+    results = await asyncio.wait_for(asyncio.gather(*calls), timeout=30)
+    assert results == ["through"] * 600
+    assert (await keeper.stats())[1] == 256
+
+
+def test_an_overloaded_node_or_mailbox_is_a_busy_error():
+    # Error::Busy (a node's room for one peer's calls is full) and Error::MailboxFull reach
+    # Python as their own class, not as a bare PulsingError.
+    from pulsing._errors import from_native
+
+    busy = from_native(("Busy", "w.m(): refused", {"actor": "w", "method": "m", "limit": 4096}))
+    assert isinstance(busy, pul.PulsingBusyError)
+    assert busy.fields["limit"] == 4096
+    assert isinstance(from_native(("MailboxFull", "full", {"actor": "w"})), pul.PulsingBusyError)

@@ -43,7 +43,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::actor::interface::{identity_key, key_str, methods_fingerprint, FINGERPRINT_START};
 use crate::actor::{
@@ -111,6 +111,8 @@ impl HostedReply {
 #[derive(Debug, Clone)]
 pub struct StreamSink {
     tx: mpsc::Sender<StreamEvent<Slot>>,
+    /// The actor's room this stream holds until its last sink is dropped.
+    room: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 /// A stream item in transit. The consumer-side conversion only gets `&T`; a `Cell` lets it
@@ -262,14 +264,25 @@ pub async fn spawn(
     host: Arc<dyn Host>,
 ) -> Result<DynRef> {
     options.interface = Some(interface);
-    let mut once = Some(Hosted { host });
+    let room = options.mailbox.unwrap_or(system.config().mailbox_capacity);
+    let mut once = Some(Hosted {
+        host,
+        room: Arc::new(Semaphore::new(room)),
+    });
     let actor = system.start(options, move || once.take()).await?;
     Ok(actor.to_dyn())
 }
 
 /// The runtime's side of a hosted actor.
+///
+/// The host answers calls whenever it likes, so handing every call over at once would move the
+/// actor's queue out of its bounded mailbox into the host's (unbounded) one. Instead the actor
+/// keeps at most its mailbox capacity of calls in the host's hands: each call holds one unit of
+/// `room` until it is answered (or its stream ends); with none left, the actor waits, its
+/// mailbox fills and callers wait for room as they do for any actor.
 struct Hosted {
     host: Arc<dyn Host>,
+    room: Arc<Semaphore>,
 }
 
 const HOSTED_KEY: [u8; 16] = identity_key("pulsing::hosted::Hosted", FINGERPRINT_START);
@@ -293,10 +306,28 @@ impl Actor for Hosted {
         msg: HostedCall,
         _cx: &'a HandlerCx<'a>,
     ) -> impl Future<Output = Handled> + Send + 'a {
-        if !msg.reply.is_abandoned() {
+        async move {
+            if msg.reply.is_abandoned() {
+                return Ok(());
+            }
+            let Ok(unit) = self.room.clone().acquire_owned().await else {
+                return Ok(()); // never closed
+            };
+            // The caller may have gone while the actor waited for room.
+            if msg.reply.is_abandoned() {
+                return Ok(());
+            }
+            let mut msg = msg;
+            msg.reply = match msg.reply {
+                HostedReply::Call(reply) => HostedReply::Call(reply.holding(unit)),
+                HostedReply::Stream(mut sink) => {
+                    sink.room = Some(Arc::new(unit));
+                    HostedReply::Stream(sink)
+                }
+            };
             self.host.dispatch(msg);
+            Ok(())
         }
-        std::future::ready(Ok(()))
     }
 
     fn message_from_values(
@@ -325,7 +356,8 @@ impl Actor for Hosted {
                         take_slot,
                     ))
                 }));
-                (HostedReply::Stream(StreamSink { tx }), opened)
+                let sink = StreamSink { tx, room: None };
+                (HostedReply::Stream(sink), opened)
             }
         };
         let call = HostedCall {
@@ -412,6 +444,87 @@ mod tests {
         assert_eq!(items.len(), 6);
         assert_eq!(items[4], Ok(Value::Int(4)));
         assert!(matches!(items[5], Err(Error::Codec(_))));
+        system.shutdown().await;
+    }
+
+    /// Keeps every call it gets in hand until the test answers it.
+    #[derive(Default)]
+    struct Holding {
+        in_hand: std::sync::Mutex<Vec<HostedCall>>,
+        dispatched: std::sync::atomic::AtomicUsize,
+    }
+    impl Host for Arc<Holding> {
+        fn dispatch(&self, call: HostedCall) {
+            self.dispatched
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.in_hand.lock().unwrap().push(call);
+        }
+    }
+    impl Holding {
+        fn answer_one(&self) -> bool {
+            let Some(call) = self.in_hand.lock().unwrap().pop() else {
+                return false;
+            };
+            match call.reply {
+                HostedReply::Call(reply) => reply.send(Ok(Value::Str(call.method))),
+                HostedReply::Stream(sink) => drop(sink),
+            }
+            true
+        }
+        fn dispatched(&self) -> usize {
+            self.dispatched.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn a_host_holds_at_most_its_mailbox_capacity_of_calls() {
+        let system = ActorSystem::builder().build().await.unwrap();
+        let host = Arc::new(Holding::default());
+        let iface = interface("Holding", vec![HostedMethod::call("m", &[])]);
+        let options = SpawnOptions::new().name("h").mailbox(3);
+        let any = spawn(&system, options, iface, Arc::new(host.clone()))
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let any = any.clone();
+                tokio::spawn(async move { any.call("m", Args::new()).await })
+            })
+            .collect();
+        settle().await;
+        // Three in the host's hands; the rest wait in (and for) the bounded mailbox.
+        assert_eq!(host.dispatched(), 3);
+        assert!(host.answer_one());
+        settle().await;
+        assert_eq!(
+            host.dispatched(),
+            4,
+            "an answer makes room for one more call"
+        );
+        assert_eq!(host.in_hand.lock().unwrap().len(), 3);
+        // A stream holds its unit until it ends.
+        let stream = {
+            let any = any.clone();
+            tokio::spawn(async move { any.stream("s", Args::new()).await.map(|_| ()) })
+        };
+        while host.answer_one() {
+            settle().await;
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), Value::from("m"));
+        }
+        assert_eq!(host.dispatched(), 11, "ten calls and the stream, none lost");
+        assert!(
+            stream.await.unwrap().is_err(),
+            "the dropped sink fails the stream"
+        );
         system.shutdown().await;
     }
 }

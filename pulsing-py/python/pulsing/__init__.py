@@ -38,6 +38,7 @@ from ._errors import (
     PulsingTimeoutError,
     PulsingTransportError,
     PulsingTypeMismatchError,
+    PulsingBusyError,
     PulsingUnknownMethodError,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "PulsingTimeoutError",
     "PulsingTransportError",
     "PulsingTypeMismatchError",
+    "PulsingBusyError",
     "PulsingUnknownMethodError",
     "__version__",
     "advertised_addr",

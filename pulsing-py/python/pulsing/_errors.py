@@ -76,6 +76,11 @@ class PulsingBadArgumentsError(PulsingError, TypeError):
     """The arguments do not fit the method's signature (names the parameter at fault)."""
 
 
+class PulsingBusyError(PulsingError):
+    """The actor's mailbox or the node's room for calls is full: the call was refused at once,
+    not queued. Retry later (a Pulsing caller waits for room itself and rarely sees this)."""
+
+
 class PulsingNameTakenError(PulsingError):
     """The name is already bound to another actor."""
 
@@ -111,6 +116,8 @@ def from_native(info: Any) -> PulsingError:
         "BadArguments": PulsingBadArgumentsError,
         "NameTaken": PulsingNameTakenError,
         "TypeMismatch": PulsingTypeMismatchError,
+        "MailboxFull": PulsingBusyError,
+        "Busy": PulsingBusyError,
     }.get(kind, PulsingError)
     err = cls(message)
     err.kind = kind  # type: ignore[attr-defined]

@@ -105,6 +105,15 @@ impl<T> Reply<T> {
         Reply(Slot::Peer(Box::new(ToConnection { respond, deliver })))
     }
 
+    /// The same slot, keeping `guard` alive until the answer is sent (or the slot dropped): a
+    /// hosted actor holds one unit of its room per call in hand this way.
+    pub(crate) fn holding(self, guard: impl Send + Sync + 'static) -> Self
+    where
+        T: Send + 'static,
+    {
+        Reply(Slot::Peer(Box::new(Holding { reply: self, guard })))
+    }
+
     /// Whether the caller has gone (timed out or dropped its future). Such a call is skipped.
     pub fn is_abandoned(&self) -> bool {
         match &self.0 {
@@ -130,7 +139,8 @@ impl<T> Reply<T> {
     }
 }
 
-/// A peer's reply slot, with the conversion of `T` erased.
+/// A reply slot behind a box: a peer's (with the conversion of `T` erased), or one holding a
+/// guard.
 trait ToPeer<T>: Send + Sync {
     fn is_abandoned(&self) -> bool;
     fn send(self: Box<Self>, result: Result<T>);
@@ -148,6 +158,23 @@ impl<T> ToPeer<T> for ToConnection<T> {
 
     fn send(self: Box<Self>, result: Result<T>) {
         (self.deliver)(self.respond, result);
+    }
+}
+
+struct Holding<T, G> {
+    reply: Reply<T>,
+    guard: G,
+}
+
+impl<T: Send, G: Send + Sync> ToPeer<T> for Holding<T, G> {
+    fn is_abandoned(&self) -> bool {
+        self.reply.is_abandoned()
+    }
+
+    fn send(self: Box<Self>, result: Result<T>) {
+        let Holding { reply, guard } = *self;
+        reply.send(result);
+        drop(guard);
     }
 }
 
