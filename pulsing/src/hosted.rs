@@ -301,33 +301,26 @@ impl Actor for Hosted {
         &HOSTED
     }
 
-    fn handle<'a>(
-        &'a mut self,
-        msg: HostedCall,
-        _cx: &'a HandlerCx<'a>,
-    ) -> impl Future<Output = Handled> + Send + 'a {
-        async move {
-            if msg.reply.is_abandoned() {
-                return Ok(());
-            }
-            let Ok(unit) = self.room.clone().acquire_owned().await else {
-                return Ok(()); // never closed
-            };
-            // The caller may have gone while the actor waited for room.
-            if msg.reply.is_abandoned() {
-                return Ok(());
-            }
-            let mut msg = msg;
-            msg.reply = match msg.reply {
-                HostedReply::Call(reply) => HostedReply::Call(reply.holding(unit)),
-                HostedReply::Stream(mut sink) => {
-                    sink.room = Some(Arc::new(unit));
-                    HostedReply::Stream(sink)
-                }
-            };
-            self.host.dispatch(msg);
-            Ok(())
+    async fn handle<'a>(&'a mut self, mut msg: HostedCall, _cx: &'a HandlerCx<'a>) -> Handled {
+        if msg.reply.is_abandoned() {
+            return Ok(());
         }
+        let Ok(unit) = self.room.clone().acquire_owned().await else {
+            return Ok(()); // never closed
+        };
+        // The caller may have gone while the actor waited for room.
+        if msg.reply.is_abandoned() {
+            return Ok(());
+        }
+        msg.reply = match msg.reply {
+            HostedReply::Call(reply) => HostedReply::Call(reply.holding(unit)),
+            HostedReply::Stream(mut sink) => {
+                sink.room = Some(Arc::new(unit));
+                HostedReply::Stream(sink)
+            }
+        };
+        self.host.dispatch(msg);
+        Ok(())
     }
 
     fn message_from_values(
