@@ -59,25 +59,59 @@ pub enum StreamEvent<T> {
 /// Ends with `None` after the producer's last item. If the producer fails (an error, a panic, the
 /// actor stopping) the stream yields that error once, then `None`. Dropping it cancels the producer.
 #[must_use = "a stream does nothing unless polled; dropping it cancels the producer"]
-#[derive(Debug)]
 pub struct ReplyStream<T> {
-    rx: mpsc::Receiver<StreamEvent<T>>,
+    events: Events<T>,
     actor: Arc<str>,
     done: bool,
+}
+
+/// Where a stream's events come from: the pump's channel (an actor in this process), or
+/// another source (a peer's batches, `cluster/items.rs`).
+enum Events<T> {
+    Channel(mpsc::Receiver<StreamEvent<T>>),
+    Source(Pin<Box<dyn Stream<Item = StreamEvent<T>> + Send + Sync>>),
+}
+
+impl<T> std::fmt::Debug for ReplyStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyStream")
+            .field("actor", &self.actor)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> ReplyStream<T> {
     pub(crate) fn new(rx: mpsc::Receiver<StreamEvent<T>>, actor: Arc<str>) -> Self {
         ReplyStream {
-            rx,
+            events: Events::Channel(rx),
             actor,
             done: false,
         }
     }
 
+    /// A stream whose events come from `events` (which ends after `End` or `Error`).
+    pub(crate) fn from_events(
+        events: Pin<Box<dyn Stream<Item = StreamEvent<T>> + Send + Sync>>,
+        actor: Arc<str>,
+    ) -> Self {
+        ReplyStream {
+            events: Events::Source(events),
+            actor,
+            done: false,
+        }
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<StreamEvent<T>>> {
+        match &mut self.events {
+            Events::Channel(rx) => rx.poll_recv(cx),
+            Events::Source(source) => source.as_mut().poll_next(cx),
+        }
+    }
+
     /// Waits for the `Opened` event: the actor has run the method and the stream exists.
     pub(crate) async fn opened(mut self) -> Result<Self> {
-        match self.rx.recv().await {
+        match std::future::poll_fn(|cx| self.poll_event(cx)).await {
             Some(StreamEvent::Opened) => Ok(self),
             Some(StreamEvent::Error(e)) => Err(e),
             Some(StreamEvent::Item(_) | StreamEvent::End) => {
@@ -98,7 +132,7 @@ impl<T> Stream for ReplyStream<T> {
             return Poll::Ready(None);
         }
         loop {
-            let event = ready!(self.rx.poll_recv(cx));
+            let event = ready!(self.poll_event(cx));
             return Poll::Ready(match event {
                 Some(StreamEvent::Item(item)) => Some(Ok(item)),
                 Some(StreamEvent::Opened) => continue,

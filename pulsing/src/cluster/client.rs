@@ -10,8 +10,9 @@
 //!
 //! Streams cross the wire under a credit window: the request carries the first window
 //! (max(8 × stream buffer, 256) items), the consumer grants more each time it has taken half a
-//! window, so a slow consumer holds back the remote producer. Dropping the consumer sends
-//! `Cancel`.
+//! window, so a slow consumer holds back the remote producer; the consumer's task takes the
+//! items straight from the batches the reader received ([`items`](super::items)). Dropping the
+//! consumer sends `Cancel`.
 //!
 //! The meta-methods every node answers for its actors, [`DESCRIBE`] and [`STOP`], are methods of
 //! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
@@ -24,16 +25,15 @@ use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use super::gossip::Members;
+use super::items::{explain, PeerItems};
 use super::{DESCRIBE, STOP};
 use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::actor::stream::ReplyStream;
-use crate::actor::stream::StreamEvent;
 use crate::error::{Error, Result};
-use crate::transport::{Connection, Outcome, Outgoing, StreamMsg};
+use crate::transport::{Connection, Outcome, Outgoing};
 use crate::value::{Args, Value};
 use crate::wire::{NodeId, Payload, SharedBytes};
 
@@ -185,90 +185,14 @@ impl PeerActor {
     ) -> Result<ReplyStream<T>> {
         // The first window of credit travels with the request itself.
         let window = (self.stream_buffer * 8).max(256) as u32;
-        let (id, mut incoming) = self
+        let (id, incoming) = self
             .conn
             .open_stream(self.outgoing(method, expect_type, args, timeout), window)
             .await?;
-        // Room for half a window: a whole batch is handed over without a wake-up per item
-        // (the window still bounds what is in flight; credit follows what is handed over).
-        let (tx, rx) = mpsc::channel(self.stream_buffer.max(window as usize / 2));
-        let conn = self.conn.clone();
-        let expect = self.expect;
-        tokio::spawn(async move {
-            let mut since_grant = 0u32;
-            loop {
-                let msg = tokio::select! {
-                    msg = incoming.recv() => msg,
-                    () = tx.closed() => {
-                        conn.cancel(id);
-                        return;
-                    }
-                };
-                let (items, end) = match msg {
-                    Some(StreamMsg::Opened(Ok(()))) => {
-                        if tx.send(StreamEvent::Opened).await.is_err() {
-                            conn.cancel(id);
-                            return;
-                        }
-                        continue;
-                    }
-                    Some(StreamMsg::Opened(Err(e))) => {
-                        (Vec::new(), Some(StreamEvent::Error(explain(expect, e))))
-                    }
-                    Some(StreamMsg::Items(items)) => (items, None),
-                    Some(StreamMsg::End(None)) => (Vec::new(), Some(StreamEvent::End)),
-                    Some(StreamMsg::End(Some(e))) => (Vec::new(), Some(StreamEvent::Error(e))),
-                    None => (
-                        Vec::new(),
-                        Some(StreamEvent::Error(Error::PeerLost {
-                            peer: conn.peer_addr.clone(),
-                            reason: "connection closed".into(),
-                        })),
-                    ),
-                };
-                for payload in items {
-                    let event = match decode(payload) {
-                        Ok(item) => StreamEvent::Item(item),
-                        Err(e) => {
-                            conn.cancel(id);
-                            let _ = tx.send(StreamEvent::Error(e)).await;
-                            return;
-                        }
-                    };
-                    if tx.send(event).await.is_err() {
-                        conn.cancel(id);
-                        return;
-                    }
-                    since_grant += 1;
-                    if since_grant >= window / 2 {
-                        conn.grant(id, since_grant);
-                        since_grant = 0;
-                    }
-                }
-                if let Some(end) = end {
-                    let _ = tx.send(end).await;
-                    return;
-                }
-            }
-        });
-        ReplyStream::new(rx, Arc::from(self.label())).opened().await
-    }
-}
-
-/// A type mismatch reported by the peer names the expected type by the key we sent: show our
-/// full identity instead.
-fn explain(expect: Option<&'static Interface>, e: Error) -> Error {
-    match e {
-        Error::TypeMismatch {
-            name,
-            expected,
-            found,
-        } => Error::TypeMismatch {
-            name,
-            expected: expect.map_or(expected, Interface::identity),
-            found,
-        },
-        other => other,
+        let items = PeerItems::new(self.conn.clone(), id, incoming, decode, self.expect, window);
+        ReplyStream::from_events(Box::pin(items), Arc::from(self.label()))
+            .opened()
+            .await
     }
 }
 

@@ -4,6 +4,7 @@
 //!   transport hands it every frame that is not a reply to our own calls.
 //! - [`client`]: the client side of calls to actors on other nodes ([`client::PeerActor`]), what
 //!   a remote [`ActorRef`](crate::ActorRef) or [`DynRef`](crate::DynRef) holds.
+//! - [`items`]: the consumer side of a peer's stream, taken from the reader's batches.
 //! - [`serve`]: the server side — peers' calls and streams, put in the same mailboxes local calls
 //!   use, answered through the peer reply slot ([`PeerReply`](crate::actor::peer::PeerReply)).
 //! - [`directory`]: the live members and who holds which name, over [`gossip`] (chitchat behind a
@@ -35,6 +36,7 @@
 pub(crate) mod client;
 pub(crate) mod directory;
 pub(crate) mod gossip;
+pub(crate) mod items;
 pub(crate) mod node;
 pub(crate) mod serve;
 

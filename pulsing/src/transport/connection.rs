@@ -1173,10 +1173,19 @@ fn route(
                         tracing::warn!(peer = %conn.peer_addr, %error, "a told call failed");
                     }
                 }
-                // For a stream, the response says whether it opened.
-                Some(Waiting::Stream { tx, .. }) => {
-                    let _ = tx.send(StreamMsg::Opened(result.map(|_| ())));
-                }
+                // For a stream, the response says whether it opened; one that did not is over.
+                Some(Waiting::Stream { tx, .. }) => match result {
+                    Ok(_) => {
+                        let _ = tx.send(StreamMsg::Opened(Ok(())));
+                    }
+                    Err(e) => {
+                        if let Some(Waiting::Stream { tx, .. }) =
+                            Connection::unwait(&mut waiting, &conn.window, id)
+                        {
+                            let _ = tx.send(StreamMsg::Opened(Err(e)));
+                        }
+                    }
+                },
                 None => {}
             }
         }

@@ -10,12 +10,26 @@ use crate::value::Value;
 use crate::wire::{Frame, Payload};
 
 /// Answers every call with its own arguments; a method named "hang" never answers; a stream
-/// named "flood" sends ten items at once, whatever the credit.
+/// named "flood" sends ten items at once, whatever the credit; "refuse" answers `NotFound`.
 struct Echo;
 
 impl Inbound for Echo {
     fn request(&self, conn: &Arc<Connection>, call: Incoming) {
         if call.method == "hang" {
+            return;
+        }
+        if call.method == "refuse" {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let name = call.actor.to_string();
+                let result = Err(Error::NotFound { name });
+                let _ = conn
+                    .send(Frame::Response {
+                        id: call.id,
+                        result,
+                    })
+                    .await;
+            });
             return;
         }
         if call.method == "flood" {
@@ -458,6 +472,23 @@ async fn stream_items_beyond_the_credit_end_the_stream_with_an_error() {
     assert!(matches!(rx.recv().await, Some(StreamMsg::End(None))));
     assert_eq!(conn.waiting_calls(), 0);
     assert!(!conn.is_closed());
+}
+
+/// A stream the peer refuses to open (its `Response` is an error) is over: it leaves the
+/// connection's books and frees its place in the window. It used to stay registered, so every
+/// failed open cost the caller one of its `CALL_WINDOW` places for good.
+#[tokio::test]
+async fn a_stream_that_fails_to_open_leaves_the_books() {
+    let (a, _ia) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let (b, _ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let (_, mut rx) = conn.open_stream(call("refuse", args(0)), 4).await.unwrap();
+    assert!(matches!(
+        rx.recv().await,
+        Some(StreamMsg::Opened(Err(Error::NotFound { .. })))
+    ));
+    assert_eq!(conn.waiting_calls(), 0);
+    assert!(rx.recv().await.is_none(), "nothing follows a failed open");
 }
 
 /// Issue #12, item 10: `Credit` could push a stream's semaphore past tokio's limit, whose
