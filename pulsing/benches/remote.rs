@@ -152,19 +152,53 @@ fn spawn_server(kind: &str) -> (Child, String) {
     (child, line.trim().to_owned())
 }
 
+/// CPU time of this process and one server process, from the kernel's per-thread run-time
+/// counters (`/proc/<pid>/task/*/schedstat`, nanoseconds): CPU per operation is steadier than
+/// wall time on a shared machine, and shows what a figure costs.
+#[derive(Clone, Copy)]
+struct Meter {
+    server: u32,
+}
+
+impl Meter {
+    fn cpu(self) -> Duration {
+        let total: u64 = [std::process::id(), self.server]
+            .into_iter()
+            .flat_map(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+                stat.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        Duration::from_nanos(total)
+    }
+}
+
+/// Wall time and CPU time (both processes) of `work`.
+async fn metered<F: std::future::Future<Output = Duration>>(meter: Meter, work: F) -> (f64, f64) {
+    let before = meter.cpu();
+    let wall = work.await;
+    (wall.as_secs_f64(), (meter.cpu() - before).as_secs_f64())
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
 }
 
-fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
+/// One row: the figure of each side, their ratio, and CPU (µs, both processes) per operation.
+fn row(name: &str, a: (f64, f64), b: (f64, f64), unit: &str, higher_is_better: bool) {
+    let ((pulsing, a_cpu), (raw, b_cpu)) = (a, b);
     let ratio = pulsing / raw;
-    let what = if higher_is_better {
-        "of raw throughput"
-    } else {
-        "of raw time"
-    };
-    println!("{name:<40} {pulsing:>12.1} {raw:>12.1} {unit:<9} {ratio:.2}x {what}");
+    let what = if higher_is_better { "thr" } else { "time" };
+    println!(
+        "{name:<40} {pulsing:>12.1} {raw:>12.1} {unit:<9} {ratio:>5.2}x {what:<4} {a_cpu:>8.2} {b_cpu:>8.2} {:>5.2}x",
+        a_cpu / b_cpu
+    );
 }
 
 async fn pulsing_pipelined(w: &EchoRef, n: usize, window: usize, payload: &[u8]) -> Duration {
@@ -222,123 +256,155 @@ async fn soak(length: Duration) {
 
 /// Medians of every workload against one Pulsing server: latency (µs), calls/s at 64 and 1024
 /// in flight, MB/s for 1 KiB and 1 MiB echoes, items/s of a stream.
+/// Each figure comes with the CPU time per operation (µs, client and server together).
+#[derive(Default)]
 struct Figures {
-    latency: f64,
-    in_flight: [f64; 2],
-    echo: [f64; 2],
-    stream: f64,
+    latency: (f64, f64),
+    in_flight: [(f64, f64); 2],
+    echo: [(f64, f64); 2],
+    stream: (f64, f64),
+}
+
+/// The median of the figures, and the median CPU per operation.
+fn medians(runs: Vec<(f64, f64)>) -> (f64, f64) {
+    let (a, b): (Vec<f64>, Vec<f64>) = runs.into_iter().unzip();
+    (median(a), median(b))
 }
 
 const WINDOWS: [usize; 2] = [64, 1024];
 const ECHOES: [(&str, usize); 2] = [("1 KiB echo", 1 << 10), ("1 MiB echo", 1 << 20)];
 
 /// Runs every workload `runs` times on `w` (Pulsing) and `raw` (the floor) alternately, so
-/// both see the same moments of a noisy machine; returns the medians of each.
+/// both see the same moments of a noisy machine; returns the medians of each, with CPU per
+/// operation (`meter` covers `w`'s server, the raw floor's meter its own).
 async fn measure(
     w: &EchoRef,
-    mut raw: Option<&mut Raw>,
+    meter: Meter,
+    mut raw: Option<(&mut Raw, Meter)>,
     quick: bool,
 ) -> (Figures, Option<Figures>) {
     let runs = if quick { 3 } else { 5 };
     let calls = if quick { 5_000 } else { 50_000 };
     // Warm up.
     pulsing_pipelined(w, 1000, 64, b"x").await;
-    if let Some(raw) = raw.as_deref_mut() {
+    if let Some((raw, _)) = raw.as_mut() {
         raw.pipelined(1000, 64, b"x").await;
     }
+    let (mut p, mut r) = (Figures::default(), Figures::default());
+
+    // Each workload: `ops` operations per run; the figure is (per op: µs) or (per second: ops).
     let seq = calls / 10;
+    let per_op = |(wall, cpu): (f64, f64), ops: f64| (wall * 1e6 / ops, cpu * 1e6 / ops);
+    let per_sec =
+        |(wall, cpu): (f64, f64), ops: f64, unit: f64| (ops * unit / wall, cpu * 1e6 / ops);
+
     let (mut ps, mut rs) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        ps.push(pulsing_pipelined(w, seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
-        if let Some(raw) = raw.as_deref_mut() {
-            rs.push(raw.pipelined(seq, 1, b"x").await.as_nanos() as f64 / seq as f64 / 1000.0);
+        ps.push(per_op(
+            metered(meter, pulsing_pipelined(w, seq, 1, b"x")).await,
+            seq as f64,
+        ));
+        if let Some((raw, m)) = raw.as_mut() {
+            rs.push(per_op(
+                metered(*m, raw.pipelined(seq, 1, b"x")).await,
+                seq as f64,
+            ));
         }
     }
-    let (mut p, mut r) = (
-        Figures {
-            latency: median(ps),
-            in_flight: [0.0; 2],
-            echo: [0.0; 2],
-            stream: 0.0,
-        },
-        Figures {
-            latency: if rs.is_empty() { 0.0 } else { median(rs) },
-            in_flight: [0.0; 2],
-            echo: [0.0; 2],
-            stream: 0.0,
-        },
-    );
+    p.latency = medians(ps);
+    r.latency = if rs.is_empty() {
+        r.latency
+    } else {
+        medians(rs)
+    };
 
     // Long enough runs (a few hundred ms) that the ramp-up of the window does not count.
     let pipelined = 4 * calls;
     for (i, window) in WINDOWS.into_iter().enumerate() {
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            ps.push(
-                pipelined as f64
-                    / pulsing_pipelined(w, pipelined, window, b"x")
-                        .await
-                        .as_secs_f64(),
-            );
-            if let Some(raw) = raw.as_deref_mut() {
-                rs.push(
-                    pipelined as f64 / raw.pipelined(pipelined, window, b"x").await.as_secs_f64(),
-                );
+            let run = metered(meter, pulsing_pipelined(w, pipelined, window, b"x")).await;
+            ps.push(per_sec(run, pipelined as f64, 1.0));
+            if let Some((raw, m)) = raw.as_mut() {
+                let run = metered(*m, raw.pipelined(pipelined, window, b"x")).await;
+                rs.push(per_sec(run, pipelined as f64, 1.0));
             }
         }
-        p.in_flight[i] = median(ps);
-        r.in_flight[i] = if rs.is_empty() { 0.0 } else { median(rs) };
+        p.in_flight[i] = medians(ps);
+        r.in_flight[i] = if rs.is_empty() {
+            r.in_flight[i]
+        } else {
+            medians(rs)
+        };
     }
 
     for (i, (_, size)) in ECHOES.into_iter().enumerate() {
-        let n = if size > 1 << 10 {
-            if quick {
-                50
-            } else {
-                300
-            }
-        } else {
-            calls / 2
+        let n = match (size > 1 << 10, quick) {
+            (true, true) => 50,
+            (true, false) => 300,
+            (false, _) => calls / 2,
         };
         let payload = vec![7u8; size];
+        // MB/s, both ways.
+        let mb = (2 * size) as f64 / 1e6;
         let (mut ps, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let bytes = (2 * size * n) as f64 / 1e6;
-            ps.push(bytes / pulsing_pipelined(w, n, 16, &payload).await.as_secs_f64());
-            if let Some(raw) = raw.as_deref_mut() {
-                rs.push(bytes / raw.pipelined(n, 16, &payload).await.as_secs_f64());
+            let run = metered(meter, pulsing_pipelined(w, n, 16, &payload)).await;
+            ps.push(per_sec(run, n as f64, mb));
+            if let Some((raw, m)) = raw.as_mut() {
+                let run = metered(*m, raw.pipelined(n, 16, &payload)).await;
+                rs.push(per_sec(run, n as f64, mb));
             }
         }
-        p.echo[i] = median(ps);
-        r.echo[i] = if rs.is_empty() { 0.0 } else { median(rs) };
+        p.echo[i] = medians(ps);
+        r.echo[i] = if rs.is_empty() {
+            r.echo[i]
+        } else {
+            medians(rs)
+        };
     }
 
     let n = 100_000u64;
     let (mut ps, mut rs) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let start = Instant::now();
-        let got = w
-            .items(n)
-            .await
-            .unwrap()
-            .fold(0u64, |acc, r| async move {
-                r.unwrap();
-                acc + 1
+        let run = metered(meter, async {
+            let start = Instant::now();
+            let got = w
+                .items(n)
+                .await
+                .unwrap()
+                .fold(0u64, |acc, r| async move {
+                    r.unwrap();
+                    acc + 1
+                })
+                .await;
+            assert_eq!(got, n);
+            start.elapsed()
+        })
+        .await;
+        ps.push(per_sec(run, n as f64, 1.0));
+        if let Some((raw, m)) = raw.as_mut() {
+            let run = metered(*m, async {
+                let start = Instant::now();
+                raw.send(u64::MAX, &n.to_le_bytes()).await;
+                while raw.recv().await.0 != u64::MAX {}
+                start.elapsed()
             })
             .await;
-        assert_eq!(got, n);
-        ps.push(n as f64 / start.elapsed().as_secs_f64());
-        if let Some(raw) = raw.as_deref_mut() {
-            let start = Instant::now();
-            raw.send(u64::MAX, &n.to_le_bytes()).await;
-            while raw.recv().await.0 != u64::MAX {}
-            rs.push(n as f64 / start.elapsed().as_secs_f64());
+            rs.push(per_sec(run, n as f64, 1.0));
         }
     }
-    p.stream = median(ps);
-    r.stream = if rs.is_empty() { 0.0 } else { median(rs) };
+    p.stream = medians(ps);
+    r.stream = if rs.is_empty() { r.stream } else { medians(rs) };
     let has_raw = raw.is_some();
     (p, has_raw.then_some(r))
+}
+
+fn header(first: &str, a: &str, b: &str) {
+    println!(
+        "{first:<40} {a:>12} {b:>12} {:<9} {:>6} {:<4} {:>8} {:>8} {:>6}",
+        "unit", "ratio", "", "cpu/op", "cpu/op", "ratio"
+    );
 }
 
 fn table(a: &Figures, b: &Figures) {
@@ -378,19 +444,20 @@ async fn client(quick: bool) {
     let (secure_system, sw) = join_echo(&s_addr, true).await;
     let mut raw = Raw::connect(&r_addr).await;
 
-    println!(
-        "{:<40} {:>12} {:>12} {:<9} ratio",
-        "workload", "pulsing", "raw ws", "unit"
-    );
-    let (plain, floor) = measure(&w, Some(&mut raw), quick).await;
+    let meter = |child: &Child| Meter { server: child.id() };
+    header("workload", "pulsing", "raw ws");
+    let (plain, floor) = measure(
+        &w,
+        meter(&p_server),
+        Some((&mut raw, meter(&r_server))),
+        quick,
+    )
+    .await;
     table(&plain, &floor.expect("the floor was measured"));
 
     println!();
-    println!(
-        "{:<40} {:>12} {:>12} {:<9} ratio",
-        "with a secret (Noise, AES-GCM)", "encrypted", "pulsing", "unit"
-    );
-    let (secure, _) = measure(&sw, None, quick).await;
+    header("with a secret (Noise, AES-GCM)", "encrypted", "pulsing");
+    let (secure, _) = measure(&sw, meter(&s_server), None, quick).await;
     table(&secure, &plain);
 
     system.shutdown().await;
@@ -435,7 +502,9 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     println!(
-        "Pulsing remote benchmark: client and server in separate processes on loopback; medians"
+        "Pulsing remote benchmark: client and server in separate processes on loopback; medians;\n\
+         ratio: first column over second (thr: higher is better, time: lower is better); cpu/op:\n\
+         CPU time of client and server together per call, echo or item, in µs"
     );
     rt.block_on(client(quick));
 }

@@ -278,6 +278,15 @@ impl NodeProcess {
         panic!("the process did not stop");
     }
 
+    /// SIGCONT: a frozen process runs again.
+    pub fn thaw(&self) {
+        let status = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

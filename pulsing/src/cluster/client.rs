@@ -18,10 +18,8 @@
 //! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-
-use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,16 +31,25 @@ use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::actor::stream::ReplyStream;
 use crate::error::{Error, Result};
-use crate::transport::{Connection, Outcome, Outgoing};
+use crate::transport::{Connection, Outcome, Outgoing, Transport};
 use crate::value::{Args, Value};
 use crate::wire::{NodeId, Payload, SharedBytes};
 
 /// An actor on another node, as seen from here: one instance, found by name and then addressed
 /// by name *and* id, so a name now bound to another actor (stopped, then respawned) answers
 /// `Stopped` instead of reaching the newcomer.
+///
+/// A lost connection is not the end: if gossip shows the actor's node live again and still
+/// holding this actor (a paused process thawed, a partition healed), the next call dials it
+/// again; the node is the same process and its actors never stopped.
 #[derive(Debug)]
 pub(crate) struct PeerActor {
-    pub(crate) conn: Arc<Connection>,
+    /// The connection the ref was resolved over; see [`PeerActor::conn`].
+    pub(crate) first: Arc<Connection>,
+    /// The connection that replaced `first` once it was lost.
+    pub(crate) redialed: Mutex<Option<Arc<Connection>>>,
+    /// To dial the node again.
+    pub(crate) transport: Weak<Transport>,
     pub(crate) name: String,
     pub(crate) id: ActorId,
     /// The node holding it.
@@ -63,8 +70,57 @@ impl PeerActor {
     pub(crate) fn label(&self) -> String {
         format!(
             "{}#{} {:?} @ {}",
-            self.type_name, self.id, self.name, self.conn.peer_addr
+            self.type_name, self.id, self.name, self.first.peer_addr
         )
+    }
+
+    /// The current connection to the actor's node: the first one while it is open (no lock on
+    /// that path), else the one dialed since, which may be closed too.
+    pub(crate) fn conn(&self) -> Arc<Connection> {
+        if !self.first.is_closed() {
+            return self.first.clone();
+        }
+        let redialed = self.redialed.lock().unwrap_or_else(|e| e.into_inner());
+        redialed.as_ref().unwrap_or(&self.first).clone()
+    }
+
+    /// Whether the connection has room for one more call in flight.
+    pub(crate) fn has_room(&self) -> bool {
+        self.conn().has_room()
+    }
+
+    /// The connection for the next call. Once the current one is lost, it dials the node
+    /// again, but only when gossip shows the node live and still holding this actor: a node
+    /// that is dead (or not yet known to be alive again) fails the call at once with
+    /// `PeerLost` through the closed connection, instead of a dial that waits for a hung host.
+    async fn connection(&self) -> Arc<Connection> {
+        let conn = self.conn();
+        if !conn.is_closed() || self.gone.load(Ordering::Relaxed) || !self.listed() {
+            return conn;
+        }
+        let Some(transport) = self.transport.upgrade() else {
+            return conn;
+        };
+        match transport.connect(&self.first.peer_addr).await {
+            // Another node at that address (the process was replaced): its answers say the
+            // actor is `Stopped`, as they should.
+            Ok(fresh) => {
+                tracing::info!(actor = %self.label(), "reconnected to the actor's node");
+                *self.redialed.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::debug!(actor = %self.label(), error = %e, "could not reconnect");
+                conn
+            }
+        }
+    }
+
+    /// Whether gossip shows the actor's node live and holding this actor under its name.
+    fn listed(&self) -> bool {
+        self.view.as_ref().is_some_and(|view| {
+            super::directory::holds(&view.borrow(), self.node, &self.name, self.id)
+        })
     }
 
     /// The error for a call to `method` whose deadline `after` passed.
@@ -76,14 +132,15 @@ impl PeerActor {
         }
     }
 
-    /// Whether the actor is alive as far as this node knows: the connection to its node is
-    /// up, no call was answered `Stopped`, and gossip still shows its name bound to it.
+    /// Whether the actor is alive as far as this node knows: no call was answered `Stopped`,
+    /// gossip shows its name bound to it, and the connection to its node is up (or, lost, can
+    /// be dialed again: gossip shows the node live).
     pub(crate) fn is_alive(&self) -> bool {
-        !self.conn.is_closed()
-            && !self.gone.load(Ordering::Relaxed)
-            && self.view.as_ref().is_none_or(|view| {
-                super::directory::holds(&view.borrow(), self.node, &self.name, self.id)
-            })
+        !self.gone.load(Ordering::Relaxed)
+            && match &self.view {
+                Some(_) => self.listed(),
+                None => !self.conn().is_closed(),
+            }
     }
 
     /// Notes what an answer tells about the actor; names the expected type in a mismatch.
@@ -101,7 +158,7 @@ impl PeerActor {
 
     /// Whether `other` is the same actor over the same connection.
     pub(crate) fn is_same(&self, other: &PeerActor) -> bool {
-        Arc::ptr_eq(&self.conn, &other.conn) && self.name == other.name && self.id == other.id
+        Arc::ptr_eq(&self.first, &other.first) && self.name == other.name && self.id == other.id
     }
 
     /// Sends a call (`typed`: checked against the actor's type by the peer) and waits for its
@@ -114,9 +171,11 @@ impl PeerActor {
         args: Payload,
         timeout: Option<Duration>,
     ) -> impl std::future::Future<Output = Outcome> + 'a {
-        self.conn
-            .call(self.outgoing(method, typed, args, timeout))
-            .map(|outcome| self.checked(outcome))
+        async move {
+            let conn = self.connection().await;
+            let outcome = conn.call(self.outgoing(method, typed, args, timeout)).await;
+            self.checked(outcome)
+        }
     }
 
     /// `$describe`: the actor's type, id and interface, as its node sees them. Fails once the
@@ -146,7 +205,8 @@ impl PeerActor {
     /// Sends a call without waiting for its result.
     pub(crate) async fn tell(&self, method: &str, args: Result<SharedBytes>) -> Result<()> {
         let typed = Payload::Typed(args?);
-        self.conn
+        self.connection()
+            .await
             .tell(self.outgoing(method, true, typed, None))
             .await
     }
@@ -185,11 +245,11 @@ impl PeerActor {
     ) -> Result<ReplyStream<T>> {
         // The first window of credit travels with the request itself.
         let window = (self.stream_buffer * 8).max(256) as u32;
-        let (id, incoming) = self
-            .conn
+        let conn = self.connection().await;
+        let (id, incoming) = conn
             .open_stream(self.outgoing(method, expect_type, args, timeout), window)
             .await?;
-        let items = PeerItems::new(self.conn.clone(), id, incoming, decode, self.expect, window);
+        let items = PeerItems::new(conn, id, incoming, decode, self.expect, window);
         ReplyStream::from_events(Box::pin(items), Arc::from(self.label()))
             .opened()
             .await

@@ -126,7 +126,9 @@ impl Node {
             match self.transport().connect(&instance.addr.to_string()).await {
                 Ok(conn) => {
                     return Ok(Arc::new(PeerActor {
-                        conn,
+                        first: conn,
+                        redialed: std::sync::Mutex::new(None),
+                        transport: Arc::downgrade(self.transport()),
                         name: name.to_owned(),
                         id: instance.actor,
                         node: instance.node,

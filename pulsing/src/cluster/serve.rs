@@ -325,8 +325,11 @@ async fn answer_meta(registry: &Registry, call: Incoming) -> Result<Payload> {
 async fn open(registry: &Registry, call: Incoming) -> Result<ItemStream> {
     let cell = lookup(registry, &call)?;
     let meta = cell.meta();
+    // The buffer between the producer's pump and this task holds a whole batch: the pump fills
+    // it while a batch is written, and the next batch goes with one wake-up instead of one per
+    // `stream_buffer` items. What crosses the wire is still bounded by the consumer's credit.
     let reply_to = ReplyTo::Stream {
-        buffer: meta.stream_buffer,
+        buffer: meta.stream_buffer.max(MAX_BATCH_ITEMS),
         actor: Arc::from(meta.label()),
     };
     let opened: ItemStream = match call.args {

@@ -147,7 +147,7 @@ impl<'a, A: Actor, Args, T> Call<'a, A, Args, T> {
             Target::Local(cell) => cell,
             Target::Peer(peer) => {
                 // The connection's window of calls in flight stands for the mailbox here.
-                if !peer.conn.has_room() {
+                if !peer.has_room() {
                     return Err(Error::MailboxFull {
                         actor: peer.label(),
                     });
