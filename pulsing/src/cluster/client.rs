@@ -164,18 +164,16 @@ impl PeerActor {
     /// Sends a call (`typed`: checked against the actor's type by the peer) and waits for its
     /// outcome. `timeout` travels with the request; enforcing it is the caller's job (see
     /// `handle/deadline.rs`).
-    pub(crate) fn call<'a>(
-        &'a self,
-        method: &'a str,
+    pub(crate) async fn call(
+        &self,
+        method: &str,
         typed: bool,
         args: Payload,
         timeout: Option<Duration>,
-    ) -> impl std::future::Future<Output = Outcome> + 'a {
-        async move {
-            let conn = self.connection().await;
-            let outcome = conn.call(self.outgoing(method, typed, args, timeout)).await;
-            self.checked(outcome)
-        }
+    ) -> Outcome {
+        let conn = self.connection().await;
+        let outcome = conn.call(self.outgoing(method, typed, args, timeout)).await;
+        self.checked(outcome)
     }
 
     /// `$describe`: the actor's type, id and interface, as its node sees them. Fails once the
