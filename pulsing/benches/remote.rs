@@ -5,7 +5,8 @@
 //! (`--serve pulsing|secure|raw`).
 //!
 //! Run: `cargo bench -p pulsing --bench remote` (add `-- --quick` for a short run, or
-//! `-- --soak SECONDS` to keep 1024 calls in flight for a profiler).
+//! `-- --soak SECONDS [--size BYTES] [--secure]` to keep echoes in flight for a profiler: 1024
+//! of them, or 16 for payloads over 1 KiB).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -238,17 +239,25 @@ async fn join_echo(addr: &str, secure: bool) -> (ActorSystem, EchoRef) {
     (system, w)
 }
 
-async fn soak(length: Duration) {
-    let (mut server, addr) = spawn_server("pulsing");
-    let (_system, w) = join_echo(&addr, false).await;
+/// For profiling: echoes of `size` bytes, `window` in flight (over an encrypted connection if
+/// `secure`), for `length`, nothing else.
+async fn soak(length: Duration, size: usize, secure: bool) {
+    let (mut server, addr) = spawn_server(if secure { "secure" } else { "pulsing" });
+    let (_system, w) = join_echo(&addr, secure).await;
+    let (window, batch) = if size > 1 << 10 {
+        (16, 100)
+    } else {
+        (1024, 50_000)
+    };
+    let payload = vec![7u8; size];
     let start = Instant::now();
     let mut calls = 0;
     while start.elapsed() < length {
-        pulsing_pipelined(&w, 50_000, 1024, b"x").await;
-        calls += 50_000;
+        pulsing_pipelined(&w, batch, window, &payload).await;
+        calls += batch;
     }
     println!(
-        "{:.0} calls/s at 1024 in flight",
+        "{:.0} calls/s at {window} in flight",
         calls as f64 / start.elapsed().as_secs_f64()
     );
     let _ = server.kill();
@@ -495,9 +504,14 @@ fn main() {
         return;
     }
     if let Some(at) = args.iter().position(|a| a == "--soak") {
-        // For profiling: 1024 Pulsing calls in flight for this many seconds, nothing else.
+        // For profiling: Pulsing calls in flight for this many seconds, nothing else.
         let secs: u64 = args[at + 1].parse().expect("--soak SECONDS");
-        rt.block_on(soak(Duration::from_secs(secs)));
+        let size = args
+            .iter()
+            .position(|a| a == "--size")
+            .map_or(1, |at| args[at + 1].parse().expect("--size BYTES"));
+        let secure = args.iter().any(|a| a == "--secure");
+        rt.block_on(soak(Duration::from_secs(secs), size, secure));
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

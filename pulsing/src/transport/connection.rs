@@ -1307,7 +1307,7 @@ pub(crate) async fn fuzz_session(
     for message in messages {
         let message = match &mut sealer {
             Some(sealer) => sealer.seal(message),
-            None => message,
+            None => message.into(),
         };
         let sent = tokio::time::timeout(STEP, sink.send(Message::Binary(message.into()))).await;
         if !matches!(sent, Ok(Ok(()))) {

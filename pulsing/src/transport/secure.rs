@@ -214,7 +214,7 @@ impl Initiator {
         let peer = Params::from_byte(params)?;
         let encrypt = self.params.encrypt || peer.encrypt;
         let mut channel = Channel::new(self.state, encrypt)?;
-        let msg3 = channel.sealer.seal_always(CONFIRM);
+        let msg3 = channel.sealer.seal_always(CONFIRM).to_vec();
         Ok((channel, msg3))
     }
 }
@@ -294,11 +294,13 @@ impl Channel {
                 state: state.clone(),
                 nonce: 0,
                 encrypt,
+                buf: Reused::default(),
             },
             opener: Opener {
                 state,
                 nonce: 0,
                 encrypt,
+                buf: Reused::default(),
             },
         })
     }
@@ -314,6 +316,7 @@ pub(crate) struct Sealer {
     state: std::sync::Arc<snow::StatelessTransportState>,
     nonce: u64,
     encrypt: bool,
+    buf: Reused,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -328,17 +331,16 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// The WebSocket message that carries `plain`: the records sealing it, or `plain` itself
     /// when encryption is off.
-    pub(crate) fn seal(&mut self, plain: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn seal(&mut self, plain: Vec<u8>) -> Bytes {
         if self.encrypt {
             self.seal_always(&plain)
         } else {
-            plain
+            plain.into()
         }
     }
 
-    fn seal_always(&mut self, plain: &[u8]) -> Vec<u8> {
-        let chunks = plain.len().div_ceil(MAX_CHUNK).max(1);
-        let mut out = vec![0u8; plain.len() + chunks * TAG];
+    fn seal_always(&mut self, plain: &[u8]) -> Bytes {
+        let mut out = self.buf.take(sealed_len(plain.len()));
         let mut at = 0;
         for chunk in plain
             .chunks(MAX_CHUNK)
@@ -353,7 +355,7 @@ impl Sealer {
             at += n;
         }
         debug_assert_eq!(at, out.len());
-        out
+        out.freeze()
     }
 }
 
@@ -362,6 +364,33 @@ pub(crate) struct Opener {
     state: std::sync::Arc<snow::StatelessTransportState>,
     nonce: u64,
     encrypt: bool,
+    buf: Reused,
+}
+
+/// The buffer records are sealed into (or opened into), used again for the next message once
+/// the last one's bytes have been dropped (the writer drops them as soon as the WebSocket
+/// layer has copied them; the reader's frames, once decoded and served). A fresh buffer per
+/// 1 MiB message cost more than the AES itself: the allocator maps and unmaps large blocks,
+/// and every page of a fresh block faults. Buffers over [`REUSED_UP_TO`] are not kept, so a
+/// rare huge message does not pin its memory to the connection.
+#[derive(Debug, Default)]
+struct Reused(BytesMut);
+
+/// The largest buffer a connection keeps between messages, per direction.
+const REUSED_UP_TO: usize = 4 << 20;
+
+impl Reused {
+    /// A zeroed buffer of `len` bytes: the previous one again if nothing holds it any more.
+    fn take(&mut self, len: usize) -> BytesMut {
+        if len > REUSED_UP_TO {
+            self.0 = BytesMut::new();
+            return BytesMut::zeroed(len);
+        }
+        self.0.clear();
+        self.0.reserve(len);
+        self.0.resize(len, 0);
+        self.0.split()
+    }
 }
 
 impl std::fmt::Debug for Opener {
@@ -389,7 +418,7 @@ impl Opener {
             return Err(refused("a record too short to be sealed"));
         }
         let chunks = message.len().div_ceil(MAX_RECORD);
-        let mut out = BytesMut::zeroed(message.len() - chunks * TAG);
+        let mut out = self.buf.take(message.len() - chunks * TAG);
         let mut at = 0;
         for record in message.chunks(MAX_RECORD) {
             if record.len() < TAG {
@@ -491,11 +520,41 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_is_used_again_only_once_its_message_is_dropped() {
+        let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
+        let plain = vec![1u8; 100_000];
+        let (mut sealed_at, mut opened_at) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let sealed = i.sealer.seal(plain.clone());
+            sealed_at.push(sealed.as_ptr());
+            let opened = r.opener.open(sealed).unwrap();
+            assert_eq!(opened.as_ref(), &plain[..]);
+            opened_at.push(opened.as_ptr());
+        }
+        for at in [sealed_at, opened_at] {
+            assert!(
+                at[1..].iter().all(|p| *p == at[1]),
+                "each dropped message's buffer is used again: {at:?}"
+            );
+        }
+        let second = i.sealer.seal(plain.clone());
+        // Held, it is never written over: the next message gets a buffer of its own.
+        let third = i.sealer.seal(plain.clone());
+        assert_ne!(third.as_ptr(), second.as_ptr());
+        let (a, b) = (
+            r.opener.open(second).unwrap(),
+            r.opener.open(third).unwrap(),
+        );
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        assert_eq!((a.as_ref(), b.as_ref()), (&plain[..], &plain[..]));
+    }
+
+    #[test]
     fn a_changed_replayed_or_reordered_record_fails() {
         let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
         let one = i.sealer.seal(b"one".to_vec());
         let two = i.sealer.seal(b"two".to_vec());
-        let mut changed = one.clone();
+        let mut changed = one.to_vec();
         changed[0] ^= 1;
         assert!(r.opener.open(Bytes::from(changed)).is_err());
         let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
