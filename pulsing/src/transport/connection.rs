@@ -996,7 +996,7 @@ async fn write_loop<S>(
         for pack in packs {
             if !unless_abandoned(
                 &abandoned,
-                sink.feed(Message::Binary(sealer.seal(pack).into())),
+                sink.feed(Message::Binary(sealer.seal(pack))),
             )
             .await
             {
@@ -1309,7 +1309,7 @@ pub(crate) async fn fuzz_session(
             Some(sealer) => sealer.seal(message),
             None => message.into(),
         };
-        let sent = tokio::time::timeout(STEP, sink.send(Message::Binary(message.into()))).await;
+        let sent = tokio::time::timeout(STEP, sink.send(Message::Binary(message))).await;
         if !matches!(sent, Ok(Ok(()))) {
             break;
         }

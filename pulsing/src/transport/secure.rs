@@ -492,9 +492,9 @@ mod tests {
                         "plaintext visible"
                     );
                 }
-                assert_eq!(r.opener.open(Bytes::from(sealed)).unwrap(), plain);
+                assert_eq!(r.opener.open(sealed).unwrap(), plain);
                 let sealed = r.sealer.seal(plain.clone());
-                assert_eq!(i.opener.open(Bytes::from(sealed)).unwrap(), plain);
+                assert_eq!(i.opener.open(sealed).unwrap(), plain);
             }
         }
     }
@@ -560,12 +560,12 @@ mod tests {
         let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
         let one = i.sealer.seal(b"one".to_vec());
         let two2 = i.sealer.seal(b"two".to_vec());
-        assert!(r.opener.open(Bytes::from(two2)).is_err(), "reordered");
+        assert!(r.opener.open(two2).is_err(), "reordered");
         let _ = (one, two);
         let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
         let one = i.sealer.seal(b"one".to_vec());
-        r.opener.open(Bytes::from(one.clone())).unwrap();
-        assert!(r.opener.open(Bytes::from(one)).is_err(), "replayed");
+        r.opener.open(one.clone()).unwrap();
+        assert!(r.opener.open(one).is_err(), "replayed");
         assert!(
             r.opener
                 .open(Bytes::from_static(b"plaintext frame"))
