@@ -994,12 +994,7 @@ async fn write_loop<S>(
             packs.extend(conn.outbox.take());
         }
         for pack in packs {
-            if !unless_abandoned(
-                &abandoned,
-                sink.feed(Message::Binary(sealer.seal(pack))),
-            )
-            .await
-            {
+            if !unless_abandoned(&abandoned, sink.feed(Message::Binary(sealer.seal(pack)))).await {
                 break 'write;
             }
         }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use pulsing::prelude::*;
 use tokio::sync::Notify;
 
+pub mod frames;
+
 /// A log the tests read to see what actors did.
 pub type Log = Arc<Mutex<Vec<String>>>;
 
