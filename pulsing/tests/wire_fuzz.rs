@@ -10,6 +10,7 @@
 //! - Generated argument decoding: random postcard bytes and random `Value` arguments for every
 //!   method of a `#[pulsing::remote]` actor with many parameter shapes
 //!   (`pulsing::__fuzz::build_calls`): a typed error or a call, never a panic.
+#![allow(missing_docs)]
 
 mod support;
 
