@@ -145,6 +145,7 @@ pub enum Shape {
 }
 
 /// An actor with many parameter shapes, for the generated decoding.
+#[derive(Debug)]
 pub struct Shapes;
 
 #[pulsing::remote]
