@@ -42,8 +42,12 @@ pub(crate) fn handle() -> PyResult<tokio::runtime::Handle> {
         ));
     }
     if g.runtime.is_none() {
+        let workers = std::env::var("PULSING_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .thread_name("pulsing")
             .enable_all()
             .build()
