@@ -6,8 +6,9 @@ loop watches (``add_reader``) only when the queue was empty, so one wake-up drai
 The loop takes the whole queue under the GIL (``Bridge.take``: a list of tuples whose first item
 is an :class:`EventKind`).
 
-Replies (``DONE``, ``OBJ``, ``ITEMS``) settle the future waiting under their token; the bridge does
-that itself. Every other kind goes to the handler its module registered with :func:`register`
+Replies (``DONE``, ``OBJ``) settle the future waiting under their token, and a stream's batches
+(``ITEMS``) go to the callback its consumer registered under its token; the bridge does that
+itself. Every other kind goes to the handler its module registered with :func:`register`
 (``_serve`` for ``INCOMING`` and ``HOST_STOPPED``, ``_workers`` for ``DRAIN``): one list lookup per
 event, and this module imports none of them.
 
@@ -158,12 +159,15 @@ class _LoopBridge:
         if handler is not None:
             handler(self, ev)
             return
+        if tag == _ITEMS:  # a stream's batch: its consumer's callback, until the stream ends
+            deliver = waiters.pop(ev[1], None) if ev[3] else waiters.get(ev[1])
+            if deliver is not None:
+                deliver(ev)
+            return
         fut = waiters.pop(ev[1], None)
         if fut is None or fut.done():
             return
-        if tag == _ITEMS:
-            fut.set_result(ev)
-        elif ev[2]:
+        if ev[2]:
             fut.set_result(ev[3])
         else:
             fut.set_exception(from_native(ev[3]))
