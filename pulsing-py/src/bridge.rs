@@ -36,6 +36,9 @@ pub(crate) struct BridgeInner {
 #[derive(Default)]
 struct Queue {
     events: Vec<Event>,
+    /// A byte was written to the socket pair and not read yet (`take` reads only then: one
+    /// syscall less per answer that found the loop parked in `hold`).
+    signalled: bool,
     /// The loop thread is parked in [`Bridge::hold`]: it takes the events itself, so a push
     /// wakes it directly instead of through the socket pair and the selector.
     holding: bool,
@@ -47,18 +50,21 @@ impl BridgeInner {
     }
 
     pub(crate) fn push(&self, event: Event) {
-        let (was_empty, holding) = {
+        let holding = {
             let mut q = self.lock();
             let was_empty = q.events.is_empty();
             q.events.push(event);
             self.pending.store(true, Ordering::Release);
-            (was_empty, q.holding)
+            if was_empty && !q.holding && !q.signalled {
+                // Under the lock, so `take` knows whether to read it. Non-blocking; a full
+                // socket buffer already holds a pending wake-up.
+                q.signalled = true;
+                let _ = (&self.wake).write(&[1]);
+            }
+            q.holding
         };
         if holding {
             self.held.notify_one();
-        } else if was_empty {
-            // Non-blocking; a full socket buffer already holds a pending wake-up.
-            let _ = (&self.wake).write(&[1]);
         }
     }
 }
@@ -129,14 +135,16 @@ impl Bridge {
     /// Takes every pending event, as tuples whose first item is an
     /// [`EventKind`](crate::events::EventKind) (see there for each kind's tuple).
     fn take(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
-        let mut buf = [0u8; 256];
-        while let Ok(n) = (&self.read).read(&mut buf) {
-            if n < buf.len() {
-                break;
-            }
-        }
         let events = {
             let mut q = self.inner.lock();
+            if std::mem::take(&mut q.signalled) {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = (&self.read).read(&mut buf) {
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+            }
             self.inner.pending.store(false, Ordering::Release);
             std::mem::take(&mut q.events)
         };
