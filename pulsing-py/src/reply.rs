@@ -51,11 +51,7 @@ pub(crate) fn call_parts<'py>(
     let stream = matches!(reply, HostedReply::Stream(_));
     let reply: Py<PyAny> = match reply {
         HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
-        HostedReply::Stream(s) => Py::new(
-            py,
-            PySink::new(s),
-        )?
-        .into_any(),
+        HostedReply::Stream(s) => Py::new(py, PySink::new(s))?.into_any(),
     };
     let args = PyTuple::new(py, positional.iter())?;
     Ok(Some((method, args, kwargs, reply, stream)))
