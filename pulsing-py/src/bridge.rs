@@ -4,8 +4,10 @@
 //! touch Python objects. They push plain Rust [`Event`]s (a finished call's `Value`, a batch of
 //! stream items, an incoming call for a Python actor) into the bridge's queue and write one byte
 //! to a socket pair the loop watches (`add_reader`) — only when the queue was empty, so one
-//! wake-up drains many completions. The loop thread then takes the whole queue under the GIL
-//! ([`Bridge::take`]) and turns it into Python objects. Because no Rust thread ever holds or
+//! wake-up drains many completions. While the loop thread is parked in [`Bridge::hold`] (waiting
+//! for one call's answer), a push wakes it directly instead: no byte, no selector turn. The
+//! loop thread then takes the whole queue under the GIL ([`Bridge::take`]) and turns it into
+//! Python objects. Because no Rust thread ever holds or
 //! touches a Python object, the interpreter can finalize while tokio threads still run.
 //!
 //! This avoids pyo3-async-runtimes' per-await thread hops (design notes §6). The Python side is

@@ -77,7 +77,7 @@ pub(crate) fn machine_busy() -> bool {
         if last.at.is_none_or(|at| now.duration_since(at) >= SAMPLE) {
             if let (Some(machine), Some(own)) = (machine_ticks(), own_ticks()) {
                 if let Some(at) = last.at {
-                    let ticks_per_s = 100.0; // USER_HZ
+                    let ticks_per_s = 100.0; // USER_HZ: /proc's unit on every Linux
                     let elapsed = now.duration_since(at).as_secs_f64() * ticks_per_s;
                     let others = machine.saturating_sub(last.machine) as f64
                         - own.saturating_sub(last.own) as f64;
