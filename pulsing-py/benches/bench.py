@@ -1,7 +1,16 @@
-"""Pulsing vs Ray, Python actors: prints medians for the workloads of issue #4.
+"""Pulsing vs Ray, Python actors: every latency row beside a floor measured in the same run.
 
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py          # Pulsing, then Ray
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray # Pulsing only
+    pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --busy  # with `yes > /dev/null`
+
+Latencies on a small VM swing threefold with host load, so each latency row is measured in
+blocks that alternate with its floor (same moment, same processes) and printed as a ratio to it,
+with the CPU per call of caller and server (the server's from ``/proc/<pid>/task/*/schedstat``,
+nanoseconds) beside the floor's. Floors: an asyncio TCP echo between the same two processes (a
+call across processes), a raw asyncio 1 MiB echo (the 1 MiB rows), a bare thread hand-off
+(``SimpleQueue`` + ``call_soon_threadsafe``: a same-process ``def`` call). ``--busy`` keeps one
+CPU busy with ``yes > /dev/null`` for the whole run. ``--json FILE`` appends the figures.
 
 Ray (``pip install ray``, only for this script) runs with ``ray.init(num_cpus=2)``. Across
 processes, Pulsing's server is a second Python process on loopback (port 0).
@@ -12,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import queue
 import socket
@@ -26,10 +36,12 @@ import pulsing as pul
 from pulsing import _targets  # its `_HOLD_REMOTE_US` decides whether a call holds the loop
 
 SEQ_CALLS = 3000
+BLOCKS = 6  # a latency row and its floor alternate in this many blocks
 THROUGHPUT_CALLS = 40_000
 REPEATS = 5
 MIB = 1 << 20
 STREAM_ITEMS = 100_000
+FIGURES: dict = {}  # machine-readable figures of this run (--json)
 
 
 @pul.remote
@@ -82,34 +94,83 @@ def med(xs):
     return statistics.median(xs)
 
 
-async def seq_latency(call, n=SEQ_CALLS):
-    for i in range(200):
-        await call(i)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        await call(i)
-        times.append(time.perf_counter() - t0)
-    return med(times)
-
-
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` so far, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of process ``pid`` so far: the sum of its live threads' run time from
+    ``/proc/<pid>/task/*/schedstat`` (nanoseconds; ``/proc/<pid>/stat`` counts 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
-async def seq_latency_cpu(call, server_pid: int, n=SEQ_CALLS):
-    """Like ``seq_latency``, and the CPU per call of this process and of the server."""
+class Cost:
+    """Latency (median per call) and CPU per call of caller and server, over many blocks."""
+
+    def __init__(self) -> None:
+        self.times: list = []
+        self.caller = 0.0
+        self.server = 0.0
+
+    async def block(self, call, n, server_pid) -> None:
+        mine, theirs = time.process_time(), process_cpu(server_pid) if server_pid else 0.0
+        for i in range(n):
+            t0 = time.perf_counter()
+            await call(i)
+            self.times.append(time.perf_counter() - t0)
+        self.caller += time.process_time() - mine
+        if server_pid:
+            self.server += process_cpu(server_pid) - theirs
+
+    @property
+    def latency(self) -> float:
+        return med(self.times)
+
+    def cpu(self) -> "tuple[float, float]":
+        n = len(self.times)
+        return self.caller / n, self.server / n
+
+
+async def paired(call, floor, server_pid=None, n=SEQ_CALLS) -> "tuple[Cost, Cost]":
+    """``call`` and its ``floor`` measured in alternating blocks (after a warm-up of each)."""
     for i in range(200):
         await call(i)
-    mine, theirs = time.process_time(), process_cpu(server_pid)
-    latency = await seq_latency(call, n)
-    mine, theirs = time.process_time() - mine, process_cpu(server_pid) - theirs
-    # (200 warm-up calls ran again inside seq_latency)
-    per_call = n + 200
-    return f"{fmt_us(latency)}  (CPU per call: {fmt_us(mine / per_call)} caller, {fmt_us(theirs / per_call)} server)"
+        await floor(i)
+    costs = Cost(), Cost()
+    for _ in range(BLOCKS):
+        await costs[0].block(call, n // BLOCKS, server_pid)
+        await costs[1].block(floor, n // BLOCKS, server_pid)
+    return costs
+
+
+def row(name: str, cost: Cost, floor: Cost, *, server: bool, unit=None) -> str:
+    """One latency row: the figure, its ratio to the floor (for a rate row, ``unit``, our rate over
+    the floor's), CPU per call (caller+server) and its ratio to the floor's."""
+    (c, s), (fc, fs) = cost.cpu(), floor.cpu()
+    # a rate row (``unit``: MB/s) compares rates, so its ratio is the floor's time over ours
+    ratio = cost.latency / floor.latency if unit is None else floor.latency / cost.latency
+    cpu_ratio = (c + s) / (fc + fs)
+    FIGURES[name] = {
+        "latency_us": cost.latency * 1e6,
+        "floor_us": floor.latency * 1e6,
+        "ratio": ratio,
+        "cpu_caller_us": c * 1e6,
+        "cpu_server_us": s * 1e6,
+        "floor_cpu_caller_us": fc * 1e6,
+        "floor_cpu_server_us": fs * 1e6,
+        "cpu_ratio": cpu_ratio,
+    }
+    shown = fmt_us(cost.latency) if unit is None else unit(cost.latency)
+    floor_shown = fmt_us(floor.latency) if unit is None else unit(floor.latency)
+    cpu = f"{c * 1e6:,.0f}+{s * 1e6:,.0f}" if server else f"{c * 1e6:,.0f}"
+    fcpu = f"{fc * 1e6:,.0f}+{fs * 1e6:,.0f}" if server else f"{fc * 1e6:,.0f}"
+    return (
+        f"{shown} = {ratio:.2f}× floor ({floor_shown}); "
+        f"CPU/call {cpu} µs = {cpu_ratio:.2f}× floor's ({fcpu})"
+    )
 
 
 class _Echo(asyncio.Protocol):
@@ -122,24 +183,35 @@ class _Echo(asyncio.Protocol):
 
 
 class _EchoClient(asyncio.Protocol):
+    """Completes ``waiter`` once ``expect`` bytes came back (joined into one ``bytes``)."""
+
     waiter = None
+    expect = 0
 
     def connection_made(self, transport):
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.chunks: list = []
+        self.got = 0
 
     def data_received(self, data):
-        self.waiter.set_result(data)
+        self.chunks.append(data)
+        self.got += len(data)
+        if self.got >= self.expect:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks, self.got = [], 0
+            self.waiter.set_result(data)
 
 
-async def asyncio_echo(port: int):
-    """The floor of a call between two Python processes on asyncio alone: 40 bytes over
-    loopback TCP to an asyncio echo server and back (a ``call`` for ``seq_latency``)."""
+async def asyncio_echo(port: int, payload: bytes = b"x" * 40):
+    """The floor of a call between two Python processes on asyncio alone: ``payload`` over
+    loopback TCP to an asyncio echo server and back (a ``call`` for ``paired``)."""
     loop = asyncio.get_running_loop()
     transport, client = await loop.create_connection(_EchoClient, "127.0.0.1", port)
+    client.expect = len(payload)
 
     async def call(_):
         client.waiter = loop.create_future()
-        transport.write(b"x" * 40)
+        transport.write(payload)
         return await client.waiter
 
     return call
@@ -188,53 +260,92 @@ async def serve(secret=None) -> None:
     await pul.shutdown()
 
 
-async def mib_echo(remote, payload) -> str:
-    """Sequential 1 MiB echoes: the rate and the time per echo (median of 30, after 3)."""
-    for _ in range(3):
-        await remote.echo(payload)
-    times = []
-    for _ in range(30):
-        t0 = time.perf_counter()
+def mib_rate(seconds: float) -> str:
+    return f"{MIB / seconds / 1e6:,.0f} MB/s"
+
+
+async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
+    """Sequential 1 MiB echoes through Pulsing and through raw asyncio (30 of each, paired)."""
+    payload = os.urandom(MIB)
+    floor = await asyncio_echo(echo_port, payload)
+
+    async def call(_):
         assert await remote.echo(payload) == payload
-        times.append(time.perf_counter() - t0)
-    return f"{MIB / med(times) / 1e6:,.0f} MB/s ({fmt_us(med(times))} per echo)"
+
+    async def raw(_):
+        assert await floor(0) == payload
+
+    return await paired(call, raw, server_pid, n=36)
+
+
+async def stream_rate(remote, method: str) -> float:
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        n = 0
+        async for _ in getattr(remote, method)(STREAM_ITEMS):
+            n += 1
+        assert n == STREAM_ITEMS
+        rates.append(n / (time.perf_counter() - t0))
+    return med(rates)
+
+
+def start_server(*extra):
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    _, addr, echo_port = server.stdout.readline().split()
+    return server, addr, int(echo_port)
 
 
 async def pulsing_bench(results: dict) -> None:
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    server, addr, echo_port = start_server()
     try:
-        _, addr, echo_port = server.stdout.readline().split()
         await pul.init(addr="127.0.0.1:0", seeds=[addr])
         local = await Bench.spawn()
         remote = await Bench.resolve("bench", timeout=10)
         inline = await InlineBench.spawn()
         remote_inline = await InlineBench.resolve("inline", timeout=10)
+        hand_off = thread_hand_off()
+        tcp = await asyncio_echo(echo_port)
 
-        results["call, same process (def)"] = fmt_us(await seq_latency(local.ping))
-        results["  floor: a bare hand-off to a thread and back"] = fmt_us(await seq_latency(thread_hand_off()))
-        results["call, same process (async def)"] = fmt_us(await seq_latency(local.aping))
-        results["call, same process (@pul.inline def)"] = fmt_us(await seq_latency(inline.iping))
-        results["call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
-        results["call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
+        for label, call in (
+            ("call, same process (def)", local.ping),
+            ("call, same process (async def)", local.aping),
+            ("call, same process (@pul.inline def)", inline.iping),
+        ):
+            cost, floor = await paired(call, hand_off)
+            results[label] = row(label, cost, floor, server=False)
+        for label, call in (
+            ("call, across processes (def)", remote.ping),
+            ("call, across processes (async def)", remote.aping),
+            ("call, across processes (def, class with an @pul.inline method)", remote_inline.ping),
+        ):
+            cost, floor = await paired(call, tcp, server.pid)
+            results[label] = row(label, cost, floor, server=True)
         hold, _targets._HOLD_REMOTE_US = _targets._HOLD_REMOTE_US, 0
-        results["  async def, the loop never held (PULSING_HOLD=off)"] = await seq_latency_cpu(remote.aping, server.pid)
+        label = "  async def, the loop never held (PULSING_HOLD=off)"
+        cost, floor = await paired(remote.aping, tcp, server.pid)
+        results[label] = row(label, cost, floor, server=True)
         _targets._HOLD_REMOTE_US = hold
-        results["  floor: asyncio TCP echo between the two processes"] = fmt_us(
-            await seq_latency(await asyncio_echo(int(echo_port)))
-        )
-        results["call, across processes (def, class with an @pul.inline method)"] = await seq_latency_cpu(
-            remote_inline.ping, server.pid
-        )
-        for n in (64, 512):
-            results[f"calls/s, {n} in flight, in-process (def)"] = fmt_rate(await throughput(local.ping, n), "calls")
-            results[f"calls/s, {n} in flight, in-process (async def)"] = fmt_rate(await throughput(local.aping, n), "calls")
-            results[f"calls/s, {n} in flight, across processes (def)"] = fmt_rate(await throughput(remote.ping, n, 20_000), "calls")
-            results[f"calls/s, {n} in flight, across processes (async def)"] = fmt_rate(await throughput(remote.aping, n, 20_000), "calls")
 
+        for n in (64, 512):
+            for kind, target, total in (
+                ("in-process (def)", local.ping, THROUGHPUT_CALLS),
+                ("in-process (async def)", local.aping, THROUGHPUT_CALLS),
+                ("across processes (def)", remote.ping, 20_000),
+                ("across processes (async def)", remote.aping, 20_000),
+            ):
+                label = f"calls/s, {n} in flight, {kind}"
+                rate = await throughput(target, n, total)
+                FIGURES[label] = rate
+                results[label] = fmt_rate(rate, "calls")
+
+        label = "1 MiB echo, across processes"
+        cost, floor = await mib_echo(remote, echo_port, server.pid)
+        results[label] = row(label, cost, floor, server=True, unit=mib_rate)
+        FIGURES[label]["MB_s"] = MIB / cost.latency / 1e6
         payload = os.urandom(MIB)
-        results["1 MiB echo, across processes"] = await mib_echo(remote, payload)
         rates = []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
@@ -242,17 +353,10 @@ async def pulsing_bench(results: dict) -> None:
             rates.append(8 * MIB / (time.perf_counter() - t0))
         results["1 MiB echo, across processes, 8 in flight"] = f"{med(rates) / 1e6:,.0f} MB/s"
 
-        for method in ("stream", "sstream"):
-            rates = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                n = 0
-                async for _ in getattr(remote, method)(STREAM_ITEMS):
-                    n += 1
-                assert n == STREAM_ITEMS
-                rates.append(n / (time.perf_counter() - t0))
-            kind = "async gen" if method == "stream" else "sync gen"
-            results[f"100k-item stream, across processes ({kind})"] = fmt_rate(med(rates), "items")
+        for method, kind in (("stream", "async gen"), ("sstream", "sync gen")):
+            label = f"100k-item stream, across processes ({kind})"
+            FIGURES[label] = rate = await stream_rate(remote, method)
+            results[label] = fmt_rate(rate, "items")
 
         times, named_times, per_actor = [], [], []
         for r in range(REPEATS):
@@ -287,32 +391,25 @@ async def pulsing_bench(results: dict) -> None:
 
 async def encrypted_rows(results: dict) -> None:
     """The across-process rows again with a cluster secret: Noise handshake, AES-GCM records."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--secret", "bench"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, addr, echo_port = start_server("--secret", "bench")
     try:
-        _, addr, _ = server.stdout.readline().split()
         await pul.init(addr="127.0.0.1:0", seeds=[addr], secret="bench")
         remote = await Bench.resolve("bench", timeout=10)
+        tcp = await asyncio_echo(echo_port)
         tag = "encrypted: "
-        results[tag + "call, across processes (def)"] = await seq_latency_cpu(remote.ping, server.pid)
-        results[tag + "call, across processes (async def)"] = await seq_latency_cpu(remote.aping, server.pid)
+        for label, call in (("call, across processes (def)", remote.ping), ("call, across processes (async def)", remote.aping)):
+            cost, floor = await paired(call, tcp, server.pid)
+            results[tag + label] = row(tag + label, cost, floor, server=True)
         for n in (64, 512):
-            results[tag + f"calls/s, {n} in flight, across processes (def)"] = fmt_rate(
-                await throughput(remote.ping, n, 20_000), "calls"
-            )
-        results[tag + "1 MiB echo, across processes"] = await mib_echo(remote, os.urandom(MIB))
-        rates = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            n = 0
-            async for _ in remote.stream(STREAM_ITEMS):
-                n += 1
-            rates.append(n / (time.perf_counter() - t0))
-        results[tag + "100k-item stream, across processes (async gen)"] = fmt_rate(med(rates), "items")
+            label = tag + f"calls/s, {n} in flight, across processes (def)"
+            FIGURES[label] = rate = await throughput(remote.ping, n, 20_000)
+            results[label] = fmt_rate(rate, "calls")
+        label = tag + "1 MiB echo, across processes"
+        cost, floor = await mib_echo(remote, echo_port, server.pid)
+        results[label] = row(label, cost, floor, server=True, unit=mib_rate)
+        label = tag + "100k-item stream, across processes (async gen)"
+        FIGURES[label] = rate = await stream_rate(remote, "stream")
+        results[label] = fmt_rate(rate, "items")
         await pul.shutdown()
     finally:
         server.stdin.close()
@@ -408,23 +505,37 @@ def main() -> None:
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--secret", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-ray", action="store_true")
+    p.add_argument("--busy", action="store_true", help="keep one CPU busy (`yes > /dev/null`)")
+    p.add_argument("--json", default=None, help="append this run's figures to FILE (one line)")
     args = p.parse_args()
     if args.serve:
         asyncio.run(serve(args.secret))
         return
-    pulsing_results: dict = {}
-    asyncio.run(pulsing_bench(pulsing_results))
-    ray_results: dict = {}
-    if not args.no_ray:
-        try:
-            ray_bench(ray_results)
-        except ImportError:
-            print("(ray is not installed: pip install ray)")
+    busy = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) if args.busy else None
+    try:
+        pulsing_results: dict = {}
+        asyncio.run(pulsing_bench(pulsing_results))
+        ray_results: dict = {}
+        if not args.no_ray:
+            try:
+                ray_bench(ray_results)
+            except ImportError:
+                print("(ray is not installed: pip install ray)")
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    load = os.getloadavg()[0]
+    hold = os.environ.get("PULSING_HOLD", "on")
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, busy={args.busy}, PULSING_HOLD={hold}, load (1 min) {load:.2f}")
     width = max(len(k) for k in pulsing_results)
     col = max(len(v) for v in pulsing_results.values())
-    print(f"\n{'workload':<{width}}  {'pulsing ' + pul.__version__:<{col}}  ray")
+    print(f"{'workload':<{width}}  {'pulsing ' + pul.__version__:<{col}}  ray")
     for key, value in pulsing_results.items():
         print(f"{key:<{width}}  {value:<{col}}  {ray_results.get(key, '')}")
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"time": time.time(), "busy": args.busy, "hold": hold, "load": load, "figures": FIGURES}) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 //! touch Python objects. They push plain Rust [`Event`]s (a finished call's `Value`, a batch of
 //! stream items, an incoming call for a Python actor) into the bridge's queue and write one byte
 //! to a socket pair the loop watches (`add_reader`) — only when the queue was empty, so one
-//! wake-up drains many completions. The loop thread then takes the whole queue under the GIL
-//! ([`Bridge::take`]) and turns it into Python objects. Because no Rust thread ever holds or
+//! wake-up drains many completions. While the loop thread is parked in [`Bridge::hold`] (waiting
+//! for one call's answer), a push wakes it directly instead: no byte, no selector turn. The
+//! loop thread then takes the whole queue under the GIL ([`Bridge::take`]) and turns it into
+//! Python objects. Because no Rust thread ever holds or
 //! touches a Python object, the interpreter can finalize while tokio threads still run.
 //!
 //! This avoids pyo3-async-runtimes' per-await thread hops (design notes §6). The Python side is
@@ -15,8 +17,8 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use pulsing::{Error, Value};
 use pyo3::prelude::*;
@@ -26,23 +28,45 @@ use crate::events::Event;
 use crate::runtime::handle;
 
 pub(crate) struct BridgeInner {
-    queue: Mutex<Vec<Event>>,
+    queue: Mutex<Queue>,
     pending: AtomicBool,
+    /// Wakes the loop thread while it holds (parked in [`Bridge::hold`]).
+    held: Condvar,
     wake: UnixStream,
 }
 
+#[derive(Default)]
+struct Queue {
+    events: Vec<Event>,
+    /// A byte was written to the socket pair and not read yet (`take` reads only then: one
+    /// syscall less per answer that found the loop parked in `hold`).
+    signalled: bool,
+    /// The loop thread is parked in [`Bridge::hold`]: it takes the events itself, so a push
+    /// wakes it directly instead of through the socket pair and the selector.
+    holding: bool,
+}
+
 impl BridgeInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn push(&self, event: Event) {
-        let was_empty = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = q.is_empty();
-            q.push(event);
+        let holding = {
+            let mut q = self.lock();
+            let was_empty = q.events.is_empty();
+            q.events.push(event);
             self.pending.store(true, Ordering::Release);
-            was_empty
+            if was_empty && !q.holding && !q.signalled {
+                // Under the lock, so `take` knows whether to read it. Non-blocking; a full
+                // socket buffer already holds a pending wake-up.
+                q.signalled = true;
+                let _ = (&self.wake).write(&[1]);
+            }
+            q.holding
         };
-        if was_empty {
-            // Non-blocking; a full socket buffer already holds a pending wake-up.
-            let _ = (&self.wake).write(&[1]);
+        if holding {
+            self.held.notify_one();
         }
     }
 }
@@ -63,21 +87,45 @@ impl Bridge {
         wake.set_nonblocking(true)?;
         Ok(Bridge {
             inner: Arc::new(BridgeInner {
-                queue: Mutex::new(Vec::new()),
+                queue: Mutex::new(Queue::default()),
                 pending: Default::default(),
+                held: Condvar::new(),
                 wake,
             }),
             read,
         })
     }
 
-    /// Waits up to `micros` (GIL released, spinning) for an event; true if one is pending.
+    /// Waits up to `micros` (GIL released) for an event; true if one is pending. The thread
+    /// parks (after spinning only while the machine has a CPU to spare: `spin.rs`); an event
+    /// pushed meanwhile wakes it directly (one futex wake-up), not through the socket pair and
+    /// the selector, and the caller then takes it (`take`).
     fn hold(&self, py: Python<'_>, micros: u64) -> bool {
+        if self.inner.pending.load(Ordering::Acquire) {
+            return true;
+        }
         let inner = &self.inner;
         py.detach(|| {
-            crate::handoff::spin_until(Duration::from_micros(micros), || {
-                inner.pending.load(Ordering::Acquire)
-            })
+            let limit = Duration::from_micros(micros);
+            let deadline = Instant::now() + limit;
+            if crate::spin::spin(limit, || inner.pending.load(Ordering::Acquire)) {
+                return true;
+            }
+            let mut q = inner.lock();
+            q.holding = true;
+            while q.events.is_empty() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                q = inner
+                    .held
+                    .wait_timeout(q, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            q.holding = false;
+            !q.events.is_empty()
         })
     }
 
@@ -89,16 +137,18 @@ impl Bridge {
     /// Takes every pending event, as tuples whose first item is an
     /// [`EventKind`](crate::events::EventKind) (see there for each kind's tuple).
     fn take(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
-        let mut buf = [0u8; 256];
-        while let Ok(n) = (&self.read).read(&mut buf) {
-            if n < buf.len() {
-                break;
-            }
-        }
         let events = {
-            let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = self.inner.lock();
+            if std::mem::take(&mut q.signalled) {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = (&self.read).read(&mut buf) {
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+            }
             self.inner.pending.store(false, Ordering::Release);
-            std::mem::take(&mut *q)
+            std::mem::take(&mut q.events)
         };
         let out = PyList::empty(py);
         for event in events {

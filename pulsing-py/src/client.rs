@@ -3,10 +3,13 @@
 //!
 //! Each call posts its answer to the caller's loop bridge under a token (see `bridge.rs`); a
 //! call's first step runs on the calling thread, so calls made at once leave in order. Streams
-//! are fetched in batches: [`PyStream::next_batch`] waits for one item, then takes every ready
-//! one (up to `max`).
+//! are pushed to the loop in batches by one task per stream ([`PyStream::start`]): it waits for
+//! an item, takes every ready one (up to `max`) and posts them, with no request per batch from
+//! the loop, so batches that arrive while the loop is busy are taken in one wake-up. The loop
+//! acknowledges what it consumed ([`PyStream::ack`]); the task pauses while `window` items are
+//! unacknowledged (backpressure).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt};
@@ -138,9 +141,13 @@ pub(crate) struct PyStream {
 
 pub(crate) struct StreamState {
     stream: tokio::sync::Mutex<Option<ValueStream>>,
-    /// Set (and notified) by `close`: a fetch waiting for an item gives up and drops the stream.
+    /// Set (and notified) by `close`: the pushing task gives up and drops the stream.
     closed: AtomicBool,
     close: tokio::sync::Notify,
+    /// Items posted to the loop and not yet acknowledged as consumed.
+    unacked: AtomicUsize,
+    /// Notified by `ack`, for a pushing task paused by a full window.
+    acked: tokio::sync::Notify,
 }
 
 impl StreamState {
@@ -149,6 +156,8 @@ impl StreamState {
             stream: tokio::sync::Mutex::new(Some(stream)),
             closed: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
+            unacked: AtomicUsize::new(0),
+            acked: tokio::sync::Notify::new(),
         }
     }
 
@@ -165,55 +174,73 @@ impl StreamState {
 
 #[pymethods]
 impl PyStream {
-    /// Waits for at least one item, then takes every ready one (up to `max`); posts the batch.
-    fn next_batch(&self, bridge: &Bridge, token: u64, max: usize) -> PyResult<()> {
+    /// Starts pushing the stream's items to `bridge` under `token`: batches of up to `max`
+    /// ready items, pausing while `window` items are unacknowledged. The last batch says the
+    /// stream ended (with an error or not); a closed stream posts nothing more.
+    fn start(&self, bridge: &Bridge, token: u64, max: usize, window: usize) -> PyResult<()> {
         let state = self.inner.clone();
         let inner = bridge.inner.clone();
         handle()?.spawn(async move {
             let mut guard = state.stream.lock().await;
-            let closed = state.closed.load(Ordering::Acquire);
-            let Some(s) = guard.as_mut().filter(|_| !closed) else {
-                guard.take();
-                inner.push(Event::Items(token, Vec::new(), Some(None)));
-                return;
-            };
-            let first = tokio::select! {
-                next = s.next() => Some(next),
-                () = state.close.notified() => None,
-            };
-            let Some(mut next) = first else {
-                guard.take();
-                inner.push(Event::Items(token, Vec::new(), Some(None)));
-                return;
-            };
-            let mut items = Vec::new();
-            let mut end = None;
             loop {
-                match next {
-                    Some(Ok(v)) => items.push(v),
-                    Some(Err(e)) => {
-                        end = Some(Some(e));
-                        break;
-                    }
-                    None => {
-                        end = Some(None);
-                        break;
+                let closed = || state.closed.load(Ordering::Acquire);
+                while state.unacked.load(Ordering::Acquire) >= window && !closed() {
+                    tokio::select! {
+                        () = state.acked.notified() => {}
+                        () = state.close.notified() => {}
                     }
                 }
-                if items.len() >= max {
-                    break;
+                let Some(s) = guard.as_mut().filter(|_| !closed()) else {
+                    guard.take();
+                    return;
+                };
+                let first = tokio::select! {
+                    next = s.next() => Some(next),
+                    () = state.close.notified() => None,
+                };
+                let Some(mut next) = first else {
+                    guard.take();
+                    return;
+                };
+                let mut items = Vec::new();
+                let mut end = None;
+                loop {
+                    match next {
+                        Some(Ok(v)) => items.push(v),
+                        Some(Err(e)) => {
+                            end = Some(Some(e));
+                            break;
+                        }
+                        None => {
+                            end = Some(None);
+                            break;
+                        }
+                    }
+                    if items.len() >= max {
+                        break;
+                    }
+                    match s.next().now_or_never() {
+                        Some(more) => next = more,
+                        None => break,
+                    }
                 }
-                match s.next().now_or_never() {
-                    Some(more) => next = more,
-                    None => break,
+                state.unacked.fetch_add(items.len(), Ordering::AcqRel);
+                let ended = end.is_some();
+                inner.push(Event::Items(token, items, end));
+                if ended {
+                    guard.take();
+                    return;
                 }
             }
-            if end.is_some() {
-                *guard = None;
-            }
-            inner.push(Event::Items(token, items, end));
         });
         Ok(())
+    }
+
+    /// The loop consumed `n` more items: a paused pushing task may go on.
+    fn ack(&self, n: usize) {
+        self.inner.unacked.fetch_sub(n, Ordering::AcqRel);
+        // Wakes a paused task; otherwise only stores a permit (no thread is woken).
+        self.inner.acked.notify_one();
     }
 
     /// Stops the stream (the producer is cancelled).

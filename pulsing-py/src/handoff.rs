@@ -1,49 +1,28 @@
-//! Hand-offs between the event loop and the `def` workers that spin briefly before sleeping.
+//! Hand-offs between the event loop and the `def` workers: parked, spinning only while the
+//! machine has a CPU to spare.
 //!
-//! Waking a sleeping thread costs 15–30 µs on a small VM, which is most of a `def` call handed
-//! to a worker thread and back. Both sides here spin for a bounded time first (with the GIL
-//! released): the event loop waits a few microseconds for a short method's answer instead of
-//! going to sleep on its selector ([`Slot`]), and the worker that handed it over catches the
-//! loop's next call without being woken ([`JobQueue`]). Past the bound, each side falls back
-//! to sleeping, so an idle process does not spin. [`HostQueue`] keeps one actor's `def` calls
-//! in order, whether they come from this process or (queued by the runtime) from another.
+//! A worker waits for its next job asleep on a condition variable ([`JobQueue`]); the event
+//! loop, when a short method's answer is the only thing it waits for, waits for it parked on
+//! the answer's [`Slot`] (GIL released, bounded) instead of going back to its selector, so the
+//! worker's answer wakes the loop thread directly: one futex wake-up each way, and no socket
+//! pair, selector turn or task step in between. Either side may spin briefly first, only as
+//! `spin.rs` allows (never while other processes keep a CPU busy: a spinning thread would take
+//! the very core that the thread it waits for needs, issue #15). [`HostQueue`] keeps one
+//! actor's `def` calls in order, whether they come from this process or (queued by the
+//! runtime) from another.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pulsing::hosted::HostedCall;
 use pyo3::prelude::*;
 
-/// How long a worker that just handed an answer to a holding loop spins for its next job.
+/// How long a worker that just handed an answer to a holding loop may spin for its next job
+/// (that loop's next call typically follows within microseconds); only while the machine has
+/// a CPU to spare (`spin.rs`).
 const WORKER_SPIN: Duration = Duration::from_micros(50);
-
-/// Pure spinning before each wait also yields the core (another thread may need it to finish
-/// the very work we wait for).
-const PURE_SPIN: Duration = Duration::from_micros(2);
-
-/// Spins until `done()` or `limit` has passed; true if `done()`.
-pub(crate) fn spin_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    let mut round = 0u32;
-    loop {
-        if done() {
-            return true;
-        }
-        round = round.wrapping_add(1);
-        if round.is_multiple_of(32) {
-            let spent = start.elapsed();
-            if spent >= limit {
-                return false;
-            }
-            if spent >= PURE_SPIN {
-                std::thread::yield_now();
-            }
-        }
-        std::hint::spin_loop();
-    }
-}
 
 /// A worker's job: the next callable of the pool's Python deque (kept there, so no Python
 /// object ever sits in a structure the runtime's threads share), or "drain actor N's calls",
@@ -57,7 +36,7 @@ enum Job {
 #[derive(Default)]
 pub(crate) struct Jobs {
     state: Mutex<JobState>,
-    /// `state.queue.len()`, for spinning without the lock.
+    /// `state.queue.len()`, readable without the lock.
     len: AtomicUsize,
     wake: Condvar,
 }
@@ -65,7 +44,7 @@ pub(crate) struct Jobs {
 #[derive(Default)]
 struct JobState {
     queue: VecDeque<Job>,
-    /// Workers inside `get` (spinning or asleep).
+    /// Workers inside `get` (asleep or about to be).
     waiting: usize,
     /// Workers asleep on `wake`.
     sleeping: usize,
@@ -105,11 +84,11 @@ impl Jobs {
         Some(job)
     }
 
-    /// The next job, spinning first for `spin`, then asleep.
+    /// The next job: after spinning for up to `spin` (see `spin.rs`), asleep until there is one.
     fn take(&self, spin: Option<Duration>) -> Job {
         self.lock().waiting += 1;
         if let Some(spin) = spin {
-            if spin_until(spin, || self.len.load(Ordering::Acquire) > 0) {
+            if crate::spin::spin(spin, || self.len.load(Ordering::Acquire) > 0) {
                 if let Some(job) = Self::pop(&mut self.lock(), &self.len) {
                     return job;
                 }
@@ -127,7 +106,7 @@ impl Jobs {
     }
 }
 
-/// The `def` workers' job queue: `get` spins briefly before it sleeps.
+/// The `def` workers' job queue.
 #[pyclass(module = "pulsing._native", frozen)]
 #[derive(Default)]
 pub(crate) struct JobQueue {
@@ -157,14 +136,13 @@ impl JobQueue {
     /// The next job, waited for with the GIL released: `None` (take the next callable from
     /// the deque), or the id of an actor whose calls to drain. `publish`: a claimed [`Slot`] to
     /// hand over first, once this thread no longer holds the GIL (so the waiting loop can take
-    /// the GIL at once); the worker then spins for a while before it sleeps, as that loop's
-    /// next call typically follows within microseconds.
+    /// the GIL at once).
     #[pyo3(signature = (publish=None))]
     fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Option<u64>> {
         let slot = publish.as_ref().map(|slot| slot.get());
         let job = py.detach(|| {
             if let Some(slot) = slot {
-                slot.state.store(DONE, Ordering::Release);
+                slot.set_state(DONE);
             }
             self.jobs.take(slot.map(|_| WORKER_SPIN))
         });
@@ -179,7 +157,7 @@ impl JobQueue {
         self.jobs.len.load(Ordering::Acquire)
     }
 
-    /// How many workers are waiting for a job (spinning or asleep).
+    /// How many workers are waiting for a job.
     fn waiting(&self) -> usize {
         self.jobs.lock().waiting
     }
@@ -332,7 +310,7 @@ const CLAIMED: u8 = 1;
 const DONE: u8 = 2;
 const GAVE_UP: u8 = 3;
 
-/// One call's answer, waited for by the event loop for a bounded time.
+/// One call's answer, waited for by the event loop for a bounded time (parked, not spinning).
 ///
 /// The worker `claim`s it with the answer, then `publish`es it once it has let go of the GIL
 /// ([`JobQueue::get`]), so the loop can take the GIL back at once; the loop `wait`s. Exactly one
@@ -341,8 +319,41 @@ const GAVE_UP: u8 = 3;
 /// for the publish, then takes the answer anyway.
 #[pyclass(module = "pulsing._native", frozen)]
 pub(crate) struct Slot {
-    state: AtomicU8,
+    state: Mutex<u8>,
+    /// `state == DONE`, for spinning without the lock.
+    done: AtomicBool,
+    changed: Condvar,
     answer: Mutex<Option<(bool, Py<PyAny>)>>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, u8> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, state: u8) {
+        *self.lock() = state;
+        self.done.store(state == DONE, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Parks until the state is no longer `from` or `deadline` passes; the state then.
+    fn wait_while(&self, from: u8, deadline: Instant) -> (MutexGuard<'_, u8>, u8) {
+        let mut state = self.lock();
+        while *state == from {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let now = *state;
+        (state, now)
+    }
 }
 
 #[pymethods]
@@ -350,7 +361,9 @@ impl Slot {
     #[new]
     fn new() -> Self {
         Slot {
-            state: AtomicU8::new(WAITING),
+            state: Mutex::new(WAITING),
+            done: AtomicBool::new(false),
+            changed: Condvar::new(),
             answer: Mutex::new(None),
         }
     }
@@ -358,40 +371,37 @@ impl Slot {
     /// Stores the answer; false if the waiter already gave up (then nobody reads it here).
     fn claim(&self, ok: bool, value: Py<PyAny>) -> bool {
         let mut answer = self.answer.lock().unwrap_or_else(|e| e.into_inner());
-        *answer = Some((ok, value));
-        let claimed = self
-            .state
-            .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if !claimed {
-            *answer = None; // nobody here reads it: the worker delivers it the slow way
+        let mut state = self.lock();
+        if *state != WAITING {
+            return false; // nobody here reads it: the worker delivers it the slow way
         }
-        claimed
+        *state = CLAIMED;
+        *answer = Some((ok, value));
+        true
     }
 
     /// Hands a claimed answer to the waiting loop.
     fn publish(&self) {
-        self.state.store(DONE, Ordering::Release);
+        self.set_state(DONE);
     }
 
-    /// Waits up to `micros` (GIL released) for the answer: `(ok, value)`, or None after giving
-    /// up (the answer then comes the slow way). An answer claimed just then is waited for up
-    /// to `micros` more.
+    /// Waits up to `micros` (GIL released, parked) for the answer: `(ok, value)`, or None after
+    /// giving up (the answer then comes the slow way). An answer claimed just then is waited
+    /// for up to `micros` more.
     fn wait(&self, py: Python<'_>, micros: u64) -> Option<(bool, Py<PyAny>)> {
         let limit = Duration::from_micros(micros);
         let done = py.detach(|| {
-            let published = || self.state.load(Ordering::Acquire) == DONE;
-            if spin_until(limit, published) {
+            if crate::spin::spin(limit, || self.done.load(Ordering::Acquire)) {
                 return true;
             }
-            let gave_up =
-                self.state
-                    .compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire);
-            if gave_up.is_ok() {
+            let (mut state, now) = self.wait_while(WAITING, Instant::now() + limit);
+            if now == WAITING {
+                *state = GAVE_UP;
                 return false;
             }
-            // Claimed meanwhile: the worker publishes within moments (or the GIL waits for it).
-            spin_until(limit, published);
+            drop(state);
+            // Claimed: the worker publishes within moments (or the GIL waits for it).
+            drop(self.wait_while(CLAIMED, Instant::now() + limit));
             true
         });
         if !done {

@@ -9,9 +9,11 @@
 //! - [`bridge`]: the per-loop [`bridge::Bridge`] (a queue and a socket-pair wake-up).
 //! - [`client`]: calling actors by name (`DynRef`, remote streams, `resolve`).
 //! - [`host`]: Python actors hosted in the runtime (the `Host` impl and `spawn_hosted`).
-//! - [`reply`]: the answer objects handed to Python with an incoming call (`Reply`, `Sink`).
-//! - [`convert`] (Python <-> `Value`, errors as tuples), [`handoff`] (spin-then-sleep hand-offs
-//!   with the `def` workers), [`malloc`] (glibc tuning for large messages).
+//! - [`reply`]: the answer handed to Python with an incoming call (`Reply`); [`sink`]: the
+//!   producer side of a stream a Python actor serves (`Sink`, batched).
+//! - [`convert`] (Python <-> `Value`, errors as tuples), [`handoff`] (parked hand-offs
+//!   with the `def` workers), [`spin`] (whether a waiter may spin first), [`malloc`] (glibc
+//!   tuning for large messages).
 //!
 //! The rule that holds them together: no Rust thread ever holds or touches a Python object (see
 //! [`bridge`]), so the interpreter can finalize while tokio threads still run.
@@ -27,6 +29,8 @@ mod host;
 mod malloc;
 mod reply;
 mod runtime;
+mod sink;
+mod spin;
 
 use pyo3::prelude::*;
 
@@ -41,8 +45,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyDynRef>()?;
     m.add_class::<client::PyStream>()?;
     m.add_class::<reply::PyReply>()?;
-    m.add_class::<reply::PySink>()?;
-    m.add_class::<reply::SendResult>()?;
+    m.add_class::<sink::PySink>()?;
+    m.add_class::<sink::SendResult>()?;
     m.add_class::<handoff::JobQueue>()?;
     m.add_class::<handoff::Slot>()?;
     m.add_class::<handoff::HostQueue>()?;
@@ -58,6 +62,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::names, m)?)?;
     m.add_function(wrap_pyfunction!(client::resolve, m)?)?;
     m.add_function(wrap_pyfunction!(host::spawn_hosted, m)?)?;
+    m.add_function(wrap_pyfunction!(spin::spin_allowed, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

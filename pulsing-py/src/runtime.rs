@@ -1,7 +1,12 @@
 //! The tokio runtime and the one `ActorSystem` of the process, and the functions Python calls
 //! to start, inspect and stop them.
 //!
-//! The runtime starts on first use (two worker threads). `shutdown` stops the system; `finalize`
+//! The runtime starts on first use, with one worker thread (`PULSING_WORKERS` overrides it, for
+//! measurements). One, because with two, tokio hands each woken task to the other worker: on
+//! a call across processes the worker that holds the I/O driver woke the other to run the
+//! reader, and the loop's request woke one that woke the other — 7 context switches per call in
+//! each process against 3.7 with one worker (issue #15, ARCHITECTURE.md). The Python process's
+//! other CPU belongs to the thread holding the GIL. `shutdown` stops the system; `finalize`
 //! (run by Python's `atexit` hook) also shuts the runtime and its threads down, for good, before
 //! the interpreter finalizes: since no Rust thread holds a Python object (see `bridge.rs`),
 //! nothing touches Python after that. This avoids the interpreter-exit crash of
@@ -42,8 +47,12 @@ pub(crate) fn handle() -> PyResult<tokio::runtime::Handle> {
         ));
     }
     if g.runtime.is_none() {
+        let workers = std::env::var("PULSING_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .thread_name("pulsing")
             .enable_all()
             .build()

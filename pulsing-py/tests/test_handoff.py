@@ -274,3 +274,16 @@ async def test_a_stream_served_through_the_runtime_leaves_no_waiter(system):
     assert got == 20_000
     await asyncio.sleep(0.05)
     assert b.waiters == {}
+
+
+def test_spinning_can_be_turned_off():
+    """`PULSING_SPIN_US=0`: waiters on a call's path park at once, whatever the machine's load
+    (issue #15); holding still works, parked."""
+    script = HOLD_OFF.replace(
+        "print(await longest_run_without_a_turn(calls), _bridge.running_bridge().holds)",
+        "await longest_run_without_a_turn(calls)\n"
+        "    print(pul._native.spin_allowed(), _bridge.running_bridge().holds > 0)",
+    )
+    out = run_script(script, str(HERE), env={"PULSING_SPIN_US": "0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

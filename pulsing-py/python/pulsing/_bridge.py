@@ -6,14 +6,16 @@ loop watches (``add_reader``) only when the queue was empty, so one wake-up drai
 The loop takes the whole queue under the GIL (``Bridge.take``: a list of tuples whose first item
 is an :class:`EventKind`).
 
-Replies (``DONE``, ``OBJ``, ``ITEMS``) settle the future waiting under their token; the bridge does
-that itself. Every other kind goes to the handler its module registered with :func:`register`
+Replies (``DONE``, ``OBJ``) settle the future waiting under their token, and a stream's batches
+(``ITEMS``) go to the callback its consumer registered under its token; the bridge does that
+itself. Every other kind goes to the handler its module registered with :func:`register`
 (``_serve`` for ``INCOMING`` and ``HOST_STOPPED``, ``_workers`` for ``DRAIN``): one list lookup per
 event, and this module imports none of them.
 
 Holding the loop: when a call through the runtime is the only thing its loop waits for,
-:meth:`_LoopBridge.hold_remote` lets the loop thread wait for the answer itself (spinning with
-the GIL released, ``Bridge.hold``) instead of sleeping in its selector; see the constants below.
+:meth:`_LoopBridge.hold_remote` lets the loop thread wait for the answer itself (parked with the
+GIL released, ``Bridge.hold``; the runtime's push wakes it directly) instead of sleeping in its
+selector; see the constants below.
 """
 
 from __future__ import annotations
@@ -42,14 +44,15 @@ class EventKind(IntEnum):
 
 
 # Holding the loop. When a call is the only thing its event loop waits for, the loop thread
-# waits for the answer itself for a short while (spinning, with the GIL released) before it
-# awaits like any other call: a quick answer then needs no wake-up of a sleeping thread, which
-# costs 15-30 µs per hop on a small VM. The bounds: a `def` call on the actor's own loop holds
+# waits for the answer itself for a short while (parked on a condition variable, with the GIL
+# released) before it awaits like any other call: a quick answer then wakes the loop thread
+# directly (one futex wake-up) rather than through the socket pair, the selector and a task
+# step. It spins first only while other processes leave a CPU idle (`src/spin.rs`). The bounds: a `def` call on the actor's own loop holds
 # up to `_HOLD_LOCAL_US` (only while the actor's last run took under `_QUICK_RUN` s), a call
 # through the runtime up to `_HOLD_REMOTE_US` (only while that target's last call answered
 # within it). Every `_TURN_EVERY`th held call still gives the loop a turn, so a run of quick
 # calls does not keep the loop from its other sockets and timers. `PULSING_HOLD=off` turns
-# holding off (calls then always await: no spinning, one wake-up more per hop).
+# holding off (calls then always await in the selector).
 _HOLDS = os.environ.get("PULSING_HOLD", "on").lower() not in ("off", "0", "no", "false")
 _HOLD_LOCAL_US = 100 if _HOLDS else 0
 _QUICK_RUN = 20e-6
@@ -156,12 +159,15 @@ class _LoopBridge:
         if handler is not None:
             handler(self, ev)
             return
+        if tag == _ITEMS:  # a stream's batch: its consumer's callback, until the stream ends
+            deliver = waiters.pop(ev[1], None) if ev[3] else waiters.get(ev[1])
+            if deliver is not None:
+                deliver(ev)
+            return
         fut = waiters.pop(ev[1], None)
         if fut is None or fut.done():
             return
-        if tag == _ITEMS:
-            fut.set_result(ev)
-        elif ev[2]:
+        if ev[2]:
             fut.set_result(ev[3])
         else:
             fut.set_exception(from_native(ev[3]))

@@ -4,7 +4,9 @@ The bridge hands them over as ``INCOMING`` events (handler :func:`_incoming`); `
 says the runtime stopped one of this loop's actors. A call's first step runs at once in its own
 context and becomes a task only if it waits (Python 3.11+); a plain ``def`` call of a non-serial
 actor goes to its worker, which answers the native ``Reply`` itself. A streamed method is pushed
-into the native ``Sink`` (``src/reply.rs``), waiting only while it is full.
+into the native ``Sink`` (``src/sink.rs``), waiting only while it is full; the sink passes items
+on to the runtime in batches, and :class:`_Flusher` passes on a partial batch on the loop's next
+turn (so an item waits at most until the producer suspends).
 """
 
 from __future__ import annotations
@@ -149,6 +151,42 @@ def _answer(host: _Host, method: str, reply, fut) -> None:
 
 
 
+class _Flusher:
+    """Passes on a sink's partial batch on the loop's next turn: armed by each item sent, it
+    runs once the producer suspends (or yields the loop); if the runtime's buffer is full, it
+    runs again when there is room."""
+
+    __slots__ = ("bridge", "sink", "armed", "token", "done")
+
+    def __init__(self, bridge: _LoopBridge, sink) -> None:
+        self.bridge, self.sink = bridge, sink
+        self.armed = False
+        self.token = None  # of the wait for room in progress
+        self.done = False
+
+    def arm(self) -> None:
+        self.armed = True
+        self.bridge.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.armed = False
+        if self.done or self.token is not None or self.sink.flush() != _FULL:
+            return
+        self.token, fut = self.bridge.future()
+        self.sink.ready(self.bridge.native, self.token)
+        fut.add_done_callback(self._room)
+
+    def _room(self, fut) -> None:
+        self.token = None
+        if not self.done and not fut.cancelled() and fut.exception() is None and fut.result():
+            self._flush()
+
+    def stop(self) -> None:
+        self.done = True
+        if self.token is not None:
+            self.bridge.waiters.pop(self.token, None)
+
+
 async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwargs, sink) -> None:
     items = _local_stream(host, method, args, kwargs)
     # If the consumer goes away while the generator waits for something else, stop it.
@@ -157,6 +195,7 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
     gone.add_done_callback(lambda _: task.cancel())
     sink.watch_closed(bridge.native, gone_token)
     token = None  # of the wait for room in progress
+    flusher = _Flusher(bridge, sink)
     try:
         first = True
         async for item in items:
@@ -170,6 +209,8 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
                 r = sink.try_send(item) if await fut else _CLOSED
             if r == _CLOSED:
                 return
+            if not flusher.armed:
+                flusher.arm()
         if first:
             sink.open()
         sink.end()
@@ -187,6 +228,7 @@ async def _serve_stream(bridge: _LoopBridge, host: _Host, method: str, args, kwa
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
     finally:
+        flusher.stop()
         bridge.waiters.pop(gone_token, None)
         bridge.waiters.pop(token, None)
         await items.aclose()

@@ -5,8 +5,8 @@
 * ``_RemoteTarget``: any actor behind a native ``DynRef`` (another process, a Rust actor, a Python
   actor registered from another loop); the answer comes back through the loop's bridge, and a
   call that is the only thing its loop waits for may hold the loop for it (``_bridge``).
-* ``_RemoteStream``: a stream from the runtime, fetched in batches (up to 4,096 items per event,
-  one batch prefetched).
+* ``_RemoteStream``: a stream from the runtime, pushed to the loop in batches (up to 4,096 items
+  per event, at most 8,192 unconsumed).
 * ``_LazyTarget``: a proxy that arrived by name (unpickled); resolved on its first use.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import weakref
 from typing import Optional
 
 from . import _native
@@ -184,15 +185,40 @@ class _RemoteTarget:
         self.native.stop()
 
 
+def _deliver_to(ref):
+    """The bridge's callback for a stream's batches; weak, so that a stream its consumer left
+    is collected (and closed: ``__del__``)."""
+
+    def deliver(ev) -> None:
+        stream = ref()
+        if stream is not None:
+            stream._on_items(ev)
+
+    return deliver
+
+
 class _RemoteStream:
-    """Items of a stream from the Rust runtime, fetched in batches (one prefetched)."""
+    """Items of a stream from the Rust runtime, pushed to the loop in batches.
+
+    Once open, one runtime task per stream posts batches (``ITEMS`` events, up to ``_BATCH``
+    items each) without being asked, so batches that arrive while the loop is busy are taken in
+    one wake-up; they land in ``_buf`` through :meth:`_on_items`. The consumer acknowledges what
+    it consumed each time the buffer runs dry; the task pauses while ``_WINDOW`` items are
+    unacknowledged, which bounds the buffer.
+    """
+
+    _BATCH = 4096
+    _WINDOW = 2 * _BATCH
 
     def __init__(self, native, method, args, kwargs) -> None:
         self._native = native
         self._call = (method, args, kwargs)
         self._stream = None
         self._buf: collections.deque = collections.deque()
-        self._pending = None
+        self._bridge = None
+        self._token = None
+        self._waiting = None  # the consumer's future while the buffer is empty
+        self._delivered = 0  # items delivered since the last acknowledgement
         self._done = False
         self._err = None
 
@@ -220,33 +246,43 @@ class _RemoteStream:
                     raise
                 raise _unsendable(method, e) from e
             self._stream = await fut
-            self._request()
+            self._bridge, self._token = b, next(b.tokens)
+            b.waiters[self._token] = _deliver_to(weakref.ref(self))
+            self._stream.start(b.native, self._token, self._BATCH, self._WINDOW)
         while not self._buf:
             if self._done:
                 err, self._err = self._err, None
                 if err is not None:
                     raise err
                 raise StopAsyncIteration
-            _, _, items, ended, err = await self._pending
-            self._pending = None
-            self._buf.extend(items)
-            if ended:
-                self._done = True
-                self._err = from_native(err) if err is not None else None
-            else:
-                self._request()
+            if self._delivered:
+                self._stream.ack(self._delivered)  # all consumed: the buffer is empty
+                self._delivered = 0
+            self._waiting = self._bridge.loop.create_future()
+            try:
+                await self._waiting
+            finally:
+                self._waiting = None
         return self._buf.popleft()
 
-    def _request(self) -> None:
-        b = running_bridge()
-        token, fut = b.future()
-        self._stream.next_batch(b.native, token, 4096)
-        self._pending = fut
+    def _on_items(self, ev) -> None:
+        """A batch from the runtime (an ``ITEMS`` event: ``(kind, token, items, ended, err)``)."""
+        _, _, items, ended, err = ev
+        self._buf.extend(items)
+        self._delivered += len(items)
+        if ended:
+            self._done = True
+            self._err = from_native(err) if err is not None else None
+        waiting = self._waiting
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     async def aclose(self) -> None:
         self._close()
 
     def _close(self) -> None:
+        if self._bridge is not None:
+            self._bridge.waiters.pop(self._token, None)
         if self._stream is not None and not self._done:
             self._done = True
             self._stream.close()

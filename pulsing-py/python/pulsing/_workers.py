@@ -27,8 +27,8 @@ class _SyncPool:
     """Worker threads for ``def`` methods: a job is one actor's drain loop.
 
     Leaner than ``ThreadPoolExecutor`` (no future per job): one native queue that idle workers
-    wait on (after handing an answer to a loop that holds for it, a worker spins 50 µs for the
-    next job before it sleeps). The runtime queues drains into it too, for calls from other
+    wait on (after handing an answer to a loop that holds for it, a worker may spin up to 50 µs
+    for the next job before it sleeps, only while the machine has an idle CPU: ``src/spin.rs``). The runtime queues drains into it too, for calls from other
     processes, but only when a worker waits to take them; a worker is started whenever jobs
     outnumber waiting workers, up to ``max_threads``, so one actor's slow method never holds
     back another's. Workers are daemon threads, so an idle one never delays interpreter exit.
