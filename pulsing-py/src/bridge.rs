@@ -24,11 +24,17 @@ use pulsing::{Error, Value};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use futures_util::future::{AbortHandle, Abortable};
+
 use crate::events::Event;
 use crate::runtime::handle;
 
 pub(crate) struct BridgeInner {
     queue: Mutex<Queue>,
+    /// Calls still running on the runtime, by token, so that a caller that gives up (its
+    /// asyncio task cancelled) drops the call: a remote one then sends `Cancel`, and its actor
+    /// skips it if it has not started, as for a Rust caller.
+    running: Mutex<std::collections::HashMap<u64, AbortHandle>>,
     pending: AtomicBool,
     /// Wakes the loop thread while it holds (parked in [`Bridge::hold`]).
     held: Condvar,
@@ -47,6 +53,10 @@ struct Queue {
 }
 
 impl BridgeInner {
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, AbortHandle>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -88,6 +98,7 @@ impl Bridge {
         Ok(Bridge {
             inner: Arc::new(BridgeInner {
                 queue: Mutex::new(Queue::default()),
+                running: Mutex::default(),
                 pending: Default::default(),
                 held: Condvar::new(),
                 wake,
@@ -127,6 +138,14 @@ impl Bridge {
             q.holding = false;
             !q.events.is_empty()
         })
+    }
+
+    /// The caller of call `token` gave up: the call is dropped if it still runs (no answer
+    /// follows).
+    fn cancel(&self, token: u64) {
+        if let Some(running) = self.inner.running().remove(&token) {
+            running.abort();
+        }
     }
 
     /// The file descriptor the loop watches.
@@ -179,9 +198,15 @@ where
     match first {
         std::task::Poll::Ready(result) => inner.push(Event::Done(token, result)),
         std::task::Poll::Pending => {
+            // Registered before the task starts, and removed by the task itself when it ends
+            // (or by `cancel`), so no entry outlives its call.
+            let (abort, registration) = AbortHandle::new_pair();
+            inner.running().insert(token, abort);
             handle.spawn(async move {
-                let result = work.await;
-                inner.push(Event::Done(token, result));
+                if let Ok(result) = Abortable::new(work, registration).await {
+                    inner.running().remove(&token);
+                    inner.push(Event::Done(token, result));
+                }
             });
         }
     }

@@ -254,6 +254,8 @@ impl HostQueue {
             };
             match entry {
                 Entry::Local => return Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+                // Its caller has gone (timed out, cancelled): skipped, as a Rust actor does.
+                Entry::Remote(call) if call.reply.is_abandoned() => continue,
                 Entry::Remote(call) => {
                     // None: its arguments did not convert (already answered).
                     if let Some(parts) = crate::reply::call_parts(py, call)? {

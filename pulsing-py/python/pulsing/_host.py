@@ -257,6 +257,8 @@ class _Host:
                     self._run_remote(*item)
                     continue
                 fn, args, kwargs, fut, method, reply, slot = q.popleft()
+                if fut is not None and fut.cancelled():
+                    continue  # its caller gave up (timed out, cancelled) before it started
                 if reply is not None:
                     _run_for(self, method, reply, fn, args, kwargs)
                     continue
@@ -308,7 +310,10 @@ class _Host:
 
 def _run_for(host: "_Host", method: str, reply, fn, args, kwargs) -> None:
     """Runs a ``def`` call that came through the runtime and answers ``reply``; never raises,
-    so the actor's worker goes on with its next call."""
+    so the actor's worker goes on with its next call. A call whose caller has gone (timed out,
+    cancelled) before it started is skipped, as a Rust actor skips it."""
+    if reply.is_abandoned():
+        return
     try:
         value = fn(*args, **kwargs)
     except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
@@ -359,8 +364,9 @@ def is_unknown_method(e: BaseException) -> bool:
     return isinstance(e, PulsingUnknownMethodError) and getattr(e, "kind", None) == "UnknownMethod"
 
 
-async def _invoke(host: _Host, method: str, args, kwargs):
-    """Runs one call of ``method`` on ``host`` from the current task."""
+async def _invoke(host: _Host, method: str, args, kwargs, reply=None):
+    """Runs one call of ``method`` on ``host`` from the current task. ``reply`` (a call through
+    the runtime) lets a serial actor skip the call if its caller gave up while it waited."""
     if host.is_stopped():
         raise PulsingStoppedError(f"{host.label()} is stopped")
     kind = host.info.kinds.get(method)
@@ -370,11 +376,11 @@ async def _invoke(host: _Host, method: str, args, kwargs):
         raise PulsingBadArgumentsError(f"{host.label()}.{method}() streams: use `async for`")
     if asyncio.get_running_loop() is not host.loop:
         # The actor lives on another loop (another thread): run the call there.
-        cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs), host.loop)
+        cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs, reply), host.loop)
         return await asyncio.wrap_future(cf)
     if host.lock is None:
         return await _run_method(host, kind, method, args, kwargs)
-    return await _invoke_serial(host, kind, method, args, kwargs)
+    return await _invoke_serial(host, kind, method, args, kwargs, reply)
 
 
 async def _run_method(host: _Host, kind: MethodKind, method: str, args, kwargs):
@@ -394,13 +400,15 @@ async def _run_method(host: _Host, kind: MethodKind, method: str, args, kwargs):
     return await host.call_sync(getattr(host.instance, method), args, kwargs, method)
 
 
-async def _invoke_serial(host: _Host, kind: MethodKind, method: str, args, kwargs):
+async def _invoke_serial(host: _Host, kind: MethodKind, method: str, args, kwargs, reply=None):
     chain = _chain.get()
     reentrant = host.chain_id in chain
     if not reentrant:
         await host.lock.acquire()
     token = _chain.set(chain + (host.chain_id,))
     try:
+        if reply is not None and reply.is_abandoned():
+            return None  # its caller gave up while it waited: skipped, as Rust actors do
         return await _run_method(host, kind, method, args, kwargs)
     finally:
         _chain.reset(token)

@@ -82,16 +82,19 @@ def _serve_call(bridge: _LoopBridge, host_id, method, args, kwargs, reply, strea
     if stream:
         bridge.loop.create_task(_serve_stream(bridge, host, method, args, kwargs, reply))
         return
+    if reply.is_abandoned():
+        return  # its caller gave up before it started: skipped, as Rust actors do
     kind = host.info.kinds.get(method)
     chain = kwargs.pop(_CHAIN_KW, None)
     if chain is not None:
         # A call from a serial actor's call chain in another process: run it in that chain.
-        task = bridge.loop.create_task(_in_chain(tuple(chain), _invoke(host, method, args, kwargs)))
+        call = _invoke(host, method, args, kwargs, reply)
+        task = bridge.loop.create_task(_in_chain(tuple(chain), call))
         task.add_done_callback(lambda f: _answer(host, method, reply, f))
     elif kind == _SYNC and host.lock is None:
         host.run_sync_for(reply, getattr(host.instance, method), args, kwargs, method)
     else:
-        coro = _invoke(host, method, args, kwargs)
+        coro = _invoke(host, method, args, kwargs, reply)
         if not _EAGER:
             task = bridge.loop.create_task(coro)
             task.add_done_callback(lambda f: _answer(host, method, reply, f))

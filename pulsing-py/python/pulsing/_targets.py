@@ -138,7 +138,14 @@ class _RemoteTarget:
         else:
             if timed_out:
                 self.quick = False  # slower than a hold: await the next ones (but probe)
-            result = await fut
+            try:
+                result = await fut
+            except asyncio.CancelledError:
+                # The caller gave up: drop the call (a remote actor then skips it if it has
+                # not started), and forget its token.
+                b.native.cancel(token)
+                b.waiters.pop(token, None)
+                raise
         if type(result) is dict and len(result) == 1 and ("Err" in result or "Ok" in result):
             return await self._unwrap(method, result)
         return result
