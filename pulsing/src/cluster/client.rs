@@ -98,6 +98,11 @@ impl PeerActor {
         if !conn.is_closed() || self.gone.load(Ordering::Relaxed) || !self.listed() {
             return conn;
         }
+        // Boxed: the dial's state would otherwise make every call's future larger.
+        Box::pin(self.redial(conn)).await
+    }
+
+    async fn redial(&self, conn: Arc<Connection>) -> Arc<Connection> {
         let Some(transport) = self.transport.upgrade() else {
             return conn;
         };
