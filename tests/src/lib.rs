@@ -9,6 +9,7 @@ use pulsing::prelude::*;
 
 pub mod gossip;
 pub mod raw;
+pub mod values;
 
 /// An actor that runs on a separate node process.
 pub struct Worker {
