@@ -32,6 +32,18 @@ def run_script(code: str, *args: str, timeout: float = 60, env=None) -> subproce
     )
 
 
+async def eventually(read, expected, within: float = 10):
+    """Awaits ``read()`` every 50 ms until it returns ``expected``; fails after ``within``
+    seconds, showing the last value."""
+    deadline = time.monotonic() + within
+    while True:
+        got = await read()
+        if got == expected:
+            return
+        assert time.monotonic() < deadline, f"still {got!r}, not {expected!r}, after {within} s"
+        await asyncio.sleep(0.05)
+
+
 async def longest_run_without_a_turn(calls) -> int:
     """Awaits each of ``calls`` (coroutine factories) in turn; returns the longest run of
     consecutive calls during which the event loop never polled its selector (took no turn)."""

@@ -17,6 +17,8 @@ pub struct Worker {
     pub node: String,
     /// How many items `ticks` streams have produced.
     pub produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// How many `ticks` and `count` streams the node has dropped (ended or cancelled).
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What `record` was given, in the order the actor ran the calls.
     pub records: Vec<u64>,
 }
@@ -27,6 +29,7 @@ impl Worker {
         Worker {
             node: node.into(),
             produced: Default::default(),
+            dropped: Default::default(),
             records: Vec::new(),
         }
     }
@@ -56,14 +59,27 @@ impl Worker {
 
     /// The numbers 0..n.
     pub fn count(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
-        futures_util::stream::iter(0..n)
+        let dropped = DropCount(self.dropped.clone());
+        futures_util::stream::iter(0..n).inspect(move |_| {
+            let _ = &dropped;
+        })
     }
 
     /// An endless stream that counts what it produced.
     pub fn ticks(&self) -> impl Stream<Item = u64> + Send + 'static {
         let produced = self.produced.clone();
-        futures_util::stream::repeat(())
-            .map(move |()| produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+        let dropped = DropCount(self.dropped.clone());
+        futures_util::stream::repeat(()).map(move |()| {
+            let _ = &dropped;
+            produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
+    /// How many `ticks` and `count` streams this actor's node has dropped: a stream that ended,
+    /// or one whose consumer went away (so a cancel reached the producer, which flow control
+    /// alone would only have held still).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many items `ticks` streams have produced so far.
@@ -91,6 +107,15 @@ impl Worker {
     /// Panics.
     pub fn boom(&self) -> u32 {
         panic!("boom on {}", self.node)
+    }
+}
+
+/// Counts one when dropped: moved into a stream, it tells when the stream is gone.
+struct DropCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
