@@ -65,6 +65,16 @@ impl Worker {
         })
     }
 
+    /// The numbers 0..n, then a panic in the producer (on its pump task, not the actor's).
+    pub fn count_then_panic(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+        futures_util::stream::iter(0..=n).map(move |i| {
+            if i == n {
+                panic!("the stream broke after {n} items");
+            }
+            i
+        })
+    }
+
     /// An endless stream that counts what it produced.
     pub fn ticks(&self) -> impl Stream<Item = u64> + Send + 'static {
         let produced = self.produced.clone();
