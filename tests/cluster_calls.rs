@@ -236,7 +236,13 @@ async fn garbage_bytes_on_the_port_do_not_disturb_the_node() {
 
 #[tokio::test]
 async fn a_restarted_peer_is_reached_again_by_resolving_anew() {
-    let mut first = NodeProcess::start(NODE, &["--name", "first", "--spawn", "worker"]);
+    // Not port 0: the port is taken again after a kill, so it must be one that sibling tests
+    // binding port 0 cannot be handed meanwhile.
+    let bind = format!("127.0.0.1:{}", pulsing_tests::unshared_port());
+    let mut first = NodeProcess::start(
+        NODE,
+        &["--addr", &bind, "--name", "first", "--spawn", "worker"],
+    );
     let addr = first.addr.clone();
     let system = client(&addr).await;
     let old = worker(&system).await;
@@ -245,7 +251,7 @@ async fn a_restarted_peer_is_reached_again_by_resolving_anew() {
         "a processed by first"
     );
     first.kill();
-    // The same address (the port was picked by the OS the first time) comes back with a new node.
+    // The same address comes back with a new node.
     let _second = NodeProcess::start(
         NODE,
         &["--addr", &addr, "--name", "second", "--spawn", "worker"],

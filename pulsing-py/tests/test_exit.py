@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import HERE
+from conftest import HERE, first_line
 
 SCRIPTS = HERE / "exit_scripts"
 BAD = ("Fatal Python error", "Segmentation fault", "PyGILState", "panicked", "core dumped")
@@ -36,7 +36,7 @@ def interrupt(script):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert p.stdout.readline() == "ready\n"
+        assert first_line(p.stdout) == "ready\n"
         time.sleep(0.05)
         p.send_signal(signal.SIGINT)
         stdout, stderr = p.communicate(timeout=30)
@@ -74,7 +74,7 @@ def test_ctrl_c_during_a_blocking_def_interrupts_the_caller_at_once():
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            assert p.stdout.readline() == "blocking\n"
+            assert first_line(p.stdout) == "blocking\n"
             time.sleep(0.05)
             p.send_signal(signal.SIGINT)
             _, stderr = p.communicate(timeout=30)

@@ -252,6 +252,47 @@ where
     }
 }
 
+/// How long a test waits for a node process to print its first line.
+pub const START_WAIT: Duration = Duration::from_secs(30);
+
+/// The first line `from` prints, read on a thread of its own so that a node that hangs before
+/// printing fails the test after `within` instead of hanging it; `None` then (or on EOF).
+pub fn first_line_within(
+    from: impl std::io::Read + Send + 'static,
+    within: Duration,
+) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(from).read_line(&mut line);
+        let _ = tx.send(read.ok().filter(|&n| n > 0).map(|_| line));
+    });
+    rx.recv_timeout(within).ok().flatten()
+}
+
+/// A free loopback port below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`). Sibling tests that bind port 0, and outgoing
+/// connections, only ever get ephemeral ports, so a test may kill a node bound here and start
+/// another at the same address without racing them for the port.
+pub fn unshared_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, span) = (10_000u16, low.saturating_sub(10_000).max(1));
+    for _ in 0..1000 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = from + (random % u64::from(span)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
+}
+
 /// A `test_node` process; killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -261,7 +302,8 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `binary` with `args` and waits for it to print `LISTENING <addr>`.
+    /// Starts `binary` with `args` and waits (up to [`START_WAIT`]) for it to print
+    /// `LISTENING <addr>`.
     pub fn start(binary: &str, args: &[&str]) -> NodeProcess {
         let mut child = Command::new(binary)
             .args(args)
@@ -271,10 +313,11 @@ impl NodeProcess {
             .spawn()
             .expect("the test node starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the node prints its address");
+        let Some(line) = first_line_within(stdout, START_WAIT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node printed nothing within {START_WAIT:?}");
+        };
         let addr = line
             .strip_prefix("LISTENING ")
             .unwrap_or_else(|| panic!("unexpected first line from the node: {line:?}"))
