@@ -447,6 +447,10 @@ async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, clust
     assert await lazy.take_log() == list(range(300))  # also with `@pul.inline` in the mix
 
 
+async def _answer(value):
+    return value
+
+
 @pul.remote
 class Adder:
     def add(self, a, b=0):
@@ -455,7 +459,9 @@ class Adder:
 
 async def test_a_def_call_queued_behind_a_remote_one_still_answers_after_a_stop(py_node, cluster_system):
     """A call from another process waits in the actor's queue for a worker; a local call queues
-    behind it; then the actor stops. The drain must still find the actor (and answer both)."""
+    behind it; then the actor stops. The drain must still find the actor and answer both: the
+    local call runs (local calls run as queued), the call from the runtime gets Stopped (as every
+    queued caller of a stopped actor does)."""
     node = py_node("--spawn", "w", "--name", "n")
     await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
     h = await Adder.spawn(name="h")
@@ -463,19 +469,24 @@ async def test_a_def_call_queued_behind_a_remote_one_still_answers_after_a_stop(
     assert await w.call_other("h", "add", 1, 2) == 3  # the peer knows "h"
     assert await h.add(1) == 1  # a worker thread exists
     host = h._pulsing_target.host
+    await eventually(lambda: _answer(host.sync.busy()), False)  # that worker is done with h
     remote = asyncio.ensure_future(w.call_other("h", "add", 5, 5))
     await asyncio.sleep(0)  # the request to the peer goes out
-    # Keep the GIL on this thread for a while, so h's call arrives and waits for a worker.
+    # Keep the GIL on this thread until h's call has arrived (a runtime thread queues it without
+    # the GIL, and its queue turns busy), so that it waits for a worker; only then queue the
+    # local call and stop. (A fixed wait here let the call arrive after the stop now and then,
+    # or be taken by a worker before it, so the test accepted either outcome.)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(5)
     try:
-        until = time.perf_counter() + 0.3
-        while time.perf_counter() < until:
-            pass
+        until = time.perf_counter() + 10
+        while not host.sync.busy():
+            assert time.perf_counter() < until, "h's call never arrived"
         local = host.run_sync(host.instance.add, (7,), {}, "add")  # queued behind it
         pul.stop(h)
     finally:
         sys.setswitchinterval(interval)
     assert await asyncio.wait_for(local, 10) == 7
-    results = await asyncio.wait_for(asyncio.gather(remote, return_exceptions=True), 10)
-    assert results == [10]
+    (result,) = await asyncio.wait_for(asyncio.gather(remote, return_exceptions=True), 10)
+    assert isinstance(result, pul.PulsingActorError), result
+    assert result.type_name == "PulsingStoppedError", result
