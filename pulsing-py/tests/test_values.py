@@ -164,3 +164,7 @@ def test_floats(rust):
     assert rust.f64(2**64) == float(2**64)  # a big int as a float
     with pytest.raises(pul.PulsingBadArgumentsError, match="too large for an f32"):
         rust.f32(1e39)
+
+
+def test_a_repeated_key_keeps_the_last_value(rust):
+    assert rust.repeated_key() == {1: "last"}  # as dict(pairs) does

@@ -52,6 +52,14 @@ impl Values {
         b
     }
 
+    /// A map that repeats a key, as another language may send one: `{1: "first", 1: "last"}`.
+    pub fn repeated_key(&self) -> Value {
+        Value::Map(vec![
+            (Value::Int(1), Value::from("first")),
+            (Value::Int(1), Value::from("last")),
+        ])
+    }
+
     pub fn tuple_keys(
         &self,
         m: HashMap<(i32, (i32, i32)), String>,
