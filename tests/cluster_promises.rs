@@ -18,6 +18,13 @@ async fn worker(system: &ActorSystem, name: &str) -> WorkerRef {
         .expect("the worker is found on the other node")
 }
 
+/// The stream's next item; fails the test instead of hanging it if none comes within `WAIT`.
+async fn next<T>(s: &mut (impl futures_util::Stream<Item = T> + Unpin)) -> Option<T> {
+    tokio::time::timeout(WAIT, s.next())
+        .await
+        .expect("the stream answers in time")
+}
+
 /// A node in this process (joined through `seed`, if any) whose actors have room for one
 /// message each, serving `names`.
 async fn server(names: &[&str], seed: Option<&str>) -> ActorSystem {
@@ -62,7 +69,8 @@ async fn a_full_mailbox_holds_back_only_calls_to_its_own_actor() {
         "the busy actor's calls were still held back"
     );
     for h in held {
-        assert_eq!(h.await.unwrap().unwrap(), 2_000);
+        let answer = tokio::time::timeout(WAIT, h).await.expect("no hang");
+        assert_eq!(answer.unwrap().unwrap(), 2_000);
     }
     system.shutdown().await;
     server.shutdown().await;
@@ -100,7 +108,7 @@ async fn streams_waiting_on_a_connection_that_ends_fail_with_peer_lost() {
     let system = client(&node.addr).await;
     let w = worker(&system, "worker").await;
     let mut ticks = w.ticks().await.unwrap();
-    assert_eq!(ticks.next().await.unwrap().unwrap(), 0);
+    assert_eq!(next(&mut ticks).await.unwrap().unwrap(), 0);
     // A second stream that has not produced yet: its producer waits for the actor, busy with a
     // slow call.
     let slow = tokio::spawn({
@@ -111,7 +119,7 @@ async fn streams_waiting_on_a_connection_that_ends_fail_with_peer_lost() {
         let w = w.clone();
         async move {
             let mut s = w.count(3).no_timeout().await?;
-            s.next().await.expect("an item or an error")
+            next(&mut s).await.expect("an item or an error")
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -119,7 +127,7 @@ async fn streams_waiting_on_a_connection_that_ends_fail_with_peer_lost() {
     // The first stream may still hand out what arrived; then it fails, and so does the rest.
     let err = tokio::time::timeout(WAIT, async {
         loop {
-            match ticks.next().await {
+            match next(&mut ticks).await {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return e,
                 None => panic!("the stream ended as if the producer had finished"),
@@ -134,7 +142,8 @@ async fn streams_waiting_on_a_connection_that_ends_fail_with_peer_lost() {
         .expect("no hang")
         .unwrap();
     assert!(matches!(opened, Err(Error::PeerLost { .. })), "{opened:?}");
-    assert!(matches!(slow.await.unwrap(), Err(Error::PeerLost { .. })));
+    let slow = tokio::time::timeout(WAIT, slow).await.expect("no hang");
+    assert!(matches!(slow.unwrap(), Err(Error::PeerLost { .. })));
     system.shutdown().await;
 }
 
@@ -145,15 +154,15 @@ async fn a_stream_that_panics_midway_fails_its_consumer_with_the_panic() {
     let w = worker(&system, "worker").await;
     let mut s = w.count_then_panic(5).await.unwrap();
     for expected in 0..5 {
-        assert_eq!(s.next().await.unwrap().unwrap(), expected);
+        assert_eq!(next(&mut s).await.unwrap().unwrap(), expected);
     }
-    let err = s.next().await.unwrap().unwrap_err();
+    let err = next(&mut s).await.unwrap().unwrap_err();
     assert!(
         matches!(&err, Error::Panicked { method, message, .. }
             if method == "count_then_panic" && message == "the stream broke after 5 items"),
         "{err:?}"
     );
-    assert!(s.next().await.is_none(), "nothing after the error");
+    assert!(next(&mut s).await.is_none(), "nothing after the error");
     // The panic was the stream's, on its own task: the actor and the connection go on.
     assert_eq!(
         w.process("after".into()).await.unwrap(),
@@ -179,7 +188,7 @@ async fn a_long_stream_outlives_call_timeout() {
     let start = tokio::time::Instant::now();
     let mut expected = 0;
     while start.elapsed() < timeout * 4 {
-        assert_eq!(ticks.next().await.unwrap().unwrap(), expected);
+        assert_eq!(next(&mut ticks).await.unwrap().unwrap(), expected);
         expected += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
