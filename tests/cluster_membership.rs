@@ -33,7 +33,8 @@ async fn all_see(system: &ActorSystem, probes: &[&ProbeRef], name: &str, holders
         eventually(
             CONVERGE,
             &format!("a node sees {name} on {want:?}"),
-            || async { p.holders(name.into()).await.unwrap() == want },
+            // A call may fail while the cluster settles: that is "not yet", not a failure.
+            || async { p.holders(name.into()).await.is_ok_and(|h| h == want) },
         )
         .await;
     }
@@ -63,7 +64,7 @@ async fn three_nodes_form_a_cluster_from_one_seed() {
     let all = sorted(vec![ida.clone(), idb.clone(), id(&system)]);
     for p in [&pa, &pb] {
         eventually(CONVERGE, "every node sees all three", || async {
-            p.members().await.unwrap() == all
+            p.members().await.is_ok_and(|m| m == all)
         })
         .await;
     }
@@ -167,9 +168,14 @@ async fn a_stopped_actor_vanishes_everywhere_and_stays_gone() {
 #[tokio::test]
 async fn a_killed_node_is_declared_dead_everywhere_without_flapping_and_can_rejoin() {
     let a = NodeProcess::start(NODE, &["--name", "a"]);
+    // b comes back at the same address after its kill: a port sibling tests binding port 0
+    // cannot be handed meanwhile.
+    let bind = format!("127.0.0.1:{}", pulsing_tests::unshared_port());
     let mut b = NodeProcess::start(
         NODE,
-        &["--name", "b", "--seed", &a.addr, "--spawn", "victim"],
+        &[
+            "--addr", &bind, "--name", "b", "--seed", &a.addr, "--spawn", "victim",
+        ],
     );
     let system = client(&a.addr).await;
     let (pa, pb) = (probe(&system, "a").await, probe(&system, "b").await);
@@ -189,6 +195,12 @@ async fn a_killed_node_is_declared_dead_everywhere_without_flapping_and_can_rejo
     all_see(&system, &[&pa], "victim", &[]).await;
     let detected = killed.elapsed();
     eprintln!("kill -9 detected by every node after {detected:?}");
+    // Documented (README, ARCHITECTURE): "declared dead everywhere in about 3 s" (measured
+    // 2.5-2.8 s); the bound leaves room for a loaded machine, not for a detector twice as slow.
+    assert!(
+        detected <= Duration::from_secs(7),
+        "declared dead after {detected:?}, not about 3 s"
+    );
     for p in [&pa] {
         assert!(!p.members().await.unwrap().contains(&idb));
     }
@@ -261,7 +273,7 @@ async fn a_graceful_shutdown_is_seen_at_once() {
     })
     .await;
     eventually(soon, "a forgets b", || async {
-        !pa.members().await.unwrap().contains(&idb)
+        pa.members().await.is_ok_and(|m| !m.contains(&idb))
     })
     .await;
     assert!(system.instances("leaver").is_empty());
@@ -275,7 +287,7 @@ async fn a_graceful_shutdown_is_seen_at_once() {
 /// Starts `test_node` with `args`, returns (advertised address, everything it logged) after
 /// a clean shutdown.
 fn run_node_capturing_logs(args: &[&str]) -> (String, String) {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::process::{Command, Stdio};
     let mut child = Command::new(NODE)
         .args(args)
@@ -284,10 +296,15 @@ fn run_node_capturing_logs(args: &[&str]) -> (String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the node starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line =
+        pulsing_tests::first_line_within(stdout, pulsing_tests::START_WAIT).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!(
+                "the node printed nothing within {:?}",
+                pulsing_tests::START_WAIT
+            )
+        });
     drop(child.stdin.take());
     let mut logs = String::new();
     child

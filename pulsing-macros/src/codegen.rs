@@ -7,6 +7,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::{Ident, Type};
 
 use crate::model::{Actor, Hook, Method, Output};
@@ -100,7 +101,8 @@ fn message_enum(actor: &Actor) -> TokenStream {
             quote!(#name: #ty)
         });
         let reply = reply_slot(m);
-        quote!(#variant { #(#fields,)* __reply: #reply })
+        let cfgs = &m.cfgs;
+        quote!(#(#cfgs)* #variant { #(#fields,)* __reply: #reply })
     });
     quote! {
         #[doc(hidden)]
@@ -127,12 +129,12 @@ fn actor_impl(actor: &Actor) -> TokenStream {
         .methods
         .iter()
         .enumerate()
-        .map(|(i, m)| value_arm(i, m));
+        .map(|(i, m)| value_arm(&method_index(actor, i), m));
     let bytes_arms = actor
         .methods
         .iter()
         .enumerate()
-        .map(|(i, m)| bytes_arm(i, m));
+        .map(|(i, m)| bytes_arm(&method_index(actor, i), m));
     let on_start = actor.on_start.as_ref().map(|h| hook("on_start", h));
     let on_stop = actor.on_stop.as_ref().map(|h| hook("on_stop", h));
     quote! {
@@ -185,6 +187,35 @@ fn actor_impl(actor: &Actor) -> TokenStream {
     }
 }
 
+/// The position of method `i` in the interface's method table: `i` itself, unless an earlier
+/// method has `#[cfg]` attributes, which may remove it from the table; then a constant
+/// expression that counts the earlier methods that are compiled in.
+fn method_index(actor: &Actor, i: usize) -> TokenStream {
+    let earlier = &actor.methods[..i];
+    if earlier.iter().all(|m| m.cfgs.is_empty()) {
+        return quote!(#i);
+    }
+    let terms = earlier.iter().map(|m| {
+        if m.cfgs.is_empty() {
+            return quote!(1);
+        }
+        let predicates: Vec<&TokenStream> = m
+            .cfgs
+            .iter()
+            .filter_map(|a| match &a.meta {
+                syn::Meta::List(list) => Some(&list.tokens),
+                _ => None,
+            })
+            .collect();
+        let predicate = match predicates.as_slice() {
+            [one] => quote!(#one),
+            all => quote!(all(#(#all),*)),
+        };
+        quote!(if ::core::cfg!(#predicate) { 1 } else { 0 })
+    });
+    quote!({ const INDEX: ::core::primitive::usize = 0 #(+ #terms)*; INDEX })
+}
+
 fn arg_bindings(m: &Method) -> Vec<Ident> {
     (0..m.args.len())
         .map(|i| format_ident!("__a{}", i))
@@ -193,7 +224,7 @@ fn arg_bindings(m: &Method) -> Vec<Ident> {
 
 /// One `match` arm of the handler: run the method through the right helper.
 fn handle_arm(m: &Method) -> TokenStream {
-    let (variant, name) = (&m.name, m.name.to_string());
+    let (variant, name, cfgs) = (&m.name, m.wire_name(), &m.cfgs);
     let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
     let bound = arg_bindings(m);
     let call = quote_spanned!(m.span=> self.#variant(#(#bound),*));
@@ -212,13 +243,14 @@ fn handle_arm(m: &Method) -> TokenStream {
         }
     };
     quote! {
+        #(#cfgs)*
         __Message::#variant { #(#fields: #bound,)* __reply } => #run,
     }
 }
 
 /// One arm of the by-name decoder: check and convert the arguments, then build the same message.
-fn value_arm(index: usize, m: &Method) -> TokenStream {
-    let name = m.name.to_string();
+fn value_arm(index: &TokenStream, m: &Method) -> TokenStream {
+    let (name, cfgs) = (m.wire_name(), &m.cfgs);
     let bound = arg_bindings(m);
     let takes = m.args.iter().zip(&bound).map(|(a, b)| {
         let ty = &a.ty;
@@ -228,6 +260,7 @@ fn value_arm(index: usize, m: &Method) -> TokenStream {
     });
     let build = build_message(index, m, "value_call", "value_stream");
     quote! {
+        #(#cfgs)*
         #name => {
             let mut __decoder = ::pulsing::__private::ArgDecoder::new::<Self>(#index, __args)?;
             #(#takes)*
@@ -238,8 +271,8 @@ fn value_arm(index: usize, m: &Method) -> TokenStream {
 
 /// One arm of the bytes decoder (a typed call from another node): the argument tuple arrives
 /// postcard-encoded.
-fn bytes_arm(index: usize, m: &Method) -> TokenStream {
-    let name = m.name.to_string();
+fn bytes_arm(index: &TokenStream, m: &Method) -> TokenStream {
+    let (name, cfgs) = (m.wire_name(), &m.cfgs);
     let types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
     let bound = arg_bindings(m);
     let build = build_message(index, m, "bytes_call", "bytes_stream");
@@ -250,6 +283,7 @@ fn bytes_arm(index: usize, m: &Method) -> TokenStream {
     let decode =
         quote_spanned!(args_span=> ::pulsing::__private::decode_args::<Self, (#(#types,)*)>);
     quote! {
+        #(#cfgs)*
         #name => {
             let (#(#bound,)*): (#(#types,)*) = #decode(#index, __bytes)?;
             #build
@@ -259,7 +293,12 @@ fn bytes_arm(index: usize, m: &Method) -> TokenStream {
 
 /// The end of a by-name or bytes arm: the reply slot from `__private::<call_helper>` (or
 /// `<stream_helper>` for a streaming method), then the same message a typed call builds.
-fn build_message(index: usize, m: &Method, call_helper: &str, stream_helper: &str) -> TokenStream {
+fn build_message(
+    index: &TokenStream,
+    m: &Method,
+    call_helper: &str,
+    stream_helper: &str,
+) -> TokenStream {
     let variant = &m.name;
     let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
     let bound = arg_bindings(m);
@@ -296,11 +335,11 @@ fn hook(which: &str, hook: &Hook) -> TokenStream {
 
 /// The static [`Interface`] value.
 fn interface(actor: &Actor) -> TokenStream {
-    let actor_name = actor.name.to_string();
+    let actor_name = actor.name.unraw().to_string();
     let methods = actor.methods.iter().map(|m| {
-        let name = m.name.to_string();
+        let (name, cfgs) = (m.wire_name(), &m.cfgs);
         let params = m.args.iter().map(|a| {
-            let (pname, pty) = (a.name.to_string(), type_text(&a.ty));
+            let (pname, pty) = (a.wire_name(), type_text(&a.ty));
             quote!(::pulsing::ParamInfo { name: #pname, ty: #pty })
         });
         let returns = type_text(m.output.wire_type());
@@ -310,6 +349,7 @@ fn interface(actor: &Actor) -> TokenStream {
         };
         let (is_async, mutates, doc) = (m.is_async, m.mutates, doc_text(m));
         quote! {
+            #(#cfgs)*
             ::pulsing::MethodInfo {
                 name: #name,
                 params: &[#(#params),*],
@@ -321,55 +361,25 @@ fn interface(actor: &Actor) -> TokenStream {
             }
         }
     });
-    let fingerprint = proc_macro2::Literal::u64_suffixed(methods_fingerprint(actor));
     quote! {
         const PATH: &::core::primitive::str = ::core::concat!(::core::module_path!(), "::", #actor_name);
-        const KEY: [::core::primitive::u8; 16] = ::pulsing::__private::identity_key(PATH, #fingerprint);
+        const METHODS: &[::pulsing::MethodInfo] = &[#(#methods),*];
+        const KEY: [::core::primitive::u8; 16] =
+            ::pulsing::__private::identity_key(PATH, ::pulsing::__private::methods_fingerprint(METHODS));
         static INTERFACE: ::pulsing::Interface = ::pulsing::Interface {
             actor: #actor_name,
             path: PATH,
             key: ::pulsing::__private::key_str(&KEY),
-            methods: &[#(#methods),*],
+            methods: METHODS,
         };
         &INTERFACE
     }
 }
 
-/// 64-bit FNV-1a of `text` then a 0 byte, continuing from `hash` (as the runtime's
-/// `interface::fingerprint`).
-fn fingerprint(mut hash: u64, text: &str) -> u64 {
-    for &b in text.as_bytes().iter().chain(&[0]) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-/// The fingerprint of the methods' signatures (names, parameter types, result types, call or
-/// stream), as the runtime's `interface::methods_fingerprint` computes it from the `Interface`.
-fn methods_fingerprint(actor: &Actor) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325;
-    for m in &actor.methods {
-        hash = fingerprint(hash, &m.name.to_string());
-        for a in &m.args {
-            hash = fingerprint(hash, &type_text(&a.ty));
-        }
-        hash = fingerprint(hash, &type_text(m.output.wire_type()));
-        hash = fingerprint(
-            hash,
-            match m.output {
-                Output::Value(_) => "call",
-                Output::Stream(_) => "stream",
-            },
-        );
-    }
-    hash
-}
-
 /// The proxy method: same name, arguments and docs as the actor's.
 fn proxy_method(actor: &Actor, m: &Method) -> TokenStream {
-    let (ty, variant, name) = (&actor.ty, &m.name, m.name.to_string());
-    let docs = &m.docs;
+    let (ty, variant, name) = (&actor.ty, &m.name, m.wire_name());
+    let (docs, cfgs) = (&m.docs, &m.cfgs);
     let fields: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
     let types: Vec<&Type> = m.args.iter().map(|a| &a.ty).collect();
     let bound = arg_bindings(m);
@@ -379,6 +389,8 @@ fn proxy_method(actor: &Actor, m: &Method) -> TokenStream {
     };
     quote! {
         #(#docs)*
+        #(#cfgs)*
+        #[allow(clippy::too_many_arguments)]
         pub fn #variant(&self, #(#fields: #types),*) -> #call_ty<'_, #ty, (#(#types,)*), #wire> {
             #call_ty::new(&self.inner, #name, (#(#fields,)*), |(#(#bound,)*), __reply| {
                 __Message::#variant { #(#fields: #bound,)* __reply }
@@ -449,13 +461,14 @@ fn wire_span(m: &Method) -> proc_macro2::Span {
 
 /// Compile-time checks, spanned at the user's types so errors point there.
 fn wire_checks(m: &Method) -> Vec<TokenStream> {
+    let cfgs = &m.cfgs;
     m.args
         .iter()
         .map(|a| &a.ty)
         .chain(std::iter::once(m.output.wire_type()))
         .map(|ty| {
             let span = syn::spanned::Spanned::span(ty);
-            quote_spanned!(span=> ::pulsing::__private::assert_wire::<#ty>();)
+            quote_spanned!(span=> #(#cfgs)* ::pulsing::__private::assert_wire::<#ty>();)
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 //! The checked description of one actor that code generation works from.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::{Attribute, Ident, ItemImpl, Type};
 
 /// One `#[remote] impl` block, validated.
@@ -25,6 +26,8 @@ pub(crate) struct Actor {
 pub(crate) struct Method {
     pub(crate) name: Ident,
     pub(crate) docs: Vec<Attribute>,
+    /// The method's `#[cfg(...)]` attributes, carried to everything generated for it.
+    pub(crate) cfgs: Vec<Attribute>,
     pub(crate) is_async: bool,
     pub(crate) mutates: bool,
     pub(crate) args: Vec<Arg>,
@@ -32,10 +35,24 @@ pub(crate) struct Method {
     pub(crate) span: Span,
 }
 
+impl Method {
+    /// The name callers use: the identifier without `r#` (`r#type` is called as `type`).
+    pub(crate) fn wire_name(&self) -> String {
+        self.name.unraw().to_string()
+    }
+}
+
 /// One argument of a remote method (`Self` already replaced by the actor type).
 pub(crate) struct Arg {
     pub(crate) name: Ident,
     pub(crate) ty: Type,
+}
+
+impl Arg {
+    /// The keyword callers use: the identifier without `r#`.
+    pub(crate) fn wire_name(&self) -> String {
+        self.name.unraw().to_string()
+    }
 }
 
 /// What a remote method answers.

@@ -5,6 +5,7 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
@@ -25,6 +26,23 @@ const GENERATED_ON_ACTOR: &[&str] = &[
 ];
 /// Names the generated proxy already has.
 const GENERATED_ON_PROXY: &[&str] = &["actor_ref", "clone", "deref", "fmt", "from", "into"];
+/// The inherent methods of `pulsing::ActorRef`, which the proxy dereferences to. A remote method
+/// of the same name would hide them (`worker.stop()` would send a message instead of stopping
+/// the actor), so such names are refused. A unit test keeps this list in step with
+/// `pulsing/src/handle/actor_ref.rs`.
+pub(crate) const ACTOR_REF_METHODS: &[&str] = &[
+    "call_timeout",
+    "id",
+    "is_alive",
+    "is_local",
+    "name",
+    "stop",
+    "stopped",
+    "to_dyn",
+];
+/// Serde (de)serializes tuples of at most this many elements, and a call's arguments travel as
+/// one tuple.
+pub(crate) const MAX_ARGS: usize = 16;
 
 /// On failure: the user's item with our helper attributes removed (if it parsed) and the errors.
 pub(crate) type Failure = (Option<Box<ItemImpl>>, syn::Error);
@@ -42,12 +60,16 @@ pub(crate) fn actor(attr: TokenStream, item: TokenStream) -> Result<Actor, Failu
     if !attr.is_empty() {
         errors.push(&attr, "#[pulsing::remote] takes no arguments");
     }
-    let hooks = take_hooks(&mut item, &mut errors);
+    let (hooks, hook_fns) = take_hooks(&mut item, &mut errors);
     let header = check_header(&item, &mut errors);
+    let proxy_name = header
+        .as_ref()
+        .map(|(n, _)| format!("{n}Ref"))
+        .unwrap_or_default();
     let mut methods = Vec::new();
     for impl_item in &item.items {
         let ImplItem::Fn(f) = impl_item else { continue };
-        let name = f.sig.ident.to_string();
+        let name = f.sig.ident.unraw().to_string();
         if GENERATED_ON_ACTOR.contains(&name.as_str()) {
             errors.push(
                 &f.sig.ident,
@@ -55,13 +77,21 @@ pub(crate) fn actor(attr: TokenStream, item: TokenStream) -> Result<Actor, Failu
             );
             continue;
         }
-        if !is_remote(f) {
+        // A lifecycle hook is called by the runtime only, even when it is `pub`.
+        if !is_remote(f) || hook_fns.contains(&f.sig.ident) {
             continue;
         }
         if GENERATED_ON_PROXY.contains(&name.as_str()) {
             errors.push(
                 &f.sig.ident,
-                format!("a remote method cannot be called `{name}`: the proxy `{}Ref` already has `{name}`; rename this method", header.as_ref().map(|(n, _)| n.to_string()).unwrap_or_default()),
+                format!("a remote method cannot be called `{name}`: the proxy `{proxy_name}` already has `{name}`; rename this method"),
+            );
+            continue;
+        }
+        if ACTOR_REF_METHODS.contains(&name.as_str()) {
+            errors.push(
+                &f.sig.ident,
+                format!("a remote method cannot be called `{name}`: the proxy `{proxy_name}` dereferences to `pulsing::ActorRef`, whose `{name}` it would hide; rename this method"),
             );
             continue;
         }
@@ -154,9 +184,14 @@ fn is_remote(f: &ImplItemFn) -> bool {
     matches!(f.vis, Visibility::Public(_)) && f.sig.receiver().is_some()
 }
 
-/// Removes `#[on_start]` / `#[on_stop]` from the block's methods and checks their signatures.
-fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Option<Hook>, Option<Hook>) {
+/// The `#[on_start]` and `#[on_stop]` hooks.
+type Hooks = (Option<Hook>, Option<Hook>);
+
+/// Removes `#[on_start]` / `#[on_stop]` from the block's methods and checks their signatures;
+/// also yields the name of every method that carried one (never a remote method).
+fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Hooks, Vec<syn::Ident>) {
     let (mut on_start, mut on_stop) = (None, None);
+    let mut hook_fns = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(f) = impl_item else { continue };
         let mut found = Vec::new();
@@ -167,6 +202,9 @@ fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Option<Hook>, Option
             }
             kind.is_none()
         });
+        if !found.is_empty() {
+            hook_fns.push(f.sig.ident.clone());
+        }
         for (kind, attr) in found {
             let slot = if kind == "on_start" {
                 &mut on_start
@@ -196,7 +234,7 @@ fn take_hooks(item: &mut ItemImpl, errors: &mut Errors) -> (Option<Hook>, Option
             });
         }
     }
-    (on_start, on_stop)
+    ((on_start, on_stop), hook_fns)
 }
 
 fn hook_kind(attr: &Attribute) -> Option<&'static str> {
@@ -237,6 +275,15 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
     if let Some(variadic) = &sig.variadic {
         errors.push(variadic, "remote methods cannot be variadic");
     }
+    if sig.inputs.len() > MAX_ARGS + 1 {
+        errors.push(
+            &sig.inputs,
+            format!(
+                "a remote method takes at most {MAX_ARGS} arguments (they travel as one tuple, and serde's tuples stop at {MAX_ARGS}); this one takes {}: group them in a struct that derives `Serialize` and `Deserialize`",
+                sig.inputs.len() - 1
+            ),
+        );
+    }
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate().skip(1) {
         let FnArg::Typed(typed) = input else { continue };
@@ -275,6 +322,12 @@ fn method(f: &ImplItemFn, actor: &Type, errors: &mut Errors) -> Option<Method> {
             .attrs
             .iter()
             .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
+        cfgs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
             .cloned()
             .collect(),
         is_async: sig.asyncness.is_some(),

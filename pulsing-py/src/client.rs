@@ -23,22 +23,27 @@ use crate::convert::{to_args, to_py};
 use crate::events::{Event, Obj};
 use crate::runtime::{handle, seconds, system};
 
-/// Resolves `name` (waiting up to `timeout` seconds if given); posts a `DynRef` to the bridge.
+/// Resolves `name` (waiting up to `timeout` seconds if given; only an actor whose type is called
+/// `type_name`, if given); posts a `DynRef` to the bridge.
 #[pyfunction]
-#[pyo3(signature = (bridge, token, name, timeout=None))]
+#[pyo3(signature = (bridge, token, name, timeout=None, type_name=None))]
 pub(crate) fn resolve(
     bridge: &Bridge,
     token: u64,
     name: String,
     timeout: Option<f64>,
+    type_name: Option<String>,
 ) -> PyResult<()> {
     let system = system()?;
     let inner = bridge.inner.clone();
     let timeout = timeout.map(seconds).transpose()?;
     handle()?.spawn(async move {
-        let result = match timeout {
-            Some(t) => system.resolve_dyn_wait(&name, t).await,
-            None => system.resolve_dyn(&name).await,
+        // With a type name, only an actor of that type (`Class.resolve`, issue #16 bug 1).
+        let result = match (timeout, type_name) {
+            (Some(t), Some(ty)) => system.resolve_dyn_of_wait(&name, &ty, t).await,
+            (None, Some(ty)) => system.resolve_dyn_of(&name, &ty).await,
+            (Some(t), None) => system.resolve_dyn_wait(&name, t).await,
+            (None, None) => system.resolve_dyn(&name).await,
         };
         inner.push(Event::Obj(token, result.map(Obj::Ref)));
     });

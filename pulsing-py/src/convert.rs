@@ -1,7 +1,11 @@
 //! Python objects <-> `pulsing::Value`.
 //!
 //! Plain data (None, bool, int, float, str, bytes, list, tuple, dict) becomes the language-neutral
-//! `Value`; anything else is pickled into `{"$pickle": bytes}`. Tuples arrive as lists.
+//! `Value`; anything else is pickled into `{"$pickle": bytes}`. Tuples arrive as lists, except
+//! inside dict keys (at any depth), which must be hashable. An int outside the `i64` range
+//! travels as `{"$int": "<digits>"}` (`pulsing::value::BIG_INT`), which a Rust actor reads into
+//! any integer type it fits. A dict that would read back as one of these marker maps is pickled.
+//! The whole mapping is the table "Values across the boundary" in ARCHITECTURE.md.
 //!
 //! **Pickle policy.** Unpickling runs code chosen by whoever made the bytes, so pickled values
 //! cross processes only when this process joined with a cluster secret: every connection has
@@ -10,6 +14,7 @@
 //! names the type and says to set a secret); plain values keep working. Calls between actors of
 //! one process never convert at all.
 
+use pulsing::value::BIG_INT;
 use pulsing::{Error, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -108,8 +113,15 @@ fn to_value_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Bool(obj.extract::<bool>()?));
     }
     if obj.is_exact_instance_of::<PyInt>() {
-        return match obj.extract::<i64>() {
-            Ok(i) => Ok(Value::Int(i)),
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        // Past Python's limit on int-to-text conversion (4300 digits by default): pickle.
+        return match obj.str() {
+            Ok(digits) => Ok(Value::Map(vec![(
+                Value::Str(BIG_INT.to_owned()),
+                Value::Str(digits.to_str()?.to_owned()),
+            )])),
             Err(_) => pickled(obj),
         };
     }
@@ -140,7 +152,7 @@ fn to_value_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::List(out));
     }
     if let Ok(dict) = obj.cast_exact::<PyDict>() {
-        if dict.len() == 1 && dict.contains(PICKLE)? {
+        if dict.len() == 1 && (dict.contains(PICKLE)? || dict.contains(BIG_INT)?) {
             // Would read back as a pickled object: send the dict itself pickled.
             return pickled(obj);
         }
@@ -173,6 +185,11 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
             list.into_any().unbind()
         }
         Value::Map(entries) => {
+            if let [(Value::Str(k), Value::Str(digits))] = entries.as_slice() {
+                if k == BIG_INT {
+                    return Ok(py.get_type::<PyInt>().call1((digits.as_str(),))?.unbind());
+                }
+            }
             if let [(Value::Str(k), Value::Bytes(b))] = entries.as_slice() {
                 if k == PICKLE {
                     if !pickle_allowed() {
@@ -189,22 +206,26 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
                     return Ok(loads.call1((PyBytes::new(py, b),))?.unbind());
                 }
             }
+            // A repeated key keeps its last value, as in `dict(pairs)`.
             let dict = PyDict::new(py);
             for (k, v) in entries {
-                let key = match k {
-                    // Lists cannot be dict keys in Python: tuples can.
-                    Value::List(items) => {
-                        let items: PyResult<Vec<Py<PyAny>>> =
-                            items.into_iter().map(|i| to_py(py, i)).collect();
-                        PyTuple::new(py, items?)?.into_any().unbind()
-                    }
-                    other => to_py(py, other)?,
-                };
-                dict.set_item(key, to_py(py, v)?)?;
+                dict.set_item(to_py_key(py, k)?, to_py(py, v)?)?;
             }
             dict.into_any().unbind()
         }
     })
+}
+
+/// A dict key: lists cannot be keys in Python, so they become tuples, at every depth.
+fn to_py_key(py: Python<'_>, key: Value) -> PyResult<Py<PyAny>> {
+    match key {
+        Value::List(items) => {
+            let items: PyResult<Vec<Py<PyAny>>> =
+                items.into_iter().map(|i| to_py_key(py, i)).collect();
+            Ok(PyTuple::new(py, items?)?.into_any().unbind())
+        }
+        other => to_py(py, other),
+    }
 }
 
 /// Arguments of a by-name call from a Python tuple and dict.

@@ -30,6 +30,7 @@ class Worker:
     def __init__(self, node="py"):
         self.node = node
         self.produced = 0
+        self.closed_counts = 0
         self.refs = {}
 
     def process(self, text):
@@ -53,11 +54,18 @@ class Worker:
         return type(value).__name__
 
     async def count(self, n, fail_at=None):
-        for i in range(n):
-            if i == fail_at:
-                raise RuntimeError(f"failed at {i}")
-            self.produced += 1
-            yield i
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise RuntimeError(f"failed at {i}")
+                self.produced += 1
+                yield i
+        finally:
+            self.closed_counts += 1
+
+    def counts_closed(self):
+        """How many `count` generators have been closed (finished, failed or cancelled)."""
+        return self.closed_counts
 
     def ticks(self, n):
         for i in range(n):

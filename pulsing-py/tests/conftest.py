@@ -1,6 +1,7 @@
 import asyncio
 import os
 import pathlib
+import select
 import subprocess
 import sys
 import time
@@ -30,6 +31,27 @@ def run_script(code: str, *args: str, timeout: float = 60, env=None) -> subproce
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def first_line(stream, within: float = 30) -> str:
+    """The first line a child process prints on ``stream`` (a pipe), or AssertionError after
+    ``within`` seconds: a child that hangs before printing fails the test instead of hanging
+    it. Only for the first read (later lines may sit in Python's buffer, unseen by select)."""
+    ready, _, _ = select.select([stream], [], [], within)
+    assert ready, f"the child printed nothing within {within} s"
+    return stream.readline()
+
+
+async def eventually(read, expected, within: float = 10):
+    """Awaits ``read()`` every 50 ms until it returns ``expected``; fails after ``within``
+    seconds, showing the last value."""
+    deadline = time.monotonic() + within
+    while True:
+        got = await read()
+        if got == expected:
+            return
+        assert time.monotonic() < deadline, f"still {got!r}, not {expected!r}, after {within} s"
+        await asyncio.sleep(0.05)
 
 
 async def longest_run_without_a_turn(calls) -> int:
@@ -72,7 +94,10 @@ class Proc:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.lines = []
-        line = self.p.stdout.readline()
+        try:
+            line = first_line(self.p.stdout)
+        except AssertionError:
+            line = ""
         if not line.startswith("LISTENING "):
             self.stop()
             raise RuntimeError(f"node did not start: {line!r} {self.p.stderr.read()}")

@@ -12,7 +12,7 @@ import pytest
 import pulsing as pul
 from pulsing import _bridge
 from cluster_actors import Bomb, InlineLog, Overlap, Ping, Point, Tally, Worker
-from conftest import HERE, ROOT, RUST_CALLER, TEST_NODE, Proc, longest_run_without_a_turn
+from conftest import HERE, ROOT, RUST_CALLER, TEST_NODE, Proc, eventually, longest_run_without_a_turn
 
 # Proxies and arbitrary objects cross processes pickled, which needs a cluster secret.
 SECRET = "test secret"
@@ -60,15 +60,14 @@ async def test_two_python_processes(py_node, cluster_system):
         async for x in worker.count(10, fail_at=3):
             got.append(x)
     assert got == [0, 1, 2] and info.value.type_name == "RuntimeError"
-    before = await worker.produced_so_far()
+    before, closed = await worker.produced_so_far(), await worker.counts_closed()
     async for x in worker.count(10**9):
         if x == 10:
             break
-    await asyncio.sleep(0.3)
-    after = await worker.produced_so_far()
-    await asyncio.sleep(0.3)
-    assert await worker.produced_so_far() == after
-    assert after - before < 10_000  # backpressure held the producer back
+    # The cancel reaches the producer: its generator is closed (its `finally` runs), which
+    # flow control alone would never do (it only holds the generator still).
+    await eventually(lambda: worker.counts_closed(), closed + 1)
+    assert await worker.produced_so_far() - before < 10_000  # backpressure held it back
 
     # Leaving the loop also stops a producer that is waiting (not for room in the buffer).
     async for x in worker.hang_after_one():
@@ -162,14 +161,13 @@ async def test_python_calls_a_rust_actor(rust_node, cluster_system):
         await w.nope()
     with pytest.raises(pul.PulsingTimeoutError):
         await w.slow(5000).timeout(0.1)
-    # Breaking out of an endless Rust stream cancels it.
+    # Breaking out of an endless Rust stream cancels it: the producer's stream is dropped on
+    # its node (flow control alone would only hold it still).
+    dropped = await w.dropped()
     async for t in w.ticks():
         if t >= 100:
             break
-    await asyncio.sleep(0.3)
-    produced = await w.produced()
-    await asyncio.sleep(0.3)
-    assert await w.produced() == produced
+    await eventually(lambda: w.dropped(), dropped + 1)
     # The Rust interface, from Python.
     iface = await ref.interface()
     assert iface["actor"] == "Worker"
@@ -449,6 +447,10 @@ async def test_calls_made_at_once_run_in_the_order_they_were_made(py_node, clust
     assert await lazy.take_log() == list(range(300))  # also with `@pul.inline` in the mix
 
 
+async def _answer(value):
+    return value
+
+
 @pul.remote
 class Adder:
     def add(self, a, b=0):
@@ -457,7 +459,9 @@ class Adder:
 
 async def test_a_def_call_queued_behind_a_remote_one_still_answers_after_a_stop(py_node, cluster_system):
     """A call from another process waits in the actor's queue for a worker; a local call queues
-    behind it; then the actor stops. The drain must still find the actor (and answer both)."""
+    behind it; then the actor stops. The drain must still find the actor and answer both: the
+    local call runs (local calls run as queued), the call from the runtime gets Stopped (as every
+    queued caller of a stopped actor does)."""
     node = py_node("--spawn", "w", "--name", "n")
     await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
     h = await Adder.spawn(name="h")
@@ -465,19 +469,24 @@ async def test_a_def_call_queued_behind_a_remote_one_still_answers_after_a_stop(
     assert await w.call_other("h", "add", 1, 2) == 3  # the peer knows "h"
     assert await h.add(1) == 1  # a worker thread exists
     host = h._pulsing_target.host
+    await eventually(lambda: _answer(host.sync.busy()), False)  # that worker is done with h
     remote = asyncio.ensure_future(w.call_other("h", "add", 5, 5))
     await asyncio.sleep(0)  # the request to the peer goes out
-    # Keep the GIL on this thread for a while, so h's call arrives and waits for a worker.
+    # Keep the GIL on this thread until h's call has arrived (a runtime thread queues it without
+    # the GIL, and its queue turns busy), so that it waits for a worker; only then queue the
+    # local call and stop. (A fixed wait here let the call arrive after the stop now and then,
+    # or be taken by a worker before it, so the test accepted either outcome.)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(5)
     try:
-        until = time.perf_counter() + 0.3
-        while time.perf_counter() < until:
-            pass
+        until = time.perf_counter() + 10
+        while not host.sync.busy():
+            assert time.perf_counter() < until, "h's call never arrived"
         local = host.run_sync(host.instance.add, (7,), {}, "add")  # queued behind it
         pul.stop(h)
     finally:
         sys.setswitchinterval(interval)
     assert await asyncio.wait_for(local, 10) == 7
-    results = await asyncio.wait_for(asyncio.gather(remote, return_exceptions=True), 10)
-    assert results == [10] or isinstance(results[0], pul.PulsingActorError)
+    (result,) = await asyncio.wait_for(asyncio.gather(remote, return_exceptions=True), 10)
+    assert isinstance(result, pul.PulsingActorError), result
+    assert result.type_name == "PulsingStoppedError", result

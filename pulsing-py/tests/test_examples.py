@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, first_line
 
 EXAMPLES = ROOT / "examples" / "python"
 
@@ -15,7 +15,7 @@ def test_two_node_example():
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        line = seed.stdout.readline()
+        line = first_line(seed.stdout)
         assert line.startswith("seed listening on "), seed.stderr.read()
         addr = line.split()[-1]
         out = subprocess.run(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import HERE
+from conftest import HERE, first_line
 
 SCRIPTS = HERE / "exit_scripts"
 BAD = ("Fatal Python error", "Segmentation fault", "PyGILState", "panicked", "core dumped")
@@ -36,7 +36,7 @@ def interrupt(script):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert p.stdout.readline() == "ready\n"
+        assert first_line(p.stdout) == "ready\n"
         time.sleep(0.05)
         p.send_signal(signal.SIGINT)
         stdout, stderr = p.communicate(timeout=30)
@@ -62,3 +62,27 @@ def test_ctrl_c_caught_exits_zero_many_times():
         check_clean(None, stderr)
         assert rc == 0, stderr
         assert stdout.strip() == "interrupted"
+
+
+def test_ctrl_c_during_a_blocking_def_interrupts_the_caller_at_once():
+    """The `def` runs on a worker thread for ten minutes; Ctrl-C reaches the main thread, which
+    was only awaiting it: KeyboardInterrupt, and the process ends without waiting for the
+    worker (issue #16)."""
+    for _ in range(3):
+        p = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "interrupted_blocking.py")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            assert first_line(p.stdout) == "blocking\n"
+            time.sleep(0.05)
+            p.send_signal(signal.SIGINT)
+            _, stderr = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        check_clean(None, stderr)
+        assert p.returncode == -signal.SIGINT, stderr
+        assert "KeyboardInterrupt" in stderr
+

@@ -74,7 +74,23 @@
 //! It also generates `Type::spawn(&system, value)`, `Type::spawn_named(&system, name, value)`,
 //! `Type::spawn_with(&system, options, factory)`, `Type::resolve(&system, name)` and
 //! `Type::resolve_wait(&system, name, timeout)`. Methods marked `#[on_start]` / `#[on_stop]`
-//! (taking `&mut self`, sync or async) run when the actor starts (and restarts) and stops.
+//! (taking `&mut self`, sync or async) run when the actor starts (and restarts) and stops; they
+//! are never remote methods, even when `pub`. A panic in `on_start` counts as a handler panic:
+//! the supervision policy stops the actor (the default; `on_stop` then does not run) or builds a
+//! fresh state and runs `on_start` again. A panic in `on_stop` is logged and the actor stops all
+//! the same.
+//!
+//! The shapes at the edges:
+//! - a method named with a raw identifier (`pub fn r#type(&self)`) is called `type` by name
+//!   (from Python, [`DynRef`], the [`Interface`]); so is a raw parameter name as a keyword;
+//! - `#[cfg(...)]` on a method applies to everything generated for it;
+//! - at most 16 arguments per method (they travel as one tuple, serde's limit): group more in a
+//!   struct;
+//! - a remote method may not be named like a method of [`ActorRef`] (`stop`, `name`, `id`, ...),
+//!   which the proxy dereferences to: it would hide it, so `worker.stop()` would send a message
+//!   instead of stopping the actor. Rename it; it is a compile error;
+//! - one `#[pulsing::remote]` block per type (other, plain `impl` blocks are fine): a second one
+//!   is a compile error (the proxy and the `Actor` impl would be defined twice).
 //!
 //! An `async fn` method runs on the actor's task: the next message waits until it finishes. For
 //! the future to be `Send`, `async fn(&self)` methods need the actor type to be `Sync`; use

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::value::{from_value, to_value, Args, Value};
 use crate::wire::Payload;
 
-pub use crate::actor::interface::{identity_key, key_str};
+pub use crate::actor::interface::{identity_key, key_str, methods_fingerprint};
 pub use crate::actor::{Handled, HandlerCx, Panic};
 pub use crate::actor::{Reply as ReplySlot, StreamReply as StreamReplySlot};
 

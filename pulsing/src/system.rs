@@ -428,8 +428,9 @@ impl ActorSystem {
         Ok(ActorRef::local(cell))
     }
 
-    /// The actor named `name`, as an `A`: a local one if there is one, else a live one on
-    /// another node.
+    /// The actor named `name`, as an `A`: a local one of that type if there is one, else a live
+    /// one of that type on another node. Other actors under the same name (of another type, in
+    /// this process or another) are passed over, not an error, as long as one of type `A` exists.
     ///
     /// In a cluster, a node that has not yet heard from any other member (it just started)
     /// first waits up to [`Config::join_timeout`] for gossip; after that it looks once. Use
@@ -440,11 +441,18 @@ impl ActorSystem {
     /// its peers refused it), [`Error::TypeMismatch`] if the name is bound to another actor type,
     /// [`Error::Unreachable`] if no node holding it can be reached.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
-        if let Some(cell) = self.inner.registry.get(name) {
-            return downcast(name, cell);
-        }
+        let local = match self
+            .inner
+            .registry
+            .get(name)
+            .map(|cell| downcast(name, cell))
+        {
+            Some(Ok(found)) => return Ok(found),
+            Some(Err(mismatch)) => Some(mismatch),
+            None => None,
+        };
         self.await_join().await;
-        self.resolve_remote::<A>(name).await
+        prefer_local_mismatch(local, self.resolve_remote::<A>(name).await)
     }
 
     async fn resolve_remote<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
@@ -601,10 +609,17 @@ impl ActorSystem {
         timeout: Duration,
     ) -> Result<ActorRef<A>> {
         self.wait_for(name, timeout, || async {
-            if let Some(cell) = self.inner.registry.get(name) {
-                return downcast(name, cell);
-            }
-            self.resolve_remote::<A>(name).await
+            let local = match self
+                .inner
+                .registry
+                .get(name)
+                .map(|cell| downcast(name, cell))
+            {
+                Some(Ok(found)) => return Ok(found),
+                Some(Err(mismatch)) => Some(mismatch),
+                None => None,
+            };
+            prefer_local_mismatch(local, self.resolve_remote::<A>(name).await)
         })
         .await
     }
@@ -677,6 +692,85 @@ impl ActorSystem {
             .map(DynRef::from_peer)
     }
 
+    /// Like [`resolve_dyn`](Self::resolve_dyn), but only an actor whose type is called
+    /// `type_name` ([`DynRef::type_name`]: a Rust type's name, a Python class's qualified name):
+    /// a local one if there is one, else a live one of that type on another node. How a
+    /// language without compile-time types (Python's `Class.resolve(name)`) asks for
+    /// [`resolve`](Self::resolve)'s promise.
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] if the name is bound only to actors of other types; otherwise as
+    /// [`resolve_dyn`](Self::resolve_dyn).
+    pub async fn resolve_dyn_of(&self, name: &str, type_name: &str) -> Result<DynRef> {
+        let local = self.inner.registry.get(name);
+        if let Some(cell) = &local {
+            if cell.meta().type_name == type_name {
+                return Ok(DynRef::from_cell(cell.clone()));
+            }
+        }
+        self.await_join().await;
+        self.resolve_dyn_of_remote(name, type_name, local.is_some())
+            .await
+    }
+
+    /// Like [`resolve_dyn_of`](Self::resolve_dyn_of), waiting up to `timeout` for the name to
+    /// appear (a type mismatch does not wait).
+    ///
+    /// # Errors
+    /// [`Error::ResolveTimeout`] if it does not appear in time; otherwise as
+    /// [`resolve_dyn_of`](Self::resolve_dyn_of).
+    pub async fn resolve_dyn_of_wait(
+        &self,
+        name: &str,
+        type_name: &str,
+        timeout: Duration,
+    ) -> Result<DynRef> {
+        self.wait_for(name, timeout, || async {
+            let local = self.inner.registry.get(name);
+            if let Some(cell) = &local {
+                if cell.meta().type_name == type_name {
+                    return Ok(DynRef::from_cell(cell.clone()));
+                }
+            }
+            self.resolve_dyn_of_remote(name, type_name, local.is_some())
+                .await
+        })
+        .await
+    }
+
+    async fn resolve_dyn_of_remote(
+        &self,
+        name: &str,
+        type_name: &str,
+        other_here: bool,
+    ) -> Result<DynRef> {
+        let (matching, other): (Vec<_>, Vec<_>) = self
+            .remote_instances(name)
+            .into_iter()
+            .partition(|i| i.type_name == type_name);
+        if matching.is_empty() {
+            let found = match (other_here, other.first()) {
+                (true, _) => self
+                    .inner
+                    .registry
+                    .get(name)
+                    .map(|cell| cell.meta().type_name.to_owned()),
+                (false, found) => found.map(|i| i.type_name.clone()),
+            };
+            return Err(match found {
+                Some(found) => Error::TypeMismatch {
+                    name: name.to_owned(),
+                    expected: type_name.to_owned(),
+                    found,
+                },
+                None => self.not_found(name),
+            });
+        }
+        self.connect_remote(name, &matching, None)
+            .await
+            .map(DynRef::from_peer)
+    }
+
     /// Like [`resolve_dyn`](Self::resolve_dyn), but waits up to `timeout` for the name to appear.
     ///
     /// # Errors
@@ -743,6 +837,16 @@ impl ActorSystem {
     /// Whether [`shutdown`](Self::shutdown) has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner.actors().closed
+    }
+}
+
+/// The answer of a typed resolve that found, in this process, an actor of another type under
+/// the name: the remote answer if it found one of the right type (or failed for another
+/// reason than "none of that type"), else the local mismatch.
+fn prefer_local_mismatch<T>(local: Option<Error>, remote: Result<T>) -> Result<T> {
+    match (local, remote) {
+        (Some(mismatch), Err(Error::NotFound { .. } | Error::TypeMismatch { .. })) => Err(mismatch),
+        (_, remote) => remote,
     }
 }
 

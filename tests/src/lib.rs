@@ -9,6 +9,7 @@ use pulsing::prelude::*;
 
 pub mod gossip;
 pub mod raw;
+pub mod values;
 
 /// An actor that runs on a separate node process.
 pub struct Worker {
@@ -16,6 +17,8 @@ pub struct Worker {
     pub node: String,
     /// How many items `ticks` streams have produced.
     pub produced: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// How many `ticks` and `count` streams the node has dropped (ended or cancelled).
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// What `record` was given, in the order the actor ran the calls.
     pub records: Vec<u64>,
 }
@@ -26,6 +29,7 @@ impl Worker {
         Worker {
             node: node.into(),
             produced: Default::default(),
+            dropped: Default::default(),
             records: Vec::new(),
         }
     }
@@ -55,14 +59,37 @@ impl Worker {
 
     /// The numbers 0..n.
     pub fn count(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
-        futures_util::stream::iter(0..n)
+        let dropped = DropCount(self.dropped.clone());
+        futures_util::stream::iter(0..n).inspect(move |_| {
+            let _ = &dropped;
+        })
+    }
+
+    /// The numbers 0..n, then a panic in the producer (on its pump task, not the actor's).
+    pub fn count_then_panic(&self, n: u32) -> impl Stream<Item = u32> + Send + 'static {
+        futures_util::stream::iter(0..=n).map(move |i| {
+            if i == n {
+                panic!("the stream broke after {n} items");
+            }
+            i
+        })
     }
 
     /// An endless stream that counts what it produced.
     pub fn ticks(&self) -> impl Stream<Item = u64> + Send + 'static {
         let produced = self.produced.clone();
-        futures_util::stream::repeat(())
-            .map(move |()| produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+        let dropped = DropCount(self.dropped.clone());
+        futures_util::stream::repeat(()).map(move |()| {
+            let _ = &dropped;
+            produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
+    /// How many `ticks` and `count` streams this actor's node has dropped: a stream that ended,
+    /// or one whose consumer went away (so a cancel reached the producer, which flow control
+    /// alone would only have held still).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many items `ticks` streams have produced so far.
@@ -90,6 +117,15 @@ impl Worker {
     /// Panics.
     pub fn boom(&self) -> u32 {
         panic!("boom on {}", self.node)
+    }
+}
+
+/// Counts one when dropped: moved into a stream, it tells when the stream is gone.
+struct DropCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -216,6 +252,47 @@ where
     }
 }
 
+/// How long a test waits for a node process to print its first line.
+pub const START_WAIT: Duration = Duration::from_secs(30);
+
+/// The first line `from` prints, read on a thread of its own so that a node that hangs before
+/// printing fails the test after `within` instead of hanging it; `None` then (or on EOF).
+pub fn first_line_within(
+    from: impl std::io::Read + Send + 'static,
+    within: Duration,
+) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(from).read_line(&mut line);
+        let _ = tx.send(read.ok().filter(|&n| n > 0).map(|_| line));
+    });
+    rx.recv_timeout(within).ok().flatten()
+}
+
+/// A free loopback port below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`). Sibling tests that bind port 0, and outgoing
+/// connections, only ever get ephemeral ports, so a test may kill a node bound here and start
+/// another at the same address without racing them for the port.
+pub fn unshared_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, span) = (10_000u16, low.saturating_sub(10_000).max(1));
+    for _ in 0..1000 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = from + (random % u64::from(span)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
+}
+
 /// A `test_node` process; killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -225,7 +302,8 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `binary` with `args` and waits for it to print `LISTENING <addr>`.
+    /// Starts `binary` with `args` and waits (up to [`START_WAIT`]) for it to print
+    /// `LISTENING <addr>`.
     pub fn start(binary: &str, args: &[&str]) -> NodeProcess {
         let mut child = Command::new(binary)
             .args(args)
@@ -235,10 +313,11 @@ impl NodeProcess {
             .spawn()
             .expect("the test node starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the node prints its address");
+        let Some(line) = first_line_within(stdout, START_WAIT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node printed nothing within {START_WAIT:?}");
+        };
         let addr = line
             .strip_prefix("LISTENING ")
             .unwrap_or_else(|| panic!("unexpected first line from the node: {line:?}"))

@@ -41,67 +41,68 @@ const _: () = {
             const PATH: &::core::primitive::str = ::core::concat!(
                 ::core::module_path!(), "::", "Counter"
             );
+            const METHODS: &[::pulsing::MethodInfo] = &[
+                ::pulsing::MethodInfo {
+                    name: "inc",
+                    params: &[
+                        ::pulsing::ParamInfo {
+                            name: "by",
+                            ty: "i64",
+                        },
+                    ],
+                    returns: "i64",
+                    kind: ::pulsing::MethodKind::Call,
+                    is_async: false,
+                    mutates: true,
+                    doc: "Adds `by`.",
+                },
+                ::pulsing::MethodInfo {
+                    name: "get",
+                    params: &[],
+                    returns: "i64",
+                    kind: ::pulsing::MethodKind::Call,
+                    is_async: true,
+                    mutates: false,
+                    doc: "Reads the value.",
+                },
+                ::pulsing::MethodInfo {
+                    name: "check",
+                    params: &[
+                        ::pulsing::ParamInfo {
+                            name: "limit",
+                            ty: "i64",
+                        },
+                    ],
+                    returns: "Result<(), String>",
+                    kind: ::pulsing::MethodKind::Call,
+                    is_async: false,
+                    mutates: false,
+                    doc: "",
+                },
+                ::pulsing::MethodInfo {
+                    name: "count_to",
+                    params: &[
+                        ::pulsing::ParamInfo {
+                            name: "n",
+                            ty: "u32",
+                        },
+                    ],
+                    returns: "u32",
+                    kind: ::pulsing::MethodKind::Stream,
+                    is_async: false,
+                    mutates: false,
+                    doc: "",
+                },
+            ];
             const KEY: [::core::primitive::u8; 16] = ::pulsing::__private::identity_key(
                 PATH,
-                11390178549650756799u64,
+                ::pulsing::__private::methods_fingerprint(METHODS),
             );
             static INTERFACE: ::pulsing::Interface = ::pulsing::Interface {
                 actor: "Counter",
                 path: PATH,
                 key: ::pulsing::__private::key_str(&KEY),
-                methods: &[
-                    ::pulsing::MethodInfo {
-                        name: "inc",
-                        params: &[
-                            ::pulsing::ParamInfo {
-                                name: "by",
-                                ty: "i64",
-                            },
-                        ],
-                        returns: "i64",
-                        kind: ::pulsing::MethodKind::Call,
-                        is_async: false,
-                        mutates: true,
-                        doc: "Adds `by`.",
-                    },
-                    ::pulsing::MethodInfo {
-                        name: "get",
-                        params: &[],
-                        returns: "i64",
-                        kind: ::pulsing::MethodKind::Call,
-                        is_async: true,
-                        mutates: false,
-                        doc: "Reads the value.",
-                    },
-                    ::pulsing::MethodInfo {
-                        name: "check",
-                        params: &[
-                            ::pulsing::ParamInfo {
-                                name: "limit",
-                                ty: "i64",
-                            },
-                        ],
-                        returns: "Result<(), String>",
-                        kind: ::pulsing::MethodKind::Call,
-                        is_async: false,
-                        mutates: false,
-                        doc: "",
-                    },
-                    ::pulsing::MethodInfo {
-                        name: "count_to",
-                        params: &[
-                            ::pulsing::ParamInfo {
-                                name: "n",
-                                ty: "u32",
-                            },
-                        ],
-                        returns: "u32",
-                        kind: ::pulsing::MethodKind::Stream,
-                        is_async: false,
-                        mutates: false,
-                        doc: "",
-                    },
-                ],
+                methods: METHODS,
             };
             &INTERFACE
         }
@@ -312,6 +313,7 @@ const _: () = {
     #[allow(private_interfaces)]
     impl CounterRef {
         /// Adds `by`.
+        #[allow(clippy::too_many_arguments)]
         pub fn inc(&self, by: i64) -> ::pulsing::Call<'_, Counter, (i64,), i64> {
             ::pulsing::Call::new(
                 &self.inner,
@@ -326,6 +328,7 @@ const _: () = {
             )
         }
         /// Reads the value.
+        #[allow(clippy::too_many_arguments)]
         pub fn get(&self) -> ::pulsing::Call<'_, Counter, (), i64> {
             ::pulsing::Call::new(
                 &self.inner,
@@ -334,6 +337,7 @@ const _: () = {
                 |(), __reply| { __Message::get { __reply } },
             )
         }
+        #[allow(clippy::too_many_arguments)]
         pub fn check(
             &self,
             limit: i64,
@@ -350,6 +354,7 @@ const _: () = {
                 },
             )
         }
+        #[allow(clippy::too_many_arguments)]
         pub fn count_to(
             &self,
             n: u32,

@@ -11,9 +11,9 @@ from . import _native
 from ._bridge import bridge_for
 from ._errors import PulsingNameTakenError, from_native
 from ._host import _NAMES, _ClassInfo, _Host, register
-from ._proxy import ActorProxy, resolve
+from ._proxy import ActorProxy, ActorRef
 from ._runtime import _require_init
-from ._targets import _LocalTarget
+from ._targets import _LocalTarget, resolve_target
 
 
 class RemoteClass:
@@ -54,9 +54,11 @@ class RemoteClass:
         return ActorProxy(_LocalTarget(host), info)
 
     async def resolve(self, name: str, *, timeout: Optional[float] = None) -> ActorProxy:
-        """A typed proxy to the actor named ``name``."""
-        ref = await resolve(name, timeout=timeout)
-        return ref.as_type(self)
+        """A typed proxy to the actor of this class named ``name``: a local one if there is one,
+        else a live one on another node; actors of other types under the name are passed over
+        (none of this type: :class:`PulsingTypeMismatchError`)."""
+        target = await resolve_target(name, timeout=timeout, type_name=self._pulsing_info.name)
+        return ActorRef(target).as_type(self)
 
     def __call__(self, *args, **kwargs):
         """Builds a plain (non-actor) instance of the class."""

@@ -339,7 +339,8 @@ class _LazyTarget:
             raise
 
     async def _resolve(self):
-        target = await resolve_target(self._name, timeout=10)
+        type_name = self._info.name if self._info is not None else None
+        target = await resolve_target(self._name, timeout=10, type_name=type_name)
         if self._info is not None and isinstance(target, _RemoteTarget):
             target.python = True
         self._target = target
@@ -374,18 +375,19 @@ class _LazyTarget:
             asyncio.ensure_future(later())
 
 
-async def resolve_target(name: str, *, timeout: Optional[float] = None):
+async def resolve_target(name: str, *, timeout: Optional[float] = None, type_name: Optional[str] = None):
     """The target of the actor named ``name`` (here first, then in the cluster): what
-    ``pul.resolve`` wraps in an ``ActorRef``."""
+    ``pul.resolve`` wraps in an ``ActorRef``. With ``type_name``, only an actor of that type
+    (``Class.resolve``): others under the name, here or elsewhere, are passed over."""
     _require_init()
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"a timeout is a number of seconds >= 0, not {timeout!r}")
     host = _NAMES.get(name)
-    if host is not None and not host.is_stopped():
+    if host is not None and not host.is_stopped() and type_name in (None, host.info.name):
         return _LocalTarget(host)
     b = running_bridge()
     token, fut = b.future()
-    _native.resolve(b.native, token, name, timeout)
+    _native.resolve(b.native, token, name, timeout, type_name)
     native = await fut
     # A Python actor of this process found through Rust (another loop registered it).
     return _RemoteTarget(native)

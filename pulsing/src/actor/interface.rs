@@ -165,12 +165,19 @@ pub const fn key_str(key: &'static [u8; 16]) -> &'static str {
 /// The fingerprint of `methods`' signatures, as `#[pulsing::remote]` computes it for Rust
 /// types: per method its name, each parameter's type, the result (or item) type and whether it
 /// streams. Parameter names and docs do not count: they do not change what crosses the wire.
-pub(crate) fn methods_fingerprint(methods: &[MethodInfo]) -> u64 {
+///
+/// A `const fn`, so the macro's output computes it at compile time from the method table that
+/// `#[cfg]` attributes have already filtered.
+pub const fn methods_fingerprint(methods: &[MethodInfo]) -> u64 {
     let mut hash = FINGERPRINT_START;
-    for m in methods {
+    let mut i = 0;
+    while i < methods.len() {
+        let m = &methods[i];
         hash = fingerprint(hash, m.name);
-        for p in m.params {
-            hash = fingerprint(hash, p.ty);
+        let mut j = 0;
+        while j < m.params.len() {
+            hash = fingerprint(hash, m.params[j].ty);
+            j += 1;
         }
         hash = fingerprint(hash, m.returns);
         hash = fingerprint(
@@ -180,6 +187,7 @@ pub(crate) fn methods_fingerprint(methods: &[MethodInfo]) -> u64 {
                 MethodKind::Stream => "stream",
             },
         );
+        i += 1;
     }
     hash
 }

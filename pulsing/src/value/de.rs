@@ -7,6 +7,7 @@ use serde::de::{
 };
 use serde::forward_to_deserialize_any;
 
+use super::bigint::{self, Wide};
 use super::{elements, Value, ValueError, VALUE_TOKEN};
 
 type Result<T> = std::result::Result<T, ValueError>;
@@ -40,16 +41,37 @@ fn visit_entries<'de, V: Visitor<'de>>(
     Ok(out)
 }
 
-/// Integer targets are range-checked against the requested type.
+/// The integer in `value` as a `T`: from an [`Value::Int`] or a big integer map, if it fits.
+fn integer<T>(value: &Value) -> Option<T>
+where
+    T: TryFrom<i64> + TryFrom<i128> + TryFrom<u128>,
+{
+    match value {
+        Value::Int(n) => T::try_from(*n).ok(),
+        big => match bigint::decode(big)? {
+            Wide::Negative(n) => T::try_from(n).ok(),
+            Wide::Positive(n) => T::try_from(n).ok(),
+        },
+    }
+}
+
+/// A float, an int or a big integer map as an `f64` (integers rounded).
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Float(x) => Some(*x),
+        Value::Int(n) => Some(*n as f64),
+        big => bigint::decode(big).map(Wide::as_f64),
+    }
+}
+
+/// Integer targets are range-checked against the requested type; an integer outside `i64`
+/// arrives as a big integer map (`bigint.rs`).
 macro_rules! deserialize_int {
     ($($method:ident => $ty:ty, $visit:ident;)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-            match self {
-                Value::Int(n) => match <$ty>::try_from(n) {
-                    Ok(n) => visitor.$visit(n),
-                    Err(_) => Err(invalid(&Value::Int(n), visitor)),
-                },
-                other => Err(invalid(&other, visitor)),
+            match integer::<$ty>(&self) {
+                Some(n) => visitor.$visit(n),
+                None => Err(invalid(&self, visitor)),
             }
         }
     )*};
@@ -59,6 +81,11 @@ impl<'de> de::Deserializer<'de> for Value {
     type Error = ValueError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match bigint::decode(&self) {
+            Some(Wide::Negative(n)) => return visitor.visit_i128(n),
+            Some(Wide::Positive(n)) => return visitor.visit_u128(n),
+            None => {}
+        }
         match self {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(b),
@@ -91,15 +118,26 @@ impl<'de> de::Deserializer<'de> for Value {
         deserialize_u128 => u128, visit_u128;
     }
 
+    /// Rounds to the nearest `f32`; NaN and the infinities stay what they are, but a finite
+    /// number too large for an `f32` is an error rather than an infinity.
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_f64(visitor)
+        let Some(x) = number(&self) else {
+            return Err(invalid(&self, visitor));
+        };
+        let narrow = x as f32;
+        if x.is_finite() && !narrow.is_finite() {
+            return Err(ValueError::new(format!(
+                "expected f32, found {} (too large for an f32)",
+                self.describe()
+            )));
+        }
+        visitor.visit_f32(narrow)
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        match self {
-            Value::Float(x) => visitor.visit_f64(x),
-            Value::Int(n) => visitor.visit_f64(n as f64),
-            other => Err(invalid(&other, visitor)),
+        match number(&self) {
+            Some(x) => visitor.visit_f64(x),
+            None => Err(invalid(&self, visitor)),
         }
     }
 

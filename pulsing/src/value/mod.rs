@@ -36,11 +36,15 @@
 //! The arguments of a by-name call, [`Args`], live here too: `Value`s by position and keyword.
 
 mod args;
+mod bigint;
 mod de;
 mod nested;
+#[cfg(test)]
+mod props;
 mod ser;
 
 pub use args::Args;
+pub use bigint::BIG_INT;
 pub(crate) use nested::take_too_deep;
 pub use nested::MAX_DEPTH;
 
@@ -87,9 +91,10 @@ pub enum Value {
 
 /// Converts any serializable value into a [`Value`].
 ///
+/// Integers outside the `i64` range become `{"$int": "<digits>"}` maps ([`BIG_INT`]).
+///
 /// # Errors
-/// A [`ValueError`] only for integers outside the `i64` range and for custom
-/// `Serialize` impls that report an error.
+/// A [`ValueError`] only for custom `Serialize` impls that report an error.
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
     value.serialize(ser::Serializer)
 }
@@ -196,6 +201,14 @@ impl Value {
 
     /// Describes the value for error messages, e.g. `int 5` or `str "abc"`.
     fn describe(&self) -> String {
+        if let Some(digits) = bigint::digits(self) {
+            let cut = digits
+                .char_indices()
+                .nth(MAX_CHARS)
+                .map_or(digits.len(), |(i, _)| i);
+            let more = if cut < digits.len() { "..." } else { "" };
+            return format!("int {}{more}", &digits[..cut]);
+        }
         match self {
             Value::Null => "None".to_owned(),
             other => format!("{} {other}", other.kind()),

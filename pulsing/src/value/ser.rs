@@ -13,10 +13,11 @@ type Result<T> = std::result::Result<T, ValueError>;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Serializer;
 
+/// An integer: [`Value::Int`] when it fits an `i64`, else a `{"$int": "<digits>"}` map.
 fn int<N: TryInto<i64> + Display + Copy>(n: N) -> Result<Value> {
-    n.try_into()
+    Ok(n.try_into()
         .map(Value::Int)
-        .map_err(|_| ValueError::new(format!("integer {n} does not fit in a 64-bit signed int")))
+        .unwrap_or_else(|_| super::bigint::encode(n)))
 }
 
 /// `{variant: content}`, the externally tagged form of a non-unit variant.
@@ -350,12 +351,18 @@ mod tests {
     fn integer_range() {
         assert_eq!(to_value(&(i64::MAX as u64)), Ok(Value::Int(i64::MAX)));
         assert_eq!(to_value(&i128::from(i64::MIN)), Ok(Value::Int(i64::MIN)));
-        let err = to_value(&u64::MAX).unwrap_err();
+        let big = |digits: &str| Value::Map(vec![(Value::from("$int"), Value::from(digits))]);
+        assert_eq!(to_value(&u64::MAX), Ok(big("18446744073709551615")));
         assert_eq!(
-            err.to_string(),
-            "integer 18446744073709551615 does not fit in a 64-bit signed int"
+            to_value(&vec![0u128, u128::MAX]),
+            Ok(Value::List(vec![
+                Value::Int(0),
+                big("340282366920938463463374607431768211455")
+            ]))
         );
-        assert!(to_value(&vec![0u128, u128::MAX]).is_err());
-        assert!(to_value(&i128::MIN).is_err());
+        assert_eq!(
+            to_value(&i128::MIN),
+            Ok(big("-170141183460469231731687303715884105728"))
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A Pulsing node for the multi-process tests: binds a port (0 by default), spawns `Worker`
 //! actors under the given names, prints `LISTENING <addr>`, and serves until stdin closes.
 //!
-//! Every node also runs a `Probe` named `probe-<NODE>`.
+//! Every node also runs a `Probe` named `probe-<NODE>` and a `Values` named `values-<NODE>`.
 //!
 //! Usage: `test_node [--addr A] [--name NODE] [--secret S] [--encrypt on|off] [--gossip-ms MS]
 //! [--seed ADDR]... [--spawn NAME]... [--ledger-a NAME]... [--ledger-b NAME]...` (`--ledger-a`
@@ -68,6 +68,12 @@ async fn main() -> pulsing::Result<()> {
         Probe {
             system: system.clone(),
         },
+    )
+    .await?;
+    pulsing_tests::values::Values::spawn_named(
+        &system,
+        format!("values-{node}"),
+        pulsing_tests::values::Values,
     )
     .await?;
     for name in names {
