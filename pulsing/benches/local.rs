@@ -150,7 +150,11 @@ impl Trio {
         let unit = if throughput { "asks/s" } else { "ns/ask" };
         // Time ratio for latency, throughput ratio (floor time / ours) for throughput.
         let ratio = |ours: f64| if throughput { r / ours } else { ours / r };
-        let what = if throughput { "x of raw throughput" } else { "x of raw time" };
+        let what = if throughput {
+            "x of raw throughput"
+        } else {
+            "x of raw time"
+        };
         println!(
             "{name:<40} {:>12.1} {:>12.1} {unit:<7} {:>5.2}{what:<20} cpu/ask {:>6.0} vs {:>6.0} ns",
             show(d),

@@ -42,6 +42,7 @@ impl<M> Drop for Reserved<'_, M> {
 pub(crate) struct Mailbox<M> {
     queue: Mutex<VecDeque<M>>,
     room: Semaphore,
+    capacity: usize,
     receiver: AtomicWaker,
     closed: AtomicBool,
     on_close: Notify,
@@ -62,6 +63,7 @@ impl<M> Mailbox<M> {
         Mailbox {
             queue: Mutex::new(VecDeque::new()),
             room: Semaphore::new(capacity.max(1)),
+            capacity: capacity.max(1),
             receiver: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             on_close: Notify::new(),
@@ -75,7 +77,7 @@ impl<M> Mailbox<M> {
 
     /// Appends a message for which room was already taken; gives the room back if closed.
     fn push(&self, msg: M) -> Result<(), M> {
-        {
+        let was_empty = {
             let mut queue = self.queue();
             // Checked under the lock: `close` drains under the same lock, so nothing is pushed
             // after the drain and left behind.
@@ -85,9 +87,24 @@ impl<M> Mailbox<M> {
                 return Err(msg);
             }
             queue.push_back(msg);
+            queue.len() == 1
+        };
+        // The receiver registers only when it finds the queue empty (under the lock), so only
+        // the push that ends an empty queue needs to wake it: the others find it awake, or
+        // woken, with this message still ahead of it.
+        if was_empty {
+            self.receiver.wake();
         }
-        self.receiver.wake();
         Ok(())
+    }
+
+    /// Runs `look` on the queued messages, under the lock; not at all when the mailbox is
+    /// empty (seen without the lock: no message holds room).
+    pub(crate) fn with_queued(&self, look: impl FnOnce(std::collections::vec_deque::Iter<'_, M>)) {
+        if self.room.available_permits() >= self.capacity {
+            return;
+        }
+        look(self.queue().iter());
     }
 
     /// Takes room for one message if there is some now (`Ok(None)`: full; `Err`: closed). The

@@ -22,6 +22,8 @@ pub(crate) struct ActorMeta {
     pub(crate) interface: &'static Interface,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) call_timeout: Option<Duration>,
+    /// Deadlines at least this long are kept by the system's sweeper (`sweep::swept_from`).
+    pub(crate) swept_from: Duration,
     pub(crate) stream_buffer: usize,
     pub(crate) stopping: AtomicBool,
     pub(crate) abort: OnceLock<AbortHandle>,

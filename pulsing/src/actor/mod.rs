@@ -38,6 +38,7 @@ pub(crate) mod handler;
 pub(crate) mod interface;
 pub(crate) mod mailbox;
 pub(crate) mod meta;
+pub(crate) mod oneshot;
 pub(crate) mod panic;
 pub(crate) mod peer;
 pub(crate) mod pump;
@@ -46,6 +47,7 @@ pub(crate) mod reply;
 pub(crate) mod runner;
 pub(crate) mod stream;
 pub(crate) mod supervision;
+pub(crate) mod sweep;
 
 use std::future::Future;
 

@@ -74,20 +74,18 @@ pub(crate) use deadline_builders;
 
 /// Arms the timer on first use and reports `Ready(after)` once `timeout` has passed.
 pub(crate) fn poll_timer(
-    mut timer: Pin<&mut Option<Sleep>>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
     timeout: Option<Duration>,
     cx: &mut Context<'_>,
 ) -> Poll<Duration> {
     let Some(after) = timeout else {
         return Poll::Pending;
     };
-    if timer.is_none() {
-        timer.set(Some(tokio::time::sleep(after)));
-    }
-    match timer.as_pin_mut() {
-        Some(sleep) => sleep.poll(cx).map(|()| after),
-        None => Poll::Pending,
-    }
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+        .as_mut()
+        .poll(cx)
+        .map(|()| after)
 }
 
 /// Waits for `work`, failing with `expired(after)` once `timeout` has passed (one tokio timer;
