@@ -119,6 +119,17 @@ async fn sample<Fut: Future<Output = ()>>(n: usize, f: Fut) -> Sample {
     }
 }
 
+/// Like [`sample`], but skips the run (a dummy sample) if `--only` picked the other side.
+async fn sample_of<Fut: Future<Output = ()>>(who: &str, n: usize, f: Fut) -> Sample {
+    if !side(who) {
+        return Sample {
+            wall_ns: 1.0,
+            cpu_ns: 1.0,
+        };
+    }
+    sample(n, f).await
+}
+
 /// The three contenders of every row, measured in turn within each run (interleaved, so that the
 /// machine's drift hits all three alike): Pulsing with its default deadline, Pulsing with
 /// `.no_timeout()`, and the raw floor.
@@ -225,6 +236,26 @@ fn row(name: &str, pulsing: f64, raw: f64, unit: &str, higher_is_better: bool) {
     println!("{name:<40} {pulsing:>12.1} {raw:>12.1} {unit:<7} {verdict}");
 }
 
+/// Whether the row named `name` runs: all of them unless `--row <name>` picks one (`sequential`,
+/// `64 in flight`, `1024 in flight`, `8 x 8`).
+fn wanted(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--row") {
+        Some(i) => args.get(i + 1).is_some_and(|row| row == name),
+        None => true,
+    }
+}
+
+/// Whether to measure `.no_timeout()` and the default deadline (`--only raw`/`--only pulsing`
+/// skips the other side, for a profiler).
+fn side(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--only") {
+        Some(i) => args.get(i + 1).is_some_and(|only| only == name),
+        None => true,
+    }
+}
+
 /// The ask rows on the current runtime.
 async fn asks(s: &Settings) {
     let system = ActorSystem::builder()
@@ -245,9 +276,9 @@ async fn asks(s: &Settings) {
     // (1) Sequential ask latency.
     let n = s.asks;
     let mut t = Trio::default();
-    for _ in 0..s.runs {
+    for _ in 0..s.runs * usize::from(wanted("sequential")) {
         t.default.push(
-            sample(n, async {
+            sample_of("pulsing", n, async {
                 for _ in 0..n {
                     counter.inc(1).await.unwrap();
                 }
@@ -255,7 +286,7 @@ async fn asks(s: &Settings) {
             .await,
         );
         t.no_timeout.push(
-            sample(n, async {
+            sample_of("pulsing", n, async {
                 for _ in 0..n {
                     counter.inc(1).no_timeout().await.unwrap();
                 }
@@ -263,7 +294,7 @@ async fn asks(s: &Settings) {
             .await,
         );
         t.raw.push(
-            sample(n, async {
+            sample_of("raw", n, async {
                 for _ in 0..n {
                     raw.inc(1).await;
                 }
@@ -271,22 +302,29 @@ async fn asks(s: &Settings) {
             .await,
         );
     }
-    t.print("sequential ask", false);
+    if wanted("sequential") {
+        t.print("sequential ask", false);
+    }
 
     // (2) Throughput, one caller with a window of asks in flight.
     for window in [64, 1024] {
+        if !wanted(&format!("{window} in flight")) {
+            continue;
+        }
         let n = s.asks * 4;
         let mut t = Trio::default();
         for _ in 0..s.runs {
             t.default.push(
-                sample(
+                sample_of(
+                    "pulsing",
                     n,
                     pipelined(n, window, || async { counter.inc(1).await.unwrap() }),
                 )
                 .await,
             );
             t.no_timeout.push(
-                sample(
+                sample_of(
+                    "pulsing",
                     n,
                     pipelined(n, window, || async {
                         counter.inc(1).no_timeout().await.unwrap()
@@ -295,12 +333,16 @@ async fn asks(s: &Settings) {
                 .await,
             );
             t.raw
-                .push(sample(n, pipelined(n, window, || raw.inc(1))).await);
+                .push(sample_of("raw", n, pipelined(n, window, || raw.inc(1))).await);
         }
         t.print(&format!("1 caller, {window} in flight"), true);
     }
 
     // (3) 8 actors x 8 callers, each caller sequential.
+    if !wanted("8 x 8") {
+        system.shutdown().await;
+        return;
+    }
     let mut actors: Vec<CounterRef> = Vec::new();
     for _ in 0..8 {
         actors.push(Counter::spawn(&system, Counter { value: 0 }).await.unwrap());
@@ -311,7 +353,8 @@ async fn asks(s: &Settings) {
     let mut t = Trio::default();
     for _ in 0..s.runs {
         t.default.push(
-            sample(
+            sample_of(
+                "pulsing",
                 n,
                 fan_out(&actors, per_caller, |a: CounterRef, k| async move {
                     for _ in 0..k {
@@ -322,7 +365,8 @@ async fn asks(s: &Settings) {
             .await,
         );
         t.no_timeout.push(
-            sample(
+            sample_of(
+                "pulsing",
                 n,
                 fan_out(&actors, per_caller, |a: CounterRef, k| async move {
                     for _ in 0..k {
@@ -333,7 +377,8 @@ async fn asks(s: &Settings) {
             .await,
         );
         t.raw.push(
-            sample(
+            sample_of(
+                "raw",
                 n,
                 fan_out(&raws, per_caller, |a: RawRef, k| async move {
                     for _ in 0..k {

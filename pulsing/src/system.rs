@@ -415,6 +415,7 @@ impl ActorSystem {
                 stream_buffer: inner.config.stream_buffer,
                 stopping: AtomicBool::new(false),
                 abort: OnceLock::new(),
+                running: std::sync::Mutex::new(None),
             },
             capacity,
         ));

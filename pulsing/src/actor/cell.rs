@@ -10,7 +10,7 @@
 
 use std::any::Any;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::interface::Interface;
 use super::mailbox::Mailbox;
@@ -34,9 +34,6 @@ pub(crate) enum Envelope<M> {
 pub(crate) struct Cell<A: Actor> {
     pub(crate) meta: ActorMeta,
     pub(crate) mailbox: Mailbox<Envelope<A::Message>>,
-    /// The ticket of the swept call whose handler is waiting (an `async` method), for the
-    /// sweeper; set only once the handler returned `Pending`.
-    pub(crate) running: Mutex<Option<Ticket>>,
 }
 
 impl<A: Actor> Cell<A> {
@@ -45,13 +42,7 @@ impl<A: Actor> Cell<A> {
         Cell {
             meta,
             mailbox: Mailbox::new(capacity),
-            running: Mutex::new(None),
         }
-    }
-
-    /// The slot of the running call's ticket.
-    pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, Option<Ticket>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Puts a message in the mailbox, waiting while it is full.
@@ -196,7 +187,7 @@ impl<A: Actor> AnyCell for Cell<A> {
                 }
             }
         });
-        if let Some(ticket) = self.running().as_ref() {
+        if let Some(ticket) = self.meta.running().as_ref() {
             clock.enter();
             ticket.check(clock);
         }

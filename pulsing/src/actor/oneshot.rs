@@ -64,7 +64,7 @@ impl<T> Inner<T> {
 }
 
 /// Creates a reply channel; `deadline` is the call's deadline if the sweeper keeps it.
-pub(crate) fn channel<T>(deadline: Option<Duration>) -> (Sender<T>, Receiver<T>) {
+pub(crate) fn channel<T: Send + 'static>(deadline: Option<Duration>) -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
         state: AtomicU8::new(0),
         value: UnsafeCell::new(None),
@@ -77,14 +77,22 @@ pub(crate) fn channel<T>(deadline: Option<Duration>) -> (Sender<T>, Receiver<T>)
     (
         Sender {
             inner: Some(inner.clone()),
+            // Made here, where `T: Send + 'static` is known, so that `ticket` needs no bounds.
+            ticket: deadline.map(|_| make_ticket::<T> as fn(&Arc<Inner<T>>) -> Ticket),
         },
         Receiver { inner },
     )
 }
 
+fn make_ticket<T: Send + 'static>(inner: &Arc<Inner<T>>) -> Ticket {
+    Ticket(inner.clone())
+}
+
 /// The actor's end: answers once.
 pub(crate) struct Sender<T> {
     inner: Option<Arc<Inner<T>>>,
+    /// Only for a call whose deadline the sweeper keeps.
+    ticket: Option<fn(&Arc<Inner<T>>) -> Ticket>,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
@@ -93,14 +101,12 @@ impl<T> std::fmt::Debug for Sender<T> {
     }
 }
 
-impl<T: Send + 'static> Sender<T> {
-    /// The handle the sweeper uses to expire this call.
-    pub(crate) fn ticket(&self) -> Option<Ticket> {
-        self.inner.as_ref().map(|inner| Ticket(inner.clone()))
-    }
-}
-
 impl<T> Sender<T> {
+    /// The handle the sweeper uses to expire this call; `None` unless it keeps its deadline.
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        Some((self.ticket?)(self.inner.as_ref()?))
+    }
+
     /// Delivers the answer; it is dropped if nobody waits any more.
     pub(crate) fn send(mut self, value: T) {
         let Some(inner) = self.inner.take() else {

@@ -123,6 +123,14 @@ impl<T> Reply<T> {
         }
     }
 
+    /// The sweeper's handle on the call's long deadline, if it has one.
+    pub(crate) fn ticket(&self) -> Option<super::oneshot::Ticket> {
+        match &self.0 {
+            Slot::Call(tx) => tx.ticket(),
+            _ => None,
+        }
+    }
+
     /// Delivers the result. A caller that has gone away is not an error.
     pub fn send(self, result: Result<T>) {
         match self.0 {

@@ -6,15 +6,13 @@
 //! this loop (name released, mailbox closed and drained so that every queued caller gets
 //! [`Error::Stopped`](crate::Error::Stopped) at once), however the loop ends: see `system.rs`.
 
-use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
 use super::cell::{Cell, Envelope};
 use super::handler::HandlerCx;
-use super::oneshot::Ticket;
-use super::panic::{hook, Handled, Panic};
+use super::panic::{hook, Panic};
 use super::supervision::Supervisor;
 use super::Actor;
 
@@ -53,7 +51,9 @@ pub(crate) async fn run<A, F>(
         }
         let handled = match envelope {
             Envelope::Message(msg) => actor.handle(msg, &cx).await,
-            Envelope::Swept(msg, ticket) => handle_swept(cell, actor, msg, ticket, &cx).await,
+            // The queued call's ticket is not needed any more: an `async` handler that waits
+            // shows the sweeper its own (see `handler.rs`).
+            Envelope::Swept(msg, _ticket) => actor.handle(msg, &cx).await,
             Envelope::Stop => continue,
         };
         if let Err(panic) = handled {
@@ -67,34 +67,6 @@ pub(crate) async fn run<A, F>(
         }
     }
     tracing::debug!(actor = %cell.meta.label(), "stopped");
-}
-
-/// Handles a call whose long deadline the sweeper keeps. If the handler waits (an `async`
-/// method), its ticket goes where the sweeper can see it until the handler is done; a handler
-/// that finishes in one go (most) never touches that lock.
-async fn handle_swept<A: Actor>(
-    cell: &Cell<A>,
-    actor: &mut A,
-    msg: A::Message,
-    ticket: Ticket,
-    cx: &HandlerCx<'_>,
-) -> Handled {
-    let mut handling = std::pin::pin!(actor.handle(msg, cx));
-    let mut ticket = Some(ticket);
-    let handled = poll_fn(|task| {
-        let poll = handling.as_mut().poll(task);
-        if poll.is_pending() {
-            if let Some(ticket) = ticket.take() {
-                *cell.running() = Some(ticket);
-            }
-        }
-        poll
-    })
-    .await;
-    if ticket.is_none() {
-        cell.running().take();
-    }
-    handled
 }
 
 /// Logs a panic and asks the supervisor for a fresh state (`None`: stop).

@@ -203,7 +203,7 @@ where
                 // A long deadline is kept by the system's sweeper: no timer, no clock read.
                 let swept = timeout.filter(|after| *after >= meta.swept_from);
                 let (tx, rx) = oneshot::channel(swept);
-                let ticket = swept.and_then(|_| tx.ticket());
+                let ticket = tx.ticket();
                 let msg = (self.call.build)(self.call.args, Reply::call(tx));
                 let envelope = match ticket {
                     Some(ticket) => Envelope::Swept(msg, ticket),
