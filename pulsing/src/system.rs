@@ -53,6 +53,10 @@ pub struct Config {
     /// Mailbox capacity of each actor (senders wait when it is full). Default 256.
     pub mailbox_capacity: usize,
     /// Deadline of every call unless the call sets its own; `None` waits forever. Default 30 s.
+    ///
+    /// In this process, a default of 1 s or more costs no timer per call: the system's sweeper
+    /// keeps it, checking every tenth of it (at most every second), so a call times out never
+    /// early and at most about two such ticks late. Shorter deadlines use a timer per call.
     pub call_timeout: Option<Duration>,
     /// Items buffered between a streaming method and its consumer. Default 32.
     pub stream_buffer: usize,

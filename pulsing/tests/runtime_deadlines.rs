@@ -139,6 +139,7 @@ async fn short_explicit_deadlines_stay_precise() {
 }
 
 /// Calls its partner, who calls it back: with both busy, the innermost call can never run.
+#[derive(Debug)]
 pub struct Bouncer {
     system: ActorSystem,
     partner: String,

@@ -78,7 +78,7 @@ pub(crate) fn channel<T: Send + 'static>(deadline: Option<Duration>) -> (Sender<
         Sender {
             inner: Some(inner.clone()),
             // Made here, where `T: Send + 'static` is known, so that `ticket` needs no bounds.
-            ticket: deadline.map(|_| make_ticket::<T> as fn(&Arc<Inner<T>>) -> Ticket),
+            ticket: deadline.map(|_| make_ticket::<T> as MakeTicket<T>),
         },
         Receiver { inner },
     )
@@ -88,11 +88,14 @@ fn make_ticket<T: Send + 'static>(inner: &Arc<Inner<T>>) -> Ticket {
     Ticket(inner.clone())
 }
 
+/// Makes the [`Ticket`] of a channel whose answer type is `T`.
+type MakeTicket<T> = fn(&Arc<Inner<T>>) -> Ticket;
+
 /// The actor's end: answers once.
 pub(crate) struct Sender<T> {
     inner: Option<Arc<Inner<T>>>,
     /// Only for a call whose deadline the sweeper keeps.
-    ticket: Option<fn(&Arc<Inner<T>>) -> Ticket>,
+    ticket: Option<MakeTicket<T>>,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
