@@ -191,7 +191,11 @@ impl<T> Future for Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.inner.state.fetch_or(RECEIVER_GONE, Ordering::Release);
+        // Once answered, nobody looks at the flag any more (the sender is spent, the sweeper
+        // sees a settled call): a load instead of a read-modify-write on the common path.
+        if self.inner.state.load(Ordering::Relaxed) & SENT == 0 {
+            self.inner.state.fetch_or(RECEIVER_GONE, Ordering::Release);
+        }
     }
 }
 
