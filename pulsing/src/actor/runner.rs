@@ -49,14 +49,17 @@ pub(crate) async fn run<A, F>(
         if cell.meta.stopping.load(Ordering::Acquire) {
             break;
         }
-        let handled = match envelope {
-            Envelope::Message(msg) => actor.handle(msg, &cx).await,
+        let msg = match envelope {
+            Envelope::Message(msg) => msg,
             // The queued call's ticket is not needed any more: an `async` handler that waits
             // shows the sweeper its own (see `handler.rs`).
-            Envelope::Swept(msg, _ticket) => actor.handle(msg, &cx).await,
+            Envelope::Swept(msg, ticket) => {
+                drop(ticket);
+                msg
+            }
             Envelope::Stop => continue,
         };
-        if let Err(panic) = handled {
+        if let Err(panic) = actor.handle(msg, &cx).await {
             current = recover(&cx, &mut supervisor, &mut factory, panic);
             started = false;
         }
