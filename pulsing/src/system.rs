@@ -33,11 +33,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::cell::{AnyCell, Cell};
-use crate::actor::mailbox::Mailbox;
 use crate::actor::meta::{ActorId, ActorMeta};
 use crate::actor::registry::Registry;
 use crate::actor::runner;
 use crate::actor::supervision::{SpawnOptions, Supervisor};
+use crate::actor::sweep;
 use crate::actor::Actor;
 use crate::cluster::client::PeerActor;
 use crate::cluster::directory::{Instance, Member};
@@ -53,6 +53,10 @@ pub struct Config {
     /// Mailbox capacity of each actor (senders wait when it is full). Default 256.
     pub mailbox_capacity: usize,
     /// Deadline of every call unless the call sets its own; `None` waits forever. Default 30 s.
+    ///
+    /// In this process, a default of 1 s or more costs no timer per call: the system's sweeper
+    /// keeps it, checking every tenth of it (at most every second), so a call times out never
+    /// early and at most about two such ticks late. Shorter deadlines use a timer per call.
     pub call_timeout: Option<Duration>,
     /// Items buffered between a streaming method and its consumer. Default 32.
     pub stream_buffer: usize,
@@ -227,6 +231,10 @@ impl Builder {
             tracker: TaskTracker::new(),
             shutdown_token: CancellationToken::new(),
         });
+        tokio::spawn(sweep::run(sweep::tick(config.call_timeout), {
+            let system = Arc::downgrade(&inner);
+            move |clock| system.upgrade().is_some_and(|system| system.sweep(clock))
+        }));
         if let (Some(node), Some(addr)) = (&inner.node, &config.addr) {
             let inbound: Arc<dyn Inbound> = node.clone();
             let transport = Transport::start(
@@ -278,6 +286,19 @@ impl std::fmt::Debug for SystemInner {
 impl SystemInner {
     fn actors(&self) -> MutexGuard<'_, Actors> {
         self.actors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks the long deadlines of every actor's calls (see `actor/sweep.rs`); `false` once
+    /// the system is shut down. The table stays locked meanwhile (spawns wait): one look at a
+    /// few atomics per actor, and at the queue of those with queued calls.
+    fn sweep(&self, clock: &mut sweep::SweepClock) -> bool {
+        if self.shutdown_token.is_cancelled() {
+            return false;
+        }
+        for cell in self.actors().live.values() {
+            cell.sweep(clock);
+        }
+        true
     }
 
     /// Drops a stopped actor from the books: its name and its shutdown entry.
@@ -387,19 +408,21 @@ impl ActorSystem {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let capacity = options.mailbox.unwrap_or(inner.config.mailbox_capacity);
         let interface = options.interface.unwrap_or_else(A::interface);
-        let cell = Arc::new(Cell {
-            meta: ActorMeta {
+        let cell = Arc::new(Cell::new(
+            ActorMeta {
                 id,
                 type_name: interface.actor,
                 interface,
                 name: options.name.map(Arc::from),
                 call_timeout: inner.config.call_timeout,
+                swept_from: sweep::swept_from(inner.config.call_timeout),
                 stream_buffer: inner.config.stream_buffer,
                 stopping: AtomicBool::new(false),
                 abort: OnceLock::new(),
+                running: std::sync::Mutex::new(None),
             },
-            mailbox: Mailbox::new(capacity),
-        });
+            capacity,
+        ));
         {
             let mut actors = inner.actors();
             if actors.closed {

@@ -15,14 +15,18 @@ use std::sync::Arc;
 use super::interface::Interface;
 use super::mailbox::Mailbox;
 use super::meta::{ActorMeta, HasMeta};
+use super::oneshot::Ticket;
 use super::reply::{BoxFuture, DynPending, Pending, ReplyTo};
+use super::sweep::SweepClock;
 use super::Actor;
 use crate::error::Result;
 use crate::value::Args;
 
-/// What travels through a mailbox: a message, or a nudge that wakes an idle actor to stop.
+/// What travels through a mailbox: a message, a message whose long deadline the sweeper keeps
+/// (with its [`Ticket`], see `sweep.rs`), or a nudge that wakes an idle actor to stop.
 pub(crate) enum Envelope<M> {
     Message(M),
+    Swept(M, Ticket),
     Stop,
 }
 
@@ -33,6 +37,14 @@ pub(crate) struct Cell<A: Actor> {
 }
 
 impl<A: Actor> Cell<A> {
+    /// A cell with an empty mailbox of `capacity`.
+    pub(crate) fn new(meta: ActorMeta, capacity: usize) -> Self {
+        Cell {
+            meta,
+            mailbox: Mailbox::new(capacity),
+        }
+    }
+
     /// Puts a message in the mailbox, waiting while it is full.
     pub(crate) async fn enqueue(&self, msg: A::Message) -> Result<()> {
         self.mailbox
@@ -80,6 +92,8 @@ pub(crate) trait AnyCell: HasMeta {
         reply_to: ReplyTo,
     ) -> Result<std::result::Result<DynPending, (Args, ReplyTo)>>;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// Checks the long deadlines of this actor's calls, queued and running (see `sweep.rs`).
+    fn sweep(&self, clock: &mut SweepClock);
 }
 
 impl<A: Actor> HasMeta for Cell<A> {
@@ -162,5 +176,20 @@ impl<A: Actor> AnyCell for Cell<A> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn sweep(&self, clock: &mut SweepClock) {
+        self.mailbox.with_queued(|queued| {
+            clock.enter();
+            for envelope in queued {
+                if let Envelope::Swept(_, ticket) = envelope {
+                    ticket.check(clock);
+                }
+            }
+        });
+        if let Some(ticket) = self.meta.running().as_ref() {
+            clock.enter();
+            ticket.check(clock);
+        }
     }
 }

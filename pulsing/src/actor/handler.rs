@@ -10,7 +10,7 @@
 //! and a [`Panic`] for the runner.
 
 use std::any::Any;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use futures_core::Stream;
@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::meta::ActorMeta;
+use super::oneshot::Ticket;
 use super::panic::{panic_message, Handled, Panic};
 use super::pump::spawn_pump;
 use super::reply::{Reply, StreamReply};
@@ -36,6 +37,10 @@ pub struct HandlerCx<'a> {
 pub(crate) trait Answer<V> {
     /// Whether the caller has gone: the method is not run.
     fn is_abandoned(&self) -> bool;
+    /// The sweeper's handle on the call's long deadline, if it has one.
+    fn ticket(&self) -> Option<Ticket> {
+        None
+    }
     /// Delivers what the method returned.
     fn deliver(self, cx: &HandlerCx<'_>, method: &'static str, value: V);
     /// Fails the call (the method panicked).
@@ -45,6 +50,10 @@ pub(crate) trait Answer<V> {
 impl<T> Answer<T> for Reply<T> {
     fn is_abandoned(&self) -> bool {
         Reply::is_abandoned(self)
+    }
+
+    fn ticket(&self) -> Option<Ticket> {
+        Reply::ticket(self)
     }
 
     fn deliver(self, _cx: &HandlerCx<'_>, _method: &'static str, value: T) {
@@ -105,9 +114,25 @@ impl HandlerCx<'_> {
         if slot.is_abandoned() {
             return Ok(());
         }
-        let outcome = AssertUnwindSafe(async move { f().await })
-            .catch_unwind()
-            .await;
+        let mut running = std::pin::pin!(AssertUnwindSafe(async move { f().await }).catch_unwind());
+        // While the method waits, the sweeper may need to expire the call (a deadlock): show
+        // it the call's ticket, if the call has a long deadline. Most methods finish in one go
+        // and never touch that lock.
+        let mut shown = false;
+        let outcome = poll_fn(|task| {
+            let poll = running.as_mut().poll(task);
+            if poll.is_pending() && !shown {
+                shown = true;
+                if let Some(ticket) = slot.ticket() {
+                    *self.meta.running() = Some(ticket);
+                }
+            }
+            poll
+        })
+        .await;
+        if shown {
+            self.meta.running().take();
+        }
         self.settle(method, slot, outcome)
     }
 

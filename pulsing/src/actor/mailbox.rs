@@ -3,18 +3,20 @@
 //! Why not `tokio::sync::mpsc`: its channel allocates a shared block of 32 message slots for every
 //! actor up front (the bulk of an idle actor's memory), and only the receiver can close it. This
 //! mailbox lives inline in the actor's cell, allocates its queue only when a message arrives,
-//! and can be closed from the actor loop while senders hold plain references. Capacity is a tokio
-//! [`Semaphore`]: a full mailbox makes `send` wait (backpressure), never drop.
+//! and can be closed from the actor loop while senders hold plain references. Capacity is an
+//! atomic count of the room taken (a tokio semaphore took a lock on every release); a full
+//! mailbox makes `send` wait on a `Notify` (backpressure), never drop, and while senders wait,
+//! newcomers queue behind them.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 /// Room taken in a mailbox for one message (see [`Mailbox::try_reserve`]).
 pub(crate) struct Reserved<'a, M> {
@@ -33,7 +35,7 @@ impl<M> Reserved<'_, M> {
 impl<M> Drop for Reserved<'_, M> {
     fn drop(&mut self) {
         if !self.used {
-            self.mailbox.room.add_permits(1);
+            self.mailbox.give_back_room();
         }
     }
 }
@@ -41,7 +43,12 @@ impl<M> Drop for Reserved<'_, M> {
 /// A bounded multi-producer, single-consumer queue.
 pub(crate) struct Mailbox<M> {
     queue: Mutex<VecDeque<M>>,
-    room: Semaphore,
+    /// Room taken: messages queued, or about to be (at most `capacity`).
+    taken: AtomicUsize,
+    capacity: usize,
+    /// Senders waiting for room; while there are some, newcomers queue behind them.
+    waiting: AtomicUsize,
+    room_freed: Notify,
     receiver: AtomicWaker,
     closed: AtomicBool,
     on_close: Notify,
@@ -50,9 +57,19 @@ pub(crate) struct Mailbox<M> {
 impl<M> std::fmt::Debug for Mailbox<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
-            .field("room", &self.room.available_permits())
+            .field("taken", &self.taken.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
+    }
+}
+
+/// Counts a waiting sender for as long as it waits (also when its future is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -61,7 +78,10 @@ impl<M> Mailbox<M> {
     pub(crate) fn new(capacity: usize) -> Self {
         Mailbox {
             queue: Mutex::new(VecDeque::new()),
-            room: Semaphore::new(capacity.max(1)),
+            taken: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            waiting: AtomicUsize::new(0),
+            room_freed: Notify::new(),
             receiver: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             on_close: Notify::new(),
@@ -73,21 +93,70 @@ impl<M> Mailbox<M> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes room for one message if there is some. A sender that is not itself waiting gets
+    /// none while others wait, so waiting senders are not starved by newcomers.
+    fn take_room(&self, waiter: bool) -> bool {
+        if !waiter && self.waiting.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let mut taken = self.taken.load(Ordering::Relaxed);
+        loop {
+            if taken >= self.capacity {
+                return false;
+            }
+            match self.taken.compare_exchange_weak(
+                taken,
+                taken + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => taken = now,
+            }
+        }
+    }
+
+    /// Gives back the room of one message, waking a waiting sender if there is one. (A plain
+    /// counter: no lock, unlike a semaphore's release.)
+    fn give_back_room(&self) {
+        self.taken.fetch_sub(1, Ordering::SeqCst);
+        // Both sides use sequentially consistent operations: either this load sees the
+        // waiter, or the waiter's next look at `taken` sees the room.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room_freed.notify_one();
+        }
+    }
+
     /// Appends a message for which room was already taken; gives the room back if closed.
     fn push(&self, msg: M) -> Result<(), M> {
-        {
+        let was_empty = {
             let mut queue = self.queue();
             // Checked under the lock: `close` drains under the same lock, so nothing is pushed
             // after the drain and left behind.
             if self.closed.load(Ordering::Acquire) {
                 drop(queue);
-                self.room.add_permits(1);
+                self.give_back_room();
                 return Err(msg);
             }
             queue.push_back(msg);
+            queue.len() == 1
+        };
+        // The receiver registers only when it finds the queue empty (under the lock), so only
+        // the push that ends an empty queue needs to wake it: the others find it awake, or
+        // woken, with this message still ahead of it.
+        if was_empty {
+            self.receiver.wake();
         }
-        self.receiver.wake();
         Ok(())
+    }
+
+    /// Runs `look` on the queued messages, under the lock; not at all when the mailbox is
+    /// empty (seen without the lock: no room taken).
+    pub(crate) fn with_queued(&self, look: impl FnOnce(std::collections::vec_deque::Iter<'_, M>)) {
+        if self.taken.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        look(self.queue().iter());
     }
 
     /// Takes room for one message if there is some now (`Ok(None)`: full; `Err`: closed). The
@@ -96,17 +165,13 @@ impl<M> Mailbox<M> {
         if self.is_closed() {
             return Err(());
         }
-        match self.room.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                Ok(Some(Reserved {
-                    mailbox: self,
-                    used: false,
-                }))
-            }
-            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
-            Err(tokio::sync::TryAcquireError::Closed) => Err(()),
+        if !self.take_room(false) {
+            return Ok(None);
         }
+        Ok(Some(Reserved {
+            mailbox: self,
+            used: false,
+        }))
     }
 
     /// Adds a message if there is room now.
@@ -114,10 +179,8 @@ impl<M> Mailbox<M> {
         if self.is_closed() {
             return Err(TrySendError::Closed(msg));
         }
-        match self.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(TrySendError::Full(msg)),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(TrySendError::Closed(msg)),
+        if !self.take_room(false) {
+            return Err(TrySendError::Full(msg));
         }
         self.push(msg).map_err(TrySendError::Closed)
     }
@@ -126,9 +189,21 @@ impl<M> Mailbox<M> {
     ///
     /// Cancel safety: dropping the future before it completes leaves the message unsent.
     pub(crate) async fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        match self.room.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return Err(SendError(msg)),
+        if !self.take_room(false) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.waiting);
+            loop {
+                let freed = self.room_freed.notified();
+                let mut freed = std::pin::pin!(freed);
+                freed.as_mut().enable();
+                if self.is_closed() {
+                    return Err(SendError(msg));
+                }
+                if self.take_room(true) {
+                    break;
+                }
+                freed.await;
+            }
         }
         self.push(msg).map_err(SendError)
     }
@@ -139,7 +214,7 @@ impl<M> Mailbox<M> {
             let mut queue = self.queue();
             if let Some(msg) = queue.pop_front() {
                 drop(queue);
-                self.room.add_permits(1);
+                self.give_back_room();
                 return Poll::Ready(Some(msg));
             }
             if self.closed.load(Ordering::Acquire) {
@@ -161,7 +236,7 @@ impl<M> Mailbox<M> {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *queue)
         };
-        self.room.close();
+        self.room_freed.notify_waiters();
         self.on_close.notify_waiters();
         left
     }
@@ -270,6 +345,59 @@ mod tests {
                 assert_eq!(mb.recv().await, Some(i));
             }
             sender.await.unwrap();
+        });
+    }
+
+    #[test]
+    fn senders_on_many_threads_neither_lose_nor_hang_when_some_give_up_waiting() {
+        use std::sync::atomic::AtomicUsize;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mb = Arc::new(Mailbox::new(2));
+            let sent = Arc::new(AtomicUsize::new(0));
+            let senders: Vec<_> = (0..16)
+                .map(|_| {
+                    let (mb, sent) = (mb.clone(), sent.clone());
+                    tokio::spawn(async move {
+                        for i in 0..2_000u32 {
+                            if i % 7 == 0 {
+                                // Gives up waiting for room now and then (a dropped send).
+                                let quick = Duration::from_micros(20);
+                                if let Ok(done) = tokio::time::timeout(quick, mb.send(i)).await {
+                                    done.unwrap();
+                                    sent.fetch_add(1, Ordering::Relaxed);
+                                }
+                            } else {
+                                mb.send(i).await.unwrap();
+                                sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let receiver = tokio::spawn({
+                let mb = mb.clone();
+                async move {
+                    let mut got = 0usize;
+                    while let Ok(Some(_)) =
+                        tokio::time::timeout(Duration::from_secs(2), mb.recv()).await
+                    {
+                        got += 1;
+                    }
+                    got
+                }
+            });
+            for s in senders {
+                tokio::time::timeout(Duration::from_secs(30), s)
+                    .await
+                    .expect("a sender hung")
+                    .unwrap();
+            }
+            assert_eq!(receiver.await.unwrap(), sent.load(Ordering::Relaxed));
         });
     }
 }

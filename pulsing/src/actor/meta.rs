@@ -2,12 +2,13 @@
 //! how errors and logs name it (`Counter#3 "counter"`).
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
 use super::interface::Interface;
+use super::oneshot::Ticket;
 use crate::error::Error;
 
 /// A process-unique actor number, shown in error messages as `Counter#3`.
@@ -22,12 +23,22 @@ pub(crate) struct ActorMeta {
     pub(crate) interface: &'static Interface,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) call_timeout: Option<Duration>,
+    /// Deadlines at least this long are kept by the system's sweeper (`sweep::swept_from`).
+    pub(crate) swept_from: Duration,
     pub(crate) stream_buffer: usize,
     pub(crate) stopping: AtomicBool,
     pub(crate) abort: OnceLock<AbortHandle>,
+    /// The ticket of the swept call whose `async` handler is waiting, for the sweeper (set by
+    /// `HandlerCx::run_async` only once the handler returned `Pending`).
+    pub(crate) running: Mutex<Option<Ticket>>,
 }
 
 impl ActorMeta {
+    /// The slot of the running call's ticket.
+    pub(crate) fn running(&self) -> MutexGuard<'_, Option<Ticket>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// `Counter#3 "counter"`: how errors and logs name this actor.
     pub(crate) fn label(&self) -> String {
         match &self.name {

@@ -4,7 +4,8 @@
 //! **cell** ([`cell`]) holds the bounded [`mailbox`] and the facts that do not depend on its type
 //! ([`meta`]); the [`runner`] takes one message at a time, calls the generated
 //! [`Actor::handle`], and turns a panic over to the [`supervision`] policy. Each message carries
-//! its **reply slot** ([`reply`]): a oneshot to a local caller, a stream channel (fed by the
+//! its **reply slot** ([`reply`]): a [`oneshot`] to a local caller (which the deadline
+//! [`sweep`]er can expire), a stream channel (fed by the
 //! [`pump`] task, consumed as a [`stream`]), or a peer's slot ([`peer`]) that writes the answer
 //! straight into the connection. The [`registry`] maps this process's names to cells, and
 //! [`interface`] describes what an actor offers to by-name callers.
@@ -38,6 +39,7 @@ pub(crate) mod handler;
 pub(crate) mod interface;
 pub(crate) mod mailbox;
 pub(crate) mod meta;
+pub(crate) mod oneshot;
 pub(crate) mod panic;
 pub(crate) mod peer;
 pub(crate) mod pump;
@@ -46,6 +48,7 @@ pub(crate) mod reply;
 pub(crate) mod runner;
 pub(crate) mod stream;
 pub(crate) mod supervision;
+pub(crate) mod sweep;
 
 use std::future::Future;
 

@@ -14,8 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot as tokio_oneshot};
 
+use super::oneshot;
 use super::peer::PeerReply;
 use super::stream::{ConvertedStream, StreamEvent};
 use crate::error::{Error, Result};
@@ -72,7 +73,9 @@ pub struct Reply<T>(Slot<T>);
 
 enum Slot<T> {
     Ignore,
-    Local(oneshot::Sender<Result<T>>),
+    Local(tokio_oneshot::Sender<Result<T>>),
+    /// A typed call in this process (its deadline may be kept by the sweeper).
+    Call(super::oneshot::Sender<Result<T>>),
     Peer(Box<dyn ToPeer<T>>),
 }
 
@@ -80,7 +83,7 @@ impl<T> std::fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
             Slot::Ignore => "Reply::Ignore",
-            Slot::Local(_) => "Reply::Local",
+            Slot::Local(_) | Slot::Call(_) => "Reply::Local",
             Slot::Peer(_) => "Reply::Peer",
         })
     }
@@ -88,8 +91,13 @@ impl<T> std::fmt::Debug for Reply<T> {
 
 impl<T> Reply<T> {
     /// A slot answering `tx`.
-    pub fn to(tx: oneshot::Sender<Result<T>>) -> Self {
+    pub fn to(tx: tokio_oneshot::Sender<Result<T>>) -> Self {
         Reply(Slot::Local(tx))
+    }
+
+    /// A slot answering a typed call made in this process.
+    pub(crate) fn call(tx: oneshot::Sender<Result<T>>) -> Self {
+        Reply(Slot::Call(tx))
     }
 
     /// A slot for a told call: nobody waits, errors are only logged.
@@ -119,7 +127,16 @@ impl<T> Reply<T> {
         match &self.0 {
             Slot::Ignore => false,
             Slot::Local(tx) => tx.is_closed(),
+            Slot::Call(tx) => tx.is_closed(),
             Slot::Peer(to) => to.is_abandoned(),
+        }
+    }
+
+    /// The sweeper's handle on the call's long deadline, if it has one.
+    pub(crate) fn ticket(&self) -> Option<super::oneshot::Ticket> {
+        match &self.0 {
+            Slot::Call(tx) => tx.ticket(),
+            _ => None,
         }
     }
 
@@ -129,6 +146,7 @@ impl<T> Reply<T> {
             Slot::Local(tx) => {
                 let _ = tx.send(result);
             }
+            Slot::Call(tx) => tx.send(result),
             Slot::Peer(to) => to.send(result),
             Slot::Ignore => {
                 if let Err(e) = result {

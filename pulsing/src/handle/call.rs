@@ -34,13 +34,14 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 
 use super::actor_ref::{ActorRef, Target};
 use super::deadline::{self, deadline_builders, Deadline};
 use crate::actor::cell::{Cell, Envelope};
+use crate::actor::oneshot::{self, NoAnswer};
 use crate::actor::reply::BoxFuture;
 use crate::actor::{Actor, Reply, ReplyStream, StreamReply};
 use crate::cluster::client::{decode_typed, encode_args, PeerActor};
@@ -195,23 +196,33 @@ where
     type IntoFuture = CallFuture<'a, A, T>;
 
     fn into_future(self) -> CallFuture<'a, A, T> {
-        let timeout = self.call.deadline.resolve(self.call.target.call_timeout());
         match &self.call.target.target {
             Target::Local(cell) => {
-                let (tx, rx) = oneshot::channel();
-                let msg = (self.call.build)(self.call.args, Reply::to(tx));
+                let meta = &cell.meta;
+                let timeout = self.call.deadline.resolve(meta.call_timeout);
+                // A long deadline is kept by the system's sweeper: no timer, no clock read.
+                let swept = timeout.filter(|after| *after >= meta.swept_from);
+                let (tx, rx) = oneshot::channel(swept);
+                let ticket = tx.ticket();
+                let msg = (self.call.build)(self.call.args, Reply::call(tx));
+                let envelope = match ticket {
+                    Some(ticket) => Envelope::Swept(msg, ticket),
+                    None => Envelope::Message(msg),
+                };
                 CallFuture {
                     inner: CallInner::Local {
                         cell,
                         method: self.call.method,
-                        send: SendState::Unsent(msg),
+                        send: SendState::Unsent(envelope),
                         rx,
                         timeout,
+                        swept: swept.is_some(),
                         timer: None,
                     },
                 }
             }
             Target::Peer(peer) => {
+                let timeout = self.call.deadline.resolve(peer.call_timeout);
                 let (method, args) = (self.call.method, encode_args(&self.call.args));
                 CallFuture {
                     inner: CallInner::Peer {
@@ -238,7 +249,7 @@ async fn call_peer<T: DeserializeOwned>(
 
 /// Where a local call's message is: not sent, waiting for mailbox room, or in the mailbox.
 enum SendState<'a, M> {
-    Unsent(M),
+    Unsent(Envelope<M>),
     /// The mailbox was full: waiting for room (the only case that allocates).
     Waiting(BoxFuture<'a, Result<(), mpsc::error::SendError<Envelope<M>>>>),
     Sent,
@@ -246,7 +257,8 @@ enum SendState<'a, M> {
 
 pin_project_lite::pin_project! {
     /// The future of an awaited [`Call`]: sends the message, then waits for the reply or the
-    /// deadline. For an actor in this process it never allocates (unless the mailbox is full).
+    /// deadline. For an actor in this process it never allocates beyond its reply channel
+    /// (unless the mailbox is full, or the call has a short deadline of its own: a timer).
     #[must_use = "futures do nothing unless polled"]
     pub struct CallFuture<'a, A: Actor, T> {
         #[pin]
@@ -264,8 +276,10 @@ pin_project_lite::pin_project! {
             send: SendState<'a, A::Message>,
             rx: oneshot::Receiver<Result<T>>,
             timeout: Option<Duration>,
-            #[pin]
-            timer: Option<Sleep>,
+            // Whether the system's sweeper keeps the deadline (once the message is queued).
+            swept: bool,
+            // A short deadline's timer, or a swept one's while the mailbox is full.
+            timer: Option<Pin<Box<Sleep>>>,
         },
         /// An actor on another node: over its connection.
         Peer {
@@ -289,7 +303,7 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let (cell, method, send, rx, timeout, timer) = match self.project().inner.project() {
+        let (cell, method, send, rx, timeout, swept, timer) = match self.project().inner.project() {
             CallInnerProj::Peer { call } => return call.as_mut().poll(cx),
             CallInnerProj::Local {
                 cell,
@@ -297,12 +311,14 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
                 send,
                 rx,
                 timeout,
+                swept,
                 timer,
-            } => (*cell, *method, send, rx, *timeout, timer),
+            } => (*cell, *method, send, rx, *timeout, *swept, timer),
         };
+        let expired = |after: Duration| Err(cell.meta.timeout_error(method, after));
         loop {
             match std::mem::replace(send, SendState::Sent) {
-                SendState::Unsent(msg) => match cell.mailbox.try_send(Envelope::Message(msg)) {
+                SendState::Unsent(envelope) => match cell.mailbox.try_send(envelope) {
                     Ok(()) => break,
                     Err(TrySendError::Full(envelope)) => {
                         *send = SendState::Waiting(Box::pin(cell.mailbox.send(envelope)));
@@ -316,8 +332,8 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(cell.meta.stopped_error())),
                     Poll::Pending => {
                         *send = SendState::Waiting(sending);
-                        return deadline::poll_timer(timer, timeout, cx)
-                            .map(|after| Err(cell.meta.timeout_error(method, after)));
+                        // Not in the mailbox yet, so not swept: a timer keeps the deadline.
+                        return deadline::poll_timer(timer, timeout, cx).map(expired);
                     }
                 },
                 SendState::Sent => break,
@@ -325,9 +341,12 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
         }
         match Pin::new(rx).poll(cx) {
             Poll::Ready(Ok(result)) => Poll::Ready(result),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(cell.meta.stopped_error())),
-            Poll::Pending => deadline::poll_timer(timer, timeout, cx)
-                .map(|after| Err(cell.meta.timeout_error(method, after))),
+            Poll::Ready(Err(NoAnswer::Dropped)) => Poll::Ready(Err(cell.meta.stopped_error())),
+            Poll::Ready(Err(NoAnswer::Expired)) => {
+                Poll::Ready(expired(timeout.unwrap_or_default()))
+            }
+            Poll::Pending if swept && timer.is_none() => Poll::Pending,
+            Poll::Pending => deadline::poll_timer(timer, timeout, cx).map(expired),
         }
     }
 }

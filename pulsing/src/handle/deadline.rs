@@ -3,8 +3,13 @@
 //! Every call has a deadline: the system's default (30 s unless configured), one set on the call
 //! with `.timeout(d)`, or none with `.no_timeout()` ([`Deadline`]). Where the call waits decides
 //! how the deadline is kept, at the least cost for each:
-//! - a typed call to an actor in this process polls a tokio timer armed on its first wait
-//!   ([`poll_timer`]; the `CallFuture` never allocates);
+//! - a typed call to an actor in this process with a long deadline (the system's default if it
+//!   is at least 1 s, and anything at least as long or of 10 s or more: `sweep::swept_from`)
+//!   costs no timer and no clock read: the system's sweeper checks it once per tick, never
+//!   early, at most about two ticks late (1 s ticks for the default 30 s; see
+//!   `actor/sweep.rs`), and the call ends as `NoAnswer::Expired`. A shorter deadline, or a
+//!   long one while the mailbox is full (the message is not queued yet), polls a boxed tokio
+//!   timer armed on its first wait ([`poll_timer`]);
 //! - a by-name call, and the opening of a stream, wrap their work in one tokio timer
 //!   ([`within`]);
 //! - a call to another node ([`on_connection`]) gets a timer only when its deadline is shorter
@@ -74,20 +79,18 @@ pub(crate) use deadline_builders;
 
 /// Arms the timer on first use and reports `Ready(after)` once `timeout` has passed.
 pub(crate) fn poll_timer(
-    mut timer: Pin<&mut Option<Sleep>>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
     timeout: Option<Duration>,
     cx: &mut Context<'_>,
 ) -> Poll<Duration> {
     let Some(after) = timeout else {
         return Poll::Pending;
     };
-    if timer.is_none() {
-        timer.set(Some(tokio::time::sleep(after)));
-    }
-    match timer.as_pin_mut() {
-        Some(sleep) => sleep.poll(cx).map(|()| after),
-        None => Poll::Pending,
-    }
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)))
+        .as_mut()
+        .poll(cx)
+        .map(|()| after)
 }
 
 /// Waits for `work`, failing with `expired(after)` once `timeout` has passed (one tokio timer;
@@ -122,5 +125,16 @@ pub(crate) async fn on_connection(
     match outcome {
         Outcome::Answered(result) => result,
         Outcome::Expired => Err(expired(timeout.unwrap_or_default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn in_process_and_remote_calls_sweep_from_the_same_length() {
+        assert_eq!(
+            crate::actor::sweep::LONG_DEADLINE,
+            crate::transport::SWEPT_DEADLINE
+        );
     }
 }
