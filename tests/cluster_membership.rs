@@ -195,7 +195,7 @@ async fn a_killed_node_is_declared_dead_everywhere_without_flapping_and_can_rejo
     all_see(&system, &[&pa], "victim", &[]).await;
     let detected = killed.elapsed();
     eprintln!("kill -9 detected by every node after {detected:?}");
-    // Documented (README, ARCHITECTURE): "declared dead everywhere in about 3 s" (measured
+    // Documented (README, docs/cluster.md): "declared dead everywhere in about 3 s" (measured
     // 2.5-2.8 s); the bound leaves room for a loaded machine, not for a detector twice as slow.
     assert!(
         detected <= Duration::from_secs(7),

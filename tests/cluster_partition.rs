@@ -1,7 +1,8 @@
 //! A node that was taken for dead and comes back (a paused process thawed; a healed partition
 //! looks the same from the other side): it is the same process, its actors never stopped, so it
-//! rejoins with its names, and refs resolved before the pause work again. A ref whose node was
-//! replaced by a new process answers `Stopped`. See ARCHITECTURE.md, "Failure detection".
+//! rejoins with its names, and refs resolved before the pause work again. (A ref whose node was
+//! replaced by a new process, a fresh node id, fails with `PeerLost` until resolved again: that
+//! case is `tests/cluster_calls.rs`.) See docs/cluster.md, "Partition and heal".
 
 use std::time::Duration;
 

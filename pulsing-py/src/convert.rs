@@ -5,7 +5,7 @@
 //! inside dict keys (at any depth), which must be hashable. An int outside the `i64` range
 //! travels as `{"$int": "<digits>"}` (`pulsing::value::BIG_INT`), which a Rust actor reads into
 //! any integer type it fits. A dict that would read back as one of these marker maps is pickled.
-//! The whole mapping is the table "Values across the boundary" in ARCHITECTURE.md.
+//! The whole mapping is the table "Values across the boundary" in docs/python.md.
 //!
 //! **Pickle policy.** Unpickling runs code chosen by whoever made the bytes, so pickled values
 //! cross processes only when this process joined with a cluster secret: every connection has

@@ -5,7 +5,7 @@
 //! measurements). One, because with two, tokio hands each woken task to the other worker: on
 //! a call across processes the worker that holds the I/O driver woke the other to run the
 //! reader, and the loop's request woke one that woke the other — 7 context switches per call in
-//! each process against 3.7 with one worker (issue #15, ARCHITECTURE.md). The Python process's
+//! each process against 3.7 with one worker (issue #15, docs/python.md). The Python process's
 //! other CPU belongs to the thread holding the GIL. `shutdown` stops the system; `finalize`
 //! (run by Python's `atexit` hook) also shuts the runtime and its threads down, for good, before
 //! the interpreter finalizes: since no Rust thread holds a Python object (see `bridge.rs`),

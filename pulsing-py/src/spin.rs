@@ -7,7 +7,7 @@
 //! to spare. Spinning pays only when the thread it waits for has a CPU of its own: on a 2-vCPU
 //! machine where another process keeps a CPU busy, a spinning waiter takes the very core that
 //! the awaited thread (tokio's, a peer's, a worker) needs, and the call gets slower and dearer
-//! (issue #15; ARCHITECTURE.md, "Waiting without spinning").
+//! (issue #15; docs/python.md, "Waiting without spinning").
 //!
 //! "Busy" is measured, not guessed: at most every [`SAMPLE`], the CPU time the whole machine
 //! spent (`/proc/stat`) less this process's own (`/proc/self/stat`, so our own spinning does

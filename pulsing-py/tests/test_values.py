@@ -1,4 +1,4 @@
-"""The value mapping between Python and Rust (ARCHITECTURE.md, "Values across the boundary"),
+"""The value mapping between Python and Rust (docs/python.md, "Values across the boundary"),
 through a real Rust actor in another process (`Values` in tests/src/values.rs, run by every
 test_node as ``values-<NODE>``): one test per row, and property tests (hypothesis) of the round
 trip Python -> Value -> Rust -> Value -> Python.

@@ -1,4 +1,4 @@
-//! `Values`: a Rust actor with one method per row of the value mapping (ARCHITECTURE.md, "Values
+//! `Values`: a Rust actor with one method per row of the value mapping (docs/python.md, "Values
 //! across the boundary"), called from Python by `pulsing-py/tests/test_values.py`. Every
 //! `test_node` runs one, named `values-<NODE>`.
 

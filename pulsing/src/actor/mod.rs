@@ -32,7 +32,7 @@
 //! ```
 //!
 //! This folder imports only from `value/`, `error.rs` and — for the peer reply slot alone —
-//! `transport/` and `wire/` (see ARCHITECTURE.md, "Dependencies").
+//! `transport/` and `wire/` (see ARCHITECTURE.md, "Dependencies between folders").
 
 pub(crate) mod cell;
 pub(crate) mod handler;

@@ -321,8 +321,8 @@ async fn a_long_deadline_is_enforced_by_the_readers_sweep() {
     assert!(matches!(outcome, Outcome::Expired), "{outcome:?}");
     let took = start.elapsed();
     assert!(took >= SWEPT_DEADLINE, "never early");
-    // Documented (ARCHITECTURE): swept once a second, "up to 2 s late"; one more second of
-    // room for a loaded machine.
+    // Documented (docs/calls-and-deadlines.md): swept once a second, "up to 2 s late"; one more
+    // second of room for a loaded machine.
     assert!(
         took <= SWEPT_DEADLINE + Duration::from_secs(3),
         "expired {:?} late",

@@ -1,5 +1,5 @@
 //! Property tests of the mapping between Rust types and [`Value`] (issue #16), the Rust half of
-//! the table in ARCHITECTURE.md ("Values across the boundary"); the Python half is
+//! the table in docs/python.md ("Values across the boundary"); the Python half is
 //! `pulsing-py/tests/test_values.py`.
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,7 @@
 //! The node sees gossip only through the small [`Gossip`] trait: publish or retract one of its
 //! own keys, watch the live members with their keys, and leave. [`ChitchatGossip`] implements it
 //! with the `chitchat` crate (scuttlebutt anti-entropy of per-node key/values, phi-accrual
-//! failure detection, tombstones); ARCHITECTURE.md says why. Chitchat talks through a
+//! failure detection, tombstones); docs/cluster.md says why. Chitchat talks through a
 //! `chitchat::transport::Transport`: in a node that is [`Carrier`], which sends its messages as
 //! `Frame::Gossip` over the node's WebSocket connections; the simulation tests use chitchat's
 //! in-memory channel transport under virtual time.
