@@ -5,7 +5,7 @@ use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use pulsing::prelude::*;
-use pulsing_tests::{client, eventually, Clerk, NodeProcess, Worker, WorkerRef};
+use pulsing_tests::{client, eventually, next_item, within, Clerk, NodeProcess, Worker, WorkerRef};
 use tokio::io::AsyncWriteExt;
 
 const NODE: &str = env!("CARGO_BIN_EXE_test_node");
@@ -84,19 +84,14 @@ async fn streams_cross_processes_in_order_and_can_be_dropped() {
         .await
         .unwrap();
     let w = worker(&system).await;
-    let items: Vec<u32> = w
-        .count(10_000)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let items: Vec<u32> =
+        within(w.count(10_000).await.unwrap().map(|r| r.unwrap()).collect()).await;
     assert_eq!(items, (0..10_000).collect::<Vec<_>>());
     dropped(&w, 1).await;
     // Dropping a huge stream early cancels it: the producer's stream is dropped on its node;
     // the connection keeps serving.
     let mut s = w.count(u32::MAX).await.unwrap();
-    assert_eq!(s.next().await.unwrap().unwrap(), 0);
+    assert_eq!(next_item(&mut s).await.unwrap().unwrap(), 0);
     drop(s);
     dropped(&w, 2).await;
     assert_eq!(
@@ -276,7 +271,7 @@ async fn a_slow_remote_consumer_holds_the_producer_back() {
     let w = worker(&system).await;
     let mut ticks = w.ticks().await.unwrap();
     for expected in 0..10 {
-        assert_eq!(ticks.next().await.unwrap().unwrap(), expected);
+        assert_eq!(next_item(&mut ticks).await.unwrap().unwrap(), expected);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The credit window (256: received, not yet taken) and the serving node's batch buffer

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pulsing::prelude::*;
-use pulsing_tests::{client, eventually, NodeProcess, Probe, ProbeRef, Worker, WorkerRef};
+use pulsing_tests::{client, eventually, within, NodeProcess, Probe, ProbeRef, Worker, WorkerRef};
 
 const NODE: &str = env!("CARGO_BIN_EXE_test_node");
 /// Generous upper bound for gossip to converge on a loaded 2-core machine.
@@ -82,13 +82,7 @@ async fn three_nodes_form_a_cluster_from_one_seed() {
     // b was never a seed of ours: found by gossip, then called directly, typed and streamed.
     let w = Worker::resolve(&system, "w").await.unwrap();
     assert_eq!(w.process("x".into()).await.unwrap(), "x processed by b");
-    let items: Vec<u32> = w
-        .count(5)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let items: Vec<u32> = within(w.count(5).await.unwrap().map(|r| r.unwrap()).collect()).await;
     assert_eq!(items, [0, 1, 2, 3, 4]);
     drop(b);
     system.shutdown().await;

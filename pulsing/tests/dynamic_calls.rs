@@ -7,7 +7,7 @@ mod support;
 use pulsing::prelude::*;
 use pulsing::MethodKind;
 use serde::{Deserialize, Serialize};
-use support::{system, Counter, Producer};
+use support::{system, within, Counter, Producer};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -177,13 +177,14 @@ async fn streams_work_by_name() {
         .await
         .unwrap()
         .to_dyn();
-    let items: Vec<Value> = p
-        .stream("later", Args::new().kwarg("n", 3))
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let items: Vec<Value> = within(
+        p.stream("later", Args::new().kwarg("n", 3))
+            .await
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect(),
+    )
+    .await;
     assert_eq!(
         items,
         vec![

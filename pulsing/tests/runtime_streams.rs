@@ -6,19 +6,20 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pulsing::prelude::*;
-use support::{system, Counter, Producer};
+use support::{next_item, system, within, Counter, Producer};
 
 #[tokio::test]
 async fn items_arrive_in_order_and_the_stream_ends() {
     let sys = system().await;
     let c = Counter::spawn(&sys, Counter::new(0)).await.unwrap();
-    let items: Vec<u32> = c
-        .count_to(1000)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let items: Vec<u32> = within(
+        c.count_to(1000)
+            .await
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect(),
+    )
+    .await;
     assert_eq!(items, (1..=1000).collect::<Vec<_>>());
     sys.shutdown().await;
 }
@@ -35,7 +36,7 @@ async fn a_slow_consumer_holds_the_producer_back() {
     let p = Producer::spawn(&sys, producer).await.unwrap();
     let mut s = p.endless().await.unwrap();
     for i in 0..5 {
-        assert_eq!(s.next().await.unwrap().unwrap(), i);
+        assert_eq!(next_item(&mut s).await.unwrap().unwrap(), i);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let ahead = produced.load(Ordering::SeqCst);
@@ -54,7 +55,7 @@ async fn dropping_the_stream_cancels_the_producer() {
     let dropped = producer.dropped.clone();
     let p = Producer::spawn(&sys, producer).await.unwrap();
     let mut s = p.endless().await.unwrap();
-    s.next().await.unwrap().unwrap();
+    next_item(&mut s).await.unwrap().unwrap();
     drop(s);
     tokio::time::timeout(Duration::from_secs(5), dropped.notified())
         .await
@@ -68,7 +69,7 @@ async fn the_actor_keeps_serving_while_its_streams_run() {
     let c = Counter::spawn(&sys, Counter::new(0)).await.unwrap();
     let mut s1 = c.count_to(100).await.unwrap();
     let s2 = c.count_to(100).await.unwrap();
-    assert_eq!(s1.next().await.unwrap().unwrap(), 1);
+    assert_eq!(next_item(&mut s1).await.unwrap().unwrap(), 1);
     assert_eq!(
         c.inc(1).await.unwrap(),
         1,
@@ -82,13 +83,7 @@ async fn the_actor_keeps_serving_while_its_streams_run() {
 async fn async_streaming_methods_work() {
     let sys = system().await;
     let p = Producer::spawn(&sys, Producer::new()).await.unwrap();
-    let items: Vec<String> = p
-        .later(2)
-        .await
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let items: Vec<String> = within(p.later(2).await.unwrap().map(|r| r.unwrap()).collect()).await;
     assert_eq!(items, ["item 0", "item 1"]);
     sys.shutdown().await;
 }
@@ -98,10 +93,10 @@ async fn shutdown_ends_open_streams_with_an_error() {
     let sys = system().await;
     let p = Producer::spawn(&sys, Producer::new()).await.unwrap();
     let mut s = p.endless().await.unwrap();
-    s.next().await.unwrap().unwrap();
+    next_item(&mut s).await.unwrap().unwrap();
     sys.shutdown().await;
     let mut last = None;
-    while let Some(item) = s.next().await {
+    while let Some(item) = next_item(&mut s).await {
         last = Some(item);
     }
     assert!(matches!(last, Some(Err(Error::SystemShutdown))), "{last:?}");

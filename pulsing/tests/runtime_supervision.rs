@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use pulsing::prelude::*;
-use support::{entries, log, system, Counter};
+use support::{entries, log, next_item, system, Counter};
 
 #[tokio::test]
 async fn a_panic_is_an_error_for_its_caller_and_stops_the_actor_by_default() {
@@ -95,9 +95,9 @@ async fn panics_in_streams_reach_the_consumer() {
         .unwrap();
     let mut s = p.fails_after(3).await.unwrap();
     for i in 0..3 {
-        assert_eq!(s.next().await.unwrap().unwrap(), i);
+        assert_eq!(next_item(&mut s).await.unwrap().unwrap(), i);
     }
-    match s.next().await.unwrap() {
+    match next_item(&mut s).await.unwrap() {
         Err(Error::Panicked {
             method, message, ..
         }) => {
@@ -106,7 +106,7 @@ async fn panics_in_streams_reach_the_consumer() {
         }
         other => panic!("expected the producer's panic, got {other:?}"),
     }
-    assert!(s.next().await.is_none());
+    assert!(next_item(&mut s).await.is_none());
     // A stream's own panic does not hurt the actor (the stream runs outside its turn).
     assert!(p.is_alive());
     // A panic while creating the stream is the handler's panic.

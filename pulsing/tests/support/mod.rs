@@ -184,3 +184,20 @@ pub async fn occupy(
     entered.notified().await;
     task
 }
+
+/// How long a test waits for a stream item (or a whole short stream) before it fails: a stream
+/// has no default deadline, so a lost item would otherwise hang the test run.
+pub const STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The next item of `stream`, or a panic after [`STREAM_WAIT`].
+pub async fn next_item<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    use futures_util::StreamExt;
+    within(stream.next()).await
+}
+
+/// `work`'s output, or a panic after [`STREAM_WAIT`].
+pub async fn within<F: std::future::Future>(work: F) -> F::Output {
+    tokio::time::timeout(STREAM_WAIT, work)
+        .await
+        .expect("no stream item within 30 s")
+}
