@@ -457,6 +457,13 @@ async fn a_caller_keeps_at_most_a_window_of_calls_in_flight() {
     crate::transport::tests::eventually(|| conn.waiting_calls() == 0).await;
 }
 
+/// The next message of a stream's channel, or a panic after 10 s (a test never hangs on it).
+async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<StreamMsg>) -> Option<StreamMsg> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no stream message within 10 s")
+}
+
 /// Polls `check` until it holds (generous: 10 s).
 pub(super) async fn eventually(mut check: impl FnMut() -> bool) {
     for _ in 0..1000 {
@@ -476,8 +483,11 @@ async fn stream_items_beyond_the_credit_end_the_stream_with_an_error() {
     let (b, _ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
     let conn = a.connect(b.advertised()).await.unwrap();
     let (_, mut rx) = conn.open_stream(call("flood", args(0)), 4).await.unwrap();
-    assert!(matches!(rx.recv().await, Some(StreamMsg::Opened(Ok(())))));
-    match rx.recv().await {
+    assert!(matches!(
+        recv(&mut rx).await,
+        Some(StreamMsg::Opened(Ok(())))
+    ));
+    match recv(&mut rx).await {
         Some(StreamMsg::End(Some(Error::Codec(why)))) => {
             assert!(why.contains("10 stream items with credit for 4"), "{why}")
         }
@@ -485,9 +495,12 @@ async fn stream_items_beyond_the_credit_end_the_stream_with_an_error() {
     }
     // With enough credit, the same stream is fine; the connection carries on either way.
     let (_, mut rx) = conn.open_stream(call("flood", args(0)), 10).await.unwrap();
-    assert!(matches!(rx.recv().await, Some(StreamMsg::Opened(Ok(())))));
-    assert!(matches!(rx.recv().await, Some(StreamMsg::Items(items)) if items.len() == 10));
-    assert!(matches!(rx.recv().await, Some(StreamMsg::End(None))));
+    assert!(matches!(
+        recv(&mut rx).await,
+        Some(StreamMsg::Opened(Ok(())))
+    ));
+    assert!(matches!(recv(&mut rx).await, Some(StreamMsg::Items(items)) if items.len() == 10));
+    assert!(matches!(recv(&mut rx).await, Some(StreamMsg::End(None))));
     assert_eq!(conn.waiting_calls(), 0);
     assert!(!conn.is_closed());
 }
@@ -502,11 +515,14 @@ async fn a_stream_that_fails_to_open_leaves_the_books() {
     let conn = a.connect(b.advertised()).await.unwrap();
     let (_, mut rx) = conn.open_stream(call("refuse", args(0)), 4).await.unwrap();
     assert!(matches!(
-        rx.recv().await,
+        recv(&mut rx).await,
         Some(StreamMsg::Opened(Err(Error::NotFound { .. })))
     ));
     assert_eq!(conn.waiting_calls(), 0);
-    assert!(rx.recv().await.is_none(), "nothing follows a failed open");
+    assert!(
+        recv(&mut rx).await.is_none(),
+        "nothing follows a failed open"
+    );
 }
 
 /// Issue #12, item 10: `Credit` could push a stream's semaphore past tokio's limit, whose
