@@ -4,60 +4,14 @@
 //! never a panic.
 #![no_main]
 
-use std::collections::BTreeMap;
-
 use libfuzzer_sys::fuzz_target;
 use pulsing::__fuzz::{build_calls, on_runtime_stack};
 use pulsing::prelude::*;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Point {
-    pub x: f64,
-    pub tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Shape {
-    Dot,
-    Circle(f32),
-    Poly { points: Vec<Point> },
-}
-
-pub struct Shapes;
-
-#[pulsing::remote]
-impl Shapes {
-    pub fn scalars(&self, a: i64, b: u8, c: bool, d: char, e: f32) -> i64 {
-        a + i64::from(b) + i64::from(c) + i64::from(u32::from(d)) + e as i64
-    }
-
-    pub fn texts(&self, name: String, parts: Vec<String>, maybe: Option<String>) -> usize {
-        name.len() + parts.len() + maybe.map_or(0, |m| m.len())
-    }
-
-    pub fn nested(&self, map: BTreeMap<String, Vec<Option<(u32, bool)>>>) -> usize {
-        map.len()
-    }
-
-    pub fn structs(&self, point: Point, shape: Shape) -> f64 {
-        let _ = shape;
-        point.x
-    }
-
-    pub fn bytes(&self, data: serde_bytes::ByteBuf, raw: Vec<u8>) -> usize {
-        data.len() + raw.len()
-    }
-
-    pub fn values(&self, v: Value, args: Vec<Value>) -> Value {
-        let _ = args;
-        v
-    }
-
-    pub fn none(&self) {}
-}
-
-const METHODS: [&str; 8] = ["scalars", "texts", "nested", "structs", "bytes", "values", "none", "x"];
+#[path = "../../pulsing/tests/support/shapes.rs"]
+#[allow(dead_code)]
+mod shapes;
+use shapes::{Shapes, METHODS};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&which, rest)) = input.split_first() else {

@@ -71,14 +71,4 @@ async def test_from_another_process(py_node, cluster_system):
     node = py_node("--spawn-overlap", "queue")
     await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
     queue = (await pul.resolve("queue", timeout=10)).as_any()
-    busy = asyncio.ensure_future(queue.work(0.6))
-    await asyncio.sleep(0.1)
-    with pytest.raises(pul.PulsingTimeoutError):
-        await queue.record(1).timeout(0.1)
-    cancelled = asyncio.ensure_future(queue.record(2))
-    await asyncio.sleep(0.05)
-    cancelled.cancel()
-    kept = asyncio.ensure_future(queue.record(3))
-    await asyncio.wait_for(busy, 10)
-    await asyncio.wait_for(kept, 10)
-    assert await queue.take_log() == [3]
+    assert await _give_up_while_queued(queue) == [3]

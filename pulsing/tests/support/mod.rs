@@ -9,6 +9,7 @@ use pulsing::prelude::*;
 use tokio::sync::Notify;
 
 pub mod frames;
+pub mod shapes;
 
 /// A log the tests read to see what actors did.
 pub type Log = Arc<Mutex<Vec<String>>>;
