@@ -274,12 +274,12 @@ async fn a_slow_remote_consumer_holds_the_producer_back() {
         assert_eq!(next_item(&mut ticks).await.unwrap().unwrap(), expected);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // The credit window (256: received, not yet taken) and the serving node's batch buffer
-    // between the producer and the connection (256) bound how far the producer may run ahead;
-    // without flow control it would have produced millions by now.
+    // The credit window (1,024 with the default stream buffer: received, not yet taken) and the
+    // serving node's batch buffer between the producer and the connection (256) bound how far
+    // the producer may run ahead; without flow control it would have produced millions by now.
     let produced = w.produced().await.unwrap();
     assert!(
-        produced < 10 + 256 + 256 + 8,
+        produced < 10 + 1024 + 256 + 8,
         "the producer ran {produced} items ahead"
     );
     drop(ticks);

@@ -131,7 +131,9 @@ impl Builder {
         self
     }
 
-    /// Items buffered between a streaming method and its consumer (at least 1).
+    /// Items buffered between a streaming method and its consumer (at least 1). Across nodes,
+    /// a stream's credit window is 32 times this (at least 1,024 items): that many items may
+    /// wait in the consumer's node, received and not yet taken, so lower it for large items.
     pub fn stream_buffer(mut self, items: usize) -> Self {
         self.config.stream_buffer = items.max(1);
         self
