@@ -453,6 +453,21 @@ impl ActorSystem {
         Ok(ActorRef::local(cell))
     }
 
+    /// This process's actor named `name`, if it is an `A`; else the type mismatch (if another
+    /// type holds the name here) for the caller to report when no remote `A` exists either.
+    fn local_of<A: Actor>(&self, name: &str) -> std::result::Result<ActorRef<A>, Option<Error>> {
+        match self
+            .inner
+            .registry
+            .get(name)
+            .map(|cell| downcast(name, cell))
+        {
+            Some(Ok(found)) => Ok(found),
+            Some(Err(mismatch)) => Err(Some(mismatch)),
+            None => Err(None),
+        }
+    }
+
     /// The actor named `name`, as an `A`: a local one of that type if there is one, else a live
     /// one of that type on another node. Other actors under the same name (of another type, in
     /// this process or another) are passed over, not an error, as long as one of type `A` exists.
@@ -466,15 +481,9 @@ impl ActorSystem {
     /// its peers refused it), [`Error::TypeMismatch`] if the name is bound to another actor type,
     /// [`Error::Unreachable`] if no node holding it can be reached.
     pub async fn resolve<A: Actor>(&self, name: &str) -> Result<ActorRef<A>> {
-        let local = match self
-            .inner
-            .registry
-            .get(name)
-            .map(|cell| downcast(name, cell))
-        {
-            Some(Ok(found)) => return Ok(found),
-            Some(Err(mismatch)) => Some(mismatch),
-            None => None,
+        let local = match self.local_of::<A>(name) {
+            Ok(found) => return Ok(found),
+            Err(mismatch) => mismatch,
         };
         self.await_join().await;
         prefer_local_mismatch(local, self.resolve_remote::<A>(name).await)
@@ -634,15 +643,9 @@ impl ActorSystem {
         timeout: Duration,
     ) -> Result<ActorRef<A>> {
         self.wait_for(name, timeout, || async {
-            let local = match self
-                .inner
-                .registry
-                .get(name)
-                .map(|cell| downcast(name, cell))
-            {
-                Some(Ok(found)) => return Ok(found),
-                Some(Err(mismatch)) => Some(mismatch),
-                None => None,
+            let local = match self.local_of::<A>(name) {
+                Ok(found) => return Ok(found),
+                Err(mismatch) => mismatch,
             };
             prefer_local_mismatch(local, self.resolve_remote::<A>(name).await)
         })

@@ -18,6 +18,7 @@
 //! The meta-methods every node answers for its actors, [`DESCRIBE`] and [`STOP`], are methods of
 //! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -75,14 +76,15 @@ impl PeerActor {
         )
     }
 
-    /// The current connection to the actor's node: the first one while it is open (no lock on
-    /// that path), else the one dialed since, which may be closed too.
-    pub(crate) fn conn(&self) -> Arc<Connection> {
+    /// The current connection to the actor's node: the first one while it is open (borrowed:
+    /// no lock and no reference count touched per call on that path), else the one dialed
+    /// since, which may be closed too.
+    pub(crate) fn conn(&self) -> Cow<'_, Arc<Connection>> {
         if !self.first.is_closed() {
-            return self.first.clone();
+            return Cow::Borrowed(&self.first);
         }
         let redialed = self.redialed.lock().unwrap_or_else(|e| e.into_inner());
-        redialed.as_ref().unwrap_or(&self.first).clone()
+        Cow::Owned(redialed.as_ref().unwrap_or(&self.first).clone())
     }
 
     /// Whether the connection has room for one more call in flight.
@@ -94,13 +96,13 @@ impl PeerActor {
     /// again, but only when gossip shows the node live and still holding this actor: a node
     /// that is dead (or not yet known to be alive again) fails the call at once with
     /// `PeerLost` through the closed connection, instead of a dial that waits for a hung host.
-    async fn connection(&self) -> Arc<Connection> {
+    async fn connection(&self) -> Cow<'_, Arc<Connection>> {
         let conn = self.conn();
         if !conn.is_closed() || self.gone.load(Ordering::Relaxed) || !self.listed() {
             return conn;
         }
         // Boxed: the dial's state would otherwise make every call's future larger.
-        Box::pin(self.redial(conn)).await
+        Cow::Owned(Box::pin(self.redial(conn.into_owned())).await)
     }
 
     async fn redial(&self, conn: Arc<Connection>) -> Arc<Connection> {
@@ -253,7 +255,7 @@ impl PeerActor {
         let (id, incoming) = conn
             .open_stream(self.outgoing(method, expect_type, args, timeout), window)
             .await?;
-        let items = PeerItems::new(conn, id, incoming, decode, self.expect, window);
+        let items = PeerItems::new(conn.into_owned(), id, incoming, decode, self.expect, window);
         ReplyStream::from_events(Box::pin(items), Arc::from(self.label()))
             .opened()
             .await
