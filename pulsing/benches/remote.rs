@@ -5,8 +5,9 @@
 //! (`--serve pulsing|secure|raw`).
 //!
 //! Run: `cargo bench -p pulsing --bench remote` (add `-- --quick` for a short run, or
-//! `-- --soak SECONDS [--size BYTES] [--secure]` to keep echoes in flight for a profiler: 1024
-//! of them, or 16 for payloads over 1 KiB).
+//! `-- --soak SECONDS [--size BYTES] [--window CALLS] [--secure | --raw]` to keep echoes in
+//! flight for a profiler: 1024 of them, or 16 for payloads over 1 KiB, unless `--window` says;
+//! `--raw` soaks the floor instead).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -241,24 +242,42 @@ async fn join_echo(addr: &str, secure: bool) -> (ActorSystem, EchoRef) {
 
 /// For profiling: echoes of `size` bytes, `window` in flight (over an encrypted connection if
 /// `secure`), for `length`, nothing else.
-async fn soak(length: Duration, size: usize, secure: bool) {
-    let (mut server, addr) = spawn_server(if secure { "secure" } else { "pulsing" });
-    let (_system, w) = join_echo(&addr, secure).await;
-    let (window, batch) = if size > 1 << 10 {
-        (16, 100)
-    } else {
-        (1024, 50_000)
+async fn soak(length: Duration, size: usize, window: Option<usize>, kind: &str) {
+    let (mut server, addr) = spawn_server(kind);
+    let (window, batch) = match window {
+        Some(window) => (window, 1_000.max(window)),
+        None if size > 1 << 10 => (16, 100),
+        None => (1024, 50_000),
     };
     let payload = vec![7u8; size];
+    let meter = Meter {
+        server: server.id(),
+    };
+    let cpu = meter.cpu();
     let start = Instant::now();
     let mut calls = 0;
-    while start.elapsed() < length {
-        pulsing_pipelined(&w, batch, window, &payload).await;
-        calls += batch;
+    if kind == "raw" {
+        let mut raw = Raw::connect(&addr).await;
+        while start.elapsed() < length {
+            raw.pipelined(batch, window, &payload).await;
+            calls += batch;
+        }
+    } else {
+        let (_system, w) = join_echo(&addr, kind == "secure").await;
+        while start.elapsed() < length {
+            pulsing_pipelined(&w, batch, window, &payload).await;
+            calls += batch;
+        }
     }
+    let cpu = Meter {
+        server: server.id(),
+    }
+    .cpu()
+        - cpu;
     println!(
-        "{:.0} calls/s at {window} in flight",
-        calls as f64 / start.elapsed().as_secs_f64()
+        "{:.0} calls/s at {window} in flight, {:.2} us CPU per call (both processes)",
+        calls as f64 / start.elapsed().as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / calls as f64
     );
     let _ = server.kill();
 }
@@ -510,8 +529,18 @@ fn main() {
             .iter()
             .position(|a| a == "--size")
             .map_or(1, |at| args[at + 1].parse().expect("--size BYTES"));
-        let secure = args.iter().any(|a| a == "--secure");
-        rt.block_on(soak(Duration::from_secs(secs), size, secure));
+        let kind = if args.iter().any(|a| a == "--secure") {
+            "secure"
+        } else if args.iter().any(|a| a == "--raw") {
+            "raw"
+        } else {
+            "pulsing"
+        };
+        let window = args
+            .iter()
+            .position(|a| a == "--window")
+            .map(|at| args[at + 1].parse().expect("--window CALLS"));
+        rt.block_on(soak(Duration::from_secs(secs), size, window, kind));
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

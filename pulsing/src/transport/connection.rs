@@ -26,13 +26,14 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
-use super::secure::{self, Opener, Params, Sealer, MAX_HANDSHAKE_MESSAGE};
+use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
+use super::writer::WriteHalf;
 use crate::error::{Error, Result};
 use crate::wire::{
     decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr, PROTOCOL_VERSION,
@@ -167,7 +168,7 @@ impl Window {
     }
 
     /// Waits for a place; false if the connection closed first.
-    async fn take(&self, closed: &CancellationToken) -> bool {
+    async fn take(&self, closed: &Closed) -> bool {
         if self.try_take() {
             return true;
         }
@@ -188,6 +189,11 @@ impl Window {
                 () = closed.cancelled() => return false,
             }
         }
+    }
+
+    /// Calls, told calls and streams in flight.
+    fn in_flight(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 
     fn give(&self) {
@@ -315,6 +321,29 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// An open, authenticated connection to one peer.
+/// Whether the connection has ended: a cancellation token to wait on, and a flag for the checks
+/// on every call (the token's own check takes a lock shared by every thread that checks it).
+#[derive(Debug, Default)]
+struct Closed {
+    flag: AtomicBool,
+    token: CancellationToken,
+}
+
+impl Closed {
+    fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+}
+
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     pub(crate) peer_addr: String,
@@ -324,6 +353,9 @@ pub(crate) struct Connection {
     outbox: Outbox,
     /// Credit, cancel, gossip, leaving: packed the same way, written before the outbox.
     control: Outbox,
+    /// The socket's write half: the writer task's, lent to a thread that queues a lone frame
+    /// (see `writer.rs`).
+    write: Mutex<WriteHalf>,
     next_id: AtomicU64,
     /// How many times the reader has checked on the peer (once a second).
     checks: AtomicU64,
@@ -341,7 +373,7 @@ pub(crate) struct Connection {
     /// Whether the peer ever cancelled a call: until it does, a served call's actor needs no
     /// lock to know the call is still wanted.
     cancelled_any: AtomicBool,
-    closed: CancellationToken,
+    closed: Closed,
     /// Cancelled [`WRITE_GRACE`] after the reader stopped: the writer gives up on its last words.
     abandoned: CancellationToken,
     /// Cancelled once the writer has stopped (after its last words).
@@ -370,7 +402,7 @@ impl Connection {
 
     /// Cancelled when the connection ends.
     pub(crate) fn closed_token(&self) -> CancellationToken {
-        self.closed.clone()
+        self.closed.token.clone()
     }
 
     fn lost(&self) -> Error {
@@ -397,6 +429,26 @@ impl Connection {
             })
     }
 
+    /// Sends `message` (a ping, the close) after what the write half holds, and flushes.
+    async fn send_message(&self, message: Message) -> std::result::Result<(), WsError> {
+        let mut message = Some(message);
+        std::future::poll_fn(|cx| lock(&self.write).poll_send(cx, &mut message)).await
+    }
+
+    /// After queuing the first frame of a batch: writes it from this thread if `alone` (nothing
+    /// else is in flight, so no batch is coming) and the write half is idle; else wakes the
+    /// writer. See `writer.rs`.
+    fn write_or_wake(&self, alone: bool) {
+        if alone {
+            if let Ok(mut half) = self.write.try_lock() {
+                if half.write_now(&self.control, &self.outbox) {
+                    return;
+                }
+            }
+        }
+        self.outbox.wake_writer();
+    }
+
     /// Queues a control frame; never waits. (Control frames hold no `Value`: they encode.)
     pub(crate) fn send_control(&self, frame: Frame) {
         let _ = self.control.push(&frame);
@@ -411,8 +463,10 @@ impl Connection {
         removed
     }
 
-    /// Registers what waits for the answer (if anything) under a fresh id, then sends the
-    /// request. If sending fails, the registration is removed again.
+    /// Registers what waits for the answer (if anything) under a fresh id, then queues the
+    /// request. If queuing fails, the registration is removed again. Waiting for room in the
+    /// window or the outbox is rare and boxed: its state would make every call's future (and
+    /// the copies of it) several times larger.
     async fn submit(
         &self,
         call: Outgoing<'_>,
@@ -422,16 +476,7 @@ impl Connection {
         // A swept deadline has no timer of its own: it bounds the (rare) waits for room here.
         let within = call.deadline.filter(|d| *d >= SWEPT_DEADLINE);
         if !self.window.try_take() {
-            let room = self.window.take(&self.closed);
-            match within {
-                Some(limit) => match tokio::time::timeout(limit, room).await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(NotSent::Lost),
-                    Err(_) => return Err(NotSent::Expired),
-                },
-                None if room.await => {}
-                None => return Err(NotSent::Lost),
-            }
+            Box::pin(self.window_room(within)).await?;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.waiting).insert(id, waiting);
@@ -455,15 +500,43 @@ impl Connection {
                 .deadline
                 .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
         };
-        if let Err(refused) = self.outbox.push_waiting(&request, within).await {
-            Self::unwait(&mut lock(&self.waiting), &self.window, id);
-            return Err(match refused {
-                NotQueued::Closed => NotSent::Lost,
-                NotQueued::TimedOut => NotSent::Expired,
-                NotQueued::Unencodable(why) => NotSent::Unencodable(why),
-            });
+        let queued = match self.outbox.try_push_in_turn(&request) {
+            Some(queued) => queued,
+            // (It wakes the writer itself.)
+            None => Box::pin(self.outbox.push_waiting(&request, within))
+                .await
+                .map(|()| false),
+        };
+        match queued {
+            Ok(first) => {
+                if first {
+                    self.write_or_wake(self.window.in_flight() == 1);
+                }
+                Ok(id)
+            }
+            Err(refused) => {
+                Self::unwait(&mut lock(&self.waiting), &self.window, id);
+                Err(match refused {
+                    NotQueued::Closed => NotSent::Lost,
+                    NotQueued::TimedOut => NotSent::Expired,
+                    NotQueued::Unencodable(why) => NotSent::Unencodable(why),
+                })
+            }
         }
-        Ok(id)
+    }
+
+    /// Waits for a place in the window (at most `within`, if given).
+    async fn window_room(&self, within: Option<Duration>) -> std::result::Result<(), NotSent> {
+        let room = self.window.take(&self.closed);
+        match within {
+            Some(limit) => match tokio::time::timeout(limit, room).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(NotSent::Lost),
+                Err(_) => Err(NotSent::Expired),
+            },
+            None if room.await => Ok(()),
+            None => Err(NotSent::Lost),
+        }
     }
 
     /// Sends a call and waits for its reply. Dropping the future cancels the call on the peer.
@@ -623,19 +696,32 @@ impl Connection {
     /// Like [`answer`](Self::answer), with the response already made (it must be a
     /// `Response` to `id`, such as a `TypedResponseRef`).
     pub(crate) fn answer_with<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
-        if lock(&self.serving).remove(&id).is_some() {
-            self.push_answer(id, response);
-        }
+        let alone = {
+            let mut serving = lock(&self.serving);
+            if serving.remove(&id).is_none() {
+                return;
+            }
+            serving.is_empty()
+        };
+        self.push_answer(id, response, alone);
     }
 
     /// Queues an answer; one that does not encode (a `Value` nested too deep) is answered with
-    /// that error instead. Drops the peer if it leaves too many answers unread.
-    fn push_answer<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
-        if let Err(NotQueued::Unencodable(why)) = self.outbox.push(response) {
-            let _ = self.outbox.push(&Frame::Response {
-                id,
-                result: Err(Error::Codec(format!("the answer cannot be encoded: {why}"))),
+    /// that error instead. Drops the peer if it leaves too many answers unread. The answer to
+    /// the only call being served (`alone`) is written at once by this thread, if it can.
+    fn push_answer<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F, alone: bool) {
+        let queued = self
+            .outbox
+            .push_quietly(response)
+            .or_else(|refused| match refused {
+                NotQueued::Unencodable(why) => self.outbox.push_quietly(&Frame::Response {
+                    id,
+                    result: Err(Error::Codec(format!("the answer cannot be encoded: {why}"))),
+                }),
+                refused => Err(refused),
             });
+        if queued == Ok(true) {
+            self.write_or_wake(alone);
         }
         let unread = self.outbox.queued_bytes();
         if unread > self.unread_limit {
@@ -662,7 +748,7 @@ impl Connection {
     }
 
     fn write_answer(&self, id: u64, result: Result<Payload>) {
-        self.push_answer(id, &Frame::Response { id, result });
+        self.push_answer(id, &Frame::Response { id, result }, false);
     }
 
     /// Queues `call` behind the peer's earlier calls to the same actor that still wait for room
@@ -826,6 +912,7 @@ where
         encrypted: channel.encrypted(),
         outbox: Outbox::default(),
         control: Outbox::default(),
+        write: Mutex::new(WriteHalf::new(Box::pin(sink), channel.sealer)),
         next_id: AtomicU64::new(1),
         checks: AtomicU64::new(0),
         window: Window::default(),
@@ -835,13 +922,13 @@ where
         backlogs: Mutex::new(HashMap::new()),
         backlog_count: AtomicUsize::new(0),
         cancelled_any: AtomicBool::new(false),
-        closed: CancellationToken::new(),
+        closed: Closed::default(),
         abandoned: CancellationToken::new(),
         written: CancellationToken::new(),
         reason: Mutex::new(None),
     });
     let written = conn.written.clone().drop_guard();
-    let writer = write_loop(sink, channel.sealer, conn.clone());
+    let writer = write_loop(conn.clone());
     tokio::spawn(async move {
         writer.await;
         drop(written);
@@ -960,22 +1047,16 @@ where
 }
 
 /// Writes queued frames, control frames first, then everything in the outbox, in one flush.
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut sealer: Sealer,
-    conn: Arc<Connection>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn write_loop(conn: Arc<Connection>) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let cancelled = conn.closed.clone();
+    let cancelled = conn.closed.token.clone();
     let cancelled = cancelled.cancelled();
     tokio::pin!(cancelled);
     // Every write gives up once the connection is abandoned: a peer that stops reading must not
     // keep this task, its socket and the unsent frames forever.
     let abandoned = conn.abandoned.clone();
-    'write: loop {
+    loop {
         let last = tokio::select! {
             biased;
             // Last words (a `Leaving`) go out before the close.
@@ -983,22 +1064,16 @@ async fn write_loop<S>(
             () = conn.control.ready() => false,
             () = conn.outbox.ready() => false,
             _ = ping.tick() => {
-                if !unless_abandoned(&abandoned, sink.send(Message::Ping(Default::default()))).await {
+                if !unless_abandoned(&abandoned, conn.send_message(Message::Ping(Default::default()))).await {
                     break;
                 }
                 continue;
             }
         };
-        let mut packs = conn.control.take();
-        if !last {
-            packs.extend(conn.outbox.take());
-        }
-        for pack in packs {
-            if !unless_abandoned(&abandoned, sink.feed(Message::Binary(sealer.seal(pack)))).await {
-                break 'write;
-            }
-        }
-        if !unless_abandoned(&abandoned, sink.flush()).await || last {
+        let data = (!last).then_some(&conn.outbox);
+        let written =
+            std::future::poll_fn(|cx| lock(&conn.write).poll_write(cx, &conn.control, data));
+        if !unless_abandoned(&abandoned, written).await || last {
             break;
         }
     }
@@ -1008,7 +1083,7 @@ async fn write_loop<S>(
         code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
         reason: truncate(&reason, 120).to_owned().into(),
     };
-    let _ = unless_abandoned(&abandoned, sink.send(Message::Close(Some(close)))).await;
+    let _ = unless_abandoned(&abandoned, conn.send_message(Message::Close(Some(close)))).await;
     conn.control.discard();
     conn.outbox.discard();
     conn.closed.cancel();
@@ -1039,7 +1114,7 @@ async fn read_loop<S>(
 {
     let mut check = tokio::time::interval(PING_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let closed = conn.closed.clone();
+    let closed = conn.closed.token.clone();
     let closed = closed.cancelled();
     tokio::pin!(closed);
     let (mut heard, mut heard_at_check, mut silent) = (0u64, 0u64, 0u32);
@@ -1155,9 +1230,10 @@ fn route(
             let mut waiting = lock(&conn.waiting);
             match waiting.get(&id) {
                 Some(Waiting::Call { .. }) => {
-                    if let Some(Waiting::Call { tx, .. }) =
-                        Connection::unwait(&mut waiting, &conn.window, id)
-                    {
+                    let call = Connection::unwait(&mut waiting, &conn.window, id);
+                    // Woken outside the lock: the caller may run on another thread at once.
+                    drop(waiting);
+                    if let Some(Waiting::Call { tx, .. }) = call {
                         let _ = tx.send(Outcome::Answered(result));
                     }
                 }

@@ -21,6 +21,7 @@ pub(crate) mod connection;
 pub(crate) mod handshake;
 mod outbox;
 pub(crate) mod secure;
+mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -67,7 +67,9 @@ struct State {
 
 /// What [`Outbox::queue`] did.
 enum Queued {
-    Yes,
+    /// Queued; true if the outbox was empty before (the writer must be woken, or the frame
+    /// written by whoever queued it).
+    Yes(bool),
     Not(NotQueued),
     /// Not queued: the sender must wait (it is counted in `waiting`).
     Wait,
@@ -101,11 +103,43 @@ impl Outbox {
 
     /// Queues `frame` without waiting (for answers: an actor never waits for the network).
     pub(super) fn push<T: Serialize + ?Sized>(&self, frame: &T) -> Result<(), NotQueued> {
+        if self.push_quietly(frame)? {
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    /// Like [`push`](Self::push), without waking the writer: true if the outbox was empty, and
+    /// then the caller must either write it or [`wake_writer`](Self::wake_writer).
+    pub(super) fn push_quietly<T: Serialize + ?Sized>(&self, frame: &T) -> Result<bool, NotQueued> {
         match self.queue(frame, false) {
-            Queued::Yes => Ok(()),
+            Queued::Yes(first) => Ok(first),
             Queued::Not(why) => Err(why),
             Queued::Wait => unreachable!("only a sender in turn waits"),
         }
+    }
+
+    /// Queues `frame` if the outbox has room and nobody waits for it, without waking the
+    /// writer (see [`push_quietly`](Self::push_quietly)); `None` if the sender must wait (use
+    /// [`push_waiting`](Self::push_waiting)).
+    pub(super) fn try_push_in_turn<T: Serialize + ?Sized>(
+        &self,
+        frame: &T,
+    ) -> Option<Result<bool, NotQueued>> {
+        match self.queue(frame, true) {
+            Queued::Yes(first) => Some(Ok(first)),
+            Queued::Not(why) => Some(Err(why)),
+            Queued::Wait => {
+                // Counted as waiting by `queue`; not waiting after all.
+                self.lock().waiting -= 1;
+                None
+            }
+        }
+    }
+
+    /// Wakes the writer to take what is queued.
+    pub(super) fn wake_writer(&self) {
+        self.ready.notify_one();
     }
 
     /// Queues `frame`; with `in_turn`, only if the outbox has room and no sender is waiting
@@ -154,11 +188,7 @@ impl Outbox {
             }
         }
         state.bytes += size;
-        drop(state);
-        if was_empty {
-            self.ready.notify_one();
-        }
-        Queued::Yes
+        Queued::Yes(was_empty)
     }
 
     /// Queues `frame`, first waiting (at most `within`, if given) while more than [`ROOM`]
@@ -169,7 +199,12 @@ impl Outbox {
         within: Option<Duration>,
     ) -> Result<(), NotQueued> {
         match self.queue(frame, true) {
-            Queued::Yes => return Ok(()),
+            Queued::Yes(first) => {
+                if first {
+                    self.wake_writer();
+                }
+                return Ok(());
+            }
             Queued::Not(why) => return Err(why),
             Queued::Wait => {}
         }
