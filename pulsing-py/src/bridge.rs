@@ -179,36 +179,26 @@ impl Bridge {
     }
 }
 
-/// Starts `work` on this thread and lets the runtime finish it; posts its result to `bridge`
-/// under `token`. The first step runs here, so a call's request is queued before this returns:
-/// calls leave in the order they were made (a task per call could start in any order).
+/// Starts `work` on this thread and lets the runtime finish it once it is woken (see
+/// `deferred.rs`); posts its result to `bridge` under `token`. The first step runs here, so a
+/// call's request is queued before this returns: calls leave in the order they were made (a
+/// task per call could start in any order).
 pub(crate) fn spawn_done<F>(bridge: &Bridge, token: u64, work: F) -> PyResult<()>
 where
     F: std::future::Future<Output = Result<Value, Error>> + Send + 'static,
 {
     let inner = bridge.inner.clone();
-    let handle = handle()?;
-    let mut work = Box::pin(work);
-    let first = {
-        let _runtime = handle.enter();
-        // The task below polls it again at once, with a waker of its own.
-        work.as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    };
-    match first {
-        std::task::Poll::Ready(result) => inner.push(Event::Done(token, result)),
-        std::task::Poll::Pending => {
-            // Registered before the task starts, and removed by the task itself when it ends
-            // (or by `cancel`), so no entry outlives its call.
-            let (abort, registration) = AbortHandle::new_pair();
-            inner.running().insert(token, abort);
-            handle.spawn(async move {
-                if let Ok(result) = Abortable::new(work, registration).await {
-                    inner.running().remove(&token);
-                    inner.push(Event::Done(token, result));
-                }
-            });
+    // Registered before the first poll and removed when the call ends (or by `cancel`), so no
+    // entry outlives its call.
+    let (abort, registration) = AbortHandle::new_pair();
+    inner.running().insert(token, abort);
+    crate::deferred::run(&handle()?, async move {
+        let result = Abortable::new(work, registration).await;
+        if inner.running().remove(&token).is_some() {
+            if let Ok(result) = result {
+                inner.push(Event::Done(token, result));
+            }
         }
-    }
+    });
     Ok(())
 }

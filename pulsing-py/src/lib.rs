@@ -23,6 +23,7 @@
 mod bridge;
 mod client;
 mod convert;
+mod deferred;
 mod events;
 mod handoff;
 mod host;
