@@ -33,9 +33,9 @@ use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::actor::stream::ReplyStream;
 use crate::error::{Error, Result};
-use crate::transport::{Connection, Outcome, Outgoing, Transport};
+use crate::transport::{Connection, OutArgs, Outcome, Outgoing, Transport};
 use crate::value::{Args, Value};
-use crate::wire::{NodeId, Payload, SharedBytes};
+use crate::wire::{NoArgs, NodeId, Payload, SharedBytes};
 
 /// An actor on another node, as seen from here: one instance, found by name and then addressed
 /// by name *and* id, so a name now bound to another actor (stopped, then respawned) answers
@@ -172,11 +172,11 @@ impl PeerActor {
     /// Sends a call (`typed`: checked against the actor's type by the peer) and waits for its
     /// outcome. `timeout` travels with the request; enforcing it is the caller's job (see
     /// `handle/deadline.rs`).
-    pub(crate) async fn call(
+    pub(crate) async fn call<X: Serialize>(
         &self,
         method: &str,
         typed: bool,
-        args: Payload,
+        args: OutArgs<X>,
         timeout: Option<Duration>,
     ) -> Outcome {
         let conn = self.connection().await;
@@ -199,7 +199,12 @@ impl PeerActor {
     /// A meta-call, with no deadline.
     async fn meta_call(&self, method: &str) -> Result<Value> {
         match self
-            .call(method, false, Payload::Dynamic(Args::new()), None)
+            .call::<NoArgs>(
+                method,
+                false,
+                OutArgs::Payload(Payload::Dynamic(Args::new())),
+                None,
+            )
             .await
         {
             Outcome::Answered(result) => value_reply(result?),
@@ -213,18 +218,18 @@ impl PeerActor {
         let typed = Payload::Typed(args?);
         self.connection()
             .await
-            .tell(self.outgoing(method, true, typed, None))
+            .tell(self.outgoing(method, true, OutArgs::<NoArgs>::Payload(typed), None))
             .await
     }
 
     /// A request to this actor; `typed` requests are checked against its type by the peer.
-    fn outgoing<'a>(
+    fn outgoing<'a, X>(
         &'a self,
         method: &'a str,
         typed: bool,
-        args: Payload,
+        args: OutArgs<X>,
         deadline: Option<Duration>,
-    ) -> Outgoing<'a> {
+    ) -> Outgoing<'a, X> {
         Outgoing {
             actor: &self.name,
             actor_id: Some(self.id),
@@ -253,7 +258,15 @@ impl PeerActor {
         let window = stream_window(self.stream_buffer);
         let conn = self.connection().await;
         let (id, incoming) = conn
-            .open_stream(self.outgoing(method, expect_type, args, timeout), window)
+            .open_stream(
+                self.outgoing(
+                    method,
+                    expect_type,
+                    OutArgs::<NoArgs>::Payload(args),
+                    timeout,
+                ),
+                window,
+            )
             .await?;
         let items = PeerItems::new(conn.into_owned(), id, incoming, decode, self.expect, window);
         ReplyStream::from_events(Box::pin(items), Arc::from(self.label()))

@@ -46,7 +46,8 @@ use crate::actor::reply::BoxFuture;
 use crate::actor::{Actor, Reply, ReplyStream, StreamReply};
 use crate::cluster::client::{decode_typed, encode_args, PeerActor};
 use crate::error::{Error, Result};
-use crate::wire::{Payload, SharedBytes};
+use crate::transport::OutArgs;
+use crate::wire::Payload;
 
 /// A typed call that has not been sent yet. Await it for the method's result, or [`tell`](Self::tell) it.
 ///
@@ -223,7 +224,7 @@ where
             }
             Target::Peer(peer) => {
                 let timeout = self.call.deadline.resolve(peer.call_timeout);
-                let (method, args) = (self.call.method, encode_args(&self.call.args));
+                let (method, args) = (self.call.method, self.call.args);
                 CallFuture {
                     inner: CallInner::Peer {
                         call: Box::pin(call_peer(peer, method, args, timeout)),
@@ -234,14 +235,15 @@ where
     }
 }
 
-/// A typed call to an actor on another node: postcard arguments in, postcard result out.
-async fn call_peer<T: DeserializeOwned>(
+/// A typed call to an actor on another node: postcard arguments in (encoded straight into the
+/// request frame), postcard result out.
+async fn call_peer<Args: Serialize, T: DeserializeOwned>(
     peer: &PeerActor,
     method: &str,
-    args: Result<SharedBytes>,
+    args: Args,
     timeout: Option<Duration>,
 ) -> Result<T> {
-    let call = peer.call(method, true, Payload::Typed(args?), timeout);
+    let call = peer.call(method, true, OutArgs::Typed(args), timeout);
     let payload =
         deadline::on_connection(timeout, call, |after| peer.timeout_error(method, after)).await?;
     decode_typed(payload)

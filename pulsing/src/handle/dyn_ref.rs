@@ -37,8 +37,9 @@ use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
 use crate::actor::stream::{ConvertedStream, ValueStream};
 use crate::cluster::client::{decode_value, value_reply, PeerActor};
 use crate::error::Result;
+use crate::transport::OutArgs;
 use crate::value::{Args, Value};
-use crate::wire::Payload;
+use crate::wire::{NoArgs, Payload};
 
 /// An untyped handle to any actor, local or remote: calls by method name with [`Value`] arguments.
 #[derive(Clone)]
@@ -214,7 +215,12 @@ impl<'a> IntoFuture for DynCall<'a> {
                 DynTarget::Local(cell) => cell,
                 DynTarget::Peer(p) => {
                     let timeout = self.deadline.resolve(p.call_timeout);
-                    let call = p.call(&self.method, false, Payload::Dynamic(self.args), timeout);
+                    let call = p.call::<NoArgs>(
+                        &self.method,
+                        false,
+                        OutArgs::Payload(Payload::Dynamic(self.args)),
+                        timeout,
+                    );
                     let expired = |after| p.timeout_error(&self.method, after);
                     return value_reply(deadline::on_connection(timeout, call, expired).await?);
                 }

@@ -36,7 +36,8 @@ use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
 use super::writer::WriteHalf;
 use crate::error::{Error, Result};
 use crate::wire::{
-    decode_packed, encode, Frame, NodeId, Payload, RequestRef, SharedStr, PROTOCOL_VERSION,
+    decode_packed, encode, Frame, NoArgs, NodeId, Payload, RequestArgs, RequestRef, SharedBytes,
+    SharedStr, PROTOCOL_VERSION,
 };
 
 /// How long establishing a connection may take, from the accepted socket (or the dial) to the
@@ -467,9 +468,9 @@ impl Connection {
     /// request. If queuing fails, the registration is removed again. Waiting for room in the
     /// window or the outbox is rare and boxed: its state would make every call's future (and
     /// the copies of it) several times larger.
-    async fn submit(
+    async fn submit<X: serde::Serialize>(
         &self,
-        call: Outgoing<'_>,
+        call: Outgoing<'_, X>,
         waiting: Waiting,
         credit: Option<u32>,
     ) -> std::result::Result<u64, NotSent> {
@@ -486,26 +487,26 @@ impl Connection {
             Self::unwait(&mut lock(&self.waiting), &self.window, id);
             return Err(NotSent::Lost);
         }
-        // Encoded here, from the borrowed names, straight into the outbox: no owned copies, and
-        // the caller's task does the work rather than the connection's one writer.
-        let request = RequestRef {
-            id,
-            actor: call.actor,
-            actor_id: call.actor_id,
-            expect_type: call.expect_type,
-            method: call.method,
-            args: &call.args,
-            credit,
-            deadline_ms: call
-                .deadline
-                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+        // Encoded here, from the borrowed names and arguments, straight into the outbox: no
+        // owned copies, and the caller's task does the work rather than the connection's writer.
+        let queued = match call.args.as_request() {
+            Ok(args) => self
+                .outbox
+                .try_push_in_turn(&call.request(id, args, credit)),
+            Err(why) => Some(Err(NotQueued::Unencodable(why))),
         };
-        let queued = match self.outbox.try_push_in_turn(&request) {
+        let queued = match queued {
             Some(queued) => queued,
-            // (It wakes the writer itself.)
-            None => Box::pin(self.outbox.push_waiting(&request, within))
-                .await
-                .map(|()| false),
+            // The outbox is full (rare): wait with owned arguments (it wakes the writer itself).
+            None => match call.args.to_payload() {
+                Ok(args) => {
+                    let request = call.request::<NoArgs>(id, RequestArgs::Payload(&args), credit);
+                    Box::pin(self.outbox.push_waiting(&request, within))
+                        .await
+                        .map(|()| false)
+                }
+                Err(why) => Err(NotQueued::Unencodable(why)),
+            },
         };
         match queued {
             Ok(first) => {
@@ -542,7 +543,7 @@ impl Connection {
     /// Sends a call and waits for its reply. Dropping the future cancels the call on the peer.
     /// A deadline of [`SWEPT_DEADLINE`] or more is enforced here (`Expired`); a shorter one is
     /// the caller's to enforce.
-    pub(crate) async fn call(&self, call: Outgoing<'_>) -> Outcome {
+    pub(crate) async fn call<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Outcome {
         let (tx, rx) = oneshot::channel();
         let expires = call.deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
             // Whole checks, with a margin: a tick that runs a few ms late keeps its schedule
@@ -594,7 +595,7 @@ impl Connection {
 
     /// Sends a call whose reply nobody waits for: its `Response` only frees its place in the
     /// window, and is logged if it is an error. Waits while the window is full.
-    pub(crate) async fn tell(&self, call: Outgoing<'_>) -> Result<()> {
+    pub(crate) async fn tell<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Result<()> {
         self.submit(call, Waiting::Told, None)
             .await
             .map(drop)
@@ -609,9 +610,9 @@ impl Connection {
     /// Opens a stream with `initial_credit` items of credit: returns its id and the channel its
     /// items arrive on. The caller grants more with [`grant`](Self::grant) and cancels with
     /// [`cancel`](Self::cancel).
-    pub(crate) async fn open_stream(
+    pub(crate) async fn open_stream<X: serde::Serialize>(
         &self,
-        call: Outgoing<'_>,
+        call: Outgoing<'_, X>,
         initial_credit: u32,
     ) -> Result<(u64, mpsc::UnboundedReceiver<StreamMsg>)> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -855,13 +856,68 @@ impl Connection {
 
 /// A call to send: which actor, which method, with what, and how long the caller will wait.
 #[derive(Debug)]
-pub(crate) struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a, X = NoArgs> {
     pub(crate) actor: &'a str,
     pub(crate) actor_id: Option<u64>,
     pub(crate) expect_type: Option<&'a str>,
     pub(crate) method: &'a str,
-    pub(crate) args: Payload,
+    pub(crate) args: OutArgs<X>,
     pub(crate) deadline: Option<Duration>,
+}
+
+/// A call's arguments: a payload, or a typed argument tuple that is encoded straight into the
+/// request frame (no buffer of its own, so a 1 MiB argument is copied once, not twice).
+#[derive(Debug)]
+pub(crate) enum OutArgs<X = NoArgs> {
+    Payload(Payload),
+    Typed(X),
+}
+
+impl<X: serde::Serialize> OutArgs<X> {
+    /// The arguments as they are queued: borrowed, with the size of a typed encoding.
+    fn as_request(&self) -> std::result::Result<RequestArgs<'_, X>, String> {
+        Ok(match self {
+            OutArgs::Payload(payload) => RequestArgs::Payload(payload),
+            OutArgs::Typed(value) => RequestArgs::Typed {
+                value,
+                size: postcard::experimental::serialized_size(value).map_err(|e| e.to_string())?,
+            },
+        })
+    }
+
+    /// The arguments as a payload (for a request that must wait for room, and so cannot
+    /// borrow typed arguments across the wait: they need not be `Sync`).
+    fn to_payload(&self) -> std::result::Result<std::borrow::Cow<'_, Payload>, String> {
+        match self {
+            OutArgs::Payload(payload) => Ok(std::borrow::Cow::Borrowed(payload)),
+            OutArgs::Typed(value) => SharedBytes::encode(value)
+                .map(|bytes| std::borrow::Cow::Owned(Payload::Typed(bytes)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl<X> Outgoing<'_, X> {
+    /// The request frame of this call under `id`, with `args`.
+    fn request<'r, Y>(
+        &'r self,
+        id: u64,
+        args: RequestArgs<'r, Y>,
+        credit: Option<u32>,
+    ) -> RequestRef<'r, Y> {
+        RequestRef {
+            id,
+            actor: self.actor,
+            actor_id: self.actor_id,
+            expect_type: self.expect_type,
+            method: self.method,
+            args,
+            credit,
+            deadline_ms: self
+                .deadline
+                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+        }
+    }
 }
 
 /// Cancels a call whose caller gave up (its future was dropped).
@@ -906,13 +962,15 @@ where
         }
         Err(_) => return Err("handshake timed out".to_owned()),
     };
+    let outbox = Outbox::default();
+    let spare = outbox.spare.clone();
     let conn = Arc::new(Connection {
         peer,
         peer_addr,
         encrypted: channel.encrypted(),
-        outbox: Outbox::default(),
+        outbox,
         control: Outbox::default(),
-        write: Mutex::new(WriteHalf::new(Box::pin(sink), channel.sealer)),
+        write: Mutex::new(WriteHalf::new(Box::pin(sink), channel.sealer, spare)),
         next_id: AtomicU64::new(1),
         checks: AtomicU64::new(0),
         window: Window::default(),

@@ -21,6 +21,7 @@ pub(crate) mod connection;
 pub(crate) mod handshake;
 mod outbox;
 pub(crate) mod secure;
+mod spare;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,8 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) use connection::{
-    credit_semaphore, Connection, Inbound, Incoming, Outcome, Outgoing, Role, Serving, StreamMsg,
-    SWEPT_DEADLINE,
+    credit_semaphore, Connection, Inbound, Incoming, OutArgs, Outcome, Outgoing, Role, Serving,
+    StreamMsg, SWEPT_DEADLINE,
 };
 pub(crate) use handshake::{new_node_id, Identity};
 

@@ -24,7 +24,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::wire::encode_exact;
+use super::spare::Spare;
+use crate::wire::Append;
 use crate::wire::PACK_LIMIT;
 
 /// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
@@ -53,6 +54,8 @@ pub(super) struct Outbox {
     /// Where senders that must wait queue up: first in, first out, so that no sender (and no
     /// newcomer) overtakes one that came before it. Untouched while nobody waits.
     gate: tokio::sync::Mutex<()>,
+    /// Buffers for frames of a pack or more, used again (see `spare.rs`).
+    pub(super) spare: std::sync::Arc<Spare>,
 }
 
 #[derive(Debug, Default)]
@@ -73,27 +76,6 @@ enum Queued {
     Not(NotQueued),
     /// Not queued: the sender must wait (it is counted in `waiting`).
     Wait,
-}
-
-/// A postcard flavor that appends to a buffer.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
 }
 
 impl Outbox {
@@ -150,7 +132,7 @@ impl Outbox {
             Ok(size) => size,
             Err(e) => return unencodable(e),
         };
-        let alone = match (size >= PACK_LIMIT).then(|| encode_exact(frame)) {
+        let alone = match (size >= PACK_LIMIT).then(|| self.encode_alone(frame, size)) {
             Some(Err(e)) => return unencodable(e),
             Some(Ok(bytes)) => Some(bytes),
             None => None,
@@ -189,6 +171,22 @@ impl Outbox {
         }
         state.bytes += size;
         Queued::Yes(was_empty)
+    }
+
+    /// Encodes a frame of `size` bytes (a pack or more) into a buffer of its own: a spare one.
+    fn encode_alone<T: Serialize + ?Sized>(
+        &self,
+        frame: &T,
+        size: usize,
+    ) -> postcard::Result<Vec<u8>> {
+        let mut buf = self.spare.take(size);
+        match postcard::serialize_with_flavor(frame, Append(&mut buf)) {
+            Ok(()) => Ok(buf),
+            Err(e) => {
+                self.spare.give_back(buf);
+                Err(e)
+            }
+        }
     }
 
     /// Queues `frame`, first waiting (at most `within`, if given) while more than [`ROOM`]
@@ -298,7 +296,7 @@ impl Drop for WaitingSender<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{decode, Frame, DEFAULT_MAX_FRAME};
+    use crate::wire::{decode, encode_exact, Frame, DEFAULT_MAX_FRAME};
 
     #[test]
     fn small_frames_share_a_pack_large_ones_travel_alone() {

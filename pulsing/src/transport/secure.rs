@@ -339,7 +339,13 @@ impl Sealer {
         }
     }
 
-    fn seal_always(&mut self, plain: &[u8]) -> Bytes {
+    /// Whether messages are encrypted (else [`seal`](Self::seal) passes them through).
+    pub(crate) fn encrypts(&self) -> bool {
+        self.encrypt
+    }
+
+    /// The records sealing `plain` (only when encryption is on: see [`encrypts`](Self::encrypts)).
+    pub(crate) fn seal_always(&mut self, plain: &[u8]) -> Bytes {
         let mut out = self.buf.take(sealed_len(plain.len()));
         let mut at = 0;
         for chunk in plain

@@ -94,7 +94,7 @@ fn call(method: &'static str, args: Payload) -> Outgoing<'static> {
         actor_id: None,
         expect_type: None,
         method,
-        args,
+        args: OutArgs::Payload(args),
         deadline: None,
     }
 }

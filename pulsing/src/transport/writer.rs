@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::outbox::Outbox;
 use super::secure::Sealer;
+use super::spare::Spare;
+use crate::wire::PACK_LIMIT;
 
 /// The write half of a WebSocket, whatever its stream.
 pub(super) type Socket = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
@@ -33,6 +35,8 @@ pub(super) type Socket = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
 pub(super) struct WriteHalf {
     socket: Socket,
     sealer: Sealer,
+    /// Where a large frame's buffer goes back once the socket has copied it.
+    spare: std::sync::Arc<Spare>,
     /// Packs taken from the outboxes that the socket was not ready for, in order.
     held: VecDeque<Vec<u8>>,
     /// Whether the socket holds messages not yet flushed.
@@ -49,10 +53,11 @@ impl std::fmt::Debug for WriteHalf {
 }
 
 impl WriteHalf {
-    pub(super) fn new(socket: Socket, sealer: Sealer) -> WriteHalf {
+    pub(super) fn new(socket: Socket, sealer: Sealer, spare: std::sync::Arc<Spare>) -> WriteHalf {
         WriteHalf {
             socket,
             sealer,
+            spare,
             held: VecDeque::new(),
             unflushed: false,
         }
@@ -130,9 +135,16 @@ impl WriteHalf {
             let Some(pack) = self.held.pop_front() else {
                 break;
             };
-            self.socket
-                .as_mut()
-                .start_send(Message::Binary(self.sealer.seal(pack)))?;
+            let message = if pack.len() < PACK_LIMIT {
+                self.sealer.seal(pack)
+            } else if self.sealer.encrypts() {
+                let sealed = self.sealer.seal_always(&pack);
+                self.spare.give_back(pack);
+                sealed
+            } else {
+                self.spare.lend(pack)
+            };
+            self.socket.as_mut().start_send(Message::Binary(message))?;
             self.unflushed = true;
         }
         Poll::Ready(Ok(()))
@@ -233,7 +245,7 @@ mod tests {
         )
         .unwrap();
         let (channel, _) = initiator.finish(&msg2, b"r").unwrap();
-        WriteHalf::new(Box::pin(fake.clone()), channel.sealer)
+        WriteHalf::new(Box::pin(fake.clone()), channel.sealer, Default::default())
     }
 
     fn queue(outbox: &Outbox, frame: u32) {

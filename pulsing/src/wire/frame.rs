@@ -111,17 +111,54 @@ pub enum Frame {
 }
 
 /// A [`Frame::Request`] from borrowed parts, so a caller can encode it without copying the
-/// names into owned strings: it encodes to exactly the same bytes (a test checks it).
+/// names into owned strings, nor typed arguments into a buffer of their own: it encodes to
+/// exactly the same bytes (a test checks it).
 #[derive(Debug)]
-pub(crate) struct RequestRef<'a> {
+pub(crate) struct RequestRef<'a, X = NoArgs> {
     pub(crate) id: u64,
     pub(crate) actor: &'a str,
     pub(crate) actor_id: Option<u64>,
     pub(crate) expect_type: Option<&'a str>,
     pub(crate) method: &'a str,
-    pub(crate) args: &'a Payload,
+    pub(crate) args: RequestArgs<'a, X>,
     pub(crate) credit: Option<u32>,
     pub(crate) deadline_ms: Option<u64>,
+}
+
+/// The arguments of a [`RequestRef`]: a payload, or a typed argument tuple `value` whose
+/// postcard encoding is `size` bytes long, encoded straight into the frame as the
+/// `Payload::Typed` of that encoding.
+#[derive(Debug)]
+pub(crate) enum RequestArgs<'a, X> {
+    Payload(&'a Payload),
+    Typed { value: &'a X, size: usize },
+}
+
+/// The type of typed arguments for requests that have none (a payload instead).
+#[derive(Debug)]
+pub(crate) enum NoArgs {}
+
+impl Serialize for NoArgs {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<X: Serialize> Serialize for RequestArgs<'_, X> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestArgs::Payload(payload) => payload.serialize(serializer),
+            RequestArgs::Typed { value, size } => serializer.serialize_newtype_variant(
+                "Payload",
+                0,
+                "Typed",
+                &Prefixed {
+                    size: *size,
+                    value: *value,
+                },
+            ),
+        }
+    }
 }
 
 /// `Frame::Request`'s position among `Frame`'s variants (postcard encodes the position).
@@ -160,29 +197,38 @@ impl<T: Serialize> Serialize for OkTyped<'_, '_, T> {
     }
 }
 
-/// `Payload::Typed(..)` of a [`TypedResponseRef`]: postcard writes bytes as their length then
-/// the bytes, so the length followed by the value itself encodes the same.
+/// `Payload::Typed(..)` of a [`TypedResponseRef`].
 struct Typed<'r, 'a, T>(&'r TypedResponseRef<'a, T>);
 
 impl<T: Serialize> Serialize for Typed<'_, '_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_variant("Payload", 0, "Typed", &Nested(self.0))
+        let prefixed = Prefixed {
+            size: self.0.size,
+            value: self.0.value,
+        };
+        serializer.serialize_newtype_variant("Payload", 0, "Typed", &prefixed)
     }
 }
 
-struct Nested<'r, 'a, T>(&'r TypedResponseRef<'a, T>);
+/// The bytes of `value`'s postcard encoding (`size` long), without making them: postcard
+/// writes bytes as their length then the bytes, so the length followed by the value itself
+/// encodes the same.
+struct Prefixed<'a, T> {
+    size: usize,
+    value: &'a T,
+}
 
-impl<T: Serialize> Serialize for Nested<'_, '_, T> {
+impl<T: Serialize> Serialize for Prefixed<'_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
         let mut t = serializer.serialize_tuple(2)?;
-        t.serialize_element(&(self.0.size as u64))?;
-        t.serialize_element(self.0.value)?;
+        t.serialize_element(&(self.size as u64))?;
+        t.serialize_element(self.value)?;
         t.end()
     }
 }
 
-impl Serialize for RequestRef<'_> {
+impl<X: Serialize> Serialize for RequestRef<'_, X> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
         let mut v = serializer.serialize_struct_variant("Frame", REQUEST_VARIANT, "Request", 8)?;
@@ -191,7 +237,7 @@ impl Serialize for RequestRef<'_> {
         v.serialize_field("actor_id", &self.actor_id)?;
         v.serialize_field("expect_type", &self.expect_type)?;
         v.serialize_field("method", self.method)?;
-        v.serialize_field("args", self.args)?;
+        v.serialize_field("args", &self.args)?;
         v.serialize_field("credit", &self.credit)?;
         v.serialize_field("deadline_ms", &self.deadline_ms)?;
         v.end()

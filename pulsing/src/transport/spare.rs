@@ -1,0 +1,106 @@
+//! Buffers for large frames, used again once the socket has copied them.
+//!
+//! A frame of [`PACK_LIMIT`](crate::wire::PACK_LIMIT) bytes or more is encoded into a buffer of
+//! its own. A fresh buffer per message costs more than the copy into it: glibc maps and unmaps
+//! (or trims) blocks of a megabyte, so every page of the next one faults and is zeroed again —
+//! and whether it does depends on the allocator's moment, which made 1 MiB echoes swing between
+//! runs (page faults per echo 270–660 for the same code). The WebSocket layer copies a message
+//! into its own write buffer before the send returns, so the frame's buffer comes back at once:
+//! a connection keeps a couple of them. Buffers over [`KEPT_UP_TO`] are not kept, so a rare
+//! huge message does not pin its memory to the connection.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// The largest buffer kept for the next frame.
+const KEPT_UP_TO: usize = 4 << 20;
+
+/// How many buffers are kept (frames written at once by concurrent senders).
+const KEPT: usize = 2;
+
+/// A connection's spare large-frame buffers.
+#[derive(Debug, Default)]
+pub(super) struct Spare(Mutex<Vec<Vec<u8>>>);
+
+impl Spare {
+    /// An empty buffer with room for `size` bytes: a kept one if there is one.
+    pub(super) fn take(&self, size: usize) -> Vec<u8> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buf = kept.unwrap_or_default();
+        buf.reserve(size);
+        buf
+    }
+
+    /// Keeps `buf` for a later frame, unless it is too large or enough are kept.
+    pub(super) fn give_back(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > KEPT_UP_TO {
+            return;
+        }
+        buf.clear();
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < KEPT {
+            kept.push(buf);
+        }
+    }
+
+    /// `buf` as message bytes that return it here when dropped.
+    pub(super) fn lend(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Lent {
+            buf,
+            home: self.clone(),
+        })
+    }
+}
+
+/// A buffer lent out as [`Bytes`]; it goes back to its [`Spare`] when they are dropped.
+struct Lent {
+    buf: Vec<u8>,
+    home: Arc<Spare>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.home.give_back(std::mem::take(&mut self.buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_buffer_comes_back_when_its_bytes_are_dropped() {
+        let spare = Arc::new(Spare::default());
+        let mut buf = spare.take(1 << 20);
+        buf.extend_from_slice(&[7; 1 << 20]);
+        let at = buf.as_ptr();
+        let bytes = spare.lend(buf);
+        assert_eq!(bytes.len(), 1 << 20);
+        // Held by the message: not handed out again.
+        let other = spare.take(10);
+        assert_ne!(other.as_ptr(), at);
+        drop(other);
+        drop(bytes);
+        let again = spare.take(1 << 20);
+        assert_eq!(again.as_ptr(), at, "the same memory");
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn huge_buffers_and_extras_are_not_kept() {
+        let spare = Spare::default();
+        spare.give_back(Vec::with_capacity(KEPT_UP_TO + 1));
+        assert!(spare.0.lock().unwrap().is_empty());
+        for _ in 0..KEPT + 3 {
+            spare.give_back(Vec::with_capacity(1 << 20));
+        }
+        assert_eq!(spare.0.lock().unwrap().len(), KEPT);
+    }
+}
