@@ -563,3 +563,51 @@ async fn dial_slots_go_with_their_connections_and_failed_dials() {
     assert!(conn.is_closed());
     assert_eq!(conn.unsent_bytes(), 0);
 }
+
+/// A lone call is written by the caller's thread; a payload larger than the socket's buffers
+/// makes that write wait, and the writer task must finish it (`writer.rs`). Then calls that go
+/// out in a batch, then lone ones again: every answer must come back whole and in its place,
+/// encrypted or not.
+const LONG: Duration = Duration::from_secs(30);
+
+fn hung<T>(what: String) -> impl FnOnce(tokio::time::error::Elapsed) -> T {
+    move |_| panic!("{what} hung")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_calls_larger_than_the_socket_buffers_are_finished_by_the_writer() {
+    for secret in [None, Some(&b"s"[..])] {
+        let (a, _ia) = node(secret, 64 << 20).await;
+        let (b, _ib) = node(secret, 64 << 20).await;
+        let conn = a.connect(b.advertised()).await.unwrap();
+        let typed = |n: usize, fill: u8| {
+            let bytes =
+                crate::wire::SharedBytes::encode(&serde_bytes::ByteBuf::from(vec![fill; n]));
+            Payload::Typed(bytes.unwrap())
+        };
+        // Every wait is bounded: a frame left unwritten would hang the call, not fail it.
+        for (i, n) in [8 << 20, 1, 3 << 20, 100, 16 << 20].into_iter().enumerate() {
+            let sent = typed(n, i as u8);
+            let back = tokio::time::timeout(LONG, conn.call(call("echo", sent.clone())))
+                .await
+                .unwrap_or_else(hung(format!("lone call {i} of {n} bytes")));
+            assert_eq!(back.answered().unwrap(), sent, "lone call {i} of {n} bytes");
+        }
+        let batch = (0..32).map(|i| {
+            let conn = conn.clone();
+            let sent = typed(if i % 4 == 0 { 1 << 20 } else { 10 }, i as u8);
+            async move { (conn.call(call("echo", sent.clone())).await.answered(), sent) }
+        });
+        let batch = tokio::time::timeout(LONG, futures_util::future::join_all(batch))
+            .await
+            .unwrap_or_else(hung("the batch".into()));
+        for (back, sent) in batch {
+            assert_eq!(back.unwrap(), sent);
+        }
+        let sent = typed(5 << 20, 9);
+        let back = tokio::time::timeout(LONG, conn.call(call("echo", sent.clone())))
+            .await
+            .unwrap_or_else(hung("the last lone call".into()));
+        assert_eq!(back.answered().unwrap(), sent);
+    }
+}
