@@ -321,7 +321,6 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-/// An open, authenticated connection to one peer.
 /// Whether the connection has ended: a cancellation token to wait on, and a flag for the checks
 /// on every call (the token's own check takes a lock shared by every thread that checks it).
 #[derive(Debug, Default)]
@@ -345,6 +344,7 @@ impl Closed {
     }
 }
 
+/// An open, authenticated connection to one peer.
 pub(crate) struct Connection {
     pub(crate) peer: NodeId,
     pub(crate) peer_addr: String,
