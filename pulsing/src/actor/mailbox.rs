@@ -6,15 +6,16 @@
 //! and can be closed from the actor loop while senders hold plain references. Capacity is an
 //! atomic count of the room taken (a tokio semaphore took a lock on every release); a full
 //! mailbox makes `send` wait on a `Notify` (backpressure), never drop, and while senders wait,
-//! newcomers queue behind them.
+//! newcomers queue behind them. The actor loop's waker lives under the queue's lock: it is
+//! cloned only when it changes, and a sender wakes it only if the loop went to sleep on an empty
+//! queue since it was last woken (no `AtomicWaker`: the lock is taken anyway).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::sync::Notify;
 
@@ -40,16 +41,24 @@ impl<M> Drop for Reserved<'_, M> {
     }
 }
 
+/// What the lock guards: the messages, and the receiver's waker.
+struct Queue<M> {
+    items: VecDeque<M>,
+    /// The actor loop's waker, kept from one wait to the next (cloned only when it changes).
+    waker: Option<Waker>,
+    /// The actor loop found the queue empty and waits to be woken.
+    asleep: bool,
+}
+
 /// A bounded multi-producer, single-consumer queue.
 pub(crate) struct Mailbox<M> {
-    queue: Mutex<VecDeque<M>>,
+    queue: Mutex<Queue<M>>,
     /// Room taken: messages queued, or about to be (at most `capacity`).
     taken: AtomicUsize,
     capacity: usize,
     /// Senders waiting for room; while there are some, newcomers queue behind them.
     waiting: AtomicUsize,
     room_freed: Notify,
-    receiver: AtomicWaker,
     closed: AtomicBool,
     on_close: Notify,
 }
@@ -77,18 +86,21 @@ impl<M> Mailbox<M> {
     /// An empty mailbox holding at most `capacity` messages.
     pub(crate) fn new(capacity: usize) -> Self {
         Mailbox {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                waker: None,
+                asleep: false,
+            }),
             taken: AtomicUsize::new(0),
             capacity: capacity.max(1),
             waiting: AtomicUsize::new(0),
             room_freed: Notify::new(),
-            receiver: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             on_close: Notify::new(),
         }
     }
 
-    fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
+    fn queue(&self) -> MutexGuard<'_, Queue<M>> {
         // Only push/pop run under the lock: nothing can panic there.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -129,7 +141,7 @@ impl<M> Mailbox<M> {
 
     /// Appends a message for which room was already taken; gives the room back if closed.
     fn push(&self, msg: M) -> Result<(), M> {
-        let was_empty = {
+        let wake = {
             let mut queue = self.queue();
             // Checked under the lock: `close` drains under the same lock, so nothing is pushed
             // after the drain and left behind.
@@ -138,14 +150,19 @@ impl<M> Mailbox<M> {
                 self.give_back_room();
                 return Err(msg);
             }
-            queue.push_back(msg);
-            queue.len() == 1
+            queue.items.push_back(msg);
+            // The receiver goes to sleep only when it finds the queue empty (under the lock),
+            // so only the first push after that wakes it: the others find it awake, or woken,
+            // with this message still ahead of it.
+            if std::mem::take(&mut queue.asleep) {
+                queue.waker.clone()
+            } else {
+                None
+            }
         };
-        // The receiver registers only when it finds the queue empty (under the lock), so only
-        // the push that ends an empty queue needs to wake it: the others find it awake, or
-        // woken, with this message still ahead of it.
-        if was_empty {
-            self.receiver.wake();
+        // Woken outside the lock (waking may unpark a thread).
+        if let Some(waker) = wake {
+            waker.wake();
         }
         Ok(())
     }
@@ -156,7 +173,7 @@ impl<M> Mailbox<M> {
         if self.taken.load(Ordering::Acquire) == 0 {
             return;
         }
-        look(self.queue().iter());
+        look(self.queue().items.iter());
     }
 
     /// Takes room for one message if there is some now (`Ok(None)`: full; `Err`: closed). The
@@ -212,7 +229,7 @@ impl<M> Mailbox<M> {
     pub(crate) async fn recv(&self) -> Option<M> {
         poll_fn(|cx| {
             let mut queue = self.queue();
-            if let Some(msg) = queue.pop_front() {
+            if let Some(msg) = queue.items.pop_front() {
                 drop(queue);
                 self.give_back_room();
                 return Poll::Ready(Some(msg));
@@ -220,9 +237,16 @@ impl<M> Mailbox<M> {
             if self.closed.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            // Registered under the lock: a sender pushes under it too and wakes after, so its
-            // wake-up cannot slip between our look and our registration.
-            self.receiver.register(cx.waker());
+            // Under the lock: a sender pushes under it too and wakes after, so its wake-up
+            // cannot slip between our look and our going to sleep.
+            if !queue
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                queue.waker = Some(cx.waker().clone());
+            }
+            queue.asleep = true;
             Poll::Pending
         })
         .await
@@ -234,7 +258,8 @@ impl<M> Mailbox<M> {
         let left = {
             let mut queue = self.queue();
             self.closed.store(true, Ordering::Release);
-            std::mem::take(&mut *queue)
+            queue.waker = None; // the loop is done with it
+            std::mem::take(&mut queue.items)
         };
         self.room_freed.notify_waiters();
         self.on_close.notify_waiters();

@@ -7,6 +7,12 @@
 //! else: a call answered before the sweeper noticed its deadline gets its answer. The sender sees
 //! an expired or abandoned call as closed, so the actor skips it if it has not started it.
 //!
+//! A fifth flag in the same byte says the receiver's waker is in place (as in tokio's oneshot):
+//! the receiver writes its waker only while the flag is clear and no outcome is set, then sets
+//! it; whoever sets an outcome while the flag is set wakes that waker by reference. A receiver
+//! polled again with a waker that wakes the same task changes nothing. So a call costs one waker
+//! clone and no lock word besides the state (an `AtomicWaker` took four read-modify-writes).
+//!
 //! A call with a long deadline (see `handle/deadline.rs`) carries a second handle on the same
 //! allocation, a [`Ticket`], beside its message in the mailbox: the system's sweeper looks at
 //! queued and running calls' tickets once per tick and expires the overdue ones. The ticket
@@ -17,10 +23,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-use futures_util::task::AtomicWaker;
 
 use super::sweep::SweepClock;
 
@@ -28,6 +32,10 @@ const SENT: u8 = 1;
 const SENDER_GONE: u8 = 2;
 const RECEIVER_GONE: u8 = 4;
 const EXPIRED: u8 = 8;
+/// The receiver's waker is in place (see the module docs).
+const RX_WAKER: u8 = 16;
+/// Every outcome: once one is set, the receiver never writes its waker again.
+const SETTLED: u8 = SENT | SENDER_GONE | EXPIRED;
 
 /// Why a receiver got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +50,9 @@ struct Inner<T> {
     state: AtomicU8,
     /// Written once by the sender before it sets `SENT`; taken by the receiver after it sees it.
     value: UnsafeCell<Option<T>>,
-    receiver: AtomicWaker,
+    /// Written by the receiver only while `RX_WAKER` is clear and nothing is settled; read (to
+    /// wake it) only by whoever saw `RX_WAKER` set when it settled the channel.
+    waker: UnsafeCell<Option<Waker>>,
     /// The deadline, for the sweeper (nanoseconds; unused without a ticket).
     after_ns: u64,
     /// When the sweeper first saw the call (its clock, in nanoseconds; 0: not yet).
@@ -51,14 +61,30 @@ struct Inner<T> {
 
 // SAFETY: `value` is written only by the one `Sender` before it publishes `SENT` (release), and
 // read only by the one `Receiver` after it observed `SENT` (acquire); otherwise it is only
-// dropped with the last handle. So sharing `Inner` between threads needs only `T: Send`.
+// dropped with the last handle. `waker` is written only by the receiver while `RX_WAKER` is
+// clear and published by setting it (release); others read it (by reference) only after their
+// read-modify-write saw `RX_WAKER` set (acquire), and the receiver clears the flag, seeing their
+// outcome, before it would write again — so it never does. So sharing `Inner` between threads
+// needs only `T: Send` (a `Waker` is `Send + Sync`).
 unsafe impl<T: Send> Sync for Inner<T> {}
 
 impl<T> Inner<T> {
     fn expire(&self) {
         let before = self.state.fetch_or(EXPIRED, Ordering::AcqRel);
         if before & (SENT | RECEIVER_GONE | EXPIRED) == 0 {
-            self.receiver.wake();
+            self.wake(before);
+        }
+    }
+
+    /// Wakes the receiver after setting an outcome, if its waker was in place (`before`: the
+    /// state before the outcome was set).
+    fn wake(&self, before: u8) {
+        if before & (RX_WAKER | RECEIVER_GONE) == RX_WAKER {
+            // SAFETY: `RX_WAKER` was set when we settled the channel (acquire): the receiver
+            // wrote the waker before, and will not write it again (see the `Sync` impl).
+            if let Some(waker) = unsafe { &*self.waker.get() } {
+                waker.wake_by_ref();
+            }
         }
     }
 }
@@ -68,7 +94,7 @@ pub(crate) fn channel<T: Send + 'static>(deadline: Option<Duration>) -> (Sender<
     let inner = Arc::new(Inner {
         state: AtomicU8::new(0),
         value: UnsafeCell::new(None),
-        receiver: AtomicWaker::new(),
+        waker: UnsafeCell::new(None),
         after_ns: deadline.map_or(u64::MAX, |d| {
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
         }),
@@ -119,9 +145,7 @@ impl<T> Sender<T> {
         // receiver reads it only after seeing `SENT`.
         unsafe { *inner.value.get() = Some(value) };
         let before = inner.state.fetch_or(SENT, Ordering::AcqRel);
-        if before & RECEIVER_GONE == 0 {
-            inner.receiver.wake();
-        }
+        inner.wake(before);
     }
 
     /// Whether the answer can no longer reach anyone: the receiver was dropped or the deadline
@@ -137,9 +161,7 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
             let before = inner.state.fetch_or(SENDER_GONE, Ordering::AcqRel);
-            if before & RECEIVER_GONE == 0 {
-                inner.receiver.wake();
-            }
+            inner.wake(before);
         }
     }
 }
@@ -181,11 +203,30 @@ impl<T> Future for Receiver<T> {
         if let Some(done) = self.settled() {
             return Poll::Ready(done);
         }
-        self.inner.receiver.register(cx.waker());
-        match self.settled() {
-            Some(done) => Poll::Ready(done),
-            None => Poll::Pending,
+        let inner = &*self.inner;
+        if inner.state.load(Ordering::Acquire) & RX_WAKER != 0 {
+            // SAFETY: while `RX_WAKER` is set, the waker is only read (here and by wakers).
+            let same = unsafe { &*inner.waker.get() }
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            if same {
+                // Whoever settles the channel now sees the flag and wakes this task.
+                return Poll::Pending;
+            }
+            let before = inner.state.fetch_and(!RX_WAKER, Ordering::AcqRel);
+            if before & SETTLED != 0 {
+                return Poll::Ready(self.settled().unwrap_or(Err(NoAnswer::Dropped)));
+            }
         }
+        // SAFETY: `RX_WAKER` is clear and nothing was settled when we looked: nobody reads the
+        // waker until we set the flag again, below.
+        unsafe { *inner.waker.get() = Some(cx.waker().clone()) };
+        let before = inner.state.fetch_or(RX_WAKER, Ordering::AcqRel);
+        if before & SETTLED != 0 {
+            // Settled meanwhile (the settler saw no waker and woke nobody): done now.
+            return Poll::Ready(self.settled().unwrap_or(Err(NoAnswer::Dropped)));
+        }
+        Poll::Pending
     }
 }
 
@@ -207,7 +248,7 @@ trait Expiry: Send + Sync {
 
 impl<T: Send> Expiry for Inner<T> {
     fn check(&self, clock: &mut SweepClock) {
-        if self.state.load(Ordering::Acquire) != 0 {
+        if self.state.load(Ordering::Acquire) & (SETTLED | RECEIVER_GONE) != 0 {
             return; // answered, dropped or expired already: nothing to do
         }
         match self.seen.load(Ordering::Relaxed) {
