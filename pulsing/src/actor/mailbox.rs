@@ -5,11 +5,12 @@
 //! mailbox lives inline in the actor's cell, allocates its queue only when a message arrives,
 //! and can be closed from the actor loop while senders hold plain references. Every push and pop
 //! takes the queue's lock once, and everything else they need lives under it: the count of room
-//! taken (capacity), and the actor loop's waker (cloned only when it changes; a sender wakes it
-//! only if the loop went to sleep on an empty queue since it was last woken). So a message costs
-//! the lock and nothing else shared (an atomic room count and an `AtomicWaker` cost six more
-//! read-modify-writes per call). A full mailbox makes `send` wait on a `Notify` (backpressure),
-//! never drop, and while senders wait, newcomers queue behind them.
+//! taken (capacity), and the actor loop's waker (kept from one wait to the next; a sender wakes
+//! it only if the loop went to sleep on an empty queue since it was last woken, with a clone
+//! taken under the lock). So a message costs the lock, and the waker's clone when it wakes the
+//! loop (an atomic room count and an `AtomicWaker` cost six more read-modify-writes per call).
+//! A full mailbox makes `send` wait on a `Notify` (backpressure), never drop, and while senders
+//! wait, newcomers queue behind them.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

@@ -453,6 +453,33 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_polled_with_another_waker_wakes_that_one() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let (tx, mut rx, _) = channel::<u32>(None);
+        let mut poll = |w: &Waker| Pin::new(&mut rx).poll(&mut Context::from_waker(w));
+        assert!(poll(&wa).is_pending());
+        assert!(poll(&wa).is_pending()); // same waker: nothing changes
+        assert!(poll(&wb).is_pending()); // another task now waits
+        tx.send(5);
+        assert_eq!(b.0.load(Ordering::Relaxed), 1);
+        assert_eq!(a.0.load(Ordering::Relaxed), 0);
+        assert_eq!(poll(&wb), Poll::Ready(Ok(5)));
+    }
+
+    #[test]
     fn answers_cross_threads() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
