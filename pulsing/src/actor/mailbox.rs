@@ -3,18 +3,21 @@
 //! Why not `tokio::sync::mpsc`: its channel allocates a shared block of 32 message slots for every
 //! actor up front (the bulk of an idle actor's memory), and only the receiver can close it. This
 //! mailbox lives inline in the actor's cell, allocates its queue only when a message arrives,
-//! and can be closed from the actor loop while senders hold plain references. Capacity is an
-//! atomic count of the room taken (a tokio semaphore took a lock on every release); a full
-//! mailbox makes `send` wait on a `Notify` (backpressure), never drop, and while senders wait,
-//! newcomers queue behind them.
+//! and can be closed from the actor loop while senders hold plain references. Every push and pop
+//! takes the queue's lock once, and everything else they need lives under it: the count of room
+//! taken (capacity), and the actor loop's waker (kept from one wait to the next; a sender wakes
+//! it only if the loop went to sleep on an empty queue since it was last woken, with a clone
+//! taken under the lock). So a message costs the lock, and the waker's clone when it wakes the
+//! loop (an atomic room count and an `AtomicWaker` cost six more read-modify-writes per call).
+//! A full mailbox makes `send` wait on a `Notify` (backpressure), never drop, and while senders
+//! wait, newcomers queue behind them.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::sync::Notify;
 
@@ -40,16 +43,24 @@ impl<M> Drop for Reserved<'_, M> {
     }
 }
 
+/// What the lock guards: the messages, the room taken, and the receiver's waker.
+struct Queue<M> {
+    items: VecDeque<M>,
+    /// Room taken: messages queued, or about to be (reserved; at most `capacity`).
+    taken: usize,
+    /// The actor loop's waker, kept from one wait to the next (cloned only when it changes).
+    waker: Option<Waker>,
+    /// The actor loop found the queue empty and waits to be woken.
+    asleep: bool,
+}
+
 /// A bounded multi-producer, single-consumer queue.
 pub(crate) struct Mailbox<M> {
-    queue: Mutex<VecDeque<M>>,
-    /// Room taken: messages queued, or about to be (at most `capacity`).
-    taken: AtomicUsize,
+    queue: Mutex<Queue<M>>,
     capacity: usize,
     /// Senders waiting for room; while there are some, newcomers queue behind them.
     waiting: AtomicUsize,
     room_freed: Notify,
-    receiver: AtomicWaker,
     closed: AtomicBool,
     on_close: Notify,
 }
@@ -57,7 +68,7 @@ pub(crate) struct Mailbox<M> {
 impl<M> std::fmt::Debug for Mailbox<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
-            .field("taken", &self.taken.load(Ordering::Relaxed))
+            .field("taken", &self.queue.try_lock().ok().map(|q| q.taken))
             .field("capacity", &self.capacity)
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
@@ -77,95 +88,105 @@ impl<M> Mailbox<M> {
     /// An empty mailbox holding at most `capacity` messages.
     pub(crate) fn new(capacity: usize) -> Self {
         Mailbox {
-            queue: Mutex::new(VecDeque::new()),
-            taken: AtomicUsize::new(0),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                taken: 0,
+                waker: None,
+                asleep: false,
+            }),
             capacity: capacity.max(1),
             waiting: AtomicUsize::new(0),
             room_freed: Notify::new(),
-            receiver: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             on_close: Notify::new(),
         }
     }
 
-    fn queue(&self) -> MutexGuard<'_, VecDeque<M>> {
+    fn queue(&self) -> MutexGuard<'_, Queue<M>> {
         // Only push/pop run under the lock: nothing can panic there.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes room for one message if there is some. A sender that is not itself waiting gets
-    /// none while others wait, so waiting senders are not starved by newcomers.
-    fn take_room(&self, waiter: bool) -> bool {
+    /// Takes room for one message if there is some (under the lock). A sender that is not
+    /// itself waiting gets none while others wait, so waiting senders are not starved by
+    /// newcomers.
+    fn take_room(&self, queue: &mut Queue<M>, waiter: bool) -> bool {
         if !waiter && self.waiting.load(Ordering::SeqCst) > 0 {
             return false;
         }
-        let mut taken = self.taken.load(Ordering::Relaxed);
-        loop {
-            if taken >= self.capacity {
-                return false;
-            }
-            match self.taken.compare_exchange_weak(
-                taken,
-                taken + 1,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => taken = now,
-            }
+        if queue.taken >= self.capacity {
+            return false;
         }
+        queue.taken += 1;
+        true
     }
 
-    /// Gives back the room of one message, waking a waiting sender if there is one. (A plain
-    /// counter: no lock, unlike a semaphore's release.)
-    fn give_back_room(&self) {
-        self.taken.fetch_sub(1, Ordering::SeqCst);
-        // Both sides use sequentially consistent operations: either this load sees the
-        // waiter, or the waiter's next look at `taken` sees the room.
+    /// Wakes a waiting sender, if there is one, after room was given back (outside the lock).
+    fn room_given_back(&self) {
+        // The room was given back under the lock, and a waiting sender counts itself before it
+        // takes the lock to look for room: either its look comes after our unlock and sees the
+        // room, or its count happened before our lock, so this load sees it.
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room_freed.notify_one();
         }
     }
 
-    /// Appends a message for which room was already taken; gives the room back if closed.
+    /// Gives back the room of one message (a reservation dropped unused).
+    fn give_back_room(&self) {
+        self.queue().taken -= 1;
+        self.room_given_back();
+    }
+
+    /// Appends a message for which room was taken, under the lock; the receiver's waker if it
+    /// must be woken (after the lock is released: waking may unpark a thread).
+    fn push_locked(queue: &mut Queue<M>, msg: M) -> Option<Waker> {
+        queue.items.push_back(msg);
+        // The receiver goes to sleep only when it finds the queue empty (under the lock), so
+        // only the first push after that wakes it: the others find it awake, or woken, with
+        // this message still ahead of it.
+        if std::mem::take(&mut queue.asleep) {
+            queue.waker.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Appends a message for which room was already reserved; gives the room back if closed.
     fn push(&self, msg: M) -> Result<(), M> {
-        let was_empty = {
-            let mut queue = self.queue();
-            // Checked under the lock: `close` drains under the same lock, so nothing is pushed
-            // after the drain and left behind.
-            if self.closed.load(Ordering::Acquire) {
-                drop(queue);
-                self.give_back_room();
-                return Err(msg);
-            }
-            queue.push_back(msg);
-            queue.len() == 1
-        };
-        // The receiver registers only when it finds the queue empty (under the lock), so only
-        // the push that ends an empty queue needs to wake it: the others find it awake, or
-        // woken, with this message still ahead of it.
-        if was_empty {
-            self.receiver.wake();
+        let mut queue = self.queue();
+        // Checked under the lock: `close` drains under the same lock, so nothing is pushed
+        // after the drain and left behind.
+        if self.closed.load(Ordering::Acquire) {
+            queue.taken -= 1;
+            drop(queue);
+            self.room_given_back();
+            return Err(msg);
+        }
+        let wake = Self::push_locked(&mut queue, msg);
+        drop(queue);
+        if let Some(waker) = wake {
+            waker.wake();
         }
         Ok(())
     }
 
     /// Runs `look` on the queued messages, under the lock; not at all when the mailbox is
-    /// empty (seen without the lock: no room taken).
+    /// empty.
     pub(crate) fn with_queued(&self, look: impl FnOnce(std::collections::vec_deque::Iter<'_, M>)) {
-        if self.taken.load(Ordering::Acquire) == 0 {
-            return;
+        let queue = self.queue();
+        if !queue.items.is_empty() {
+            look(queue.items.iter());
         }
-        look(self.queue().iter());
     }
 
     /// Takes room for one message if there is some now (`Ok(None)`: full; `Err`: closed). The
     /// room goes back if the reservation is dropped unused.
     pub(crate) fn try_reserve(&self) -> Result<Option<Reserved<'_, M>>, ()> {
-        if self.is_closed() {
+        let mut queue = self.queue();
+        if self.closed.load(Ordering::Acquire) {
             return Err(());
         }
-        if !self.take_room(false) {
+        if !self.take_room(&mut queue, false) {
             return Ok(None);
         }
         Ok(Some(Reserved {
@@ -174,55 +195,80 @@ impl<M> Mailbox<M> {
         }))
     }
 
-    /// Adds a message if there is room now.
+    /// Adds a message if there is room now (closed: checked under the lock, as `close` drains
+    /// under it).
     pub(crate) fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
-        if self.is_closed() {
+        let mut queue = self.queue();
+        if self.closed.load(Ordering::Acquire) {
             return Err(TrySendError::Closed(msg));
         }
-        if !self.take_room(false) {
+        if !self.take_room(&mut queue, false) {
             return Err(TrySendError::Full(msg));
         }
-        self.push(msg).map_err(TrySendError::Closed)
+        let wake = Self::push_locked(&mut queue, msg);
+        drop(queue);
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        Ok(())
     }
 
     /// Adds a message, waiting while the mailbox is full. Fails only if it is closed.
     ///
     /// Cancel safety: dropping the future before it completes leaves the message unsent.
     pub(crate) async fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        if !self.take_room(false) {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let _waiting = Waiting(&self.waiting);
-            loop {
-                let freed = self.room_freed.notified();
-                let mut freed = std::pin::pin!(freed);
-                freed.as_mut().enable();
-                if self.is_closed() {
+        let msg = match self.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(msg)) => return Err(SendError(msg)),
+            Err(TrySendError::Full(msg)) => msg,
+        };
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        loop {
+            let freed = self.room_freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut queue = self.queue();
+                if self.closed.load(Ordering::Acquire) {
                     return Err(SendError(msg));
                 }
-                if self.take_room(true) {
-                    break;
+                if self.take_room(&mut queue, true) {
+                    let wake = Self::push_locked(&mut queue, msg);
+                    drop(queue);
+                    if let Some(waker) = wake {
+                        waker.wake();
+                    }
+                    return Ok(());
                 }
-                freed.await;
             }
+            freed.await;
         }
-        self.push(msg).map_err(SendError)
     }
 
     /// The next message; `None` once the mailbox is closed and empty. Only the actor loop calls it.
     pub(crate) async fn recv(&self) -> Option<M> {
         poll_fn(|cx| {
             let mut queue = self.queue();
-            if let Some(msg) = queue.pop_front() {
+            if let Some(msg) = queue.items.pop_front() {
+                queue.taken -= 1;
                 drop(queue);
-                self.give_back_room();
+                self.room_given_back();
                 return Poll::Ready(Some(msg));
             }
             if self.closed.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            // Registered under the lock: a sender pushes under it too and wakes after, so its
-            // wake-up cannot slip between our look and our registration.
-            self.receiver.register(cx.waker());
+            // Under the lock: a sender pushes under it too and wakes after, so its wake-up
+            // cannot slip between our look and our going to sleep.
+            if !queue
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                queue.waker = Some(cx.waker().clone());
+            }
+            queue.asleep = true;
             Poll::Pending
         })
         .await
@@ -234,7 +280,8 @@ impl<M> Mailbox<M> {
         let left = {
             let mut queue = self.queue();
             self.closed.store(true, Ordering::Release);
-            std::mem::take(&mut *queue)
+            queue.waker = None; // the loop is done with it
+            std::mem::take(&mut queue.items)
         };
         self.room_freed.notify_waiters();
         self.on_close.notify_waiters();
