@@ -68,13 +68,25 @@ struct State {
     waiting: usize,
 }
 
+/// Whether a sender goes ahead of those waiting for room, and what it does if it may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Queues whatever the room (answers: an actor never waits for the network).
+    Always,
+    /// Queues only in turn; otherwise gives up, not counted as waiting.
+    OrGiveUp,
+    /// Queues only in turn; otherwise is counted as waiting, under the same lock, so that no
+    /// newcomer overtakes it.
+    OrWait,
+}
+
 /// What [`Outbox::queue`] did.
 enum Queued {
     /// Queued; true if the outbox was empty before (the writer must be woken, or the frame
     /// written by whoever queued it).
     Yes(bool),
     Not(NotQueued),
-    /// Not queued: the sender must wait (it is counted in `waiting`).
+    /// Not queued: the sender must wait (counted in `waiting` if it asked to be).
     Wait,
 }
 
@@ -94,7 +106,7 @@ impl Outbox {
     /// Like [`push`](Self::push), without waking the writer: true if the outbox was empty, and
     /// then the caller must either write it or [`wake_writer`](Self::wake_writer).
     pub(super) fn push_quietly<T: Serialize + ?Sized>(&self, frame: &T) -> Result<bool, NotQueued> {
-        match self.queue(frame, false) {
+        match self.queue(frame, Turn::Always) {
             Queued::Yes(first) => Ok(first),
             Queued::Not(why) => Err(why),
             Queued::Wait => unreachable!("only a sender in turn waits"),
@@ -108,14 +120,10 @@ impl Outbox {
         &self,
         frame: &T,
     ) -> Option<Result<bool, NotQueued>> {
-        match self.queue(frame, true) {
+        match self.queue(frame, Turn::OrGiveUp) {
             Queued::Yes(first) => Some(Ok(first)),
             Queued::Not(why) => Some(Err(why)),
-            Queued::Wait => {
-                // Counted as waiting by `queue`; not waiting after all.
-                self.lock().waiting -= 1;
-                None
-            }
+            Queued::Wait => None,
         }
     }
 
@@ -124,9 +132,9 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Queues `frame`; with `in_turn`, only if the outbox has room and no sender is waiting
-    /// (else the caller is counted as waiting).
-    fn queue<T: Serialize + ?Sized>(&self, frame: &T, in_turn: bool) -> Queued {
+    /// Queues `frame`; unless `turn` is `Always`, only if the outbox has room and no sender is
+    /// waiting.
+    fn queue<T: Serialize + ?Sized>(&self, frame: &T, turn: Turn) -> Queued {
         let unencodable = |e: postcard::Error| Queued::Not(NotQueued::Unencodable(e.to_string()));
         let size = match postcard::experimental::serialized_size(frame) {
             Ok(size) => size,
@@ -138,12 +146,20 @@ impl Outbox {
             None => None,
         };
         let mut state = self.lock();
-        if state.closed {
-            return Queued::Not(NotQueued::Closed);
-        }
-        if in_turn && (state.waiting > 0 || state.bytes > ROOM) {
-            state.waiting += 1;
-            return Queued::Wait;
+        let not_queued = if state.closed {
+            Some(Queued::Not(NotQueued::Closed))
+        } else if turn != Turn::Always && (state.waiting > 0 || state.bytes > ROOM) {
+            state.waiting += usize::from(turn == Turn::OrWait);
+            Some(Queued::Wait)
+        } else {
+            None
+        };
+        if let Some(not_queued) = not_queued {
+            drop(state);
+            if let Some(buf) = alone {
+                self.spare.give_back(buf);
+            }
+            return not_queued;
         }
         let was_empty = state.packs.is_empty();
         match alone {
@@ -196,7 +212,7 @@ impl Outbox {
         frame: &T,
         within: Option<Duration>,
     ) -> Result<(), NotQueued> {
-        match self.queue(frame, true) {
+        match self.queue(frame, Turn::OrWait) {
             Queued::Yes(first) => {
                 if first {
                     self.wake_writer();
