@@ -42,6 +42,14 @@ use crate::error::{Error, Result};
 
 /// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most a connection reads from its socket at once (tungstenite's `read_buffer_size`,
+/// 128 KiB by default). tungstenite zero-fills that much of its buffer before every read, so
+/// with many small frames in flight most reads zeroed about 100 KiB to receive a few: 12% of
+/// the server's CPU at 1024 calls in flight. 32 KiB: 4–6% less CPU per call in alternating
+/// soaks there, and no loss on 1 MiB echoes (a frame's whole length is reserved once; it just
+/// takes more reads).
+const READ_CHUNK: usize = 32 * 1024;
 pub(crate) use connection::ESTABLISH_TIMEOUT;
 
 /// Accepted connections that have not logged in yet, at most, per node.
@@ -344,11 +352,13 @@ impl Transport {
         let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
     }
 
+    /// The WebSocket settings of every connection (both roles).
     fn ws_config(&self) -> WebSocketConfig {
         // Each frame is checked against `max_frame` once decoded; a message of several packed
         // frames may always reach PACK_LIMIT; sealing adds a tag per record.
         let max = secure::sealed_len(self.max_frame.max(crate::wire::PACK_LIMIT));
         WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
     }
