@@ -1,5 +1,6 @@
-//! The reply slot of a typed call in this process: a oneshot channel that the deadline sweeper
-//! can also end ([`Expiry`]).
+//! The reply slot of a typed call in this process, and of any call to another node (its
+//! connection's reader sends the answer): a oneshot channel that the deadline sweeper can also
+//! end ([`Expiry`]).
 //!
 //! One allocation per call, like tokio's oneshot, and one waker (only the receiver waits). Four
 //! flags in one byte say what happened: the answer was sent, the sender was dropped unanswered,
