@@ -1181,6 +1181,7 @@ async fn read_loop<S>(
     let closed = closed.cancelled();
     tokio::pin!(closed);
     let (mut heard, mut heard_at_check, mut silent) = (0u64, 0u64, 0u32);
+    let mut answers = Answers::default();
     let reason = 'read: loop {
         let mut message = tokio::select! {
             biased;
@@ -1222,9 +1223,10 @@ async fn read_loop<S>(
                 };
                 let mut routed = Ok(());
                 let decoded = decode_packed(&bytes, max_frame, |frame| {
-                    routed = route(&conn, &*inbound, frame);
+                    routed = route(&conn, &*inbound, frame, &mut answers);
                     routed.is_ok()
                 });
+                answers.deliver(&conn);
                 if let Err(e) = decoded {
                     break 'read format!("bad frame: {e}");
                 }
@@ -1250,7 +1252,14 @@ fn route(
     conn: &Arc<Connection>,
     inbound: &dyn Inbound,
     frame: Frame,
+    answers: &mut Answers,
 ) -> std::result::Result<(), String> {
+    // Answers wait to be delivered together, but never behind a frame of another kind: a
+    // stream's opening comes before its items (`stream_items_beyond_the_credit_…` fails
+    // otherwise: the peer packs the opening and the items into one message).
+    if !matches!(frame, Frame::Response { .. }) {
+        answers.deliver(conn);
+    }
     match frame {
         Frame::Request {
             id,
@@ -1289,40 +1298,7 @@ fn route(
                 ))
             }
         },
-        Frame::Response { id, result } => {
-            let mut waiting = lock(&conn.waiting);
-            match waiting.get(&id) {
-                Some(Waiting::Call { .. }) => {
-                    let call = Connection::unwait(&mut waiting, &conn.window, id);
-                    // Woken outside the lock: the caller may run on another thread at once.
-                    drop(waiting);
-                    if let Some(Waiting::Call { tx, .. }) = call {
-                        let _ = tx.send(Outcome::Answered(result));
-                    }
-                }
-                Some(Waiting::Told) => {
-                    Connection::unwait(&mut waiting, &conn.window, id);
-                    drop(waiting);
-                    if let Err(error) = result {
-                        tracing::warn!(peer = %conn.peer_addr, %error, "a told call failed");
-                    }
-                }
-                // For a stream, the response says whether it opened; one that did not is over.
-                Some(Waiting::Stream { tx, .. }) => match result {
-                    Ok(_) => {
-                        let _ = tx.send(StreamMsg::Opened(Ok(())));
-                    }
-                    Err(e) => {
-                        if let Some(Waiting::Stream { tx, .. }) =
-                            Connection::unwait(&mut waiting, &conn.window, id)
-                        {
-                            let _ = tx.send(StreamMsg::Opened(Err(e)));
-                        }
-                    }
-                },
-                None => {}
-            }
-        }
+        Frame::Response { id, result } => answers.arrived.push((id, result)),
         Frame::StreamItems { id, items } => {
             let mut waiting = lock(&conn.waiting);
             if let Some(Waiting::Stream { tx, credit }) = waiting.get_mut(&id) {
@@ -1386,6 +1362,60 @@ fn route(
         }
     }
     Ok(())
+}
+
+/// The answers in one message from the peer, delivered together: the table of calls waiting
+/// for them is locked once for them all, not once each (its lock is shared with the threads
+/// that make calls). The buffers are kept from one message to the next.
+#[derive(Default)]
+struct Answers {
+    arrived: Vec<(u64, Result<Payload>)>,
+    /// Callers to wake, outside the lock: a caller may run on another thread at once.
+    woken: Vec<(oneshot::Sender<Outcome>, Result<Payload>)>,
+}
+
+impl Answers {
+    fn deliver(&mut self, conn: &Connection) {
+        if self.arrived.is_empty() {
+            return;
+        }
+        let mut waiting = lock(&conn.waiting);
+        for (id, result) in self.arrived.drain(..) {
+            match waiting.get(&id) {
+                Some(Waiting::Call { .. }) => {
+                    if let Some(Waiting::Call { tx, .. }) =
+                        Connection::unwait(&mut waiting, &conn.window, id)
+                    {
+                        self.woken.push((tx, result));
+                    }
+                }
+                Some(Waiting::Told) => {
+                    Connection::unwait(&mut waiting, &conn.window, id);
+                    if let Err(error) = result {
+                        tracing::warn!(peer = %conn.peer_addr, %error, "a told call failed");
+                    }
+                }
+                // For a stream, the response says whether it opened; one that did not is over.
+                Some(Waiting::Stream { tx, .. }) => match result {
+                    Ok(_) => {
+                        let _ = tx.send(StreamMsg::Opened(Ok(())));
+                    }
+                    Err(e) => {
+                        if let Some(Waiting::Stream { tx, .. }) =
+                            Connection::unwait(&mut waiting, &conn.window, id)
+                        {
+                            let _ = tx.send(StreamMsg::Opened(Err(e)));
+                        }
+                    }
+                },
+                None => {}
+            }
+        }
+        drop(waiting);
+        for (tx, result) in self.woken.drain(..) {
+            tx.send(Outcome::Answered(result));
+        }
+    }
 }
 
 /// The client side of a `__fuzz` session against `t`, over an in-memory stream (see
