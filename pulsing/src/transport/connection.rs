@@ -592,7 +592,7 @@ impl Connection {
         for (id, waiting) in expired {
             self.window.give();
             if let Waiting::Call { tx, .. } = waiting {
-                let _ = tx.send(Outcome::Expired);
+                tx.send(Outcome::Expired);
             }
             self.send_control(Frame::Cancel { id });
         }
@@ -840,7 +840,7 @@ impl Connection {
         for w in waiting {
             match w {
                 Waiting::Call { tx, .. } => {
-                    let _ = tx.send(Outcome::Answered(Err(self.lost())));
+                    tx.send(Outcome::Answered(Err(self.lost())));
                 }
                 Waiting::Told => {}
                 Waiting::Stream { tx, .. } => {
