@@ -447,6 +447,85 @@ mod tests {
         ));
     }
 
+    /// Where each byte string of `value` lies: in `frame` (shared) or elsewhere (copied).
+    fn shared_with(frame: &[u8], value: &Value, out: &mut Vec<(usize, bool)>) {
+        match value {
+            Value::Bytes(b) => {
+                let range = frame.as_ptr_range();
+                out.push((b.len(), range.contains(&b.as_ptr()) && !b.is_empty()));
+            }
+            Value::List(items) => items.iter().for_each(|v| shared_with(frame, v, out)),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                shared_with(frame, k, out);
+                shared_with(frame, v, out);
+            }),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn large_byte_strings_of_a_received_value_share_the_message() {
+        // 0, 1, just under and at the threshold, large: in arguments (nested, and by keyword)
+        // and in a result.
+        let sizes = [0, 1, 511, 512, 16 << 10, 1 << 20];
+        let strings: Vec<Value> = sizes.iter().map(|&n| Value::bytes(vec![7u8; n])).collect();
+        let request = Frame::Request {
+            id: 1,
+            actor: "a".into(),
+            actor_id: None,
+            expect_type: None,
+            method: "m".into(),
+            args: Payload::Dynamic(Args {
+                positional: vec![Value::List(strings.clone())],
+                keyword: vec![("k".into(), Value::Map(vec![(1.into(), strings[5].clone())]))],
+            }),
+            credit: None,
+            deadline_ms: None,
+        };
+        let response = Frame::Response {
+            id: 1,
+            result: Ok(Payload::Value(Value::List(strings.clone()))),
+        };
+        for sent in [request, response] {
+            let message = bytes::Bytes::from(encode(&sent));
+            let mut frames = Vec::new();
+            decode_packed(&message, DEFAULT_MAX_FRAME, |f| {
+                frames.push(f);
+                true
+            })
+            .unwrap();
+            assert_eq!(frames, [sent.clone()], "decodes to what was sent");
+            let value = match &frames[0] {
+                Frame::Request {
+                    args: Payload::Dynamic(args),
+                    ..
+                } => Value::List(vec![args.positional[0].clone(), args.keyword[0].1.clone()]),
+                Frame::Response {
+                    result: Ok(Payload::Value(v)),
+                    ..
+                } => v.clone(),
+                other => panic!("{other:?}"),
+            };
+            let mut found = Vec::new();
+            shared_with(&message, &value, &mut found);
+            for (len, shared) in found {
+                assert_eq!(shared, len >= 512, "a byte string of {len} bytes");
+            }
+            // Decoded from a plain slice, nothing is shared (the slice may not outlive it).
+            let plain = decode(&message, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(plain, sent);
+            let mut found = Vec::new();
+            if let Frame::Response {
+                result: Ok(Payload::Value(v)),
+                ..
+            } = &plain
+            {
+                shared_with(&message, v, &mut found);
+            }
+            assert!(found.iter().all(|&(_, shared)| !shared));
+        }
+    }
+
     #[test]
     fn trailing_garbage_is_refused() {
         let mut bytes = encode(&Frame::Leaving);
