@@ -291,7 +291,9 @@ def mib_rate(seconds: float) -> str:
 
 
 async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
-    """Sequential 1 MiB echoes through Pulsing and through raw asyncio (30 of each, paired)."""
+    """Sequential 1 MiB echoes through Pulsing and through raw asyncio (120 of each in six
+    alternating blocks, after 200 of each to warm up; 36 before 2026-12-05 left the floor's median
+    swinging 0.9-2.3 GB/s between runs)."""
     payload = os.urandom(MIB)
     floor = await asyncio_echo(echo_port, payload)
 
@@ -301,7 +303,7 @@ async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
     async def raw(_):
         assert await floor(0) == payload
 
-    return await paired(call, raw, server_pid, n=36)
+    return await paired(call, raw, server_pid, n=120)
 
 
 async def stream_rate(remote, method: str) -> float:

@@ -494,7 +494,11 @@ mod tests {
                 true
             })
             .unwrap();
-            assert_eq!(frames, [sent.clone()], "decodes to what was sent");
+            assert_eq!(
+                frames,
+                std::slice::from_ref(&sent),
+                "decodes to what was sent"
+            );
             let value = match &frames[0] {
                 Frame::Request {
                     args: Payload::Dynamic(args),
