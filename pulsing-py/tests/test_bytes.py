@@ -122,3 +122,23 @@ async def test_lent_bytes_are_released(where, py_node, cluster_system):
         return sys.getrefcount(data)
 
     await eventually(references, before)
+
+
+async def test_a_memoryview_is_not_plain_data(py_node, cluster_system):
+    """As before lending: a `memoryview` is not converted (its exporter could change under the
+    call); it would need pickle, refused without a secret, and pickle refuses it with one."""
+    node = py_node("--spawn", "worker", "--name", "n", "--secret", "s")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr], secret="s")
+    worker = await Worker.resolve("worker", timeout=10)
+    view = memoryview(os.urandom(MIB))
+    with pytest.raises(pul.PulsingDecodeError, match="cannot pickle memoryview"):
+        await worker.echo(view)
+    assert await worker.echo(bytes(view)) == bytes(view)
+
+
+async def test_a_memoryview_needs_pickle_without_a_secret(py_node, cluster_system):
+    node = py_node("--spawn", "worker", "--name", "n")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    worker = await Worker.resolve("worker", timeout=10)
+    with pytest.raises(pul.PulsingPickleError, match="memoryview"):
+        await worker.echo(memoryview(b"abc"))
