@@ -230,8 +230,9 @@ impl<'de> Visitor<'de> for Seed {
     }
 }
 
-/// A byte string: borrowed from the buffer being decoded, a slice of the received frame when it
-/// is large (`shared.rs`), else a copy; an owned buffer is kept as it is.
+/// A byte string: borrowed from the buffer being decoded, a slice of the received message when it
+/// is large and most of that message (`shared.rs`, `share_most`), else a copy; an owned buffer
+/// is kept as it is.
 struct BytesSeed;
 
 impl<'de> DeserializeSeed<'de> for BytesSeed {
@@ -251,7 +252,7 @@ impl<'de> Visitor<'de> for BytesSeed {
     }
 
     fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
-        Ok(super::shared::share(v))
+        Ok(super::shared::share_most(v))
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {

@@ -8,6 +8,8 @@
 //! below [`SHARE_FROM`] bytes they are copied — measured at 1024 calls in flight, sharing every
 //! part made threads contend on the buffer's reference count (≈5% of the CPU) for no gain.
 //! Outside a [`decode_shared`], or for bytes that do not lie in its buffer, [`share`] copies.
+//! A `Value`'s byte strings go through [`share_most`], which also copies a part that is less
+//! than half of the buffer, so a part held for long cannot pin a much larger message.
 //!
 //! A shared part keeps the whole received message alive (at most 16 KiB for a message of packed
 //! frames, else the one frame it belongs to) until it is dropped.
@@ -38,6 +40,25 @@ pub(crate) fn decode_shared<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -
 
 /// Parts at least this long are shared with the frame rather than copied.
 pub(crate) const SHARE_FROM: usize = 512;
+
+/// `part` as a slice of the buffer being decoded only if it is large **and at least half of that
+/// buffer**; otherwise a copy. What a `Value`'s byte strings use: a part held for long (a call
+/// waiting for a slow actor) then pins at most about twice its own size. Sharing every large
+/// part let a peer's 20,000 calls of 10 KB, packed 50 to a message, pin each message for every
+/// call still waiting: the node grew by 185 MiB instead of 49 (`cluster_hostile.rs`,
+/// `a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded`). A large argument or answer
+/// alone in its message, the case worth sharing, still is.
+pub(crate) fn share_most(part: &[u8]) -> Bytes {
+    if part.len() < SHARE_FROM {
+        return Bytes::copy_from_slice(part);
+    }
+    FRAME.with(|f| match &*f.borrow() {
+        Some(frame) if within(frame, part) && part.len() >= frame.len().div_ceil(2) => {
+            frame.slice_ref(part)
+        }
+        _ => Bytes::copy_from_slice(part),
+    })
+}
 
 /// `part` as a slice of the frame being decoded if it is large and lies in it; otherwise a copy.
 pub(crate) fn share(part: &[u8]) -> Bytes {
@@ -75,5 +96,24 @@ mod tests {
         let other = vec![b'y'; SHARE_FROM];
         let copied = decode_shared(&frame, |_| share(&other));
         assert_ne!(copied.as_ptr(), other.as_ptr(), "not in the frame: a copy");
+    }
+
+    #[test]
+    fn share_most_shares_only_a_part_that_is_most_of_the_frame() {
+        let frame = Bytes::from(vec![b'x'; 4 * SHARE_FROM]);
+        let half = 2 * SHARE_FROM;
+        let (most, less) = decode_shared(&frame, |b| {
+            (share_most(&b[1..1 + half]), share_most(&b[1..half]))
+        });
+        assert_eq!(
+            most.as_ptr(),
+            frame[1..].as_ptr(),
+            "half the frame: a slice"
+        );
+        assert_ne!(less.as_ptr(), frame[1..].as_ptr(), "under half: a copy");
+        assert_eq!(less, frame[1..half]);
+        let tiny = Bytes::from(vec![b'z'; SHARE_FROM - 1]);
+        let copied = decode_shared(&tiny, share_most);
+        assert_ne!(copied.as_ptr(), tiny.as_ptr(), "under SHARE_FROM: a copy");
     }
 }

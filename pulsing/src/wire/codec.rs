@@ -463,58 +463,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn large_byte_strings_of_a_received_value_share_the_message() {
-        // 0, 1, just under and at the threshold, large: in arguments (nested, and by keyword)
-        // and in a result.
-        let sizes = [0, 1, 511, 512, 16 << 10, 1 << 20];
-        let strings: Vec<Value> = sizes.iter().map(|&n| Value::bytes(vec![7u8; n])).collect();
-        let request = Frame::Request {
+    /// Decodes `message` as the reader does and returns the byte strings of its by-name
+    /// arguments and results: (length, whether it is a slice of the message).
+    fn byte_strings_of(message: &bytes::Bytes) -> Vec<(usize, bool)> {
+        let mut found = Vec::new();
+        decode_packed(message, DEFAULT_MAX_FRAME, |frame| {
+            match &frame {
+                Frame::Request {
+                    args: Payload::Dynamic(args),
+                    ..
+                } => {
+                    args.positional
+                        .iter()
+                        .for_each(|v| shared_with(message, v, &mut found));
+                    args.keyword
+                        .iter()
+                        .for_each(|(_, v)| shared_with(message, v, &mut found));
+                }
+                Frame::Response {
+                    result: Ok(Payload::Value(v)),
+                    ..
+                } => shared_with(message, v, &mut found),
+                other => panic!("{other:?}"),
+            }
+            true
+        })
+        .unwrap();
+        found
+    }
+
+    fn request_with(args: Args) -> Frame {
+        Frame::Request {
             id: 1,
             actor: "a".into(),
             actor_id: None,
             expect_type: None,
             method: "m".into(),
-            args: Payload::Dynamic(Args {
-                positional: vec![Value::List(strings.clone())],
-                keyword: vec![("k".into(), Value::Map(vec![(1.into(), strings[5].clone())]))],
-            }),
+            args: Payload::Dynamic(args),
             credit: None,
             deadline_ms: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_large_byte_string_alone_in_its_message_shares_it() {
+        // Small ones beside a large one: only the large one (most of the message) is shared.
+        let sizes = [0, 1, 511, 512, 16 << 10, 1 << 20];
+        let strings: Vec<Value> = sizes.iter().map(|&n| Value::bytes(vec![7u8; n])).collect();
+        let nested = Value::List(strings.clone());
+        let request = request_with(Args {
+            positional: vec![],
+            keyword: vec![("k".into(), Value::Map(vec![(1.into(), nested.clone())]))],
+        });
         let response = Frame::Response {
             id: 1,
-            result: Ok(Payload::Value(Value::List(strings.clone()))),
+            result: Ok(Payload::Value(nested)),
         };
         for sent in [request, response] {
             let message = bytes::Bytes::from(encode(&sent));
-            let mut frames = Vec::new();
-            decode_packed(&message, DEFAULT_MAX_FRAME, |f| {
-                frames.push(f);
-                true
-            })
-            .unwrap();
-            assert_eq!(
-                frames,
-                std::slice::from_ref(&sent),
-                "decodes to what was sent"
-            );
-            let value = match &frames[0] {
-                Frame::Request {
-                    args: Payload::Dynamic(args),
-                    ..
-                } => Value::List(vec![args.positional[0].clone(), args.keyword[0].1.clone()]),
-                Frame::Response {
-                    result: Ok(Payload::Value(v)),
-                    ..
-                } => v.clone(),
-                other => panic!("{other:?}"),
-            };
-            let mut found = Vec::new();
-            shared_with(&message, &value, &mut found);
-            for (len, shared) in found {
-                assert_eq!(shared, len >= 512, "a byte string of {len} bytes");
-            }
+            let found = byte_strings_of(&message);
+            let expected: Vec<(usize, bool)> = sizes.iter().map(|&n| (n, n == 1 << 20)).collect();
+            assert_eq!(found, expected);
             // Decoded from a plain slice, nothing is shared (the slice may not outlive it).
             let plain = decode(&message, DEFAULT_MAX_FRAME).unwrap();
             assert_eq!(plain, sent);
@@ -528,6 +537,20 @@ mod tests {
             }
             assert!(found.iter().all(|&(_, shared)| !shared));
         }
+    }
+
+    #[test]
+    fn byte_strings_packed_many_to_a_message_are_copied() {
+        // Each would pin the whole message for as long as its call waits (a slow actor, a flood).
+        let frames: Vec<u8> = (0..50)
+            .flat_map(|_| {
+                encode(&request_with(
+                    Args::new().arg(Value::bytes(vec![7u8; 10_000])),
+                ))
+            })
+            .collect();
+        let found = byte_strings_of(&bytes::Bytes::from(frames));
+        assert_eq!(found, vec![(10_000, false); 50]);
     }
 
     #[test]
