@@ -36,9 +36,10 @@
 //! The arguments of a by-name call, [`Args`], live here too: `Value`s by position and keyword.
 //!
 //! A byte string is a [`Bytes`] (re-exported from the `bytes` crate): cloning one costs a
-//! reference count, a `Value` decoded from a received frame shares the frame's buffer for byte
-//! strings of 512 bytes and more instead of copying them, and a host (the Python package) can
-//! lend its own immutable buffer with [`Bytes::from_owner`] instead of copying it into a `Value`.
+//! reference count, a `Value` decoded from a received message shares the message's buffer for a
+//! byte string of 512 bytes or more that is at least half of that message (a large argument or
+//! answer) instead of copying it, and a host (the Python package) can lend its own immutable
+//! buffer with [`Bytes::from_owner`] instead of copying it into a `Value`.
 //!
 //! ```
 //! use pulsing::value::{Bytes, Value};
@@ -98,9 +99,9 @@ pub enum Value {
     Float(f64),
     /// A UTF-8 string.
     Str(String),
-    /// A byte string. Decoded from a received frame, one of 512 bytes or more is a slice of the
-    /// frame's buffer and keeps that buffer alive while it lives; copy it
-    /// (`Bytes::copy_from_slice`) to keep a small part of a large message for long.
+    /// A byte string. Decoded from a received message, one of 512 bytes or more that is at
+    /// least half of the message is a slice of the message's buffer, and keeps that buffer
+    /// alive while it lives.
     Bytes(Bytes),
     /// An ordered list of values.
     List(Vec<Value>),

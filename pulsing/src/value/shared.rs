@@ -43,7 +43,8 @@ pub(crate) const SHARE_FROM: usize = 512;
 
 /// `part` as a slice of the buffer being decoded only if it is large **and at least half of that
 /// buffer**; otherwise a copy. What a `Value`'s byte strings use: a part held for long (a call
-/// waiting for a slow actor) then pins at most about twice its own size. Sharing every large
+/// waiting for a slow actor) then pins a message at most twice its own size (and whatever the
+/// transport's receive buffer shares that allocation with). Sharing every large
 /// part let a peer's 20,000 calls of 10 KB, packed 50 to a message, pin each message for every
 /// call still waiting: the node grew by 185 MiB instead of 49 (`cluster_hostile.rs`,
 /// `a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded`). A large argument or answer
