@@ -120,7 +120,7 @@ fn value(v: V) -> Value {
         V::Int(n) => Value::Int(n),
         V::Float(x) => Value::Float(x),
         V::Str(s) => Value::Str(s),
-        V::Bytes(b) => Value::Bytes(b),
+        V::Bytes(b) => Value::bytes(b),
         V::List(items) => Value::List(items.into_iter().map(value).collect()),
         V::Map(entries) => Value::Map(entries.into_iter().map(|(k, v)| (value(k), value(v))).collect()),
     }

@@ -3,6 +3,7 @@
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py          # Pulsing, then Ray
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray # Pulsing only
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --busy  # with `yes > /dev/null`
+    pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --only mib  # the 1 MiB rows
 
 Latencies on a small VM swing threefold with host load, so each latency row is measured in
 blocks that alternate with its floor (same moment, same processes) and printed as a ratio to it,
@@ -24,6 +25,7 @@ import gc
 import json
 import os
 import queue
+import resource
 import socket
 import statistics
 import subprocess
@@ -42,6 +44,7 @@ REPEATS = 5
 MIB = 1 << 20
 STREAM_ITEMS = 100_000
 FIGURES: dict = {}  # machine-readable figures of this run (--json)
+ONLY = None  # --only mib: just the 1 MiB echo rows (plain, 8 in flight, encrypted)
 
 
 @pul.remote
@@ -107,6 +110,16 @@ def process_cpu(pid: int) -> float:
     return total / 1e9
 
 
+def process_faults(pid: "int | None") -> int:
+    """Page faults (minor + major) of process ``pid`` so far (``None``: this process)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_minflt + usage.ru_majflt
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + int(fields[9])  # minflt, majflt (fields 10 and 12 of stat)
+
+
 class Cost:
     """Latency (median per call) and CPU per call of caller and server, over many blocks."""
 
@@ -114,16 +127,20 @@ class Cost:
         self.times: list = []
         self.caller = 0.0
         self.server = 0.0
+        self.faults = [0, 0]  # page faults of caller and server
 
     async def block(self, call, n, server_pid) -> None:
         mine, theirs = time.process_time(), process_cpu(server_pid) if server_pid else 0.0
+        faults = process_faults(None), process_faults(server_pid) if server_pid else 0
         for i in range(n):
             t0 = time.perf_counter()
             await call(i)
             self.times.append(time.perf_counter() - t0)
         self.caller += time.process_time() - mine
+        self.faults[0] += process_faults(None) - faults[0]
         if server_pid:
             self.server += process_cpu(server_pid) - theirs
+            self.faults[1] += process_faults(server_pid) - faults[1]
 
     @property
     def latency(self) -> float:
@@ -132,6 +149,10 @@ class Cost:
     def cpu(self) -> "tuple[float, float]":
         n = len(self.times)
         return self.caller / n, self.server / n
+
+    def faults_per_call(self) -> "tuple[float, float]":
+        n = len(self.times)
+        return self.faults[0] / n, self.faults[1] / n
 
 
 async def paired(call, floor, server_pid=None, n=SEQ_CALLS) -> "tuple[Cost, Cost]":
@@ -167,10 +188,15 @@ def row(name: str, cost: Cost, floor: Cost, *, server: bool, unit=None) -> str:
     floor_shown = fmt_us(floor.latency) if unit is None else unit(floor.latency)
     cpu = f"{c * 1e6:,.0f}+{s * 1e6:,.0f}" if server else f"{c * 1e6:,.0f}"
     fcpu = f"{fc * 1e6:,.0f}+{fs * 1e6:,.0f}" if server else f"{fc * 1e6:,.0f}"
-    return (
+    text = (
         f"{shown} = {ratio:.2f}× floor ({floor_shown}); "
         f"CPU/call {cpu} µs = {cpu_ratio:.2f}× floor's ({fcpu})"
     )
+    if unit is not None:  # the large-message rows: page faults per call too
+        (pc, ps), (pfc, pfs) = cost.faults_per_call(), floor.faults_per_call()
+        FIGURES[name].update(faults_caller=pc, faults_server=ps, floor_faults_caller=pfc, floor_faults_server=pfs)
+        text += f"; faults/call {pc:,.0f}+{ps:,.0f} (floor's {pfc:,.0f}+{pfs:,.0f})"
+    return text
 
 
 class _Echo(asyncio.Protocol):
@@ -265,7 +291,9 @@ def mib_rate(seconds: float) -> str:
 
 
 async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
-    """Sequential 1 MiB echoes through Pulsing and through raw asyncio (30 of each, paired)."""
+    """Sequential 1 MiB echoes through Pulsing and through raw asyncio (120 of each in six
+    alternating blocks, after 200 of each to warm up; 36 before 2026-12-05 left the floor's median
+    swinging 0.9-2.3 GB/s between runs)."""
     payload = os.urandom(MIB)
     floor = await asyncio_echo(echo_port, payload)
 
@@ -275,7 +303,7 @@ async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
     async def raw(_):
         assert await floor(0) == payload
 
-    return await paired(call, raw, server_pid, n=36)
+    return await paired(call, raw, server_pid, n=120)
 
 
 async def stream_rate(remote, method: str) -> float:
@@ -298,6 +326,74 @@ def start_server(*extra):
     return server, addr, int(echo_port)
 
 
+async def call_rows(results, local, remote, inline, remote_inline, hand_off, tcp, server_pid) -> None:
+    """The latency and calls/s rows (all but the 1 MiB, stream and spawn rows)."""
+    for label, call in (
+        ("call, same process (def)", local.ping),
+        ("call, same process (async def)", local.aping),
+        ("call, same process (@pul.inline def)", inline.iping),
+    ):
+        cost, floor = await paired(call, hand_off)
+        results[label] = row(label, cost, floor, server=False)
+    for label, call in (
+        ("call, across processes (def)", remote.ping),
+        ("call, across processes (async def)", remote.aping),
+        ("call, across processes (def, class with an @pul.inline method)", remote_inline.ping),
+    ):
+        cost, floor = await paired(call, tcp, server_pid)
+        results[label] = row(label, cost, floor, server=True)
+    hold, _targets._HOLD_REMOTE_US = _targets._HOLD_REMOTE_US, 0
+    label = "  async def, the loop never held (PULSING_HOLD=off)"
+    cost, floor = await paired(remote.aping, tcp, server_pid)
+    results[label] = row(label, cost, floor, server=True)
+    _targets._HOLD_REMOTE_US = hold
+
+    for n in (64, 512):
+        for kind, target, total in (
+            ("in-process (def)", local.ping, THROUGHPUT_CALLS),
+            ("in-process (async def)", local.aping, THROUGHPUT_CALLS),
+            ("across processes (def)", remote.ping, 20_000),
+            ("across processes (async def)", remote.aping, 20_000),
+        ):
+            label = f"calls/s, {n} in flight, {kind}"
+            rate = await throughput(target, n, total)
+            FIGURES[label] = rate
+            results[label] = fmt_rate(rate, "calls")
+
+
+async def other_rows(results, remote) -> None:
+    """The stream and spawn rows."""
+    for method, kind in (("stream", "async gen"), ("sstream", "sync gen")):
+        label = f"100k-item stream, across processes ({kind})"
+        FIGURES[label] = rate = await stream_rate(remote, method)
+        results[label] = fmt_rate(rate, "items")
+
+    times, named_times, per_actor = [], [], []
+    for r in range(REPEATS):
+        gc.collect()
+        t0 = time.perf_counter()
+        actors = [await Empty.spawn() for _ in range(1000)]
+        times.append(time.perf_counter() - t0)
+        await actors[-1].ping()
+        del actors
+        gc.collect()
+        t0 = time.perf_counter()
+        named = [await Empty.spawn(name=f"e{r}-{i}") for i in range(1000)]
+        named_times.append(time.perf_counter() - t0)
+        for proxy in named:
+            pul.stop(proxy)
+        del named
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        actors = [await Empty.spawn() for _ in range(1000)]
+        per_actor.append((tracemalloc.get_traced_memory()[0] - base) / 1000)
+        tracemalloc.stop()
+        del actors
+    results["spawn 1,000 actors"] = f"{med(times) * 1e3:,.2f} ms, {med(per_actor):,.0f} B per actor (Python heap)"
+    results["spawn 1,000 named actors (registered in the runtime)"] = f"{med(named_times) * 1e3:,.2f} ms"
+
+
 async def pulsing_bench(results: dict) -> None:
     server, addr, echo_port = start_server()
     try:
@@ -308,38 +404,8 @@ async def pulsing_bench(results: dict) -> None:
         remote_inline = await InlineBench.resolve("inline", timeout=10)
         hand_off = thread_hand_off()
         tcp = await asyncio_echo(echo_port)
-
-        for label, call in (
-            ("call, same process (def)", local.ping),
-            ("call, same process (async def)", local.aping),
-            ("call, same process (@pul.inline def)", inline.iping),
-        ):
-            cost, floor = await paired(call, hand_off)
-            results[label] = row(label, cost, floor, server=False)
-        for label, call in (
-            ("call, across processes (def)", remote.ping),
-            ("call, across processes (async def)", remote.aping),
-            ("call, across processes (def, class with an @pul.inline method)", remote_inline.ping),
-        ):
-            cost, floor = await paired(call, tcp, server.pid)
-            results[label] = row(label, cost, floor, server=True)
-        hold, _targets._HOLD_REMOTE_US = _targets._HOLD_REMOTE_US, 0
-        label = "  async def, the loop never held (PULSING_HOLD=off)"
-        cost, floor = await paired(remote.aping, tcp, server.pid)
-        results[label] = row(label, cost, floor, server=True)
-        _targets._HOLD_REMOTE_US = hold
-
-        for n in (64, 512):
-            for kind, target, total in (
-                ("in-process (def)", local.ping, THROUGHPUT_CALLS),
-                ("in-process (async def)", local.aping, THROUGHPUT_CALLS),
-                ("across processes (def)", remote.ping, 20_000),
-                ("across processes (async def)", remote.aping, 20_000),
-            ):
-                label = f"calls/s, {n} in flight, {kind}"
-                rate = await throughput(target, n, total)
-                FIGURES[label] = rate
-                results[label] = fmt_rate(rate, "calls")
+        if ONLY != "mib":
+            await call_rows(results, local, remote, inline, remote_inline, hand_off, tcp, server.pid)
 
         label = "1 MiB echo, across processes"
         cost, floor = await mib_echo(remote, echo_port, server.pid)
@@ -353,35 +419,8 @@ async def pulsing_bench(results: dict) -> None:
             rates.append(8 * MIB / (time.perf_counter() - t0))
         results["1 MiB echo, across processes, 8 in flight"] = f"{med(rates) / 1e6:,.0f} MB/s"
 
-        for method, kind in (("stream", "async gen"), ("sstream", "sync gen")):
-            label = f"100k-item stream, across processes ({kind})"
-            FIGURES[label] = rate = await stream_rate(remote, method)
-            results[label] = fmt_rate(rate, "items")
-
-        times, named_times, per_actor = [], [], []
-        for r in range(REPEATS):
-            gc.collect()
-            t0 = time.perf_counter()
-            actors = [await Empty.spawn() for _ in range(1000)]
-            times.append(time.perf_counter() - t0)
-            await actors[-1].ping()
-            del actors
-            gc.collect()
-            t0 = time.perf_counter()
-            named = [await Empty.spawn(name=f"e{r}-{i}") for i in range(1000)]
-            named_times.append(time.perf_counter() - t0)
-            for proxy in named:
-                pul.stop(proxy)
-            del named
-            gc.collect()
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
-            actors = [await Empty.spawn() for _ in range(1000)]
-            per_actor.append((tracemalloc.get_traced_memory()[0] - base) / 1000)
-            tracemalloc.stop()
-            del actors
-        results["spawn 1,000 actors"] = f"{med(times) * 1e3:,.2f} ms, {med(per_actor):,.0f} B per actor (Python heap)"
-        results["spawn 1,000 named actors (registered in the runtime)"] = f"{med(named_times) * 1e3:,.2f} ms"
+        if ONLY != "mib":
+            await other_rows(results, remote)
         await pul.shutdown()
     finally:
         server.stdin.close()
@@ -397,19 +436,21 @@ async def encrypted_rows(results: dict) -> None:
         remote = await Bench.resolve("bench", timeout=10)
         tcp = await asyncio_echo(echo_port)
         tag = "encrypted: "
-        for label, call in (("call, across processes (def)", remote.ping), ("call, across processes (async def)", remote.aping)):
-            cost, floor = await paired(call, tcp, server.pid)
-            results[tag + label] = row(tag + label, cost, floor, server=True)
-        for n in (64, 512):
-            label = tag + f"calls/s, {n} in flight, across processes (def)"
-            FIGURES[label] = rate = await throughput(remote.ping, n, 20_000)
-            results[label] = fmt_rate(rate, "calls")
+        if ONLY != "mib":
+            for label, call in (("call, across processes (def)", remote.ping), ("call, across processes (async def)", remote.aping)):
+                cost, floor = await paired(call, tcp, server.pid)
+                results[tag + label] = row(tag + label, cost, floor, server=True)
+            for n in (64, 512):
+                label = tag + f"calls/s, {n} in flight, across processes (def)"
+                FIGURES[label] = rate = await throughput(remote.ping, n, 20_000)
+                results[label] = fmt_rate(rate, "calls")
         label = tag + "1 MiB echo, across processes"
         cost, floor = await mib_echo(remote, echo_port, server.pid)
         results[label] = row(label, cost, floor, server=True, unit=mib_rate)
-        label = tag + "100k-item stream, across processes (async gen)"
-        FIGURES[label] = rate = await stream_rate(remote, "stream")
-        results[label] = fmt_rate(rate, "items")
+        if ONLY != "mib":
+            label = tag + "100k-item stream, across processes (async gen)"
+            FIGURES[label] = rate = await stream_rate(remote, "stream")
+            results[label] = fmt_rate(rate, "items")
         await pul.shutdown()
     finally:
         server.stdin.close()
@@ -507,7 +548,10 @@ def main() -> None:
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--busy", action="store_true", help="keep one CPU busy (`yes > /dev/null`)")
     p.add_argument("--json", default=None, help="append this run's figures to FILE (one line)")
+    p.add_argument("--only", choices=["mib"], default=None, help="mib: only the 1 MiB echo rows (quick A/B)")
     args = p.parse_args()
+    global ONLY
+    ONLY = args.only
     if args.serve:
         asyncio.run(serve(args.secret))
         return

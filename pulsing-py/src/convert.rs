@@ -13,8 +13,16 @@
 //! pickle, or a `{"$pickle": ...}` value that arrived, fails with `PulsingPickleError` (which
 //! names the type and says to set a secret); plain values keep working. Calls between actors of
 //! one process never convert at all.
+//!
+//! **Byte strings without copies.** A `bytes` of [`LEND_FROM`] bytes or more is not copied into
+//! its `Value`: the `Value::Bytes` borrows the object's own buffer ([`Lent`]: a strong reference
+//! and the buffer's address, read while this thread holds the GIL; a `bytes` never changes or
+//! moves), so the megabyte is copied once, into the outgoing frame. A `bytearray` can change
+//! under the caller's feet, so it is copied. Coming back, a `Value::Bytes` decoded from a frame
+//! is a slice of that frame (`pulsing::value`'s `shared.rs`) and becomes a `bytes` with one copy
+//! (a `bytes` owns its memory), instead of the two through a `Vec` there were before.
 
-use pulsing::value::BIG_INT;
+use pulsing::value::{Bytes, BIG_INT};
 use pulsing::{Error, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -92,8 +100,48 @@ fn pickled(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     let bytes = bytes.cast::<PyBytes>()?;
     Ok(Value::Map(vec![(
         Value::Str(PICKLE.to_owned()),
-        Value::Bytes(bytes.as_bytes().to_vec()),
+        Value::Bytes(lend(bytes)),
     )]))
+}
+
+/// Byte strings at least this long are lent to their `Value`, shorter ones copied (a copy of a
+/// few hundred bytes costs less than the shared owner `Bytes::from_owner` allocates; the same
+/// threshold as a received frame's shared parts).
+pub(crate) const LEND_FROM: usize = 512;
+
+/// A `bytes` object's buffer, lent to a `Value::Bytes` for as long as any clone of it lives.
+///
+/// Holds a strong reference, so the object (and the buffer inside it) outlives the `Bytes`; a
+/// `bytes` is immutable and never moves, so its buffer may be read on any thread without the
+/// GIL. Dropped on a thread without the GIL (the runtime's, once the frame is written), the
+/// reference is released by PyO3 the next time any thread enters Python.
+struct Lent {
+    _object: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the buffer is immutable and owned by the object `_object` keeps alive; `Py` is Send.
+unsafe impl Send for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr`/`len` describe the buffer of `_object`, alive and immutable (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// `b`'s contents as `Bytes`: its own buffer, lent (see [`Lent`]), or a copy if it is short.
+fn lend(b: &Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < LEND_FROM {
+        return Bytes::copy_from_slice(data);
+    }
+    Bytes::from_owner(Lent {
+        ptr: data.as_ptr(),
+        len: data.len(),
+        _object: b.clone().unbind(),
+    })
 }
 
 /// Converts a Python object to a `Value` (pickling what is not plain data).
@@ -132,10 +180,11 @@ fn to_value_depth(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Str(s.to_str()?.to_owned()));
     }
     if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+        return Ok(Value::Bytes(lend(b)));
     }
     if let Ok(b) = obj.cast_exact::<PyByteArray>() {
-        return Ok(Value::Bytes(b.to_vec()));
+        // Mutable: copied now, so a change after the call cannot reach the frame.
+        return Ok(Value::bytes(b.to_vec()));
     }
     if let Ok(list) = obj.cast_exact::<PyList>() {
         let mut out = Vec::with_capacity(list.len());

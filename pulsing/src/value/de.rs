@@ -92,7 +92,7 @@ impl<'de> de::Deserializer<'de> for Value {
             Value::Int(n) => visitor.visit_i64(n),
             Value::Float(x) => visitor.visit_f64(x),
             Value::Str(s) => visitor.visit_string(s),
-            Value::Bytes(b) => visitor.visit_byte_buf(b),
+            Value::Bytes(b) => visitor.visit_byte_buf(Vec::from(b)),
             Value::List(items) => visit_seq(items, visitor),
             Value::Map(entries) => visit_entries(entries, visitor),
         }
@@ -169,7 +169,7 @@ impl<'de> de::Deserializer<'de> for Value {
     /// Accepts bytes, or a list of integers in `0..=255`.
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self {
-            Value::Bytes(b) => visitor.visit_byte_buf(b),
+            Value::Bytes(b) => visitor.visit_byte_buf(Vec::from(b)),
             Value::List(items) => {
                 let bytes = items
                     .into_iter()

@@ -34,6 +34,20 @@
 //! type containing one) is the identity rather than producing the tagged form.
 //!
 //! The arguments of a by-name call, [`Args`], live here too: `Value`s by position and keyword.
+//!
+//! A byte string is a [`Bytes`] (re-exported from the `bytes` crate): cloning one costs a
+//! reference count, a `Value` decoded from a received message shares the message's buffer for a
+//! byte string of 512 bytes or more that is at least half of that message (a large argument or
+//! answer) instead of copying it, and a host (the Python package) can lend its own immutable
+//! buffer with [`Bytes::from_owner`] instead of copying it into a `Value`.
+//!
+//! ```
+//! use pulsing::value::{Bytes, Value};
+//!
+//! let v = Value::bytes(vec![1, 2, 3]); // a `Vec<u8>` becomes `Bytes` without a copy
+//! assert_eq!(v.as_bytes(), Some(&[1u8, 2, 3][..]));
+//! assert_eq!(v, Value::Bytes(Bytes::from_static(&[1, 2, 3])));
+//! ```
 
 mod args;
 mod bigint;
@@ -42,9 +56,13 @@ mod nested;
 #[cfg(test)]
 mod props;
 mod ser;
+pub(crate) mod shared;
 
 pub use args::Args;
 pub use bigint::BIG_INT;
+/// The byte-string type of [`Value::Bytes`]: the `bytes` crate's, re-exported so callers need
+/// not depend on that crate themselves.
+pub use bytes::Bytes;
 pub(crate) use nested::take_too_deep;
 pub use nested::MAX_DEPTH;
 
@@ -81,8 +99,10 @@ pub enum Value {
     Float(f64),
     /// A UTF-8 string.
     Str(String),
-    /// A byte string.
-    Bytes(Vec<u8>),
+    /// A byte string. Decoded from a received message, one of 512 bytes or more that is at
+    /// least half of the message is a slice of the message's buffer, and keeps that buffer
+    /// alive while it lives.
+    Bytes(Bytes),
     /// An ordered list of values.
     List(Vec<Value>),
     /// Key/value pairs in insertion order; keys may be any value.
@@ -109,9 +129,10 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ValueError> {
 }
 
 impl Value {
-    /// Creates a [`Value::Bytes`].
+    /// Creates a [`Value::Bytes`] (from a `Vec<u8>`, a `String`, an array...: without a copy
+    /// when it is a `Vec<u8>` already).
     pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Value::Bytes(bytes.into())
+        Value::Bytes(Bytes::from(bytes.into()))
     }
 
     /// A short name for the kind of value: `"null"`, `"bool"`, `"int"`,
@@ -281,6 +302,12 @@ from_via!(Float(f64): f32, f64);
 from_via!(Str(String): &str, String);
 from_via!(List(Vec<Value>): Vec<Value>);
 
+impl From<Bytes> for Value {
+    fn from(b: Bytes) -> Self {
+        Value::Bytes(b)
+    }
+}
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
@@ -383,7 +410,7 @@ pub(crate) mod strategy {
             any::<i64>().prop_map(Value::Int),
             (-1e300..1e300f64).prop_map(Value::Float),
             ".{0,8}".prop_map(Value::Str),
-            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::bytes),
         ];
         leaf.prop_recursive(3, 32, 4, |inner| {
             prop_oneof![

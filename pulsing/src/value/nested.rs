@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Vis
 use serde::ser::{self, SerializeSeq, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Value, VALUE_TOKEN};
+use super::{Bytes, Value, VALUE_TOKEN};
 
 /// How many lists and maps a [`Value`] may nest: a list of scalars is depth 1.
 pub const MAX_DEPTH: usize = 128;
@@ -223,14 +223,61 @@ impl<'de> Visitor<'de> for Seed {
             Kind::Int => Value::Int(variant.newtype_variant()?),
             Kind::Float => Value::Float(variant.newtype_variant()?),
             Kind::Str => Value::Str(variant.newtype_variant()?),
-            Kind::Bytes => Value::Bytes(
-                variant
-                    .newtype_variant::<serde_bytes::ByteBuf>()?
-                    .into_vec(),
-            ),
+            Kind::Bytes => Value::Bytes(variant.newtype_variant_seed(BytesSeed)?),
             Kind::List => Value::List(variant.newtype_variant_seed(ListSeed(nested()?))?),
             Kind::Map => Value::Map(variant.newtype_variant_seed(MapSeed(nested()?))?),
         })
+    }
+}
+
+/// A byte string: borrowed from the buffer being decoded, a slice of the received message when it
+/// is large and most of that message (`shared.rs`, `share_most`), else a copy; an owned buffer
+/// is kept as it is.
+struct BytesSeed;
+
+impl<'de> DeserializeSeed<'de> for BytesSeed {
+    type Value = Bytes;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Bytes, D::Error> {
+        // Not `deserialize_byte_buf`: postcard lends the bytes only through this one.
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BytesSeed {
+    type Value = Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        Ok(super::shared::share_most(v))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(Bytes::copy_from_slice(v))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+        Ok(Bytes::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+        Ok(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
+        Ok(Bytes::from(v))
+    }
+
+    /// Self-describing formats that write bytes as a list of numbers (as `serde_bytes` accepts).
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(PREALLOCATE));
+        while let Some(byte) = seq.next_element::<u8>()? {
+            out.push(byte);
+        }
+        Ok(Bytes::from(out))
     }
 }
 

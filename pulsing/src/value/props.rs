@@ -74,7 +74,7 @@ proptest! {
     #[test]
     fn byte_buffers_are_bytes(b in vec(any::<u8>(), 0..64)) {
         let value = over_the_wire(to_value(&ByteBuf::from(b.clone())).unwrap());
-        prop_assert_eq!(&value, &Value::Bytes(b.clone()));
+        prop_assert_eq!(&value, &Value::bytes(b.clone()));
         prop_assert_eq!(from_value::<ByteBuf>(value.clone()).unwrap().into_vec(), b.clone());
         prop_assert_eq!(from_value::<Vec<u8>>(value).unwrap(), b.clone());
         let list: Vec<Value> = b.iter().map(|&x| Value::Int(x.into())).collect();

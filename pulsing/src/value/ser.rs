@@ -4,7 +4,7 @@ use std::fmt::Display;
 
 use serde::ser::{self, Serialize};
 
-use super::{Value, ValueError, VALUE_TOKEN};
+use super::{Bytes, Value, ValueError, VALUE_TOKEN};
 
 type Result<T> = std::result::Result<T, ValueError>;
 
@@ -77,7 +77,7 @@ impl ser::Serializer for Serializer {
         serialize_f64(v: f64) => Ok(Value::Float(v));
         serialize_char(v: char) => Ok(Value::Str(v.into()));
         serialize_str(v: &str) => Ok(Value::Str(v.to_owned()));
-        serialize_bytes(v: &[u8]) => Ok(Value::Bytes(v.to_vec()));
+        serialize_bytes(v: &[u8]) => Ok(Value::Bytes(Bytes::copy_from_slice(v)));
         serialize_none() => Ok(Value::Null);
         serialize_unit() => Ok(Value::Null);
         serialize_unit_struct(_name: &'static str) => Ok(Value::Null);

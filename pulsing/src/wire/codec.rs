@@ -447,6 +447,112 @@ mod tests {
         ));
     }
 
+    /// Where each byte string of `value` lies: in `frame` (shared) or elsewhere (copied).
+    fn shared_with(frame: &[u8], value: &Value, out: &mut Vec<(usize, bool)>) {
+        match value {
+            Value::Bytes(b) => {
+                let range = frame.as_ptr_range();
+                out.push((b.len(), range.contains(&b.as_ptr()) && !b.is_empty()));
+            }
+            Value::List(items) => items.iter().for_each(|v| shared_with(frame, v, out)),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                shared_with(frame, k, out);
+                shared_with(frame, v, out);
+            }),
+            _ => {}
+        }
+    }
+
+    /// Decodes `message` as the reader does and returns the byte strings of its by-name
+    /// arguments and results: (length, whether it is a slice of the message).
+    fn byte_strings_of(message: &bytes::Bytes) -> Vec<(usize, bool)> {
+        let mut found = Vec::new();
+        decode_packed(message, DEFAULT_MAX_FRAME, |frame| {
+            match &frame {
+                Frame::Request {
+                    args: Payload::Dynamic(args),
+                    ..
+                } => {
+                    args.positional
+                        .iter()
+                        .for_each(|v| shared_with(message, v, &mut found));
+                    args.keyword
+                        .iter()
+                        .for_each(|(_, v)| shared_with(message, v, &mut found));
+                }
+                Frame::Response {
+                    result: Ok(Payload::Value(v)),
+                    ..
+                } => shared_with(message, v, &mut found),
+                other => panic!("{other:?}"),
+            }
+            true
+        })
+        .unwrap();
+        found
+    }
+
+    fn request_with(args: Args) -> Frame {
+        Frame::Request {
+            id: 1,
+            actor: "a".into(),
+            actor_id: None,
+            expect_type: None,
+            method: "m".into(),
+            args: Payload::Dynamic(args),
+            credit: None,
+            deadline_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_large_byte_string_alone_in_its_message_shares_it() {
+        // Small ones beside a large one: only the large one (most of the message) is shared.
+        let sizes = [0, 1, 511, 512, 16 << 10, 1 << 20];
+        let strings: Vec<Value> = sizes.iter().map(|&n| Value::bytes(vec![7u8; n])).collect();
+        let nested = Value::List(strings.clone());
+        let request = request_with(Args {
+            positional: vec![],
+            keyword: vec![("k".into(), Value::Map(vec![(1.into(), nested.clone())]))],
+        });
+        let response = Frame::Response {
+            id: 1,
+            result: Ok(Payload::Value(nested)),
+        };
+        for sent in [request, response] {
+            let message = bytes::Bytes::from(encode(&sent));
+            let found = byte_strings_of(&message);
+            let expected: Vec<(usize, bool)> = sizes.iter().map(|&n| (n, n == 1 << 20)).collect();
+            assert_eq!(found, expected);
+            // Decoded from a plain slice, nothing is shared (the slice may not outlive it).
+            let plain = decode(&message, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(plain, sent);
+            let mut found = Vec::new();
+            if let Frame::Response {
+                result: Ok(Payload::Value(v)),
+                ..
+            } = &plain
+            {
+                shared_with(&message, v, &mut found);
+            }
+            assert!(found.iter().all(|&(_, shared)| !shared));
+        }
+    }
+
+    #[test]
+    fn byte_strings_packed_many_to_a_message_are_copied() {
+        // Each would pin the whole message for as long as its call waits (a slow actor, a flood).
+        let frames: Vec<u8> = (0..50)
+            .flat_map(|_| {
+                encode(&request_with(
+                    Args::new().arg(Value::bytes(vec![7u8; 10_000])),
+                ))
+            })
+            .collect();
+        let found = byte_strings_of(&bytes::Bytes::from(frames));
+        assert_eq!(found, vec![(10_000, false); 50]);
+    }
+
     #[test]
     fn trailing_garbage_is_refused() {
         let mut bytes = encode(&Frame::Leaving);

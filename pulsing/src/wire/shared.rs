@@ -1,14 +1,13 @@
 //! Zero-copy decoding: names and typed payloads that share the received frame's buffer.
 //!
-//! A received WebSocket message is one `Bytes` buffer. Decoded through [`decode_shared`], the
-//! large strings ([`SharedStr`]) and typed payloads of its frames become slices of that buffer
-//! (a reference count, no allocation, no copy) instead of owned copies. Small parts are not
-//! worth it: a string of up to 30 bytes (an actor or method name) is stored inline, and a
-//! payload under [`SHARE_FROM`] bytes is copied — measured at 1024 calls in flight, sharing
-//! every part made threads contend on the buffer's reference count (≈5% of the CPU) for no
-//! gain. Decoded from a plain `&[u8]` ([`decode`](super::decode)), large parts are copied.
+//! A received WebSocket message is one `Bytes` buffer. Decoded through `decode_shared` (in
+//! `value/shared.rs`, which `Value`'s byte strings use too), the large strings ([`SharedStr`])
+//! and typed payloads of its frames become slices of that buffer (a reference count, no
+//! allocation, no copy) instead of owned copies. Small parts are not worth it: a string of up to
+//! 30 bytes (an actor or method name) is stored inline, and a payload under 512 bytes is copied
+//! (why: `value/shared.rs`). Decoded from a plain `&[u8]` ([`decode`](super::decode)), large
+//! parts are copied.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -16,43 +15,8 @@ use bytes::Bytes;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-thread_local! {
-    /// The frame being decoded by [`decode_shared`] on this thread, if any.
-    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
-}
-
-/// Runs `decode` with `frame` as the buffer borrowed parts are shared from.
-pub(super) fn decode_shared<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
-    struct Reset(Option<Bytes>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            FRAME.with(|f| *f.borrow_mut() = previous);
-        }
-    }
-    let _reset = Reset(FRAME.with(|f| f.borrow_mut().replace(frame.clone())));
-    decode(frame)
-}
-
-/// Parts at least this long are shared with the frame rather than copied.
-const SHARE_FROM: usize = 512;
-
-/// `part` as a slice of the frame being decoded if it is large and lies in it; otherwise a copy.
-fn share(part: &[u8]) -> Bytes {
-    if part.len() < SHARE_FROM {
-        return Bytes::copy_from_slice(part);
-    }
-    FRAME.with(|f| match &*f.borrow() {
-        Some(frame) if within(frame, part) => frame.slice_ref(part),
-        _ => Bytes::copy_from_slice(part),
-    })
-}
-
-fn within(frame: &[u8], part: &[u8]) -> bool {
-    let range = frame.as_ptr_range();
-    let start = part.as_ptr();
-    range.start <= start && start.wrapping_add(part.len()) <= range.end
-}
+pub(super) use crate::value::shared::decode_shared;
+use crate::value::shared::share;
 
 /// Immutable bytes, cheap to clone: up to 30 bytes inline (no allocation at all), longer ones
 /// in a shared buffer — decoded from a frame, the frame's own when they are large.
@@ -288,20 +252,6 @@ impl<'de> Deserialize<'de> for SharedStr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn large_decoded_parts_share_the_frame_small_ones_are_copied() {
-        let frame = Bytes::from(vec![b'x'; 4 * SHARE_FROM]);
-        let (large, small) =
-            decode_shared(&frame, |b| (share(&b[2..2 + SHARE_FROM]), share(&b[2..10])));
-        assert_eq!(large.as_ptr(), frame[2..].as_ptr(), "a slice, not a copy");
-        assert_ne!(small.as_ptr(), frame[2..].as_ptr());
-        assert_eq!(
-            share(&frame[2..2 + SHARE_FROM]),
-            large,
-            "outside a decode: a copy"
-        );
-    }
 
     #[test]
     fn small_encodings_stay_inline_and_decode_alike() {

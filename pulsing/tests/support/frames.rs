@@ -10,7 +10,7 @@ pub fn value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<i64>().prop_map(Value::Int),
         ".{0,6}".prop_map(Value::Str),
-        proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::Bytes),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(Value::bytes),
     ];
     leaf.prop_recursive(4, 16, 4, |inner| {
         prop_oneof![

@@ -1,0 +1,120 @@
+//! Decoding that shares the received buffer: large byte strings as slices of it, not copies.
+//!
+//! A received WebSocket message is one [`Bytes`] buffer. While [`decode_shared`] decodes it on
+//! this thread, [`share`] turns a large part borrowed from it into a slice of that buffer (a
+//! reference count, no allocation, no copy). The wire's names and typed payloads
+//! (`wire::SharedBytes`) and the byte strings of a [`Value`](super::Value) use it, so a 1 MiB
+//! `Value::Bytes` argument decodes without copying its megabyte. Small parts are not worth it:
+//! below [`SHARE_FROM`] bytes they are copied — measured at 1024 calls in flight, sharing every
+//! part made threads contend on the buffer's reference count (≈5% of the CPU) for no gain.
+//! Outside a [`decode_shared`], or for bytes that do not lie in its buffer, [`share`] copies.
+//! A `Value`'s byte strings go through [`share_most`], which also copies a part that is less
+//! than half of the buffer, so a part held for long cannot pin a much larger message.
+//!
+//! A shared part keeps the whole received message alive (at most 16 KiB for a message of packed
+//! frames, else the one frame it belongs to) until it is dropped.
+//!
+//! [`Bytes`]: bytes::Bytes
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
+thread_local! {
+    /// The buffer being decoded by [`decode_shared`] on this thread, if any.
+    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` with `frame` as the buffer large borrowed parts are shared from.
+pub(crate) fn decode_shared<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
+    struct Reset(Option<Bytes>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            FRAME.with(|f| *f.borrow_mut() = previous);
+        }
+    }
+    let _reset = Reset(FRAME.with(|f| f.borrow_mut().replace(frame.clone())));
+    decode(frame)
+}
+
+/// Parts at least this long are shared with the frame rather than copied.
+pub(crate) const SHARE_FROM: usize = 512;
+
+/// `part` as a slice of the buffer being decoded only if it is large **and at least half of that
+/// buffer**; otherwise a copy. What a `Value`'s byte strings use: a part held for long (a call
+/// waiting for a slow actor) then pins a message at most twice its own size (and whatever the
+/// transport's receive buffer shares that allocation with). Sharing every large
+/// part let a peer's 20,000 calls of 10 KB, packed 50 to a message, pin each message for every
+/// call still waiting: the node grew by 185 MiB instead of 49 (`cluster_hostile.rs`,
+/// `a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded`). A large argument or answer
+/// alone in its message, the case worth sharing, still is.
+pub(crate) fn share_most(part: &[u8]) -> Bytes {
+    if part.len() < SHARE_FROM {
+        return Bytes::copy_from_slice(part);
+    }
+    FRAME.with(|f| match &*f.borrow() {
+        Some(frame) if within(frame, part) && part.len() >= frame.len().div_ceil(2) => {
+            frame.slice_ref(part)
+        }
+        _ => Bytes::copy_from_slice(part),
+    })
+}
+
+/// `part` as a slice of the frame being decoded if it is large and lies in it; otherwise a copy.
+pub(crate) fn share(part: &[u8]) -> Bytes {
+    if part.len() < SHARE_FROM {
+        return Bytes::copy_from_slice(part);
+    }
+    FRAME.with(|f| match &*f.borrow() {
+        Some(frame) if within(frame, part) => frame.slice_ref(part),
+        _ => Bytes::copy_from_slice(part),
+    })
+}
+
+fn within(frame: &[u8], part: &[u8]) -> bool {
+    let range = frame.as_ptr_range();
+    let start = part.as_ptr();
+    range.start <= start && start.wrapping_add(part.len()) <= range.end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_decoded_parts_share_the_frame_small_ones_are_copied() {
+        let frame = Bytes::from(vec![b'x'; 4 * SHARE_FROM]);
+        let (large, small) =
+            decode_shared(&frame, |b| (share(&b[2..2 + SHARE_FROM]), share(&b[2..10])));
+        assert_eq!(large.as_ptr(), frame[2..].as_ptr(), "a slice, not a copy");
+        assert_ne!(small.as_ptr(), frame[2..].as_ptr());
+        assert_eq!(
+            share(&frame[2..2 + SHARE_FROM]),
+            large,
+            "outside a decode: a copy"
+        );
+        let other = vec![b'y'; SHARE_FROM];
+        let copied = decode_shared(&frame, |_| share(&other));
+        assert_ne!(copied.as_ptr(), other.as_ptr(), "not in the frame: a copy");
+    }
+
+    #[test]
+    fn share_most_shares_only_a_part_that_is_most_of_the_frame() {
+        let frame = Bytes::from(vec![b'x'; 4 * SHARE_FROM]);
+        let half = 2 * SHARE_FROM;
+        let (most, less) = decode_shared(&frame, |b| {
+            (share_most(&b[1..1 + half]), share_most(&b[1..half]))
+        });
+        assert_eq!(
+            most.as_ptr(),
+            frame[1..].as_ptr(),
+            "half the frame: a slice"
+        );
+        assert_ne!(less.as_ptr(), frame[1..].as_ptr(), "under half: a copy");
+        assert_eq!(less, frame[1..half]);
+        let tiny = Bytes::from(vec![b'z'; SHARE_FROM - 1]);
+        let copied = decode_shared(&tiny, share_most);
+        assert_ne!(copied.as_ptr(), tiny.as_ptr(), "under SHARE_FROM: a copy");
+    }
+}
