@@ -1,18 +1,18 @@
 //! Decoding that shares the received buffer: large byte strings as slices of it, not copies.
 //!
 //! A received WebSocket message is one [`Bytes`] buffer. While [`decode_shared`] decodes it on
-//! this thread, [`share`] turns a large part borrowed from it into a slice of that buffer (a
+//! this thread, [`share_most`] turns a large part borrowed from it into a slice of that buffer (a
 //! reference count, no allocation, no copy). The wire's names and typed payloads
 //! (`wire::SharedBytes`) and the byte strings of a [`Value`](super::Value) use it, so a 1 MiB
-//! `Value::Bytes` argument decodes without copying its megabyte. Small parts are not worth it:
+//! argument decodes without copying its megabyte. Small parts are not worth it:
 //! below [`SHARE_FROM`] bytes they are copied — measured at 1024 calls in flight, sharing every
 //! part made threads contend on the buffer's reference count (≈5% of the CPU) for no gain.
-//! Outside a [`decode_shared`], or for bytes that do not lie in its buffer, [`share`] copies.
-//! A `Value`'s byte strings go through [`share_most`], which also copies a part that is less
-//! than half of the buffer, so a part held for long cannot pin a much larger message.
+//! Outside a [`decode_shared`], or for bytes that do not lie in its buffer, [`share_most`]
+//! copies; it also copies a part that is less than half of the buffer, so a part held for long
+//! (a call waiting in a backlog) cannot pin a much larger message.
 //!
-//! A shared part keeps the whole received message alive (at most 16 KiB for a message of packed
-//! frames, else the one frame it belongs to) until it is dropped.
+//! A shared part keeps the whole received message alive until it is dropped: at most twice its
+//! own size.
 //!
 //! [`Bytes`]: bytes::Bytes
 
@@ -61,17 +61,6 @@ pub(crate) fn share_most(part: &[u8]) -> Bytes {
     })
 }
 
-/// `part` as a slice of the frame being decoded if it is large and lies in it; otherwise a copy.
-pub(crate) fn share(part: &[u8]) -> Bytes {
-    if part.len() < SHARE_FROM {
-        return Bytes::copy_from_slice(part);
-    }
-    FRAME.with(|f| match &*f.borrow() {
-        Some(frame) if within(frame, part) => frame.slice_ref(part),
-        _ => Bytes::copy_from_slice(part),
-    })
-}
-
 fn within(frame: &[u8], part: &[u8]) -> bool {
     let range = frame.as_ptr_range();
     let start = part.as_ptr();
@@ -84,18 +73,19 @@ mod tests {
 
     #[test]
     fn large_decoded_parts_share_the_frame_small_ones_are_copied() {
-        let frame = Bytes::from(vec![b'x'; 4 * SHARE_FROM]);
-        let (large, small) =
-            decode_shared(&frame, |b| (share(&b[2..2 + SHARE_FROM]), share(&b[2..10])));
+        let frame = Bytes::from(vec![b'x'; SHARE_FROM + 2]);
+        let (large, small) = decode_shared(&frame, |b| {
+            (share_most(&b[2..2 + SHARE_FROM]), share_most(&b[2..10]))
+        });
         assert_eq!(large.as_ptr(), frame[2..].as_ptr(), "a slice, not a copy");
         assert_ne!(small.as_ptr(), frame[2..].as_ptr());
         assert_eq!(
-            share(&frame[2..2 + SHARE_FROM]),
+            share_most(&frame[2..2 + SHARE_FROM]),
             large,
             "outside a decode: a copy"
         );
         let other = vec![b'y'; SHARE_FROM];
-        let copied = decode_shared(&frame, |_| share(&other));
+        let copied = decode_shared(&frame, |_| share_most(&other));
         assert_ne!(copied.as_ptr(), other.as_ptr(), "not in the frame: a copy");
     }
 

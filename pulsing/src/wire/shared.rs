@@ -3,9 +3,10 @@
 //! A received WebSocket message is one `Bytes` buffer. Decoded through `decode_shared` (in
 //! `value/shared.rs`, which `Value`'s byte strings use too), the large strings ([`SharedStr`])
 //! and typed payloads of its frames become slices of that buffer (a reference count, no
-//! allocation, no copy) instead of owned copies. Small parts are not worth it: a string of up to
-//! 30 bytes (an actor or method name) is stored inline, and a payload under 512 bytes is copied
-//! (why: `value/shared.rs`). Decoded from a plain `&[u8]` ([`decode`](super::decode)), large
+//! allocation, no copy) instead of owned copies, when they are at least half of it. Small parts
+//! are not worth it: a string of up to 30 bytes (an actor or method name) is stored inline, and
+//! a payload under 512 bytes is copied; nor are parts of a message packed with many others,
+//! which would keep it all alive (why: `value/shared.rs`). Decoded from a plain `&[u8]` ([`decode`](super::decode)), large
 //! parts are copied.
 
 use std::fmt;
@@ -16,7 +17,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub(super) use crate::value::shared::decode_shared;
-use crate::value::shared::share;
+use crate::value::shared::share_most;
 
 /// Immutable bytes, cheap to clone: up to 30 bytes inline (no allocation at all), longer ones
 /// in a shared buffer — decoded from a frame, the frame's own when they are large.
@@ -41,9 +42,11 @@ impl SharedBytes {
         Some(SharedBytes(Repr::Inline(b.len() as u8, buf)))
     }
 
-    /// `b` inline, or shared with the frame being decoded, or copied.
+    /// `b` inline, or shared with the frame being decoded if it is most of it, or copied: a
+    /// call waiting in a backlog holds its names and payload for long, and must not pin a
+    /// message of many other calls (see `value/shared.rs`).
     fn decoded(b: &[u8]) -> Self {
-        Self::inline(b).unwrap_or_else(|| SharedBytes(Repr::Shared(share(b))))
+        Self::inline(b).unwrap_or_else(|| SharedBytes(Repr::Shared(share_most(b))))
     }
 
     /// The postcard encoding of `value`: small ones are encoded in place, with no allocation.
@@ -262,6 +265,21 @@ mod tests {
             let back: Vec<u8> = postcard::from_bytes(&encoded).unwrap();
             assert_eq!(back, value);
         }
+    }
+
+    #[test]
+    fn a_large_payload_shares_its_message_only_if_it_is_most_of_it() {
+        let part = crate::value::shared::SHARE_FROM;
+        // Alone in its message (as a large argument is): a slice of it.
+        let alone = Bytes::from(vec![7u8; part + 40]);
+        let shared = decode_shared(&alone, |b| SharedBytes::decoded(&b[40..]));
+        assert!(matches!(&shared.0, Repr::Shared(b) if b.as_ptr() == alone[40..].as_ptr()));
+        // One of many calls packed into a message: a copy, so a call that waits long in a
+        // backlog does not keep the others' bytes alive.
+        let packed = Bytes::from(vec![7u8; 8 * part]);
+        let copied = decode_shared(&packed, |b| SharedBytes::decoded(&b[..part]));
+        assert!(matches!(&copied.0, Repr::Shared(b) if b.as_ptr() != packed.as_ptr()));
+        assert_eq!(&*copied, &packed[..part]);
     }
 
     #[test]
