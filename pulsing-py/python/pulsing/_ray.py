@@ -174,7 +174,12 @@ def init_in_ray(*, join_timeout: float = 10.0) -> "_runtime._Done":
     """Starts this process's Pulsing node inside a Ray cluster (the driver or any worker): it
     listens on Ray's node IP address (a free port), with the Ray cluster's secret, and joins
     every other Pulsing node recorded in Ray. ``pul.mount`` calls it; the driver calls it to
-    ``pul.resolve`` mounted actors. Calling it again is a no-op. ``await`` is optional."""
+    ``pul.resolve`` mounted actors. Calling it again is a no-op. ``await`` is optional.
+
+    It returns once this node has heard from another Pulsing node (or at once if it is the
+    first). The names of actors elsewhere reach it with the next gossip rounds, usually within
+    a second: ``pul.resolve(name, timeout=...)`` waits for a name, ``pul.instances(name)`` only
+    says what this node knows now."""
     global _joined
     ray = import_ray()
     if not ray.is_initialized():
