@@ -26,8 +26,6 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-
-use crate::actor::oneshot;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +34,7 @@ use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
 use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
 use super::writer::WriteHalf;
+use crate::actor::oneshot;
 use crate::error::{Error, Result};
 use crate::wire::{
     decode_packed, encode, Frame, NoArgs, NodeId, Payload, RequestArgs, RequestRef, SharedBytes,
