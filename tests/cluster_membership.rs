@@ -367,3 +367,13 @@ async fn a_node_that_advertises_a_host_name_joins() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A node that cannot bind its address fails its test at once, saying so and listing what
+/// holds the port (it used to wait 30 s and say the node "printed nothing").
+#[test]
+#[should_panic(expected = "the node exited before listening")]
+fn a_node_that_cannot_bind_fails_its_test_at_once_naming_the_port() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    NodeProcess::start(NODE, &["--addr", &addr, "--name", "x"]);
+}

@@ -293,6 +293,21 @@ pub fn unshared_port() -> u16 {
     panic!("no free port below {low}");
 }
 
+/// What `ss` lists on local `port`, for a failure message (empty if `ss` is missing).
+fn sockets_on_port(port: &str) -> String {
+    Command::new("ss")
+        .args(["-tanp", &format!("sport = :{port}")])
+        .output()
+        .ok()
+        .map(|out| {
+            format!(
+                "; sockets on port {port}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// A `test_node` process; killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -314,9 +329,28 @@ impl NodeProcess {
             .expect("the test node starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let Some(line) = first_line_within(stdout, START_WAIT) else {
+            // Exited (its error is on stderr above) or hung: say which, and for a node given
+            // an address, what held that port (a bind race was seen once: see `unshared_port`).
+            let exited = (0..100).find_map(|_| {
+                let status = child.try_wait().ok().flatten();
+                if status.is_none() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                status
+            });
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the node printed nothing within {START_WAIT:?}");
+            let holders = args
+                .iter()
+                .position(|a| *a == "--addr")
+                .and_then(|at| args.get(at + 1))
+                .and_then(|addr| addr.rsplit(':').next())
+                .map(sockets_on_port)
+                .unwrap_or_default();
+            match exited {
+                Some(status) => panic!("the node exited before listening ({status}){holders}"),
+                None => panic!("the node printed nothing within {START_WAIT:?}{holders}"),
+            }
         };
         let addr = line
             .strip_prefix("LISTENING ")
