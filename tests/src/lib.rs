@@ -330,7 +330,8 @@ impl NodeProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let Some(line) = first_line_within(stdout, START_WAIT) else {
             // Exited (its error is on stderr above) or hung: say which, and for a node given
-            // an address, what held that port (a bind race was seen once: see `unshared_port`).
+            // an address, what held that port (a node once failed to bind a port
+            // `unshared_port` had just found free).
             let exited = (0..100).find_map(|_| {
                 let status = child.try_wait().ok().flatten();
                 if status.is_none() {

@@ -42,15 +42,15 @@ use crate::error::{Error, Result};
 
 /// How long dialing a peer (TCP connect + WebSocket upgrade + handshake) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) use connection::ESTABLISH_TIMEOUT;
 
 /// The most a connection reads from its socket at once (tungstenite's `read_buffer_size`,
 /// 128 KiB by default). tungstenite zero-fills that much of its buffer before every read, so
 /// with many small frames in flight most reads zeroed about 100 KiB to receive a few: 12% of
-/// the server's CPU at 1024 calls in flight. 32 KiB: 4–6% less CPU per call in alternating
-/// soaks there, and no loss on 1 MiB echoes (a frame's whole length is reserved once; it just
-/// takes more reads).
+/// the server's CPU at 1024 calls in flight. 32 KiB: 2–5% less CPU per call there (5 of 6
+/// alternating soak pairs), and no loss on 1 MiB echoes (a frame's whole length is reserved
+/// once; it just takes more reads).
 const READ_CHUNK: usize = 32 * 1024;
-pub(crate) use connection::ESTABLISH_TIMEOUT;
 
 /// Accepted connections that have not logged in yet, at most, per node.
 pub(crate) const MAX_UNAUTHENTICATED: usize = 128;

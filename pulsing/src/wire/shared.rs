@@ -6,8 +6,8 @@
 //! allocation, no copy) instead of owned copies, when they are at least half of it. Small parts
 //! are not worth it: a string of up to 30 bytes (an actor or method name) is stored inline, and
 //! a payload under 512 bytes is copied; nor are parts of a message packed with many others,
-//! which would keep it all alive (why: `value/shared.rs`). Decoded from a plain `&[u8]` ([`decode`](super::decode)), large
-//! parts are copied.
+//! which would keep it all alive (why: `value/shared.rs`). Decoded from a plain `&[u8]`
+//! ([`decode`](super::decode)), large parts are copied.
 
 use std::fmt;
 use std::ops::Deref;
