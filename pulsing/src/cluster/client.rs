@@ -19,12 +19,16 @@
 //! the client ([`PeerActor::describe`], [`PeerActor::stop`]).
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Sleep;
 
 use super::gossip::Members;
 use super::items::{explain, PeerItems};
@@ -33,7 +37,10 @@ use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::actor::stream::ReplyStream;
 use crate::error::{Error, Result};
-use crate::transport::{Connection, OutArgs, Outcome, Outgoing, Transport};
+use crate::handle::deadline::poll_timer;
+use crate::transport::{
+    Answer, Attempt, Connection, OutArgs, Outcome, Outgoing, Transport, SWEPT_DEADLINE,
+};
 use crate::value::{Args, Value};
 use crate::wire::{NoArgs, NodeId, Payload, SharedBytes};
 
@@ -184,6 +191,42 @@ impl PeerActor {
         self.checked(outcome)
     }
 
+    /// [`call`](Self::call) without waiting to send: sent at once over the open connection
+    /// when it has room, so none of the send path's state stays in the caller's future.
+    /// `MustWait` gives the arguments back (the connection is lost, or full now): then
+    /// [`call`](Self::call) with them.
+    pub(crate) fn try_call<X: Serialize>(
+        &self,
+        method: &str,
+        typed: bool,
+        args: OutArgs<X>,
+        timeout: Option<Duration>,
+    ) -> Attempt<'_, X> {
+        if self.first.is_closed() {
+            return Attempt::MustWait(args);
+        }
+        match self
+            .first
+            .try_call(self.outgoing(method, typed, args, timeout))
+        {
+            Attempt::Done(outcome) => Attempt::Done(self.checked(outcome)),
+            attempt => attempt,
+        }
+    }
+
+    /// A call's outcome as its result: `Expired` becomes a `Timeout` after `timeout`.
+    pub(crate) fn result(
+        &self,
+        method: &str,
+        timeout: Option<Duration>,
+        outcome: Outcome,
+    ) -> Result<Payload> {
+        match outcome {
+            Outcome::Answered(result) => result,
+            Outcome::Expired => Err(self.timeout_error(method, timeout.unwrap_or_default())),
+        }
+    }
+
     /// `$describe`: the actor's type, id and interface, as its node sees them. Fails once the
     /// node no longer knows the actor (or the connection is gone).
     pub(crate) async fn describe(&self) -> Result<Value> {
@@ -288,6 +331,46 @@ pub(crate) fn stream_window(stream_buffer: usize) -> u32 {
 /// Encodes a typed argument tuple (small ones without allocating).
 pub(crate) fn encode_args<Args: Serialize>(args: &Args) -> Result<SharedBytes> {
     SharedBytes::encode(args).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// A call sent to a peer ([`PeerActor::try_call`]), waiting for its outcome: a short deadline
+/// (under [`SWEPT_DEADLINE`]) is kept by a timer here, a long one by the connection. Notes what
+/// the answer tells about the actor. Dropping it before the outcome cancels the call on the
+/// peer.
+#[derive(Debug)]
+pub(crate) struct SentCall<'a> {
+    peer: &'a PeerActor,
+    answer: Answer<'a>,
+    timeout: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<'a> SentCall<'a> {
+    /// The actor called.
+    pub(crate) fn peer(&self) -> &'a PeerActor {
+        self.peer
+    }
+
+    pub(crate) fn new(peer: &'a PeerActor, answer: Answer<'a>, timeout: Option<Duration>) -> Self {
+        SentCall {
+            peer,
+            answer,
+            timeout: timeout.filter(|after| *after < SWEPT_DEADLINE),
+            timer: None,
+        }
+    }
+}
+
+impl Future for SentCall<'_> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        if let Poll::Ready(outcome) = Pin::new(&mut this.answer).poll(cx) {
+            return Poll::Ready(this.peer.checked(outcome));
+        }
+        poll_timer(&mut this.timer, this.timeout, cx).map(|_| Outcome::Expired)
+    }
 }
 
 /// Decodes a typed (postcard) payload.

@@ -44,9 +44,9 @@ use crate::actor::cell::{Cell, Envelope};
 use crate::actor::oneshot::{self, NoAnswer};
 use crate::actor::reply::BoxFuture;
 use crate::actor::{Actor, Reply, ReplyStream, StreamReply};
-use crate::cluster::client::{decode_typed, encode_args, PeerActor};
+use crate::cluster::client::{decode_typed, encode_args, PeerActor, SentCall};
 use crate::error::{Error, Result};
-use crate::transport::OutArgs;
+use crate::transport::{Attempt, OutArgs};
 use crate::wire::Payload;
 
 /// A typed call that has not been sent yet. Await it for the method's result, or [`tell`](Self::tell) it.
@@ -223,12 +223,25 @@ where
             }
             Target::Peer(peer) => {
                 let timeout = self.call.deadline.resolve(peer.call_timeout);
-                let (method, args) = (self.call.method, self.call.args);
-                CallFuture {
-                    inner: CallInner::Peer {
+                let method = self.call.method;
+                let args = OutArgs::Typed(self.call.args);
+                // Sent now if the connection has room: the future then holds only what waits
+                // for the answer, and allocates nothing.
+                let inner = match peer.try_call(method, true, args, timeout) {
+                    Attempt::Sent(answer) => CallInner::Sent {
+                        sent: SentCall::new(peer, answer, timeout),
+                        method,
+                        timeout,
+                        decode: decode_typed::<T>,
+                    },
+                    Attempt::Done(outcome) => CallInner::Done {
+                        result: Some(peer.result(method, timeout, outcome).and_then(decode_typed)),
+                    },
+                    Attempt::MustWait(args) => CallInner::Peer {
                         call: Box::pin(call_peer(peer, method, args, timeout)),
                     },
-                }
+                };
+                CallFuture { inner }
             }
         }
     }
@@ -239,10 +252,10 @@ where
 async fn call_peer<Args: Serialize, T: DeserializeOwned>(
     peer: &PeerActor,
     method: &str,
-    args: Args,
+    args: OutArgs<Args>,
     timeout: Option<Duration>,
 ) -> Result<T> {
-    let call = peer.call(method, true, OutArgs::Typed(args), timeout);
+    let call = peer.call(method, true, args, timeout);
     let payload =
         deadline::on_connection(timeout, call, |after| peer.timeout_error(method, after)).await?;
     decode_typed(payload)
@@ -260,6 +273,10 @@ pin_project_lite::pin_project! {
     /// The future of an awaited [`Call`]: sends the message, then waits for the reply or the
     /// deadline. For an actor in this process it never allocates beyond its reply channel
     /// (unless the mailbox is full, or the call has a short deadline of its own: a timer).
+    /// For an actor on another node the request is queued on the connection as the call
+    /// becomes this future (`.await` does that first, or [`IntoFuture::into_future`]), when
+    /// the connection has room: the future then only waits for the answer, and allocates
+    /// nothing beyond its reply channel either. Dropping it cancels the call on the peer.
     #[must_use = "futures do nothing unless polled"]
     pub struct CallFuture<'a, A: Actor, T> {
         #[pin]
@@ -282,7 +299,19 @@ pin_project_lite::pin_project! {
             // A short deadline's timer, or a swept one's while the mailbox is full.
             timer: Option<Pin<Box<Sleep>>>,
         },
-        /// An actor on another node: over its connection.
+        /// An actor on another node, the call sent: waiting for the answer.
+        Sent {
+            sent: SentCall<'a>,
+            method: &'static str,
+            timeout: Option<Duration>,
+            decode: fn(Payload) -> Result<T>,
+        },
+        /// An actor on another node, the call refused before it was sent.
+        Done {
+            result: Option<Result<T>>,
+        },
+        /// An actor on another node whose connection had no room (or was lost) when the call
+        /// was made: the whole call, waiting to be sent.
         Peer {
             call: BoxFuture<'a, Result<T>>,
         },
@@ -295,7 +324,8 @@ impl<A: Actor, T> std::fmt::Debug for CallFuture<'_, A, T> {
             CallInner::Local { cell, method, .. } => {
                 write!(f, "CallFuture({}.{method})", cell.meta.label())
             }
-            CallInner::Peer { .. } => f.write_str("CallFuture(remote)"),
+            CallInner::Sent { method, .. } => write!(f, "CallFuture(remote .{method})"),
+            CallInner::Done { .. } | CallInner::Peer { .. } => f.write_str("CallFuture(remote)"),
         }
     }
 }
@@ -305,6 +335,19 @@ impl<A: Actor, T> Future for CallFuture<'_, A, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let (cell, method, send, rx, timeout, swept, timer) = match self.project().inner.project() {
+            CallInnerProj::Sent {
+                sent,
+                method,
+                timeout,
+                decode,
+            } => {
+                let outcome = std::task::ready!(Pin::new(&mut *sent).poll(cx));
+                let result = sent.peer().result(method, *timeout, outcome);
+                return Poll::Ready(result.and_then(*decode));
+            }
+            CallInnerProj::Done { result } => {
+                return Poll::Ready(result.take().expect("a call future polled after it ended"))
+            }
             CallInnerProj::Peer { call } => return call.as_mut().poll(cx),
             CallInnerProj::Local {
                 cell,

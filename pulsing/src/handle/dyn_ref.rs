@@ -35,9 +35,9 @@ use crate::actor::interface::Interface;
 use crate::actor::meta::ActorId;
 use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
 use crate::actor::stream::{ConvertedStream, ValueStream};
-use crate::cluster::client::{decode_value, value_reply, PeerActor};
+use crate::cluster::client::{decode_value, value_reply, PeerActor, SentCall};
 use crate::error::Result;
-use crate::transport::OutArgs;
+use crate::transport::{Attempt, OutArgs};
 use crate::value::{Args, Value};
 use crate::wire::{NoArgs, Payload};
 
@@ -210,21 +210,11 @@ impl<'a> IntoFuture for DynCall<'a> {
     type IntoFuture = BoxFuture<'a, Result<Value>>;
 
     fn into_future(self) -> Self::IntoFuture {
+        let cell = match &self.target.target {
+            DynTarget::Local(cell) => cell,
+            DynTarget::Peer(p) => return call_peer(p, self.method, self.args, self.deadline),
+        };
         Box::pin(async move {
-            let cell = match &self.target.target {
-                DynTarget::Local(cell) => cell,
-                DynTarget::Peer(p) => {
-                    let timeout = self.deadline.resolve(p.call_timeout);
-                    let call = p.call::<NoArgs>(
-                        &self.method,
-                        false,
-                        OutArgs::Payload(Payload::Dynamic(self.args)),
-                        timeout,
-                    );
-                    let expired = |after| p.timeout_error(&self.method, after);
-                    return value_reply(deadline::on_connection(timeout, call, expired).await?);
-                }
-            };
             let meta = cell.meta();
             let timeout = self.deadline.resolve(meta.call_timeout);
             let call = async {
@@ -245,5 +235,31 @@ impl<'a> IntoFuture for DynCall<'a> {
             })
             .await
         })
+    }
+}
+
+/// A by-name call to an actor on another node: sent now if its connection has room (the
+/// future then holds only what waits for the answer), else sent by the future.
+fn call_peer(
+    p: &PeerActor,
+    method: String,
+    args: Args,
+    deadline: Deadline,
+) -> BoxFuture<'_, Result<Value>> {
+    let timeout = deadline.resolve(p.call_timeout);
+    let args = OutArgs::<NoArgs>::Payload(Payload::Dynamic(args));
+    match p.try_call(&method, false, args, timeout) {
+        Attempt::Sent(answer) => {
+            let sent = SentCall::new(p, answer, timeout);
+            Box::pin(async move { value_reply(p.result(&method, timeout, sent.await)?) })
+        }
+        Attempt::Done(outcome) => Box::pin(std::future::ready(
+            p.result(&method, timeout, outcome).and_then(value_reply),
+        )),
+        Attempt::MustWait(args) => Box::pin(async move {
+            let call = p.call(&method, false, args, timeout);
+            let expired = |after| p.timeout_error(&method, after);
+            value_reply(deadline::on_connection(timeout, call, expired).await?)
+        }),
     }
 }

@@ -18,8 +18,11 @@
 //! call or stream) closes the connection: it would orphan the running one.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -478,21 +481,66 @@ impl Connection {
         waiting: Waiting,
         credit: Option<u32>,
     ) -> std::result::Result<u64, NotSent> {
-        // A swept deadline has no timer of its own: it bounds the (rare) waits for room here.
+        match self.try_submit(&call, waiting, credit) {
+            Submitted::Sent(id) => Ok(id),
+            Submitted::Refused(refused) => Err(refused),
+            Submitted::MustWait(waiting) => {
+                Box::pin(self.submit_waiting(call, waiting, credit)).await
+            }
+        }
+    }
+
+    /// [`submit`](Self::submit) without waiting: gives `waiting` back if the window or the
+    /// outbox has no room now. Encoded here, from the borrowed names and arguments, straight
+    /// into the outbox: no owned copies, and the caller's thread does the work rather than the
+    /// connection's writer.
+    fn try_submit<X: serde::Serialize>(
+        &self,
+        call: &Outgoing<'_, X>,
+        waiting: Waiting,
+        credit: Option<u32>,
+    ) -> Submitted {
+        if !self.window.try_take() {
+            return Submitted::MustWait(waiting);
+        }
+        let id = match self.register(waiting) {
+            Ok(id) => id,
+            Err(refused) => return Submitted::Refused(refused),
+        };
+        let queued = match call.args.as_request() {
+            Ok(args) => self
+                .outbox
+                .try_push_in_turn(&call.request(id, args, credit)),
+            Err(why) => Some(Err(NotQueued::Unencodable(why))),
+        };
+        match queued {
+            Some(queued) => match self.queued(id, queued) {
+                Ok(id) => Submitted::Sent(id),
+                Err(refused) => Submitted::Refused(refused),
+            },
+            // The outbox is full (rare): the caller waits, registered afresh.
+            None => match Self::unwait(&mut lock(&self.waiting), &self.window, id) {
+                Some(waiting) => Submitted::MustWait(waiting),
+                // The connection ended meanwhile and told the waiter.
+                None => Submitted::Refused(NotSent::Lost),
+            },
+        }
+    }
+
+    /// The slow path of [`submit`](Self::submit): waits for a place in the window and for room
+    /// in the outbox, within a swept deadline.
+    async fn submit_waiting<X: serde::Serialize>(
+        &self,
+        call: Outgoing<'_, X>,
+        waiting: Waiting,
+        credit: Option<u32>,
+    ) -> std::result::Result<u64, NotSent> {
+        // A swept deadline has no timer of its own: it bounds the waits for room here.
         let within = call.deadline.filter(|d| *d >= SWEPT_DEADLINE);
         if !self.window.try_take() {
-            Box::pin(self.window_room(within)).await?;
+            self.window_room(within).await?;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.waiting).insert(id, waiting);
-        // `finish` sets `closed` before failing every waiter: a waiter added after that
-        // would never be told, so check here.
-        if self.is_closed() {
-            Self::unwait(&mut lock(&self.waiting), &self.window, id);
-            return Err(NotSent::Lost);
-        }
-        // Encoded here, from the borrowed names and arguments, straight into the outbox: no
-        // owned copies, and the caller's task does the work rather than the connection's writer.
+        let id = self.register(waiting)?;
         let queued = match call.args.as_request() {
             Ok(args) => self
                 .outbox
@@ -501,17 +549,41 @@ impl Connection {
         };
         let queued = match queued {
             Some(queued) => queued,
-            // The outbox is full (rare): wait with owned arguments (it wakes the writer itself).
+            // The outbox is full: wait with owned arguments (it wakes the writer itself).
             None => match call.args.to_payload() {
                 Ok(args) => {
                     let request = call.request::<NoArgs>(id, RequestArgs::Payload(&args), credit);
-                    Box::pin(self.outbox.push_waiting(&request, within))
+                    self.outbox
+                        .push_waiting(&request, within)
                         .await
                         .map(|()| false)
                 }
                 Err(why) => Err(NotQueued::Unencodable(why)),
             },
         };
+        self.queued(id, queued)
+    }
+
+    /// Records `waiting` under a fresh id (its place in the window already taken).
+    fn register(&self, waiting: Waiting) -> std::result::Result<u64, NotSent> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiting).insert(id, waiting);
+        // `finish` sets `closed` before failing every waiter: a waiter added after that
+        // would never be told, so check here.
+        if self.is_closed() {
+            Self::unwait(&mut lock(&self.waiting), &self.window, id);
+            return Err(NotSent::Lost);
+        }
+        Ok(id)
+    }
+
+    /// After request `id` was pushed (or refused): writes or wakes the writer for the first
+    /// frame of a batch; a refused request is unregistered.
+    fn queued(
+        &self,
+        id: u64,
+        queued: std::result::Result<bool, NotQueued>,
+    ) -> std::result::Result<u64, NotSent> {
         match queued {
             Ok(first) => {
                 if first {
@@ -549,26 +621,51 @@ impl Connection {
     /// the caller's to enforce.
     pub(crate) async fn call<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Outcome {
         let (tx, rx, _) = oneshot::channel(None);
-        let expires = call.deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
-            // Whole checks, with a margin: a tick that runs a few ms late keeps its schedule
-            // (tokio's `Interval` only delays ticks more than 5 ms late).
+        let waiting = Waiting::Call {
+            tx,
+            expires: self.expiry(call.deadline),
+        };
+        match self.submit(call, waiting, None).await {
+            Ok(id) => Answer::new(self, id, rx).await,
+            Err(refused) => self.refused(refused),
+        }
+    }
+
+    /// [`call`](Self::call) without waiting to send: the answer to await if the call went out
+    /// at once, else (no room in the window or the outbox now) its arguments back, to call
+    /// again with [`call`](Self::call). A call refused outright is `Done`.
+    pub(crate) fn try_call<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Attempt<'_, X> {
+        let (tx, rx, _) = oneshot::channel(None);
+        let waiting = Waiting::Call {
+            tx,
+            expires: self.expiry(call.deadline),
+        };
+        match self.try_submit(&call, waiting, None) {
+            Submitted::Sent(id) => Attempt::Sent(Answer::new(self, id, rx)),
+            Submitted::Refused(refused) => Attempt::Done(self.refused(refused)),
+            Submitted::MustWait(_) => Attempt::MustWait(call.args),
+        }
+    }
+
+    /// The check after which a call with this deadline has expired, for a swept deadline:
+    /// whole checks, with a margin (a tick that runs a few ms late keeps its schedule; tokio's
+    /// `Interval` only delays ticks more than 5 ms late).
+    fn expiry(&self, deadline: Option<Duration>) -> Option<u64> {
+        deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
             let checks = d.saturating_add(CHECK_SLACK).as_secs().saturating_add(1);
             self.checks
                 .load(Ordering::Relaxed)
                 .saturating_add(checks)
                 .saturating_add(1)
-        });
-        let id = match self.submit(call, Waiting::Call { tx, expires }, None).await {
-            Ok(id) => id,
-            Err(NotSent::Expired) => return Outcome::Expired,
-            Err(refused) => return Outcome::Answered(Err(refused.into_error(self))),
-        };
-        let guard = CancelOnDrop { conn: self, id };
-        let outcome = rx
-            .await
-            .unwrap_or_else(|_| Outcome::Answered(Err(self.lost())));
-        std::mem::forget(guard);
-        outcome
+        })
+    }
+
+    /// How a call that was not sent ends.
+    fn refused(&self, refused: NotSent) -> Outcome {
+        match refused {
+            NotSent::Expired => Outcome::Expired,
+            refused => Outcome::Answered(Err(refused.into_error(self))),
+        }
     }
 
     /// Bytes queued for the peer and not yet written.
@@ -924,15 +1021,62 @@ impl<X> Outgoing<'_, X> {
     }
 }
 
-/// Cancels a call whose caller gave up (its future was dropped).
-struct CancelOnDrop<'a> {
-    conn: &'a Connection,
-    id: u64,
+/// What [`Connection::submit`] did with a call.
+enum Submitted {
+    Sent(u64),
+    Refused(NotSent),
+    /// No room in the window or the outbox now: what was to wait for the answer, back.
+    MustWait(Waiting),
 }
 
-impl Drop for CancelOnDrop<'_> {
+/// What [`Connection::try_call`] did with a call.
+#[derive(Debug)]
+pub(crate) enum Attempt<'c, X> {
+    /// Sent: its answer, to await.
+    Sent(Answer<'c>),
+    /// Refused outright (the connection is gone, the arguments do not encode).
+    Done(Outcome),
+    /// Not sent: no room now. The arguments, for [`Connection::call`].
+    MustWait(OutArgs<X>),
+}
+
+/// The answer to a call sent on a connection. Dropping it before the answer came cancels the
+/// call on the peer.
+#[derive(Debug)]
+pub(crate) struct Answer<'c> {
+    conn: &'c Connection,
+    id: u64,
+    rx: oneshot::Receiver<Outcome>,
+    settled: bool,
+}
+
+impl<'c> Answer<'c> {
+    fn new(conn: &'c Connection, id: u64, rx: oneshot::Receiver<Outcome>) -> Self {
+        Answer {
+            conn,
+            id,
+            rx,
+            settled: false,
+        }
+    }
+}
+
+impl Future for Answer<'_> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        let outcome = std::task::ready!(Pin::new(&mut this.rx).poll(cx));
+        this.settled = true;
+        Poll::Ready(outcome.unwrap_or_else(|_| Outcome::Answered(Err(this.conn.lost()))))
+    }
+}
+
+impl Drop for Answer<'_> {
     fn drop(&mut self) {
-        self.conn.cancel(self.id);
+        if !self.settled {
+            self.conn.cancel(self.id);
+        }
     }
 }
 

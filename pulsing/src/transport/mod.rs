@@ -33,8 +33,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub(crate) use connection::{
-    credit_semaphore, Connection, Inbound, Incoming, OutArgs, Outcome, Outgoing, Role, Serving,
-    StreamMsg, SWEPT_DEADLINE,
+    credit_semaphore, Answer, Attempt, Connection, Inbound, Incoming, OutArgs, Outcome, Outgoing,
+    Role, Serving, StreamMsg, SWEPT_DEADLINE,
 };
 pub(crate) use handshake::{new_node_id, Identity};
 

@@ -457,6 +457,47 @@ async fn a_caller_keeps_at_most_a_window_of_calls_in_flight() {
     crate::transport::tests::eventually(|| conn.waiting_calls() == 0).await;
 }
 
+/// The common path of a call (`try_call`): sent at once while the window has room, answered
+/// through what it returns, cancelled (unregistered) when that is dropped unanswered; with the
+/// window full, nothing is sent or registered and the arguments come back for `call`.
+#[tokio::test]
+async fn try_call_sends_at_once_or_gives_the_arguments_back() {
+    let (a, _ia) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let (b, _ib) = node(None, crate::wire::DEFAULT_MAX_FRAME).await;
+    let conn = a.connect(b.advertised()).await.unwrap();
+    let Attempt::Sent(answer) = conn.try_call(call("echo", args(1))) else {
+        panic!("a call on an idle connection is sent at once");
+    };
+    assert_eq!(
+        answer.await.answered(),
+        Ok(Payload::Value(Value::List(vec![Value::Int(1)])))
+    );
+    let Attempt::Sent(answer) = conn.try_call(call("hang", args(0))) else {
+        panic!("a call on an idle connection is sent at once");
+    };
+    assert_eq!(conn.waiting_calls(), 1);
+    drop(answer);
+    assert_eq!(conn.waiting_calls(), 0, "a dropped answer cancels its call");
+
+    let mut hanging = Vec::new();
+    for _ in 0..connection::CALL_WINDOW {
+        let conn = conn.clone();
+        hanging.push(tokio::spawn(async move {
+            conn.call(call("hang", args(0))).await
+        }));
+    }
+    eventually(|| conn.waiting_calls() == connection::CALL_WINDOW).await;
+    match conn.try_call(call("echo", args(9))) {
+        Attempt::MustWait(OutArgs::Payload(given_back)) => assert_eq!(given_back, args(9)),
+        other => panic!("a full window must give the arguments back, not {other:?}"),
+    }
+    assert_eq!(conn.waiting_calls(), connection::CALL_WINDOW);
+    for h in hanging {
+        h.abort();
+    }
+    eventually(|| conn.waiting_calls() == 0).await;
+}
+
 /// The next message of a stream's channel, or a panic after 10 s (a test never hangs on it).
 async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<StreamMsg>) -> Option<StreamMsg> {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
