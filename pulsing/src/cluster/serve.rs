@@ -68,7 +68,11 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
 /// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
 /// room each time. Calls the peer cancelled meanwhile are dropped here.
 async fn drain_backlog(registry: Arc<Registry>, conn: Arc<Connection>, actor: SharedStr) {
-    while let Some(call) = conn.next_in_backlog(&actor) {
+    let mut chunk = std::collections::VecDeque::new();
+    while !chunk.is_empty() || conn.next_in_backlog(&actor, &mut chunk) {
+        let Some(call) = chunk.pop_front() else {
+            continue;
+        };
         if !conn.is_serving(call.id) {
             continue;
         }

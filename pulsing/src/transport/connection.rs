@@ -53,6 +53,9 @@ pub(crate) const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const CALL_WINDOW: usize = 2048;
 /// Calls and streams a node serves for one peer at once at most; beyond it, `Error::Busy`.
 pub(crate) const SERVED_LIMIT: usize = 2 * CALL_WINDOW;
+
+/// How many calls a backlog's drainer takes under one lock.
+pub(crate) const BACKLOG_CHUNK: usize = 64;
 /// Bytes of answers waiting to be written beyond which a peer that does not read them is
 /// dropped (or twice the frame limit, if larger: one answer may be that large).
 const UNREAD_LIMIT: usize = 128 << 20;
@@ -876,18 +879,28 @@ impl Connection {
         self.backlog_count.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The next call of `actor`'s backlog; `None` (and the backlog is gone) once it is empty or
-    /// the connection has closed.
-    pub(crate) fn next_in_backlog(&self, actor: &str) -> Option<Incoming> {
+    /// Moves the next calls of `actor`'s backlog, up to [`BACKLOG_CHUNK`], to the end of
+    /// `into`: one lock for many calls, taken while the reader adds more. False (and the
+    /// backlog is gone) once it is empty or the connection has closed. Calls cancelled once
+    /// moved are no longer dropped from the backlog (`unbacklog`): its drainer skips them, so
+    /// a backlog holds at most [`SERVED_LIMIT`] + [`BACKLOG_CHUNK`] calls.
+    pub(crate) fn next_in_backlog(
+        &self,
+        actor: &str,
+        into: &mut std::collections::VecDeque<Incoming>,
+    ) -> bool {
         let mut backlogs = lock(&self.backlogs);
-        let next = backlogs
-            .get_mut(actor)
-            .and_then(|b| b.pop_front())
-            .filter(|_| !self.is_closed());
-        if next.is_none() && backlogs.remove(actor).is_some() {
+        if let Some(backlog) = backlogs.get_mut(actor).filter(|_| !self.is_closed()) {
+            let taken = backlog.len().min(BACKLOG_CHUNK);
+            into.extend(backlog.drain(..taken));
+            if taken > 0 {
+                return true;
+            }
+        }
+        if backlogs.remove(actor).is_some() {
             self.backlog_count.fetch_sub(1, Ordering::AcqRel);
         }
-        next
+        false
     }
 
     /// Forgets a stream or meta-call we served.
