@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use super::by_id::{ById, Sharded};
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
 use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
@@ -306,31 +307,6 @@ enum Served {
     Dropped(Error),
 }
 
-/// Calls by id. Ids are a counter chosen by the caller, so a multiply spreads them over the
-/// table's bits (+2–3% calls/s over SipHash at 1024 in flight). The ids in `serving` come from
-/// an authenticated peer; one that picked colliding ids would slow only its own connection.
-type ById<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-/// Fibonacci hashing of a `u64` id.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// Whether the connection has ended: a cancellation token to wait on, and a flag for the checks
 /// on every call (the token's own check takes a lock shared by every thread that checks it).
 #[derive(Debug, Default)]
@@ -375,7 +351,7 @@ pub(crate) struct Connection {
     /// Answers queued beyond this many bytes mean the peer does not read them.
     unread_limit: usize,
     waiting: Mutex<ById<Waiting>>,
-    serving: Mutex<ById<Served>>,
+    serving: Sharded<Served>,
     /// Per actor name, the peer's calls waiting for room in that actor's mailbox, in order.
     backlogs: Mutex<HashMap<SharedStr, std::collections::VecDeque<Incoming>>>,
     /// How many backlogs exist: while none does (the usual case), calls skip the lock above.
@@ -749,22 +725,24 @@ impl Connection {
     /// Records a stream or meta-call we serve on a task (in place of its `Posting` entry), so
     /// the peer can cancel it (and grant credit to it).
     pub(crate) fn serving(&self, id: u64, serving: Serving) {
-        lock(&self.serving).insert(id, Served::Task(serving));
+        self.serving
+            .with(id, |table| table.insert(id, Served::Task(serving)));
     }
 
     /// Decides what to do with the peer's request `id`: it is recorded as `Posting` (so a
     /// `Cancel` reaches it and [`answer`](Self::answer) knows it is wanted) unless the peer
     /// already has [`SERVED_LIMIT`] in flight here, or `id` is in use.
     fn admit(&self, id: u64) -> Admit {
-        let mut serving = lock(&self.serving);
-        if serving.contains_key(&id) {
-            Admit::Repeated
-        } else if serving.len() >= SERVED_LIMIT {
-            Admit::Busy
-        } else {
-            serving.insert(id, Served::Posting);
-            Admit::Yes
-        }
+        // Only the reader admits: the size it checks grows only here.
+        let full = self.serving.len() >= SERVED_LIMIT;
+        self.serving.with(id, |serving| match serving.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => Admit::Repeated,
+            std::collections::hash_map::Entry::Vacant(_) if full => Admit::Busy,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(Served::Posting);
+                Admit::Yes
+            }
+        })
     }
 
     /// Whether the peer still waits for call `id` (it has not been answered or cancelled).
@@ -773,22 +751,24 @@ impl Connection {
             // A call cancelled at this very moment may still run: as if the cancel came later.
             return !self.is_closed();
         }
-        lock(&self.serving).contains_key(&id)
+        self.serving.with(id, |serving| serving.contains_key(&id))
     }
 
     /// Call `id` is in its actor's mailbox: from now on, a dropped reply slot answers at once.
     pub(crate) fn posted(&self, id: u64) {
-        let mut serving = lock(&self.serving);
-        match serving.get_mut(&id) {
-            Some(state @ Served::Posting) => *state = Served::Posted,
-            Some(Served::Dropped(_)) => {
-                let Some(Served::Dropped(error)) = serving.remove(&id) else {
-                    unreachable!()
-                };
-                drop(serving);
-                self.write_answer(id, Err(error));
+        let dropped = self.serving.with(id, |serving| match serving.get_mut(&id) {
+            Some(state @ Served::Posting) => {
+                *state = Served::Posted;
+                None
             }
-            _ => {}
+            Some(Served::Dropped(_)) => match serving.remove(&id) {
+                Some(Served::Dropped(error)) => Some(error),
+                _ => unreachable!(),
+            },
+            _ => None,
+        });
+        if let Some(error) = dropped {
+            self.write_answer(id, Err(error));
         }
     }
 
@@ -801,13 +781,14 @@ impl Connection {
     /// Like [`answer`](Self::answer), with the response already made (it must be a
     /// `Response` to `id`, such as a `TypedResponseRef`).
     pub(crate) fn answer_with<F: serde::Serialize + ?Sized>(&self, id: u64, response: &F) {
-        let alone = {
-            let mut serving = lock(&self.serving);
-            if serving.remove(&id).is_none() {
-                return;
-            }
-            serving.is_empty()
-        };
+        if self
+            .serving
+            .with(id, |serving| serving.remove(&id))
+            .is_none()
+        {
+            return;
+        }
+        let alone = self.serving.len() == 0;
         self.push_answer(id, response, alone);
     }
 
@@ -840,15 +821,19 @@ impl Connection {
     /// The reply slot of call `id` was dropped unanswered (its actor stopped, or the call could
     /// not be enqueued): answers with `error` once the call is known to be in the mailbox.
     pub(crate) fn reply_dropped(&self, id: u64, error: Error) {
-        let mut serving = lock(&self.serving);
-        match serving.get_mut(&id) {
-            Some(state @ Served::Posting) => *state = Served::Dropped(error),
+        let answer_now = self.serving.with(id, |serving| match serving.get_mut(&id) {
+            Some(state @ Served::Posting) => {
+                *state = Served::Dropped(error);
+                None
+            }
             Some(Served::Posted) => {
                 serving.remove(&id);
-                drop(serving);
-                self.write_answer(id, Err(error));
+                Some(error)
             }
-            _ => {}
+            _ => None,
+        });
+        if let Some(error) = answer_now {
+            self.write_answer(id, Err(error));
         }
     }
 
@@ -905,7 +890,7 @@ impl Connection {
 
     /// Forgets a stream or meta-call we served.
     pub(crate) fn served(&self, id: u64) {
-        lock(&self.serving).remove(&id);
+        self.serving.with(id, |serving| serving.remove(&id));
     }
 
     /// Drops the peer's call `id` from whichever backlog holds it (it was cancelled): a
@@ -957,7 +942,7 @@ impl Connection {
                 }
             }
         }
-        for (_, s) in lock(&self.serving).drain() {
+        for s in self.serving.drain() {
             if let Served::Task(task) = s {
                 task.abort.abort();
             }
@@ -1137,7 +1122,7 @@ where
         window: Window::default(),
         unread_limit: UNREAD_LIMIT.max(max_frame.saturating_mul(2)),
         waiting: Mutex::new(ById::default()),
-        serving: Mutex::new(ById::default()),
+        serving: Sharded::default(),
         backlogs: Mutex::new(HashMap::new()),
         backlog_count: AtomicUsize::new(0),
         cancelled_any: AtomicBool::new(false),
@@ -1487,10 +1472,10 @@ fn route(
             }
         }
         Frame::Credit { id, items } => {
-            let credit = match lock(&conn.serving).get(&id) {
+            let credit = conn.serving.with(id, |serving| match serving.get(&id) {
                 Some(Served::Task(task)) => task.credit.clone(),
                 _ => None,
-            };
+            });
             if let Some(credit) = credit {
                 add_credit(&credit, items);
             }
@@ -1499,7 +1484,7 @@ fn route(
             // A call in a mailbox is skipped by its actor once it is not `serving`; one in a
             // backlog is dropped now.
             conn.cancelled_any.store(true, Ordering::Relaxed);
-            match lock(&conn.serving).remove(&id) {
+            match conn.serving.with(id, |serving| serving.remove(&id)) {
                 Some(Served::Task(task)) => task.abort.abort(),
                 Some(Served::Posting) => conn.unbacklog(id),
                 _ => {}

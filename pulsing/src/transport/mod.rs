@@ -17,6 +17,7 @@
 //! choose (the address a `Hello` advertises): an entry goes when its connection closes or its
 //! dial fails, and a closed connection drops its unsent frames, so neither grows with churn.
 
+mod by_id;
 pub(crate) mod connection;
 pub(crate) mod handshake;
 mod outbox;
