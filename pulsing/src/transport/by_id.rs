@@ -34,7 +34,9 @@ const SHARDS: usize = 8;
 
 /// A table of calls by id under [`SHARDS`] locks, with its size kept apart: the reader adding
 /// the peer's newest calls and the actors answering older ones (another worker thread each)
-/// rarely meet on one lock. Ids are a counter, so consecutive ones go to different shards.
+/// rarely meet on one lock. Ids are a counter, so consecutive ones go to different shards. (The
+/// shard by the id's hash instead, so that ids a power of two apart part too, measured no
+/// different at 1,024 in flight: 4 alternating pairs.)
 pub(super) struct Sharded<V> {
     shards: [Mutex<ById<V>>; SHARDS],
     len: AtomicUsize,
