@@ -1,7 +1,8 @@
 //! Hostile and overloaded peers (issue #12, the wire and transport half): raw clients
 //! (`pulsing_tests::raw`) against real `test_node` processes — deep nesting before and after
 //! login, stalled logins, a flood of told calls to a slow actor with the node's memory measured,
-//! repeated request ids, absurd credit. Each test says what the code before the fix did.
+//! requests cancelled at once behind a busy actor, repeated request ids, absurd credit. Each test
+//! says what the code before the fix did (or would do without the guard it checks).
 
 use std::time::Duration;
 
@@ -251,6 +252,69 @@ async fn a_flood_of_told_calls_to_a_slow_actor_keeps_memory_bounded() {
     assert!(served >= 4096, "{served}");
     assert!(
         peak.saturating_sub(before) < 96 << 10,
+        "the node grew from {before} to {peak} KiB"
+    );
+    still_serves(&node).await;
+    assert!(node.is_running());
+}
+
+/// Calls the peer cancels at once never hold the node's memory: each is dropped from its
+/// actor's backlog as the cancel arrives (or skipped by the backlog's drainer, for the at most
+/// `BACKLOG_CHUNK` = 64 it has taken). A peer that requests and cancels never reaches its
+/// `SERVED_LIMIT`, so without that its backlog (here 20,000 × 10 KB = 200 MB of arguments behind
+/// an actor busy for 3 s) would grow without bound.
+#[tokio::test]
+async fn calls_requested_and_cancelled_at_once_leave_no_backlog() {
+    let mut node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    still_serves(&node).await;
+    let before = node.status_kib("VmRSS");
+    // The worker is busy for 3 s; 300 live calls fill its mailbox (256) and start a backlog
+    // whose drainer waits for room: everything after them waits in that backlog.
+    attacker
+        .send(&[request(1, "worker", "slow", Args::new().arg(3000))])
+        .await;
+    const LIVE: u64 = 300;
+    let live: Vec<Frame> = (2..2 + LIVE)
+        .map(|id| request(id, "worker", "process", Args::new().arg("x")))
+        .collect();
+    attacker.send(&live).await;
+    const PAIRS: u64 = 20_000;
+    let data = Value::bytes(vec![7u8; 10_000]);
+    let mut id = 1 + LIVE;
+    while id <= LIVE + PAIRS {
+        let frames: Vec<Frame> = (1..=25)
+            .flat_map(|i| {
+                let args = Args::new().arg(data.clone()).arg(0);
+                [
+                    request(id + i, "worker", "absorb", args),
+                    Frame::Cancel { id: id + i },
+                ]
+            })
+            .collect();
+        attacker.send(&frames).await;
+        id += 25;
+    }
+    // The slow call and the live ones are answered once the worker is free.
+    match attacker.response(1).await.expect("the slow call's answer") {
+        Frame::Response { id: 1, result } => assert!(result.is_ok(), "{result:?}"),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    match attacker
+        .response(1 + LIVE)
+        .await
+        .expect("the last live call's answer")
+    {
+        Frame::Response { result, .. } => assert!(result.is_ok(), "{result:?}"),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let peak = node.status_kib("VmHWM");
+    eprintln!(
+        "request-and-cancel: VmRSS before {before} KiB, peak {peak} KiB (+{} MiB)",
+        (peak.saturating_sub(before)) >> 10
+    );
+    assert!(
+        peak.saturating_sub(before) < 48 << 10,
         "the node grew from {before} to {peak} KiB"
     );
     still_serves(&node).await;
