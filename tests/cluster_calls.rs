@@ -339,6 +339,23 @@ async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
     server.shutdown().await;
 }
 
+/// A remote call is queued as it becomes its future, when its connection has room: the future
+/// holds only the wait for the answer (no boxed send path), and the actor has the call before the
+/// future is first polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_is_queued_as_it_becomes_its_future() {
+    let (server, system, log) = in_process_pair(16).await;
+    let record = log.record(7).into_future();
+    assert_eq!(format!("{record:?}"), "CallFuture(remote .record)");
+    // A few words (136 bytes here, the size of the local variant); the send path was 2,112.
+    assert!(std::mem::size_of_val(&record) <= 256);
+    // Never polled yet, and already ahead of this later call on the connection.
+    assert_eq!(log.records().await.unwrap(), vec![7]);
+    record.await.unwrap();
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_call_that_times_out_while_queued_is_never_run() {
     // The server's actor is busy for a second with room for 2 messages: of the 5 calls that
