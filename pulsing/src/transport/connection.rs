@@ -486,12 +486,7 @@ impl Connection {
             Ok(id) => id,
             Err(refused) => return Submitted::Refused(refused),
         };
-        let queued = match call.args.as_request() {
-            Ok(args) => self
-                .outbox
-                .try_push_in_turn(&call.request(id, args, credit)),
-            Err(why) => Some(Err(NotQueued::Unencodable(why))),
-        };
+        let queued = self.try_push_request(call, id, credit);
         match queued {
             Some(queued) => match self.queued(id, queued) {
                 Ok(id) => Submitted::Sent(id),
@@ -520,12 +515,7 @@ impl Connection {
             self.window_room(within).await?;
         }
         let id = self.register(waiting)?;
-        let queued = match call.args.as_request() {
-            Ok(args) => self
-                .outbox
-                .try_push_in_turn(&call.request(id, args, credit)),
-            Err(why) => Some(Err(NotQueued::Unencodable(why))),
-        };
+        let queued = self.try_push_request(&call, id, credit);
         let queued = match queued {
             Some(queued) => queued,
             // The outbox is full: wait with owned arguments (it wakes the writer itself).
@@ -541,6 +531,22 @@ impl Connection {
             },
         };
         self.queued(id, queued)
+    }
+
+    /// Queues the request of `call` as `id` if the outbox has room now (`None`: full), encoded
+    /// straight from the borrowed arguments.
+    fn try_push_request<X: serde::Serialize>(
+        &self,
+        call: &Outgoing<'_, X>,
+        id: u64,
+        credit: Option<u32>,
+    ) -> Option<std::result::Result<bool, NotQueued>> {
+        match call.args.as_request() {
+            Ok(args) => self
+                .outbox
+                .try_push_in_turn(&call.request(id, args, credit)),
+            Err(why) => Some(Err(NotQueued::Unencodable(why))),
+        }
     }
 
     /// Records `waiting` under a fresh id (its place in the window already taken).
