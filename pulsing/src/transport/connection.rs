@@ -52,8 +52,11 @@ pub(crate) const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Calls, told calls and streams a caller keeps in flight on one connection at most; more wait
 /// for room (see the module docs).
 pub(crate) const CALL_WINDOW: usize = 2048;
-/// Calls and streams a node serves for one peer at once at most; beyond it, `Error::Busy`.
+/// Calls and streams a node serves for one peer at once at most; beyond it, `Error::Busy`. The
+/// table of served calls is in shards by id and the limit holds per shard
+/// ([`SERVED_PER_SHARD`]): a caller's ids are a counter, so its calls fill the shards evenly.
 pub(crate) const SERVED_LIMIT: usize = 2 * CALL_WINDOW;
+const SERVED_PER_SHARD: usize = SERVED_LIMIT / super::by_id::SHARDS;
 
 /// How many calls a backlog's drainer takes under one lock.
 pub(crate) const BACKLOG_CHUNK: usize = 64;
@@ -737,16 +740,17 @@ impl Connection {
 
     /// Decides what to do with the peer's request `id`: it is recorded as `Posting` (so a
     /// `Cancel` reaches it and [`answer`](Self::answer) knows it is wanted) unless the peer
-    /// already has [`SERVED_LIMIT`] in flight here, or `id` is in use.
+    /// already has [`SERVED_PER_SHARD`] in flight here in the shard of `id`, or `id` is in use.
     fn admit(&self, id: u64) -> Admit {
-        // Only the reader admits: the size it checks grows only here.
-        let full = self.serving.len() >= SERVED_LIMIT;
-        self.serving.with(id, |serving| match serving.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => Admit::Repeated,
-            std::collections::hash_map::Entry::Vacant(_) if full => Admit::Busy,
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(Served::Posting);
-                Admit::Yes
+        self.serving.with(id, |serving| {
+            let full = serving.len() >= SERVED_PER_SHARD;
+            match serving.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => Admit::Repeated,
+                std::collections::hash_map::Entry::Vacant(_) if full => Admit::Busy,
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(Served::Posting);
+                    Admit::Yes
+                }
             }
         })
     }
@@ -794,7 +798,7 @@ impl Connection {
         {
             return;
         }
-        let alone = self.serving.len() == 0;
+        let alone = self.serving.is_empty(id);
         self.push_answer(id, response, alone);
     }
 
