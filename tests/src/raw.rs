@@ -158,6 +158,9 @@ pub struct Login {
     pub encrypted: bool,
     /// The node's id, from its `Hello`.
     pub peer: NodeId,
+    /// Frames that came after the one [`response`](Self::response) waited for, in the same
+    /// message: the next [`recv`](Self::recv) returns them.
+    left: Vec<Frame>,
 }
 
 impl std::fmt::Debug for Login {
@@ -222,6 +225,7 @@ impl Login {
             received: 0,
             encrypted: encrypt || params == 1,
             peer: hello_node(&hello_r),
+            left: Vec::new(),
         };
         let msg3 = login.seal_always(b"pulsing: confirm");
         login.raw.send(msg3).await;
@@ -281,6 +285,9 @@ impl Login {
     /// # Errors
     /// The close reason, "silent" after [`READ_WAIT`], or why a message does not open.
     pub async fn recv(&mut self) -> Result<Vec<Frame>, String> {
+        if !self.left.is_empty() {
+            return Ok(std::mem::take(&mut self.left));
+        }
         let sealed = match self.raw.recv().await {
             Received::Binary(bytes) => bytes,
             Received::Closed(reason) => return Err(format!("closed: {reason}")),
@@ -312,14 +319,18 @@ impl Login {
         Ok(frames)
     }
 
-    /// Waits for the `Response` to request `id`, skipping other frames (gossip).
+    /// Waits for the `Response` to request `id`, skipping the frames before it (gossip, other
+    /// answers); the frames after it in the same message are kept for the next
+    /// [`recv`](Self::recv).
     ///
     /// # Errors
     /// As [`recv`](Self::recv): the connection ended or fell silent first.
     pub async fn response(&mut self, id: u64) -> Result<Frame, String> {
         loop {
-            for frame in self.recv().await? {
+            let mut frames = self.recv().await?.into_iter();
+            while let Some(frame) = frames.next() {
                 if matches!(&frame, Frame::Response { id: got, .. } if *got == id) {
+                    self.left = frames.collect();
                     return Ok(frame);
                 }
             }
