@@ -339,6 +339,30 @@ async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
     server.shutdown().await;
 }
 
+/// A call that cannot be posted answers with its own error, also after waiting in a backlog:
+/// an unknown method behind a full mailbox is `UnknownMethod`, not the `Stopped` its dropped
+/// reply slot would say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_call_behind_a_full_mailbox_gets_its_own_error() {
+    let (server, system, log) = in_process_pair(1).await;
+    log.slow(300).tell().await.unwrap();
+    log.record(1).tell().await.unwrap();
+    let any = system.resolve_dyn("log").await.unwrap();
+    for (method, args) in [
+        ("no_such_method", pulsing::Args::new()),
+        ("record", pulsing::Args::new().arg("not a number")),
+    ] {
+        match any.call(method, args).await {
+            Err(pulsing::Error::UnknownMethod { .. }) if method == "no_such_method" => {}
+            Err(pulsing::Error::BadArguments { .. }) if method == "record" => {}
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+    assert_eq!(log.records().await.unwrap(), vec![1]);
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
 /// A remote call is queued as it becomes its future, when its connection has room: the future
 /// holds only the wait for the answer (no boxed send path), and the actor has the call before the
 /// future is first polled.

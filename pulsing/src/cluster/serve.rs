@@ -12,8 +12,10 @@
 //! expects, and builds the message with the generated decoder (`message_from_bytes` for a
 //! postcard argument tuple, `message_from_values` for by-name [`Args`](crate::Args)) — the same
 //! message variant a local call builds, in the same mailbox. The connection records each served
-//! call by id (`Posting` → `Posted`), so a reply slot dropped unanswered (its actor stopped)
-//! still answers `Stopped`, and an enqueueing error answers with its own error, never both. A
+//! call by id; a reply slot dropped unanswered (its actor stopped) answers `Stopped`, except one
+//! dropped while its call is being posted on this thread ([`Connection::posting`]): that post
+//! failed, and answers with its own error — never both, with one lock per call fewer than
+//! recording the posted state. A
 //! call that finds the mailbox full joins that actor's backlog on the connection, drained in
 //! order by one task: calls from one node run in the order they arrived, and a full mailbox
 //! holds back only calls to that actor — never the reader, which must keep routing replies
@@ -44,7 +46,7 @@ type ItemStream = std::pin::Pin<Box<dyn Stream<Item = Result<Payload>> + Send>>;
 
 /// Serves a call or stream the peer sent on `conn`.
 pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Incoming) {
-    // The connection's reader has recorded the call (`Posting`) before handing it here.
+    // The connection's reader has recorded the call (`Served::Call`) before handing it here.
     if call.credit.is_none() && !call.method.starts_with('$') {
         // Calls to one actor keep their order: behind a backlog if it has one.
         let Some(call) = conn.behind_backlog(call) else {
@@ -100,26 +102,26 @@ fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> 
             return None;
         }
     };
-    let reply_to = reply_to(conn, id, &cell);
-    let full = match &mut call.args {
-        Payload::Typed(bytes) => cell
-            .try_enqueue_bytes(&call.method, bytes, reply_to)
-            .map(|posted| posted.err()),
-        Payload::Dynamic(args) => cell
-            .try_enqueue_values(&call.method, std::mem::take(args), reply_to)
-            .map(|posted| {
-                posted.err().map(|(back, reply_to)| {
-                    *args = back;
-                    reply_to
-                })
-            }),
-        Payload::Value(_) => Err(not_args()),
-    };
-    match full {
-        Ok(None) => {
-            conn.posted(id);
-            None
+    // A reply slot dropped in here is the post failing: answered below, not by the slot.
+    let full = conn.posting(id, || {
+        let reply_to = reply_to(conn, id, &cell);
+        match &mut call.args {
+            Payload::Typed(bytes) => cell
+                .try_enqueue_bytes(&call.method, bytes, reply_to)
+                .map(|posted| posted.err()),
+            Payload::Dynamic(args) => cell
+                .try_enqueue_values(&call.method, std::mem::take(args), reply_to)
+                .map(|posted| {
+                    posted.err().map(|(back, reply_to)| {
+                        *args = back;
+                        reply_to
+                    })
+                }),
+            Payload::Value(_) => Err(not_args()),
         }
+    });
+    match full {
+        Ok(None) => None,
         Ok(Some(reply_to)) => {
             if let ReplyTo::Peer(reply) = reply_to {
                 reply.defer();
@@ -134,28 +136,36 @@ fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> 
 }
 
 /// Puts a call in its actor's mailbox, waiting for room.
-async fn post_waiting(registry: &Registry, conn: &Arc<Connection>, call: Incoming) {
+async fn post_waiting(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) {
     let id = call.id;
-    let posted = match lookup(registry, &call) {
-        Ok(cell) => {
-            let reply_to = reply_to(conn, id, &cell);
-            match call.args {
-                Payload::Typed(bytes) => cell
-                    .enqueue_bytes(&call.method, &bytes, reply_to)
-                    .await
-                    .map(drop),
-                Payload::Dynamic(args) => cell
-                    .enqueue_values(&call.method, args, reply_to)
-                    .await
-                    .map(drop),
-                Payload::Value(_) => Err(not_args()),
-            }
-        }
-        Err(e) => Err(e),
+    let cell = match lookup(registry, &call) {
+        Ok(cell) => cell,
+        Err(e) => return conn.answer(id, Err(e)),
     };
-    match posted {
-        Ok(()) => conn.posted(id),
-        Err(e) => conn.answer(id, Err(e)),
+    // Each step of the post runs under `posting`: a reply slot dropped in it is the post
+    // failing, answered below.
+    let mut post = conn.posting(id, || {
+        let reply_to = reply_to(conn, id, &cell);
+        match &mut call.args {
+            Payload::Typed(bytes) => Some(
+                cell.enqueue_bytes(&call.method, bytes, reply_to)
+                    .map(|posted| posted.map(drop))
+                    .boxed(),
+            ),
+            Payload::Dynamic(args) => Some(
+                cell.enqueue_values(&call.method, std::mem::take(args), reply_to)
+                    .map(|posted| posted.map(drop))
+                    .boxed(),
+            ),
+            Payload::Value(_) => None,
+        }
+    });
+    let posted = match &mut post {
+        Some(post) => std::future::poll_fn(|cx| conn.posting(id, || post.as_mut().poll(cx))).await,
+        None => Err(not_args()),
+    };
+    if let Err(e) = posted {
+        conn.answer(id, Err(e));
     }
 }
 

@@ -279,7 +279,7 @@ impl NotSent {
 
 /// What the reader does with a request the peer sent.
 enum Admit {
-    /// Serve it (it is recorded as `Served::Posting`).
+    /// Serve it (it is recorded as `Served::Call`).
     Yes,
     /// Answer `Busy`: the peer has [`SERVED_LIMIT`] calls in flight here.
     Busy,
@@ -295,19 +295,20 @@ pub(crate) struct Serving {
     pub(crate) credit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
+thread_local! {
+    /// The connection (its address) and the id of the call this thread is posting, if any: see
+    /// [`Connection::posting`].
+    static POSTING: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 /// What we serve for the peer, by request id.
 #[derive(Debug)]
 enum Served {
     /// A stream or meta-call on a task.
     Task(Serving),
-    /// A call on its way into its actor's mailbox (or waiting in a backlog); its
-    /// `PeerReply` (`actor/peer.rs`) answers it.
-    Posting,
-    /// A call in its actor's mailbox.
-    Posted,
-    /// A call whose reply slot was dropped before [`Connection::posted`]: answered with this
-    /// error then, unless the enqueueing failed and answers with its own.
-    Dropped(Error),
+    /// A call: in a backlog, on its way into its actor's mailbox, or in it; its `PeerReply`
+    /// (`actor/peer.rs`) answers it.
+    Call,
 }
 
 /// Whether the connection has ended: a cancellation token to wait on, and a flag for the checks
@@ -731,14 +732,14 @@ impl Connection {
         }
     }
 
-    /// Records a stream or meta-call we serve on a task (in place of its `Posting` entry), so
+    /// Records a stream or meta-call we serve on a task (in place of its `Call` entry), so
     /// the peer can cancel it (and grant credit to it).
     pub(crate) fn serving(&self, id: u64, serving: Serving) {
         self.serving
             .with(id, |table| table.insert(id, Served::Task(serving)));
     }
 
-    /// Decides what to do with the peer's request `id`: it is recorded as `Posting` (so a
+    /// Decides what to do with the peer's request `id`: it is recorded as a `Call` (so a
     /// `Cancel` reaches it and [`answer`](Self::answer) knows it is wanted) unless the peer
     /// already has [`SERVED_PER_SHARD`] in flight here in the shard of `id`, or `id` is in use.
     fn admit(&self, id: u64) -> Admit {
@@ -748,7 +749,7 @@ impl Connection {
                 std::collections::hash_map::Entry::Occupied(_) => Admit::Repeated,
                 std::collections::hash_map::Entry::Vacant(_) if full => Admit::Busy,
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(Served::Posting);
+                    entry.insert(Served::Call);
                     Admit::Yes
                 }
             }
@@ -764,22 +765,20 @@ impl Connection {
         self.serving.with(id, |serving| serving.contains_key(&id))
     }
 
-    /// Call `id` is in its actor's mailbox: from now on, a dropped reply slot answers at once.
-    pub(crate) fn posted(&self, id: u64) {
-        let dropped = self.serving.with(id, |serving| match serving.get_mut(&id) {
-            Some(state @ Served::Posting) => {
-                *state = Served::Posted;
-                None
+    /// Runs `post`, which hands call `id` to its actor's mailbox: a reply slot of the call
+    /// dropped on this thread meanwhile belongs to a post that failed, and is not answered
+    /// ([`reply_dropped`](Self::reply_dropped)): whoever posts answers a failed post with its
+    /// own error. Before, every call took a second lock of the served table to record that it
+    /// was posted.
+    pub(crate) fn posting<R>(&self, id: u64, post: impl FnOnce() -> R) -> R {
+        struct Restore((usize, u64));
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                POSTING.set(self.0);
             }
-            Some(Served::Dropped(_)) => match serving.remove(&id) {
-                Some(Served::Dropped(error)) => Some(error),
-                _ => unreachable!(),
-            },
-            _ => None,
-        });
-        if let Some(error) = dropped {
-            self.write_answer(id, Err(error));
         }
+        let _restore = Restore(POSTING.replace((self as *const Connection as usize, id)));
+        post()
     }
 
     /// Answers the peer's call `id`, unless it was cancelled or answered already. The encoding
@@ -828,21 +827,18 @@ impl Connection {
         }
     }
 
-    /// The reply slot of call `id` was dropped unanswered (its actor stopped, or the call could
-    /// not be enqueued): answers with `error` once the call is known to be in the mailbox.
+    /// The reply slot of call `id` was dropped unanswered (its actor stopped with the call in
+    /// its mailbox): answers with `error`. Not while the call is being posted on this thread
+    /// ([`posting`](Self::posting)): the post failed, and the poster answers.
     pub(crate) fn reply_dropped(&self, id: u64, error: Error) {
-        let answer_now = self.serving.with(id, |serving| match serving.get_mut(&id) {
-            Some(state @ Served::Posting) => {
-                *state = Served::Dropped(error);
-                None
-            }
-            Some(Served::Posted) => {
-                serving.remove(&id);
-                Some(error)
-            }
+        if POSTING.get() == (self as *const Connection as usize, id) {
+            return;
+        }
+        let removed = self.serving.with(id, |serving| match serving.get(&id) {
+            Some(Served::Call) => serving.remove(&id),
             _ => None,
         });
-        if let Some(error) = answer_now {
+        if removed.is_some() {
             self.write_answer(id, Err(error));
         }
     }
@@ -1496,7 +1492,7 @@ fn route(
             conn.cancelled_any.store(true, Ordering::Relaxed);
             match conn.serving.with(id, |serving| serving.remove(&id)) {
                 Some(Served::Task(task)) => task.abort.abort(),
-                Some(Served::Posting) => conn.unbacklog(id),
+                Some(Served::Call) => conn.unbacklog(id),
                 _ => {}
             }
         }
