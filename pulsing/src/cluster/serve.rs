@@ -36,7 +36,7 @@ use super::{DESCRIBE, STOP};
 use crate::actor::cell::AnyCell;
 use crate::actor::peer::PeerReply;
 use crate::actor::registry::Registry;
-use crate::actor::reply::{Pending, ReplyTo};
+use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
 use crate::error::{Error, Result};
 use crate::transport::{credit_semaphore, Connection, Incoming, Serving};
 use crate::value::Value;
@@ -143,30 +143,31 @@ async fn post_waiting(registry: &Registry, conn: &Arc<Connection>, mut call: Inc
         Err(e) => return conn.answer(id, Err(e)),
     };
     // Each step of the post runs under `posting`: a reply slot dropped in it is the post
-    // failing, answered below.
-    let mut post = conn.posting(id, || {
-        let reply_to = reply_to(conn, id, &cell);
-        match &mut call.args {
-            Payload::Typed(bytes) => Some(
-                cell.enqueue_bytes(&call.method, bytes, reply_to)
-                    .map(|posted| posted.map(drop))
-                    .boxed(),
-            ),
-            Payload::Dynamic(args) => Some(
-                cell.enqueue_values(&call.method, std::mem::take(args), reply_to)
-                    .map(|posted| posted.map(drop))
-                    .boxed(),
-            ),
-            Payload::Value(_) => None,
+    // failing, answered below. (Making the future runs nothing: it holds the reply slot.)
+    let reply_to = reply_to(conn, id, &cell);
+    let posted = match &mut call.args {
+        Payload::Typed(bytes) => {
+            let post = cell.enqueue_bytes(&call.method, bytes, reply_to);
+            posting(conn, id, post).await.map(drop)
         }
-    });
-    let posted = match &mut post {
-        Some(post) => std::future::poll_fn(|cx| conn.posting(id, || post.as_mut().poll(cx))).await,
-        None => Err(not_args()),
+        Payload::Dynamic(args) => {
+            let post = cell.enqueue_values(&call.method, std::mem::take(args), reply_to);
+            posting(conn, id, post).await.map(drop)
+        }
+        Payload::Value(_) => conn.posting(id, || {
+            drop(reply_to);
+            Err(not_args())
+        }),
     };
     if let Err(e) = posted {
         conn.answer(id, Err(e));
     }
+}
+
+/// Runs `post` (a post of call `id` that may wait) with each of its steps under
+/// [`Connection::posting`].
+async fn posting<T>(conn: &Connection, id: u64, mut post: BoxFuture<'_, T>) -> T {
+    std::future::poll_fn(|cx| conn.posting(id, || post.as_mut().poll(cx))).await
 }
 
 fn not_args() -> Error {
