@@ -609,11 +609,7 @@ impl Connection {
     /// A deadline of [`SWEPT_DEADLINE`] or more is enforced here (`Expired`); a shorter one is
     /// the caller's to enforce.
     pub(crate) async fn call<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Outcome {
-        let (tx, rx, _) = oneshot::channel(None);
-        let waiting = Waiting::Call {
-            tx,
-            expires: self.expiry(call.deadline),
-        };
+        let (waiting, rx) = self.call_waiting(call.deadline);
         match self.submit(call, waiting, None).await {
             Ok(id) => Answer::new(self, id, rx).await,
             Err(refused) => self.refused(refused),
@@ -624,11 +620,7 @@ impl Connection {
     /// at once, else (no room in the window or the outbox now) its arguments back, to call
     /// again with [`call`](Self::call). A call refused outright is `Done`.
     pub(crate) fn try_call<X: serde::Serialize>(&self, call: Outgoing<'_, X>) -> Attempt<'_, X> {
-        let (tx, rx, _) = oneshot::channel(None);
-        let waiting = Waiting::Call {
-            tx,
-            expires: self.expiry(call.deadline),
-        };
+        let (waiting, rx) = self.call_waiting(call.deadline);
         match self.try_submit(&call, waiting, None) {
             Submitted::Sent(id) => Attempt::Sent(Answer::new(self, id, rx)),
             Submitted::Refused(refused) => Attempt::Done(self.refused(refused)),
@@ -636,17 +628,19 @@ impl Connection {
         }
     }
 
-    /// The check after which a call with this deadline has expired, for a swept deadline:
-    /// whole checks, with a margin (a tick that runs a few ms late keeps its schedule; tokio's
-    /// `Interval` only delays ticks more than 5 ms late).
-    fn expiry(&self, deadline: Option<Duration>) -> Option<u64> {
-        deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
+    /// What waits for a call's answer, and the channel it arrives on. A swept deadline expires
+    /// after a number of the reader's checks: whole checks, with a margin (a tick that runs a
+    /// few ms late keeps its schedule; tokio's `Interval` only delays ticks more than 5 ms late).
+    fn call_waiting(&self, deadline: Option<Duration>) -> (Waiting, oneshot::Receiver<Outcome>) {
+        let (tx, rx, _) = oneshot::channel(None);
+        let expires = deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
             let checks = d.saturating_add(CHECK_SLACK).as_secs().saturating_add(1);
             self.checks
                 .load(Ordering::Relaxed)
                 .saturating_add(checks)
                 .saturating_add(1)
-        })
+        });
+        (Waiting::Call { tx, expires }, rx)
     }
 
     /// How a call that was not sent ends.
