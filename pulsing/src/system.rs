@@ -613,6 +613,12 @@ impl ActorSystem {
         }
     }
 
+    /// This system's names (for the registry's own tests).
+    #[cfg(test)]
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
     /// The address this node listens on (`None` when standalone).
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner.node.as_ref().map(|n| n.transport().local_addr())

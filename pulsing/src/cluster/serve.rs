@@ -279,7 +279,7 @@ fn approx_size(item: &Payload) -> usize {
 /// call expects (its identity key), if it is typed.
 fn lookup(registry: &Registry, call: &Incoming) -> Result<Arc<dyn AnyCell>> {
     let name = &*call.actor;
-    let Some(cell) = registry.get(name) else {
+    let Some(cell) = registry.get_cached(name) else {
         return Err(match call.actor_id {
             Some(id) => Error::Stopped {
                 actor: format!("#{id} {name:?}"),
