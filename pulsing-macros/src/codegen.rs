@@ -135,6 +135,11 @@ fn actor_impl(actor: &Actor) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(i, m)| bytes_arm(&method_index(actor, i), m));
+    // The sweeper reaches a queued call's long deadline through its reply slot.
+    let sweep_arms = actor.methods.iter().map(|m| {
+        let (variant, cfgs) = (&m.name, &m.cfgs);
+        quote!(#(#cfgs)* __Message::#variant { ref __reply, .. } => __reply.sweep(__clock),)
+    });
     let on_start = actor.on_start.as_ref().map(|h| hook("on_start", h));
     let on_stop = actor.on_stop.as_ref().map(|h| hook("on_stop", h));
     quote! {
@@ -178,6 +183,13 @@ fn actor_impl(actor: &Actor) -> TokenStream {
                 match __method {
                     #(#bytes_arms)*
                     _ => ::core::result::Result::Err(::pulsing::__private::unknown_method::<Self>(__method)),
+                }
+            }
+
+            #[allow(unused_variables)]
+            fn sweep(__msg: &Self::Message, __clock: &mut ::pulsing::__private::SweepClock) {
+                match *__msg {
+                    #(#sweep_arms)*
                 }
             }
 

@@ -162,9 +162,9 @@ fn cfg_is_carried_to_every_generated_item() {
         quote!(),
         quote! { impl A { #[cfg(feature = "x")] pub fn gated(&self) {} pub fn after(&self) {} } },
     ));
-    // The user's method, then the variant, the handler arm, two decoder arms, the interface
-    // entry, the proxy method and the wire check.
-    assert_eq!(out.matches("#[cfg(feature = \"x\")]").count(), 8, "{out}");
+    // The user's method, then the variant, the handler arm, two decoder arms, the sweeper's
+    // arm, the interface entry, the proxy method and the wire check.
+    assert_eq!(out.matches("#[cfg(feature = \"x\")]").count(), 9, "{out}");
     // The method after it finds its row in the interface table by counting.
     assert!(out.contains("cfg!(feature = \"x\")"), "{out}");
 }

@@ -16,6 +16,7 @@ use crate::value::{from_value, to_value, Args, Value};
 use crate::wire::Payload;
 
 pub use crate::actor::interface::{identity_key, key_str, methods_fingerprint};
+pub use crate::actor::sweep::SweepClock;
 pub use crate::actor::{Handled, HandlerCx, Panic};
 pub use crate::actor::{Reply as ReplySlot, StreamReply as StreamReplySlot};
 

@@ -279,3 +279,18 @@ async fn a_panicking_on_stop_still_stops_the_actor_and_frees_its_name() {
         .await
         .expect("shutdown does not hang");
 }
+
+/// An actor with no remote methods still compiles (its message enum is empty) and runs.
+pub struct Silent;
+
+#[pulsing::remote]
+impl Silent {}
+
+#[tokio::test]
+async fn an_actor_without_remote_methods_spawns_and_stops() {
+    let system = ActorSystem::new().await.unwrap();
+    let silent = system.spawn(Silent).await.unwrap();
+    assert!(silent.is_alive());
+    silent.stop();
+    silent.stopped().await;
+}

@@ -304,6 +304,15 @@ const _: () = {
                 }
             }
         }
+        #[allow(unused_variables)]
+        fn sweep(__msg: &Self::Message, __clock: &mut ::pulsing::__private::SweepClock) {
+            match *__msg {
+                __Message::inc { ref __reply, .. } => __reply.sweep(__clock),
+                __Message::get { ref __reply, .. } => __reply.sweep(__clock),
+                __Message::check { ref __reply, .. } => __reply.sweep(__clock),
+                __Message::count_to { ref __reply, .. } => __reply.sweep(__clock),
+            }
+        }
         fn on_start(
             &mut self,
         ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send + '_ {

@@ -15,18 +15,15 @@ use std::sync::Arc;
 use super::interface::Interface;
 use super::mailbox::Mailbox;
 use super::meta::{ActorMeta, HasMeta};
-use super::oneshot::Ticket;
 use super::reply::{BoxFuture, DynPending, Pending, ReplyTo};
 use super::sweep::SweepClock;
 use super::Actor;
 use crate::error::Result;
 use crate::value::Args;
 
-/// What travels through a mailbox: a message, a message whose long deadline the sweeper keeps
-/// (with its [`Ticket`], see `sweep.rs`), or a nudge that wakes an idle actor to stop.
+/// What travels through a mailbox: a message, or a nudge that wakes an idle actor to stop.
 pub(crate) enum Envelope<M> {
     Message(M),
-    Swept(M, Ticket),
     Stop,
 }
 
@@ -182,8 +179,8 @@ impl<A: Actor> AnyCell for Cell<A> {
         self.mailbox.with_queued(|queued| {
             clock.enter();
             for envelope in queued {
-                if let Envelope::Swept(_, ticket) = envelope {
-                    ticket.check(clock);
+                if let Envelope::Message(msg) = envelope {
+                    A::sweep(msg, clock);
                 }
             }
         });

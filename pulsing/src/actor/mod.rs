@@ -111,6 +111,11 @@ pub trait Actor: Send + Sized + 'static {
         reply_to: ReplyTo,
     ) -> Result<(Self::Message, Pending<Vec<u8>>)>;
 
+    /// Shows the system's sweeper the long deadline of a queued message's call, if it has one
+    /// (through the message's reply slot; see `actor/sweep.rs`).
+    #[doc(hidden)]
+    fn sweep(_msg: &Self::Message, _clock: &mut sweep::SweepClock) {}
+
     /// Runs once before the first message (and again after each restart).
     #[doc(hidden)]
     fn on_start(&mut self) -> impl Future<Output = ()> + Send + '_ {

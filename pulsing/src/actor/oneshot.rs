@@ -18,10 +18,14 @@
 //! is born with the count of its handles, so making the sender and the ticket costs no
 //! read-modify-write, and a receiver dropped unanswered says so in the step that lets go.
 //!
-//! A call with a long deadline (see `handle/deadline.rs`) carries a second handle on the same
-//! allocation, a [`Ticket`], beside its message in the mailbox: the system's sweeper looks at
-//! queued and running calls' tickets once per tick and expires the overdue ones. The ticket
-//! records when the sweeper first saw the call, so no clock is read when a call is made.
+//! A call with a long deadline (see `handle/deadline.rs`) records it in its channel. The system's
+//! sweeper reaches a queued call's channel through the message's sender ([`Sender::sweep`], by
+//! reference, under the mailbox's lock) and a running `async` call's through a [`Ticket`] (a
+//! counted handle, made only when the handler first waits); once per tick it expires the
+//! overdue ones. The channel records when the sweeper first saw the call, so no clock is read
+//! when a call is made. (A queued call used to carry a counted ticket beside its message: one
+//! more read-modify-write per call, which made the default deadline 5–7% slower than
+//! `.no_timeout()` on the 8 × 8 rows of `benches/local.rs`.)
 
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -114,12 +118,9 @@ unsafe fn release<T>(inner: NonNull<Inner<T>>, flags: usize) {
     }
 }
 
-/// Creates a reply channel; `deadline` is the call's deadline if the sweeper keeps it, and then
-/// the channel comes with the sweeper's [`Ticket`].
-pub(crate) fn channel<T: Send + 'static>(
-    deadline: Option<Duration>,
-) -> (Sender<T>, Receiver<T>, Option<Ticket>) {
-    let handles = if deadline.is_some() { 3 } else { 2 };
+/// Creates a reply channel; `deadline` is the call's deadline if the sweeper keeps it.
+pub(crate) fn channel<T: Send + 'static>(deadline: Option<Duration>) -> (Sender<T>, Receiver<T>) {
+    let handles = 2;
     let inner = NonNull::from(Box::leak(Box::new(Inner {
         state: AtomicUsize::new(handles * HANDLE),
         value: UnsafeCell::new(None),
@@ -136,7 +137,6 @@ pub(crate) fn channel<T: Send + 'static>(
             ticket: deadline.map(|_| make_ticket::<T> as MakeTicket<T>),
         },
         Receiver { inner },
-        deadline.map(|_| Ticket(inner)),
     )
 }
 
@@ -177,6 +177,21 @@ impl<T> Sender<T> {
     /// The handle the sweeper uses to expire this call; `None` unless it keeps its deadline.
     pub(crate) fn ticket(&self) -> Option<Ticket> {
         Some((self.ticket?)(self.inner?))
+    }
+
+    /// Shows the sweeper this call's long deadline, if it has one: notes the first sighting,
+    /// or expires the call if its deadline has passed since.
+    pub(crate) fn sweep(&self, clock: &mut SweepClock)
+    where
+        T: Send,
+    {
+        if let Some(inner) = self.inner {
+            // SAFETY: our handle keeps the channel alive.
+            let inner = unsafe { inner.as_ref() };
+            if inner.after_ns != u64::MAX {
+                inner.check(clock);
+            }
+        }
     }
 
     /// Delivers the answer; it is dropped if nobody waits any more.
@@ -379,18 +394,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_arrives_and_a_dropped_sender_says_so() {
-        let (tx, rx, _) = channel::<u32>(None);
+        let (tx, rx) = channel::<u32>(None);
         assert!(!tx.is_closed());
         tx.send(7);
         assert_eq!(rx.await, Ok(7));
-        let (tx, rx, _) = channel::<u32>(None);
+        let (tx, rx) = channel::<u32>(None);
         drop(tx);
         assert_eq!(rx.await, Err(NoAnswer::Dropped));
     }
 
     #[tokio::test]
     async fn a_dropped_receiver_closes_the_sender() {
-        let (tx, rx, _) = channel::<String>(None);
+        let (tx, rx) = channel::<String>(None);
         drop(rx);
         assert!(tx.is_closed());
         tx.send("nobody listens".into()); // dropped with the channel, no leak (miri-style check)
@@ -399,21 +414,35 @@ mod tests {
     #[test]
     fn the_sweeper_expires_only_after_the_deadline_since_its_first_sighting() {
         let epoch = Instant::now();
-        let (tx, rx, ticket) = channel::<u32>(Some(Duration::from_millis(30)));
-        let ticket = ticket.unwrap();
-        ticket.check(&mut SweepClock::new(epoch)); // first sighting
-        ticket.check(&mut SweepClock::new(epoch)); // too soon
+        let (tx, rx) = channel::<u32>(Some(Duration::from_millis(30)));
+        // Queued: the sweeper reaches it through the message's sender.
+        tx.sweep(&mut SweepClock::new(epoch)); // first sighting
+        tx.sweep(&mut SweepClock::new(epoch)); // too soon
         assert!(!tx.is_closed());
         std::thread::sleep(Duration::from_millis(40));
-        ticket.check(&mut SweepClock::new(epoch));
+        tx.sweep(&mut SweepClock::new(epoch));
         assert!(tx.is_closed(), "expired: the actor would skip it");
         let answer = futures_util::FutureExt::now_or_never(rx);
         assert_eq!(answer, Some(Err(NoAnswer::Expired)));
     }
 
     #[test]
+    fn a_channel_without_a_swept_deadline_is_never_expired_by_the_sweeper() {
+        let epoch = Instant::now();
+        let (tx, _rx) = channel::<u32>(None);
+        tx.sweep(&mut SweepClock::new(epoch));
+        std::thread::sleep(Duration::from_millis(5));
+        tx.sweep(&mut SweepClock::new(epoch));
+        assert!(!tx.is_closed());
+        assert!(
+            tx.ticket().is_none(),
+            "no ticket for a waiting handler either"
+        );
+    }
+
+    #[test]
     fn an_answer_beats_a_late_expiry() {
-        let (tx, rx, _) = channel::<u32>(Some(Duration::ZERO));
+        let (tx, rx) = channel::<u32>(Some(Duration::ZERO));
         // The one a waiting handler shows the sweeper: counted on its own.
         let ticket = tx.ticket().unwrap();
         tx.send(1);
@@ -429,8 +458,8 @@ mod tests {
         let answer = std::sync::Arc::new(());
         for order in 0..6 {
             for answered in [false, true] {
-                let (tx, rx, ticket) = channel(Some(Duration::from_secs(30)));
-                let running = tx.ticket(); // a waiting handler's own ticket
+                let (tx, rx) = channel(Some(Duration::from_secs(30)));
+                let running = tx.ticket(); // a waiting handler's ticket
                 let tx = if answered {
                     tx.send(answer.clone());
                     None
@@ -440,7 +469,7 @@ mod tests {
                 let mut handles: Vec<Box<dyn FnOnce()>> = vec![
                     Box::new(move || drop(tx)),
                     Box::new(move || drop(rx)),
-                    Box::new(move || drop((ticket, running))),
+                    Box::new(move || drop(running)),
                 ];
                 // Each of the six orders of the three drops.
                 let first = handles.remove(order / 2);
@@ -469,7 +498,7 @@ mod tests {
             Arc::new(Count(AtomicUsize::new(0))),
         );
         let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
-        let (tx, mut rx, _) = channel::<u32>(None);
+        let (tx, mut rx) = channel::<u32>(None);
         let mut poll = |w: &Waker| Pin::new(&mut rx).poll(&mut Context::from_waker(w));
         assert!(poll(&wa).is_pending());
         assert!(poll(&wa).is_pending()); // same waker: nothing changes
@@ -488,7 +517,7 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             for i in 0..20_000u32 {
-                let (tx, rx, _) = channel::<u32>(None);
+                let (tx, rx) = channel::<u32>(None);
                 tokio::spawn(async move { tx.send(i) });
                 assert_eq!(rx.await, Ok(i));
             }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot as tokio_oneshot};
 use super::oneshot;
 use super::peer::PeerReply;
 use super::stream::{ConvertedStream, StreamEvent};
+use super::sweep::SweepClock;
 use crate::error::{Error, Result};
 use crate::value::Value;
 
@@ -132,7 +133,20 @@ impl<T> Reply<T> {
         }
     }
 
-    /// The sweeper's handle on the call's long deadline, if it has one.
+    /// Shows the system's sweeper the long deadline of a queued call, if it has one (called
+    /// through [`Actor::sweep`](super::Actor::sweep) under the mailbox's lock).
+    #[doc(hidden)]
+    pub fn sweep(&self, clock: &mut SweepClock)
+    where
+        T: Send,
+    {
+        if let Slot::Call(tx) = &self.0 {
+            tx.sweep(clock);
+        }
+    }
+
+    /// The sweeper's handle on the call's long deadline, if it has one (for a handler that
+    /// waits).
     pub(crate) fn ticket(&self) -> Option<super::oneshot::Ticket> {
         match &self.0 {
             Slot::Call(tx) => tx.ticket(),
@@ -210,6 +224,10 @@ impl<T> StreamReply<T> {
     pub fn is_abandoned(&self) -> bool {
         self.0.is_closed()
     }
+
+    /// A stream's opening keeps its deadline on the caller's side: nothing for the sweeper.
+    #[doc(hidden)]
+    pub fn sweep(&self, _clock: &mut SweepClock) {}
 
     /// Fails the stream before it opened (the only event, so the buffer always has room).
     pub(crate) fn fail(self, error: Error) {

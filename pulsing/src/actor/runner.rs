@@ -51,12 +51,6 @@ pub(crate) async fn run<A, F>(
         }
         let msg = match envelope {
             Envelope::Message(msg) => msg,
-            // The queued call's ticket is not needed any more: an `async` handler that waits
-            // shows the sweeper its own (see `handler.rs`).
-            Envelope::Swept(msg, ticket) => {
-                drop(ticket);
-                msg
-            }
             Envelope::Stop => continue,
         };
         if let Err(panic) = actor.handle(msg, &cx).await {

@@ -1,14 +1,15 @@
 //! Long deadlines of calls in this process, kept by one sweeper per system instead of a timer per
 //! call.
 //!
-//! A call whose deadline is long (see [`swept_from`]) carries a [`Ticket`](super::oneshot::Ticket)
-//! beside its message. Once per [`tick`], the system's sweeper task looks at every actor: the
-//! tickets of its queued calls (under the mailbox's lock, only if the mailbox is not empty) and
-//! of the call its handler is awaiting, if any. The first time it sees a call it notes the time;
+//! A call whose deadline is long (see [`swept_from`]) records it in its reply channel. Once per
+//! [`tick`], the system's sweeper task looks at every actor: its queued calls, through each
+//! message's reply slot (`Actor::sweep`, generated; under the mailbox's lock, only if the mailbox
+//! is not empty), and the call its handler is awaiting, if any (through its
+//! [`Ticket`](super::oneshot::Ticket)). The first time it sees a call it notes the time;
 //! once the deadline has passed since then, it expires the call: the caller wakes with
 //! `Error::Timeout`, and the actor skips the call if it has not started it.
 //!
-//! So a call pays no clock read and no timer, only a second reference to its reply channel.
+//! So a call pays no clock read, no timer and no extra reference: the same as `.no_timeout()`.
 //! Expiry is never early (the call was sent before it was first seen) and at most about two
 //! ticks late (one until it is first seen, one until the check after its deadline), later only
 //! if the runtime is too busy to run the sweeper. Short deadlines keep a tokio timer and are
@@ -46,7 +47,7 @@ pub(crate) fn tick(default: Option<Duration>) -> Duration {
 /// first sighting (read after the lock, so it is later than the send of every call seen under
 /// it). Times are nanoseconds since `epoch`, plus one (0 means "not seen yet").
 #[derive(Debug)]
-pub(crate) struct SweepClock {
+pub struct SweepClock {
     epoch: Instant,
     start: u64,
     now: Option<u64>,

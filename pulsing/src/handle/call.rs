@@ -203,12 +203,9 @@ where
                 let timeout = self.call.deadline.resolve(meta.call_timeout);
                 // A long deadline is kept by the system's sweeper: no timer, no clock read.
                 let swept = timeout.filter(|after| *after >= meta.swept_from);
-                let (tx, rx, ticket) = oneshot::channel(swept);
+                let (tx, rx) = oneshot::channel(swept);
                 let msg = (self.call.build)(self.call.args, Reply::call(tx));
-                let envelope = match ticket {
-                    Some(ticket) => Envelope::Swept(msg, ticket),
-                    None => Envelope::Message(msg),
-                };
+                let envelope = Envelope::Message(msg);
                 CallFuture {
                     inner: CallInner::Local {
                         cell,

@@ -632,7 +632,7 @@ impl Connection {
     /// after a number of the reader's checks: whole checks, with a margin (a tick that runs a
     /// few ms late keeps its schedule; tokio's `Interval` only delays ticks more than 5 ms late).
     fn call_waiting(&self, deadline: Option<Duration>) -> (Waiting, oneshot::Receiver<Outcome>) {
-        let (tx, rx, _) = oneshot::channel(None);
+        let (tx, rx) = oneshot::channel(None);
         let expires = deadline.filter(|d| *d >= SWEPT_DEADLINE).map(|d| {
             let checks = d.saturating_add(CHECK_SLACK).as_secs().saturating_add(1);
             self.checks
