@@ -339,6 +339,48 @@ async fn calls_from_one_node_run_in_order_even_through_a_full_mailbox() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_posted_from_a_backlog_in_batches_keep_their_order() {
+    // The actor sleeps while 2,000 calls arrive: 8 fill its mailbox, the rest wait in the
+    // connection's backlog. Once it wakes it empties its mailbox faster than the backlog's
+    // drainer refills it, so the drainer finds room for several calls at a time and posts them
+    // together (`post_batch`): they must still run in the order they were sent.
+    // Bad calls in the middle of a batch get their own errors, and the batch goes on.
+    let (server, system, log) = in_process_pair(8).await;
+    let sleeper = log.clone();
+    let slow = tokio::spawn(async move { sleeper.slow(300).await });
+    tokio::time::sleep(Duration::from_millis(50)).await; // it is asleep in `slow` by now
+    let any = system.resolve_dyn("log").await.unwrap();
+    let mut bad = Vec::new();
+    for i in 0..2_000 {
+        log.record(i).tell().await.unwrap();
+        if i % 500 == 250 {
+            let (a, b) = (any.clone(), any.clone());
+            bad.push(tokio::spawn(async move {
+                a.call("no_such_method", pulsing::Args::new()).await
+            }));
+            bad.push(tokio::spawn(async move {
+                b.call("record", pulsing::Args::new().arg("not a number"))
+                    .await
+            }));
+        }
+    }
+    assert_eq!(slow.await.unwrap().unwrap(), 300);
+    for (i, call) in bad.into_iter().enumerate() {
+        match call.await.unwrap() {
+            Err(pulsing::Error::UnknownMethod { .. }) if i % 2 == 0 => {}
+            Err(pulsing::Error::BadArguments { .. }) if i % 2 == 1 => {}
+            other => panic!("bad call {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        log.records().await.unwrap(),
+        (0..2_000).collect::<Vec<u64>>()
+    );
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
 /// A call that cannot be posted answers with its own error, also after waiting in a backlog:
 /// an unknown method behind a full mailbox is `UnknownMethod`, not the `Stopped` its dropped
 /// reply slot would say.

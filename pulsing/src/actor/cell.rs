@@ -88,9 +88,63 @@ pub(crate) trait AnyCell: HasMeta {
         args: Args,
         reply_to: ReplyTo,
     ) -> Result<std::result::Result<DynPending, (Args, ReplyTo)>>;
+    /// Takes room for up to `n` messages at once (0: full); fill it with `stage_*` and `commit`.
+    ///
+    /// # Errors
+    /// `Stopped` once the mailbox is closed.
+    fn reserve_many(&self, n: usize) -> Result<usize>;
+    /// Builds the message of a typed call from its postcard bytes into `staged`.
+    ///
+    /// # Errors
+    /// As `message_from_bytes`: an unknown method or bad arguments (its room stays unused).
+    fn stage_bytes(
+        &self,
+        staged: &mut Staged,
+        method: &str,
+        args: &[u8],
+        reply_to: ReplyTo,
+    ) -> Result<()>;
+    /// Builds the message of a by-name call into `staged`.
+    ///
+    /// # Errors
+    /// As `message_from_values`.
+    fn stage_values(
+        &self,
+        staged: &mut Staged,
+        method: &str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> Result<()>;
+    /// Puts the staged messages in the mailbox, in order, under one lock, into the `reserved`
+    /// room; the room they did not use goes back.
+    fn commit(&self, staged: &mut Staged, reserved: usize);
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Checks the long deadlines of this actor's calls, queued and running (see `sweep.rs`).
     fn sweep(&self, clock: &mut SweepClock);
+}
+
+/// Messages built for one actor's mailbox and not yet put in it (see [`AnyCell::commit`]): a
+/// batch of calls that waited in a connection's backlog takes one lock of the mailbox for its
+/// room and one for its messages, not two per call, so the drainer that fills the mailbox and
+/// the actor that empties it rarely contend. Kept from one batch to the next (its buffer is).
+#[derive(Default)]
+pub(crate) struct Staged(Option<Box<dyn Any + Send>>);
+
+impl Staged {
+    /// The buffer of `A`'s messages (a fresh one if it held another actor type's).
+    fn of<A: Actor>(&mut self) -> &mut Vec<Envelope<A::Message>> {
+        let fits = self
+            .0
+            .as_ref()
+            .is_some_and(|b| b.is::<Vec<Envelope<A::Message>>>());
+        if !fits {
+            self.0 = Some(Box::new(Vec::<Envelope<A::Message>>::new()));
+        }
+        match self.0.as_mut().and_then(|b| b.downcast_mut()) {
+            Some(buffer) => buffer,
+            None => unreachable!("the buffer was just made for `A`"),
+        }
+    }
 }
 
 impl<A: Actor> HasMeta for Cell<A> {
@@ -169,6 +223,41 @@ impl<A: Actor> AnyCell for Cell<A> {
         let (msg, pending) = A::message_from_values(method, args, reply_to)?;
         room.send(Envelope::Message(msg)).map_err(|_| stopped())?;
         Ok(Ok(pending))
+    }
+
+    fn reserve_many(&self, n: usize) -> Result<usize> {
+        self.mailbox
+            .try_reserve_many(n)
+            .map_err(|()| self.meta.stopped_error())
+    }
+
+    fn stage_bytes(
+        &self,
+        staged: &mut Staged,
+        method: &str,
+        args: &[u8],
+        reply_to: ReplyTo,
+    ) -> Result<()> {
+        // A peer's call answers through its reply slot: nothing to await (`Responded`).
+        let (msg, _responded) = A::message_from_bytes(method, args, reply_to)?;
+        staged.of::<A>().push(Envelope::Message(msg));
+        Ok(())
+    }
+
+    fn stage_values(
+        &self,
+        staged: &mut Staged,
+        method: &str,
+        args: Args,
+        reply_to: ReplyTo,
+    ) -> Result<()> {
+        let (msg, _responded) = A::message_from_values(method, args, reply_to)?;
+        staged.of::<A>().push(Envelope::Message(msg));
+        Ok(())
+    }
+
+    fn commit(&self, staged: &mut Staged, reserved: usize) {
+        self.mailbox.push_reserved(staged.of::<A>(), reserved);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

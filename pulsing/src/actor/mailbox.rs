@@ -195,6 +195,52 @@ impl<M> Mailbox<M> {
         }))
     }
 
+    /// Takes room for up to `n` messages at once, under one lock, by the rule of
+    /// [`try_reserve`](Self::try_reserve): how many it took (0: full, or others wait for room;
+    /// `Err`: closed). Fill it with [`push_reserved`](Self::push_reserved).
+    pub(crate) fn try_reserve_many(&self, n: usize) -> Result<usize, ()> {
+        let mut queue = self.queue();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(());
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return Ok(0);
+        }
+        let taken = n.min(self.capacity.saturating_sub(queue.taken));
+        queue.taken += taken;
+        Ok(taken)
+    }
+
+    /// Appends `msgs` (emptied) into `reserved` units of room taken by
+    /// [`try_reserve_many`](Self::try_reserve_many), under one lock, and gives back the room
+    /// they did not use. If the mailbox closed meanwhile, the messages are dropped (outside the
+    /// lock) and all the room goes back.
+    pub(crate) fn push_reserved(&self, msgs: &mut Vec<M>, reserved: usize) {
+        debug_assert!(msgs.len() <= reserved, "more messages than room");
+        let unused = reserved.saturating_sub(msgs.len());
+        let mut queue = self.queue();
+        if self.closed.load(Ordering::Acquire) {
+            queue.taken -= reserved;
+            drop(queue);
+            self.room_given_back();
+            // Dropped here, outside the lock: a reply slot may answer that the actor stopped.
+            drop(std::mem::take(msgs));
+            return;
+        }
+        queue.taken -= unused;
+        let mut wake = None;
+        for msg in msgs.drain(..) {
+            wake = Self::push_locked(&mut queue, msg).or(wake);
+        }
+        drop(queue);
+        if unused > 0 {
+            self.room_given_back();
+        }
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+    }
+
     /// Adds a message if there is room now (closed: checked under the lock, as `close` drains
     /// under it).
     pub(crate) fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
@@ -324,6 +370,49 @@ mod tests {
         mb.try_send(3).unwrap();
         assert_eq!(mb.recv().await, Some(2));
         assert_eq!(mb.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn room_taken_at_once_is_filled_in_order_and_the_rest_given_back() {
+        let mb = Arc::new(Mailbox::new(4));
+        mb.try_send(0).unwrap();
+        assert_eq!(mb.try_reserve_many(10), Ok(3), "only the free room");
+        assert!(
+            matches!(mb.try_send(9), Err(TrySendError::Full(9))),
+            "the room is taken"
+        );
+        mb.push_reserved(&mut vec![1, 2], 3);
+        // The unused unit came back.
+        mb.try_send(3).unwrap();
+        assert_eq!(mb.try_reserve_many(1), Ok(0), "full");
+        for want in 0..4 {
+            assert_eq!(mb.recv().await, Some(want));
+        }
+        // A sender waiting for room goes first: no room is handed out in bulk past it.
+        for i in 10..14 {
+            mb.try_send(i).unwrap();
+        }
+        let waiting = tokio::spawn({
+            let mb = mb.clone();
+            async move { mb.send(99).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(mb.recv().await, Some(10));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(mb.try_reserve_many(4), Ok(0));
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_closed_after_room_was_taken_gives_it_all_back() {
+        let mb = Mailbox::new(2);
+        assert_eq!(mb.try_reserve_many(2), Ok(2));
+        let left = mb.close();
+        assert!(left.is_empty());
+        let mut staged = vec![7];
+        mb.push_reserved(&mut staged, 2);
+        assert!(staged.is_empty(), "dropped, not queued");
+        assert_eq!(mb.recv().await, None);
+        assert_eq!(mb.try_reserve_many(1), Err(()));
     }
 
     #[tokio::test]

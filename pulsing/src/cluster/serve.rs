@@ -26,6 +26,7 @@
 //! travels with the request), batching whatever is ready into one `StreamItems` frame (≤ 256
 //! items, ≈256 KiB), and ends with `StreamEnd { error }`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_core::Stream;
@@ -33,7 +34,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::{DESCRIBE, STOP};
-use crate::actor::cell::AnyCell;
+use crate::actor::cell::{AnyCell, Staged};
 use crate::actor::peer::PeerReply;
 use crate::actor::registry::Registry;
 use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
@@ -67,22 +68,89 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
     tokio::spawn(task);
 }
 
-/// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order, waiting for
-/// room each time. Calls the peer cancelled meanwhile are dropped here.
+/// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order: as many at
+/// once as there is room for, else the first waits for room. Calls the peer cancelled meanwhile
+/// are dropped here.
 async fn drain_backlog(registry: Arc<Registry>, conn: Arc<Connection>, actor: SharedStr) {
-    let mut chunk = std::collections::VecDeque::new();
+    let mut chunk = VecDeque::new();
+    let mut staged = Staged::default();
     while !chunk.is_empty() || conn.next_in_backlog(&actor, &mut chunk) {
-        let Some(call) = chunk.pop_front() else {
-            continue;
-        };
-        if !conn.is_serving(call.id) {
+        if post_batch(&registry, &conn, &mut chunk, &mut staged) {
             continue;
         }
-        // Room freed while we waited is usually for several calls: take it without waiting.
-        if let Some(call) = post_now(&registry, &conn, call) {
+        // No room: the first call waits for some.
+        if let Some(call) = chunk.pop_front() {
             post_waiting(&registry, &conn, call).await;
         }
     }
+}
+
+/// Posts the calls at the front of `chunk` that its actor's mailbox has room for now, in
+/// order, taking the mailbox's lock once for their room and once for their messages
+/// ([`Staged`]); a call that fails (unknown actor, method or arguments) is answered with its
+/// error. False, posting nothing, if the mailbox has no room for the first call.
+fn post_batch(
+    registry: &Registry,
+    conn: &Arc<Connection>,
+    chunk: &mut VecDeque<Incoming>,
+    staged: &mut Staged,
+) -> bool {
+    while chunk.front().is_some_and(|call| !conn.is_serving(call.id)) {
+        chunk.pop_front();
+    }
+    let Some(first) = chunk.front() else {
+        return true;
+    };
+    let cell = lookup(registry, first).and_then(|cell| Ok((cell.reserve_many(chunk.len())?, cell)));
+    let (room, cell) = match cell {
+        Ok((0, _)) => return false,
+        Ok(found) => found,
+        Err(e) => {
+            if let Some(call) = chunk.pop_front() {
+                conn.answer(call.id, Err(e));
+            }
+            return true;
+        }
+    };
+    let mut used = 0;
+    while used < room {
+        let Some(call) = chunk.front() else {
+            break;
+        };
+        if !conn.is_serving(call.id) {
+            chunk.pop_front();
+            continue;
+        }
+        // A call that addresses another instance, or expects another type, ends the batch
+        // (the next batch answers it).
+        if !lookup(registry, call).is_ok_and(|found| Arc::ptr_eq(&found, &cell)) {
+            break;
+        }
+        let Some(mut call) = chunk.pop_front() else {
+            break;
+        };
+        used += 1;
+        let id = call.id;
+        // A reply slot dropped while its message is built is that call failing: answered here.
+        let staged_ok = conn.posting(id, || {
+            let reply_to = reply_to(conn, id, &cell);
+            match &mut call.args {
+                Payload::Typed(bytes) => cell.stage_bytes(staged, &call.method, bytes, reply_to),
+                Payload::Dynamic(args) => {
+                    cell.stage_values(staged, &call.method, std::mem::take(args), reply_to)
+                }
+                Payload::Value(_) => {
+                    drop(reply_to);
+                    Err(not_args())
+                }
+            }
+        });
+        if let Err(e) = staged_ok {
+            conn.answer(id, Err(e));
+        }
+    }
+    cell.commit(staged, room);
+    true
 }
 
 /// The reply slot of call `id` to `cell`: it answers on `conn`.
