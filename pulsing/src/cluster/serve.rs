@@ -4,7 +4,7 @@
 //! A call costs no task and no future: the connection's reader puts it in the mailbox when there
 //! is room, with a reply slot ([`PeerReply`]) that encodes the actor's answer and queues it for
 //! the connection's writer. Calls that find the mailbox full wait, in order, in that actor's backlog
-//! on the connection, drained by one task. A `Cancel` from the peer reaches a call wherever it
+//! on the connection, drained by one task, which posts as many at once as there is room for. A `Cancel` from the peer reaches a call wherever it
 //! waits (backlog or mailbox): its actor skips it. Streams and meta-calls (`$describe`, `$stop`)
 //! run on a task of their own.
 //!
