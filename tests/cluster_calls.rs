@@ -381,6 +381,65 @@ async fn calls_posted_from_a_backlog_in_batches_keep_their_order() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_in_a_backlog_when_a_remote_actor_stops_fail_with_stopped() {
+    // A mailbox of 2 behind a slow call: most of the 40 calls wait in the connection's backlog,
+    // registered with the actor, when it is asked to stop. The actor's end hands the backlog
+    // back to the connection, which answers each call `Stopped` at once.
+    let (server, system, log) = in_process_pair(2).await;
+    log.slow(1000).tell().await.unwrap();
+    let mut queued: Vec<_> = (0..40)
+        .map(|i| Box::pin(log.record(i).no_timeout().into_future()))
+        .collect();
+    for call in &mut queued {
+        assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // they have arrived
+    log.stop();
+    for call in queued {
+        let result = tokio::time::timeout(WAIT, call)
+            .await
+            .expect("answered, not left to hang");
+        assert!(matches!(result, Err(Error::Stopped { .. })), "{result:?}");
+    }
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_callers_keeping_a_mailbox_full_do_not_starve_a_peers_backlog() {
+    // 16 callers in the server's own process keep a mailbox of 4 full without a gap (each call
+    // takes the actor 1 ms, so a freed place is taken again long before the next is freed); a
+    // peer's 20 calls wait in its backlog meanwhile. They must still be served while the local
+    // load goes on: the actor takes the backlog's turn at least once per mailbox's worth of
+    // messages, and a backlog that finds the local callers waiting for room queues with them.
+    let (server, system, log) = in_process_pair(4).await;
+    let local = Worker::resolve(&server, "log").await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let locals: Vec<_> = (0..16)
+        .map(|_| {
+            let (local, stop) = (local.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    local.slow(1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let remote = futures_util::future::join_all((0..20).map(|i| log.record(i).into_future()));
+    let served = tokio::time::timeout(Duration::from_secs(10), remote).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for local in locals {
+        local.await.unwrap();
+    }
+    let served = served.expect("the peer's calls were served while the local load went on");
+    assert!(served.iter().all(Result::is_ok), "{served:?}");
+    assert_eq!(log.records().await.unwrap(), (0..20).collect::<Vec<u64>>());
+    system.shutdown().await;
+    server.shutdown().await;
+}
+
 /// A call that cannot be posted answers with its own error, also after waiting in a backlog:
 /// an unknown method behind a full mailbox is `UnknownMethod`, not the `Stopped` its dropped
 /// reply slot would say.

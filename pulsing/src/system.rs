@@ -329,6 +329,8 @@ impl<A: Actor> Drop for Closing<'_, A> {
         self.system.forget(&self.cell.meta);
         // Dropping what was still queued drops its reply slots: those callers get `Stopped` now.
         drop(self.cell.mailbox.close());
+        // Calls still waiting in connections' backlogs are answered there (`Stopped`).
+        self.cell.close_overflow();
     }
 }
 

@@ -52,6 +52,21 @@ struct Queue<M> {
     waker: Option<Waker>,
     /// The actor loop found the queue empty and waits to be woken.
     asleep: bool,
+    /// Calls wait elsewhere for this mailbox (a connection's backlog): the loop fetches them
+    /// ([`Received::Refill`]) when it finds the queue empty, and at the latest after taking a
+    /// mailbox's worth of messages, so that senders which keep the queue full cannot starve
+    /// them.
+    refill: bool,
+    /// Messages taken since a refill was last asked for.
+    since_refill: usize,
+}
+
+/// What the actor loop takes from its mailbox ([`Mailbox::next`]).
+pub(crate) enum Received<M> {
+    Message(M),
+    /// The queue is empty and calls wait elsewhere for it: fetch them (see
+    /// [`Mailbox::set_refill`]).
+    Refill,
 }
 
 /// A bounded multi-producer, single-consumer queue.
@@ -93,6 +108,8 @@ impl<M> Mailbox<M> {
                 taken: 0,
                 waker: None,
                 asleep: false,
+                refill: false,
+                since_refill: 0,
             }),
             capacity: capacity.max(1),
             waiting: AtomicUsize::new(0),
@@ -292,15 +309,53 @@ impl<M> Mailbox<M> {
         }
     }
 
+    /// Says whether calls wait elsewhere for this mailbox; setting it wakes a loop that went
+    /// to sleep on an empty queue, so that it fetches them (no wake-up is lost: the loop looks
+    /// at the flag under the same lock before it sleeps).
+    pub(crate) fn set_refill(&self, pending: bool) {
+        let mut queue = self.queue();
+        queue.refill = pending;
+        let wake = if pending && std::mem::take(&mut queue.asleep) {
+            queue.waker.clone()
+        } else {
+            None
+        };
+        drop(queue);
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+    }
+
     /// The next message; `None` once the mailbox is closed and empty. Only the actor loop calls it.
+    #[cfg(test)]
     pub(crate) async fn recv(&self) -> Option<M> {
+        loop {
+            match self.next().await? {
+                Received::Message(msg) => return Some(msg),
+                Received::Refill => {}
+            }
+        }
+    }
+
+    /// The next message, or word that the queue is empty while calls wait elsewhere for it
+    /// ([`set_refill`](Self::set_refill)); `None` once the mailbox is closed and empty. Only the
+    /// actor loop calls it.
+    pub(crate) async fn next(&self) -> Option<Received<M>> {
         poll_fn(|cx| {
             let mut queue = self.queue();
+            let due =
+                queue.refill && (queue.items.is_empty() || queue.since_refill >= self.capacity);
+            if due && !self.closed.load(Ordering::Acquire) {
+                queue.refill = false;
+                queue.since_refill = 0;
+                return Poll::Ready(Some(Received::Refill));
+            }
             if let Some(msg) = queue.items.pop_front() {
                 queue.taken -= 1;
+                queue.since_refill += usize::from(queue.refill);
                 drop(queue);
                 self.room_given_back();
-                return Poll::Ready(Some(msg));
+                return Poll::Ready(Some(Received::Message(msg)));
             }
             if self.closed.load(Ordering::Acquire) {
                 return Poll::Ready(None);
@@ -400,6 +455,38 @@ mod tests {
         assert_eq!(mb.recv().await, Some(10));
         waiting.await.unwrap().unwrap();
         assert_eq!(mb.try_reserve_many(4), Ok(0));
+    }
+
+    #[tokio::test]
+    async fn a_pending_refill_comes_when_the_queue_is_empty_or_a_mailboxful_later() {
+        let mb = Arc::new(Mailbox::new(2));
+        // Asleep on an empty queue: setting the flag wakes the loop with `Refill`.
+        let sleeper = tokio::spawn({
+            let mb = mb.clone();
+            async move { matches!(mb.next().await, Some(Received::Refill)) }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        mb.set_refill(true);
+        assert!(tokio::time::timeout(Duration::from_secs(1), sleeper)
+            .await
+            .expect("woken")
+            .unwrap());
+        // Asked once; not again until set again.
+        mb.try_send(1).unwrap();
+        assert!(matches!(mb.next().await, Some(Received::Message(1))));
+        // Pending while the queue never empties: due after a mailbox's worth (2) of messages.
+        mb.set_refill(true);
+        mb.try_send(2).unwrap();
+        mb.try_send(3).unwrap();
+        assert!(matches!(mb.next().await, Some(Received::Message(2))));
+        mb.try_send(4).unwrap();
+        assert!(matches!(mb.next().await, Some(Received::Message(3))));
+        assert!(matches!(mb.next().await, Some(Received::Refill)));
+        assert!(matches!(mb.next().await, Some(Received::Message(4))));
+        // A closed mailbox asks for none.
+        mb.set_refill(true);
+        drop(mb.close());
+        assert!(mb.next().await.is_none());
     }
 
     #[tokio::test]

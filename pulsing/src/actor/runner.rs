@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cell::{Cell, Envelope};
 use super::handler::HandlerCx;
+use super::mailbox::Received;
 use super::panic::{hook, Panic};
 use super::supervision::Supervisor;
 use super::Actor;
@@ -43,8 +44,13 @@ pub(crate) async fn run<A, F>(
                 }
             }
         }
-        let Some(envelope) = cell.mailbox.recv().await else {
-            break;
+        let envelope = match cell.mailbox.next().await {
+            Some(Received::Message(envelope)) => envelope,
+            Some(Received::Refill) => {
+                cell.refill();
+                continue;
+            }
+            None => break,
         };
         if cell.meta.stopping.load(Ordering::Acquire) {
             break;

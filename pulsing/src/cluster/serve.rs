@@ -34,7 +34,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::{DESCRIBE, STOP};
-use crate::actor::cell::{AnyCell, Staged};
+use crate::actor::cell::{AnyCell, Overflow, Staged};
 use crate::actor::peer::PeerReply;
 use crate::actor::registry::Registry;
 use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
@@ -55,8 +55,14 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
         };
         if let Some(call) = post_now(&registry, conn, call) {
             let actor = call.actor.clone();
+            let cell = lookup(&registry, &call).ok();
             conn.start_backlog(call);
-            tokio::spawn(drain_backlog(registry, conn.clone(), actor));
+            let backlog = Backlog::new(registry, conn.clone(), actor);
+            match cell {
+                // Its actor fetches it when its mailbox runs empty.
+                Some(cell) => cell.add_overflow(Box::new(backlog)),
+                None => backlog.drain_on_a_task(),
+            }
         }
         return;
     }
@@ -68,50 +74,117 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
     tokio::spawn(task);
 }
 
-/// Puts the calls of `actor`'s backlog on this connection in its mailbox, in order: as many at
-/// once as there is room for, else the first waits for room. Calls the peer cancelled meanwhile
-/// are dropped here.
-async fn drain_backlog(registry: Arc<Registry>, conn: Arc<Connection>, actor: SharedStr) {
-    let mut chunk = VecDeque::new();
-    let mut staged = Staged::default();
-    while !chunk.is_empty() || conn.next_in_backlog(&actor, &mut chunk) {
-        if post_batch(&registry, &conn, &mut chunk, &mut staged) {
-            continue;
+/// The backlog of one actor on one connection, and the calls taken from it and not yet posted:
+/// drained by the actor itself as an [`Overflow`] while it can, else by a task of its own.
+struct Backlog {
+    registry: Arc<Registry>,
+    conn: Arc<Connection>,
+    actor: SharedStr,
+    chunk: VecDeque<Incoming>,
+    staged: Staged,
+}
+
+impl Backlog {
+    fn new(registry: Arc<Registry>, conn: Arc<Connection>, actor: SharedStr) -> Self {
+        Backlog {
+            registry,
+            conn,
+            actor,
+            chunk: VecDeque::new(),
+            staged: Staged::default(),
         }
-        // No room: the first call waits for some.
-        if let Some(call) = chunk.pop_front() {
-            post_waiting(&registry, &conn, call).await;
+    }
+
+    /// Takes the next calls into `chunk`; false once the backlog is gone (empty, or the
+    /// connection closed) and nothing is left in hand.
+    fn next(&mut self) -> bool {
+        !self.chunk.is_empty() || self.conn.next_in_backlog(&self.actor, &mut self.chunk)
+    }
+
+    /// Posts what the mailbox has room for now: how many messages went in; `None` when it has
+    /// no room for the next call.
+    fn post_batch(&mut self) -> Option<usize> {
+        post_batch(
+            &self.registry,
+            &self.conn,
+            &mut self.chunk,
+            &mut self.staged,
+        )
+    }
+
+    /// Drains the backlog on a task of its own, in order: as many calls at once as there is room
+    /// for, else the first waits for room among the mailbox's other waiting senders. Calls the
+    /// peer cancelled meanwhile are dropped here.
+    fn drain_on_a_task(mut self) {
+        tokio::spawn(async move {
+            while self.next() {
+                if self.post_batch().is_some() {
+                    continue;
+                }
+                if let Some(call) = self.chunk.pop_front() {
+                    post_waiting(&self.registry, &self.conn, call).await;
+                }
+            }
+        });
+    }
+}
+
+impl Overflow for Backlog {
+    fn refill(&mut self) -> bool {
+        let mut posted = 0;
+        while self.next() {
+            if let Some(n) = self.post_batch() {
+                posted += n;
+                continue;
+            }
+            if posted > 0 {
+                return true; // the mailbox is full again: more when it runs empty
+            }
+            // An empty mailbox with no room for us: other senders wait for room. Queue with
+            // them, on a task, so that neither they nor this backlog starve.
+            let backlog = std::mem::replace(
+                self,
+                Backlog::new(self.registry.clone(), self.conn.clone(), self.actor.clone()),
+            );
+            backlog.drain_on_a_task();
+            return false;
         }
+        false
+    }
+
+    fn hand_over(self: Box<Self>) {
+        // The mailbox is closed: the task answers each call that the actor stopped.
+        self.drain_on_a_task();
     }
 }
 
 /// Posts the calls at the front of `chunk` that its actor's mailbox has room for now, in
 /// order, taking the mailbox's lock once for their room and once for their messages
 /// ([`Staged`]); a call that fails (unknown actor, method or arguments) is answered with its
-/// error. False, posting nothing, if the mailbox has no room for the first call.
+/// error. How many messages went into the mailbox; `None`, posting nothing, if it has no room
+/// for the first call.
 fn post_batch(
     registry: &Registry,
     conn: &Arc<Connection>,
     chunk: &mut VecDeque<Incoming>,
     staged: &mut Staged,
-) -> bool {
+) -> Option<usize> {
     while chunk.front().is_some_and(|call| !conn.is_serving(call.id)) {
         chunk.pop_front();
     }
-    let Some(first) = chunk.front() else {
-        return true;
-    };
+    let first = chunk.front()?;
     let cell = lookup(registry, first).and_then(|cell| Ok((cell.reserve_many(chunk.len())?, cell)));
     let (room, cell) = match cell {
-        Ok((0, _)) => return false,
+        Ok((0, _)) => return None,
         Ok(found) => found,
         Err(e) => {
             if let Some(call) = chunk.pop_front() {
                 conn.answer(call.id, Err(e));
             }
-            return true;
+            return Some(0);
         }
     };
+    let mut posted = 0;
     let mut used = 0;
     while used < room {
         let Some(call) = chunk.front() else {
@@ -145,12 +218,13 @@ fn post_batch(
                 }
             }
         });
-        if let Err(e) = staged_ok {
-            conn.answer(id, Err(e));
+        match staged_ok {
+            Ok(()) => posted += 1,
+            Err(e) => conn.answer(id, Err(e)),
         }
     }
     cell.commit(staged, room);
-    true
+    Some(posted)
 }
 
 /// The reply slot of call `id` to `cell`: it answers on `conn`.
