@@ -386,24 +386,7 @@ async fn calls_waiting_in_a_backlog_when_a_remote_actor_stops_fail_with_stopped(
     // A mailbox of 2 behind a slow call: most of the 40 calls wait in the connection's backlog,
     // registered with the actor, when it is asked to stop. The actor's end hands the backlog
     // back to the connection, which answers each call `Stopped` at once.
-    let (server, system, log) = in_process_pair(2).await;
-    log.slow(1000).tell().await.unwrap();
-    let mut queued: Vec<_> = (0..40)
-        .map(|i| Box::pin(log.record(i).no_timeout().into_future()))
-        .collect();
-    for call in &mut queued {
-        assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await; // they have arrived
-    log.stop();
-    for call in queued {
-        let result = tokio::time::timeout(WAIT, call)
-            .await
-            .expect("answered, not left to hang");
-        assert!(matches!(result, Err(Error::Stopped { .. })), "{result:?}");
-    }
-    system.shutdown().await;
-    server.shutdown().await;
+    calls_queued_behind_a_slow_one_fail_with_stopped_on_stop(2, 40).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,15 +494,22 @@ async fn a_remote_call_that_times_out_while_queued_is_never_run() {
 async fn calls_queued_when_a_remote_actor_stops_fail_with_stopped() {
     // The calls wait in the actor's mailbox behind a slow one when it is asked to stop: each
     // gets `Stopped` from its reply slot, promptly, rather than waiting for its deadline.
-    let (server, system, log) = in_process_pair(256).await;
+    calls_queued_behind_a_slow_one_fail_with_stopped_on_stop(256, 3).await;
+}
+
+/// `calls` calls to an actor with a mailbox of `mailbox`, queued behind a slow one when the
+/// actor is asked to stop: each must fail with `Stopped`, promptly.
+async fn calls_queued_behind_a_slow_one_fail_with_stopped_on_stop(mailbox: usize, calls: u64) {
+    let (server, system, log) = in_process_pair(mailbox).await;
     log.slow(1000).tell().await.unwrap();
-    let mut queued: Vec<_> = (0..3)
+    let mut queued: Vec<_> = (0..calls)
         .map(|i| Box::pin(log.record(i).no_timeout().into_future()))
         .collect();
     // One poll each sends the requests, so they travel (in order) ahead of the stop.
     for call in &mut queued {
         assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
     }
+    tokio::time::sleep(Duration::from_millis(100)).await; // they have arrived
     log.stop();
     for call in queued {
         let result = tokio::time::timeout(WAIT, call)
