@@ -44,12 +44,24 @@ pub(crate) struct Cell<A: Actor> {
 /// calls in flight to an actor with the default mailbox (half of them in a backlog), this took
 /// the backlog's extra cost from 0.3 µs to a few hundredths of a µs per call (BENCHMARKS.md).
 pub(crate) trait Overflow: Send {
-    /// Puts waiting calls in the mailbox while it has room (the loop found it empty). False
-    /// once none wait any more (or the source handed itself over elsewhere): it is dropped.
-    fn refill(&mut self) -> bool;
-    /// The actor loop has ended: whatever still waits is answered elsewhere (the mailbox is
-    /// closed, so each call gets `Stopped`).
+    /// Puts waiting calls in the mailbox while it has room (the loop found it empty, or took a
+    /// mailbox's worth of messages since the last refill).
+    fn refill(&mut self) -> Refilled;
+    /// Whatever still waits goes on elsewhere: other senders wait for room (see
+    /// [`Refilled::HandOver`]), or the actor loop has ended (the mailbox is closed, so each call
+    /// gets `Stopped`).
     fn hand_over(self: Box<Self>);
+}
+
+/// What a [`Overflow::refill`] left.
+pub(crate) enum Refilled {
+    /// Calls still wait: the mailbox is full again.
+    More,
+    /// None wait any more: the source is dropped.
+    Done,
+    /// It found no room while other senders wait for some: it is handed over, to wait with
+    /// them (so that neither starves).
+    HandOver,
 }
 
 impl<A: Actor> Cell<A> {
@@ -72,7 +84,14 @@ impl<A: Actor> Cell<A> {
         let Some(mut sources) = self.overflow().as_mut().map(std::mem::take) else {
             return;
         };
-        sources.retain_mut(|source| source.refill());
+        let mut at = 0;
+        while at < sources.len() {
+            match sources[at].refill() {
+                Refilled::More => at += 1,
+                Refilled::Done => drop(sources.remove(at)),
+                Refilled::HandOver => sources.remove(at).hand_over(),
+            }
+        }
         let mut overflow = self.overflow();
         match overflow.as_mut() {
             Some(registered) => {

@@ -44,7 +44,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::{DESCRIBE, STOP};
-use crate::actor::cell::{AnyCell, Overflow, Staged};
+use crate::actor::cell::{AnyCell, Overflow, Refilled, Staged};
 use crate::actor::peer::PeerReply;
 use crate::actor::registry::Registry;
 use crate::actor::reply::{BoxFuture, Pending, ReplyTo};
@@ -63,16 +63,11 @@ pub(crate) fn request(registry: Arc<Registry>, conn: &Arc<Connection>, call: Inc
         let Some(call) = conn.behind_backlog(call) else {
             return;
         };
-        if let Some(call) = post_now(&registry, conn, call) {
+        if let Some((call, cell)) = post_now(&registry, conn, call) {
             let actor = call.actor.clone();
-            let cell = lookup(&registry, &call).ok();
             conn.start_backlog(call);
-            let backlog = Backlog::new(registry, conn.clone(), actor);
-            match cell {
-                // Its actor fetches it when its mailbox runs empty.
-                Some(cell) => cell.add_overflow(Box::new(backlog)),
-                None => backlog.drain_on_a_task(),
-            }
+            // Its actor fetches it when its mailbox runs empty.
+            cell.add_overflow(Box::new(Backlog::new(registry, conn.clone(), actor)));
         }
         return;
     }
@@ -140,7 +135,7 @@ impl Backlog {
 }
 
 impl Overflow for Backlog {
-    fn refill(&mut self) -> bool {
+    fn refill(&mut self) -> Refilled {
         let mut posted = 0;
         while self.next() {
             if let Some(n) = self.post_batch() {
@@ -148,18 +143,13 @@ impl Overflow for Backlog {
                 continue;
             }
             if posted > 0 {
-                return true; // the mailbox is full again: more when it runs empty
+                return Refilled::More; // the mailbox is full again: more when it runs empty
             }
             // An empty mailbox with no room for us: other senders wait for room. Queue with
             // them, on a task, so that neither they nor this backlog starve.
-            let backlog = std::mem::replace(
-                self,
-                Backlog::new(self.registry.clone(), self.conn.clone(), self.actor.clone()),
-            );
-            backlog.drain_on_a_task();
-            return false;
+            return Refilled::HandOver;
         }
-        false
+        Refilled::Done
     }
 
     fn hand_over(self: Box<Self>) {
@@ -242,10 +232,14 @@ fn reply_to(conn: &Arc<Connection>, id: u64, cell: &Arc<dyn AnyCell>) -> ReplyTo
     ReplyTo::Peer(PeerReply::new(conn.clone(), id, cell.clone()))
 }
 
-/// Puts a call in its actor's mailbox right away if there is room; gives it back when the
-/// mailbox is full. The actor's reply goes straight to the connection. The caller's deadline is
+/// Puts a call in its actor's mailbox right away if there is room; gives it back, with its
+/// actor, when the mailbox is full. The actor's reply goes straight to the connection. The caller's deadline is
 /// enforced by the caller, which cancels the call when it expires; so no timer here.
-fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> Option<Incoming> {
+fn post_now(
+    registry: &Registry,
+    conn: &Arc<Connection>,
+    mut call: Incoming,
+) -> Option<(Incoming, Arc<dyn AnyCell>)> {
     let id = call.id;
     let cell = match lookup(registry, &call) {
         Ok(cell) => cell,
@@ -278,7 +272,7 @@ fn post_now(registry: &Registry, conn: &Arc<Connection>, mut call: Incoming) -> 
             if let ReplyTo::Peer(reply) = reply_to {
                 reply.defer();
             }
-            Some(call)
+            Some((call, cell))
         }
         Err(e) => {
             conn.answer(id, Err(e));
