@@ -14,7 +14,7 @@
 //! `python/pulsing/_bridge.py`.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,6 +26,11 @@ use pyo3::types::PyList;
 
 use futures_util::future::{AbortHandle, Abortable};
 
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+use crate::drive::Driving;
 use crate::events::Event;
 use crate::runtime::handle;
 
@@ -38,6 +43,8 @@ pub(crate) struct BridgeInner {
     pending: AtomicBool,
     /// Wakes the loop thread while it holds (parked in [`Bridge::hold`]).
     held: Condvar,
+    /// Wakes the loop thread while it drives the runtime ([`Bridge::idle`], [`Bridge::hold`]).
+    woken: Notify,
     wake: UnixStream,
 }
 
@@ -50,9 +57,28 @@ struct Queue {
     /// The loop thread is parked in [`Bridge::hold`]: it takes the events itself, so a push
     /// wakes it directly instead of through the socket pair and the selector.
     holding: bool,
+    /// The loop thread drives the runtime while it waits ([`Bridge::idle`], [`Bridge::hold`]):
+    /// a push wakes it through `woken` (no system call when the pusher is that same thread).
+    driving: bool,
 }
 
 impl BridgeInner {
+    /// A bridge's shared part, and the read end of its socket pair.
+    fn new() -> std::io::Result<(Arc<Self>, UnixStream)> {
+        let (read, wake) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        wake.set_nonblocking(true)?;
+        let inner = Arc::new(BridgeInner {
+            queue: Mutex::new(Queue::default()),
+            running: Mutex::default(),
+            pending: Default::default(),
+            held: Condvar::new(),
+            woken: Notify::new(),
+            wake,
+        });
+        Ok((inner, read))
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, AbortHandle>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -62,21 +88,79 @@ impl BridgeInner {
     }
 
     pub(crate) fn push(&self, event: Event) {
-        let holding = {
+        let (holding, driving) = {
             let mut q = self.lock();
             let was_empty = q.events.is_empty();
             q.events.push(event);
             self.pending.store(true, Ordering::Release);
-            if was_empty && !q.holding && !q.signalled {
+            if was_empty && !q.holding && !q.driving && !q.signalled {
                 // Under the lock, so `take` knows whether to read it. Non-blocking; a full
                 // socket buffer already holds a pending wake-up.
                 q.signalled = true;
                 let _ = (&self.wake).write(&[1]);
             }
-            q.holding
+            (q.holding, q.driving)
         };
         if holding {
             self.held.notify_one();
+        }
+        if driving {
+            self.woken.notify_one();
+        }
+    }
+
+    /// Drives the runtime on this (the loop's) thread until an event is pending, the loop's
+    /// selector has something ready (if it is watched) or `limit` passes; `None` if another
+    /// thread drives. Some(true) if an event is pending.
+    fn drive(
+        &self,
+        driving: &Driving,
+        selector: Option<&AsyncFd<OwnedFd>>,
+        limit: Duration,
+    ) -> Option<bool> {
+        {
+            let mut q = self.lock();
+            if !q.events.is_empty() {
+                return Some(true);
+            }
+            q.driving = true;
+        }
+        let ran = driving.run(async {
+            let until = tokio::time::sleep(limit);
+            tokio::pin!(until);
+            loop {
+                let woken = self.woken.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if self.pending.load(Ordering::Acquire) {
+                    return;
+                }
+                let ready = async {
+                    match selector {
+                        Some(fd) => {
+                            if let Ok(mut ready) = fd.readable().await {
+                                ready.clear_ready();
+                            }
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    _ = &mut woken => continue,
+                    _ = ready => return,
+                    _ = &mut until => return,
+                }
+            }
+        });
+        let mut q = self.lock();
+        q.driving = false;
+        // Events pushed while `driving` was set wrote no byte to the socket pair: report them
+        // even if this thread could not drive, or the caller would wait for that byte forever.
+        let pending = !q.events.is_empty();
+        match ran {
+            None if !pending => None,
+            _ => Some(pending),
         }
     }
 }
@@ -86,25 +170,68 @@ impl BridgeInner {
 pub(crate) struct Bridge {
     pub(crate) inner: Arc<BridgeInner>,
     read: UnixStream,
+    /// Who drives the runtime (`None` with `PULSING_DRIVE=off`: the loop never does).
+    driving: Option<Arc<Driving>>,
+    /// The loop's selector (a descriptor of our own for it), registered with the runtime's
+    /// reactor (`watch_selector`).
+    selector: Option<AsyncFd<OwnedFd>>,
 }
+
+/// The longest one [`Bridge::idle`] drives: the loop thread then runs Python again, so a
+/// signal (Ctrl-C) is handled within this time even when the loop waits with no timeout.
+const IDLE_LIMIT: Duration = Duration::from_millis(100);
 
 #[pymethods]
 impl Bridge {
     #[new]
     fn new() -> PyResult<Self> {
-        let (read, wake) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        wake.set_nonblocking(true)?;
+        let (inner, read) = BridgeInner::new()?;
         Ok(Bridge {
-            inner: Arc::new(BridgeInner {
-                queue: Mutex::new(Queue::default()),
-                running: Mutex::default(),
-                pending: Default::default(),
-                held: Condvar::new(),
-                wake,
-            }),
+            inner,
             read,
+            driving: crate::runtime::driving()?,
+            selector: None,
         })
+    }
+
+    /// Registers the loop's selector (its file descriptor) with the runtime's reactor, so that
+    /// [`Bridge::idle`] can wait for the loop's own sockets and the runtime's at once; false if
+    /// the runtime is not driven by loops (`PULSING_DRIVE=off`) or the descriptor cannot be
+    /// watched. The bridge watches a duplicate of the descriptor, so closing the selector first
+    /// is harmless; `unwatch_selector` releases it early.
+    fn watch_selector(&mut self, fd: RawFd) -> PyResult<bool> {
+        if self.driving.is_none() || fd < 0 {
+            return Ok(false);
+        }
+        // SAFETY: `fd` is the caller's open descriptor, borrowed only for the duplicate made here.
+        let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+        let _runtime = handle()?.enter();
+        // SAFETY: the `AsyncFd` owns `own`: it stays open, the same description, as long as it.
+        self.selector = unsafe { AsyncFd::register_with_interest(own, Interest::READABLE) }.ok();
+        Ok(self.selector.is_some())
+    }
+
+    /// Stops watching the loop's selector (when it is closed).
+    fn unwatch_selector(&mut self) {
+        self.selector = None;
+    }
+
+    /// The loop has nothing to run: drives the runtime on this thread (GIL released) until an
+    /// event is pending, the loop's selector has something ready, or `timeout` seconds pass
+    /// (at most [`IDLE_LIMIT`]; `None`: no timeout). True if events are pending (the caller
+    /// takes them: `take`), False if not; `None` if this thread could not drive (another one
+    /// does): the caller waits in its selector as usual.
+    #[pyo3(signature = (timeout=None))]
+    fn idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        let (Some(driving), Some(selector)) = (&self.driving, &self.selector) else {
+            return Ok(None);
+        };
+        let limit = match timeout {
+            Some(t) => crate::runtime::seconds(t)?.min(IDLE_LIMIT),
+            None => IDLE_LIMIT,
+        };
+        let inner = &self.inner;
+        Ok(py.detach(|| inner.drive(driving, Some(selector), limit)))
     }
 
     /// Waits up to `micros` (GIL released) for an event; true if one is pending. The thread
@@ -118,6 +245,12 @@ impl Bridge {
         let inner = &self.inner;
         py.detach(|| {
             let limit = Duration::from_micros(micros);
+            if let Some(driving) = &self.driving {
+                // Drive the runtime while waiting: the answer is read on this thread.
+                if let Some(pending) = inner.drive(driving, self.selector.as_ref(), limit) {
+                    return pending;
+                }
+            }
             let deadline = Instant::now() + limit;
             if crate::spin::spin(limit, || inner.pending.load(Ordering::Acquire)) {
                 return true;
@@ -201,4 +334,91 @@ where
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A driven runtime whose driver thread holds the core and does not give it back for
+    /// `busy` (one of its tasks blocks the thread).
+    fn driver_busy_for(busy: Duration) -> Arc<Driving> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let rt = Arc::new(rt);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            started_tx.send(()).unwrap();
+            std::thread::sleep(busy);
+        });
+        let driving = Driving::start(rt).unwrap();
+        started.recv().unwrap(); // the driver took the core and is blocked in the task
+        driving
+    }
+
+    #[test]
+    fn an_event_pushed_while_the_loop_fails_to_take_the_core_is_not_lost() {
+        // The loop thread sets `driving` (so pushes write no byte to the socket pair), then asks
+        // the busy driver thread for the core and gives up after `HAND_BACK`. An event pushed
+        // meanwhile must be reported by `drive`, or signalled through the socket pair: otherwise
+        // the loop would wait in its selector for a byte that never comes.
+        let driving = driver_busy_for(Duration::from_millis(300));
+        let (inner, _read) = BridgeInner::new().unwrap();
+        let pusher = {
+            let inner = inner.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1));
+                inner.push(Event::HostStopped(7));
+            })
+        };
+        let reported = inner.drive(&driving, None, Duration::from_millis(50));
+        pusher.join().unwrap();
+        let signalled = inner.lock().signalled;
+        assert!(
+            reported == Some(true) || signalled,
+            "drive returned {reported:?} and no byte was written for the pending event"
+        );
+        driving.stop();
+    }
+
+    #[test]
+    fn the_loop_thread_reads_what_it_waits_for_itself() {
+        // With the core free, `drive` runs the runtime on the calling thread: the task that
+        // pushes the event runs here, and `drive` returns as soon as it is pushed.
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let driving = Driving::start(rt.clone()).unwrap();
+        let (inner, _read) = BridgeInner::new().unwrap();
+        let here = std::thread::current().id();
+        let ran_on = Arc::new(Mutex::new(None));
+        {
+            let (inner, ran_on) = (inner.clone(), ran_on.clone());
+            rt.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                *ran_on.lock().unwrap() = Some(std::thread::current().id());
+                inner.push(Event::HostStopped(1));
+            });
+        }
+        // Ask in a loop: the driver thread may have taken the core (after `TAKE_OVER`) before
+        // this thread asks; `drive` then takes it back.
+        let mut reported = None;
+        for _ in 0..100 {
+            reported = inner.drive(&driving, None, Duration::from_secs(5));
+            if reported == Some(true) {
+                break;
+            }
+        }
+        assert_eq!(reported, Some(true));
+        assert_eq!(*ran_on.lock().unwrap(), Some(here), "the task ran on the driving thread");
+        assert!(!inner.lock().signalled, "no byte through the socket pair");
+        driving.stop();
+    }
 }

@@ -17,7 +17,7 @@ use crate::bridge::{Bridge, BridgeInner};
 use crate::client::PyDynRef;
 use crate::events::Event;
 use crate::handoff;
-use crate::runtime::{handle, py_err, system};
+use crate::runtime::{py_err, system};
 
 /// Forwards calls for one Python actor to its loop's bridge.
 struct PyHost {
@@ -77,7 +77,6 @@ pub(crate) fn spawn_hosted(
     )>,
 ) -> PyResult<PyDynRef> {
     let system = system()?;
-    let handle = handle()?;
     let iface = interface_for(&type_name, methods);
     let direct = direct.map(|(methods, queue, pool)| Direct {
         methods: methods.into_iter().collect(),
@@ -89,16 +88,11 @@ pub(crate) fn spawn_hosted(
         id: host,
         direct,
     });
-    let r = py
-        .detach(|| {
-            handle.block_on(hosted::spawn(
-                &system,
-                SpawnOptions::new().name(name),
-                iface,
-                host,
-            ))
-        })
-        .map_err(|e| py_err(py, &e))?;
+    let r = crate::runtime::block_on(
+        py,
+        hosted::spawn(&system, SpawnOptions::new().name(name), iface, host),
+    )?
+    .map_err(|e| py_err(py, &e))?;
     Ok(PyDynRef { inner: r })
 }
 

@@ -24,6 +24,7 @@ mod bridge;
 mod client;
 mod convert;
 mod deferred;
+mod drive;
 mod events;
 mod handoff;
 mod host;

@@ -13,7 +13,7 @@
 //! pyo3-async-runtimes' helpers (design notes §6).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pulsing::{ActorSystem, Error};
@@ -22,15 +22,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::error_tuple;
+use crate::drive::Driving;
 use crate::malloc;
 
 struct Global {
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+    /// Who drives the runtime (`drive.rs`); `None` with `PULSING_DRIVE=off`.
+    driving: Option<Arc<Driving>>,
     system: Option<ActorSystem>,
 }
 
 static GLOBAL: Mutex<Global> = Mutex::new(Global {
     runtime: None,
+    driving: None,
     system: None,
 });
 
@@ -38,28 +42,79 @@ fn global() -> std::sync::MutexGuard<'static, Global> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The runtime's handle (started on first use); `None` after the final shutdown.
-pub(crate) fn handle() -> PyResult<tokio::runtime::Handle> {
-    let mut g = global();
+/// True unless `PULSING_DRIVE=off`: the runtime is driven by the loops that wait (`drive.rs`).
+fn loop_driven() -> bool {
+    !matches!(
+        std::env::var("PULSING_DRIVE").as_deref(),
+        Ok("off" | "0" | "no" | "false")
+    )
+}
+
+/// Starts the runtime on first use; an error after the final shutdown.
+fn started(g: &mut Global) -> PyResult<Arc<tokio::runtime::Runtime>> {
     if FINALIZED.load(Ordering::Acquire) {
         return Err(PyRuntimeError::new_err(
             "the Pulsing runtime has been shut down",
         ));
     }
-    if g.runtime.is_none() {
+    if let Some(rt) = &g.runtime {
+        return Ok(rt.clone());
+    }
+    let err = |e: std::io::Error| PyRuntimeError::new_err(e.to_string());
+    let rt = if loop_driven() {
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(err)?,
+        );
+        g.driving = Some(Driving::start(rt.clone()).map_err(err)?);
+        rt
+    } else {
         let workers = std::env::var("PULSING_WORKERS")
             .ok()
             .and_then(|w| w.parse().ok())
             .unwrap_or(1);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("pulsing")
-            .enable_all()
-            .build()
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        g.runtime = Some(rt);
-    }
-    Ok(g.runtime.as_ref().expect("just set").handle().clone())
+        Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name("pulsing")
+                .enable_all()
+                .build()
+                .map_err(err)?,
+        )
+    };
+    g.runtime = Some(rt.clone());
+    Ok(rt)
+}
+
+/// The runtime's handle (started on first use); an error after the final shutdown.
+pub(crate) fn handle() -> PyResult<tokio::runtime::Handle> {
+    Ok(started(&mut global())?.handle().clone())
+}
+
+/// Who drives the runtime (started on first use); `None` with `PULSING_DRIVE=off`.
+pub(crate) fn driving() -> PyResult<Option<Arc<Driving>>> {
+    let mut g = global();
+    started(&mut g)?;
+    Ok(g.driving.clone())
+}
+
+/// Runs `work` to completion without the GIL, blocking this thread; it drives the runtime
+/// meanwhile if nobody else does (`Driving::block_on`).
+pub(crate) fn block_on<F>(py: Python<'_>, work: F) -> PyResult<F::Output>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    let (handle, driving) = {
+        let mut g = global();
+        (started(&mut g)?.handle().clone(), g.driving.clone())
+    };
+    Ok(py.detach(|| match driving {
+        Some(d) => d.block_on(work),
+        None => handle.block_on(work),
+    }))
 }
 
 /// Seconds from Python as a `Duration` (a negative or NaN one is a `ValueError`).
@@ -122,7 +177,6 @@ pub(crate) fn init(
 ) -> PyResult<()> {
     init_logging();
     malloc::tune();
-    let handle = handle()?;
     if global().system.is_some() {
         return Err(PyRuntimeError::new_err("pulsing is already initialized"));
     }
@@ -148,9 +202,7 @@ pub(crate) fn init(
         builder = builder.advertise(adv);
     }
     builder = builder.shutdown_grace(Duration::from_secs(2));
-    let system = py
-        .detach(|| handle.block_on(builder.build()))
-        .map_err(|e| py_err(py, &e))?;
+    let system = block_on(py, builder.build())?.map_err(|e| py_err(py, &e))?;
     crate::convert::allow_pickle(secured);
     global().system = Some(system);
     Ok(())
@@ -165,15 +217,10 @@ pub(crate) fn malloc_tuned() -> bool {
 /// Stops every actor of the system and leaves the cluster (blocking, without the GIL).
 #[pyfunction]
 pub(crate) fn shutdown(py: Python<'_>) {
-    let (system, handle) = {
-        let g = global();
-        (
-            g.system.clone(),
-            g.runtime.as_ref().map(|r| r.handle().clone()),
-        )
-    };
-    if let (Some(system), Some(handle)) = (system, handle) {
-        py.detach(|| handle.block_on(system.shutdown()));
+    let system = global().system.clone();
+    if let Some(system) = system {
+        // The runtime is running: it was started before the system.
+        let _ = block_on(py, system.shutdown());
     }
     global().system = None;
     crate::convert::allow_pickle(false);
@@ -184,10 +231,19 @@ pub(crate) fn shutdown(py: Python<'_>) {
 pub(crate) fn finalize(py: Python<'_>) {
     shutdown(py);
     FINALIZED.store(true, Ordering::Release);
-    let rt = global().runtime.take();
-    if let Some(rt) = rt {
-        py.detach(|| rt.shutdown_timeout(Duration::from_secs(2)));
-    }
+    let (rt, driving) = {
+        let mut g = global();
+        (g.runtime.take(), g.driving.take())
+    };
+    py.detach(|| {
+        if let Some(driving) = driving {
+            driving.stop();
+        }
+        // Shut down here if no bridge still holds the runtime; else when the last one goes.
+        if let Some(rt) = rt.and_then(|rt| Arc::try_unwrap(rt).ok()) {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    });
 }
 
 #[pyfunction]

@@ -27,7 +27,7 @@ import weakref
 from enum import IntEnum
 from typing import Callable, Optional
 
-from . import _native
+from . import _native, _selector
 from ._errors import from_native
 
 
@@ -101,6 +101,7 @@ class _LoopBridge:
         self.holds = 0
         self.draining = False  # inside `_drain`: the rest of its batch waits
         loop.add_reader(self.native.fileno(), self._drain)
+        _selector.drive(loop, self.native)  # the loop thread drives the runtime while it waits
 
     def may_hold(self) -> bool:
         """True if the loop has nothing else ready to run, so a call may hold it briefly.

@@ -1,0 +1,226 @@
+//! Who drives the runtime: the event loop's own thread while it waits, a driver thread otherwise.
+//!
+//! The runtime is a current-thread tokio runtime: its I/O, timers and tasks run on whichever one
+//! thread holds its core (`Runtime::block_on`). An asyncio loop that has nothing to do takes the
+//! core and waits in tokio's reactor itself ([`Driving::run`], called by `Bridge.idle` and
+//! `Bridge.hold`), with the loop's own selector registered there too (`AsyncFd` over the
+//! selector's file descriptor). So when a call's answer, or a call for one of the loop's actors,
+//! reaches the socket, the thread it wakes is the loop's: it reads the frame, decodes it and
+//! queues the event for Python without waking anyone else — one wake-up per side, as for an
+//! asyncio TCP echo (issue #15; the alternatives measured are in docs/python.md).
+//!
+//! While no loop waits — Python runs, or no loop exists — the driver thread takes the core, but
+//! only once nobody has held it for [`TAKE_OVER`]: a loop that comes back within that time (the
+//! common case: a method ran, the loop waits again) finds the core free and the driver asleep,
+//! so the hand-over costs no wake-up. The driver keeps the core until a thread asks for it
+//! ([`Driving::run`] asks it and waits, bounded by [`HAND_BACK`]), so gossip, failure detection
+//! and calls from `def` workers never wait for Python longer than [`TAKE_OVER`].
+//!
+//! `PULSING_DRIVE=off` runs the runtime on a worker thread of its own instead, as before (for
+//! measurements: docs/python.md).
+
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+/// How long the core may go undriven before the driver thread takes it.
+pub(crate) static TAKE_OVER_US: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| Duration::from_micros(std::env::var("PULSING_TAKE_OVER_US").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)));
+
+/// How long a thread that wants the core waits for the driver thread to give it back before it
+/// gives up (and waits its usual way instead).
+const HAND_BACK: Duration = Duration::from_millis(5);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Holder {
+    Nobody,
+    Driver,
+    /// A loop's thread (or a blocking call from Python), in [`Driving::run`].
+    Thread,
+}
+
+struct State {
+    holder: Holder,
+    /// When the core was last given back.
+    released_at: Instant,
+    /// The driver thread sleeps without a timeout (a thread holds the core): whoever gives the
+    /// core back wakes it.
+    driver_asleep: bool,
+    /// Threads in [`Driving::take`] waiting for the driver thread to give the core back.
+    handing_back: usize,
+    stop: bool,
+}
+
+/// The runtime and who holds its core.
+pub(crate) struct Driving {
+    runtime: Arc<Runtime>,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Asks the driver thread to give the core back.
+    release: Notify,
+    driver: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Driving {
+    /// Starts the driver thread for `runtime`.
+    pub(crate) fn start(runtime: Arc<Runtime>) -> std::io::Result<Arc<Self>> {
+        let driving = Arc::new(Driving {
+            runtime,
+            state: Mutex::new(State {
+                holder: Holder::Nobody,
+                released_at: Instant::now(),
+                driver_asleep: false,
+                handing_back: 0,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+            release: Notify::new(),
+            driver: Mutex::new(None),
+        });
+        let d = driving.clone();
+        let thread = std::thread::Builder::new()
+            .name("pulsing".into())
+            .spawn(move || d.drive())?;
+        *driving.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        Ok(driving)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The driver thread: takes the core whenever nobody has held it for [`TAKE_OVER`], and
+    /// drives the runtime until a thread asks for it.
+    fn drive(&self) {
+        loop {
+            {
+                let mut s = self.lock();
+                loop {
+                    if s.stop {
+                        return;
+                    }
+                    if s.holder == Holder::Nobody {
+                        let idle = s.released_at.elapsed();
+                        let take_over = *TAKE_OVER_US;
+                        if idle >= take_over {
+                            break;
+                        }
+                        s = self
+                            .changed
+                            .wait_timeout(s, take_over - idle)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    } else {
+                        s.driver_asleep = true;
+                        s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                        s.driver_asleep = false;
+                    }
+                }
+                s.holder = Holder::Driver;
+            }
+            self.runtime.block_on(self.release.notified());
+            self.give_back();
+        }
+    }
+
+    fn give_back(&self) {
+        let mut s = self.lock();
+        s.holder = Holder::Nobody;
+        s.released_at = Instant::now();
+        // Only a sleeper needs a wake-up (a syscall): a driver waiting with a timeout sees the
+        // change when it wakes.
+        if s.driver_asleep || s.handing_back > 0 || s.stop {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Takes the core for this thread: at once if nobody holds it; from the driver thread if
+    /// `reclaim` (it is asked, and awaited up to [`HAND_BACK`]). False if another thread holds
+    /// it, the driver does and `reclaim` is false (or it did not answer in time), or the
+    /// runtime is stopping.
+    fn take(&self, reclaim: bool) -> bool {
+        let mut s = self.lock();
+        if s.stop {
+            return false;
+        }
+        match s.holder {
+            Holder::Nobody => {}
+            Holder::Thread => return false,
+            Holder::Driver if !reclaim => return false,
+            Holder::Driver => {
+                self.release.notify_one();
+                let deadline = Instant::now() + HAND_BACK;
+                s.handing_back += 1;
+                while s.holder == Holder::Driver && !s.stop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    s = self
+                        .changed
+                        .wait_timeout(s, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                s.handing_back -= 1;
+                if std::env::var("PULSING_DEBUG_DRIVE").is_ok() && s.holder != Holder::Nobody { eprintln!("hand-back failed: {:?}", s.holder); }
+                if s.holder != Holder::Nobody || s.stop {
+                    return false;
+                }
+            }
+        }
+        s.holder = Holder::Thread;
+        true
+    }
+
+    /// Runs `work` on this thread, driving the runtime meanwhile (see the module doc), if this
+    /// thread can take the core (asking the driver thread for it); `None` (and `work` not run)
+    /// if another thread drives.
+    pub(crate) fn run<F: Future>(&self, work: F) -> Option<F::Output> {
+        if !self.take(true) {
+            return None;
+        }
+        Some(self.drive_here(work))
+    }
+
+    /// Runs `work` to completion from a thread outside the runtime (blocking): this thread
+    /// drives while it waits if nobody else does, so a blocking call made while the loop runs
+    /// Python does not wait for the driver thread's [`TAKE_OVER`].
+    pub(crate) fn block_on<F: Future>(&self, work: F) -> F::Output {
+        if self.take(false) {
+            self.drive_here(work)
+        } else {
+            self.runtime.handle().block_on(work)
+        }
+    }
+
+    fn drive_here<F: Future>(&self, work: F) -> F::Output {
+        /// Gives the core back even if `work` panics.
+        struct Held<'a>(&'a Driving);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.give_back();
+            }
+        }
+        let _held = Held(self);
+        self.runtime.block_on(work)
+    }
+
+    /// Stops the driver thread (it gives the core back first) and waits for it.
+    pub(crate) fn stop(&self) {
+        self.lock().stop = true;
+        self.changed.notify_all();
+        self.release.notify_one();
+        let thread = self
+            .driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
