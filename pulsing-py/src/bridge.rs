@@ -16,7 +16,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,10 @@ pub(crate) struct BridgeInner {
     /// Wakes the loop thread while it drives the runtime ([`Bridge::idle`], [`Bridge::hold`]).
     woken: Notify,
     wake: UnixStream,
+    /// Wake-ups so far, by way (`Bridge.wake_ups`): a byte through the socket pair, or a
+    /// push while the loop thread drove the runtime.
+    through_pair: AtomicU64,
+    while_driving: AtomicU64,
 }
 
 #[derive(Default)]
@@ -75,6 +79,8 @@ impl BridgeInner {
             held: Condvar::new(),
             woken: Notify::new(),
             wake,
+            through_pair: AtomicU64::new(0),
+            while_driving: AtomicU64::new(0),
         });
         Ok((inner, read))
     }
@@ -98,6 +104,10 @@ impl BridgeInner {
                 // socket buffer already holds a pending wake-up.
                 q.signalled = true;
                 let _ = (&self.wake).write(&[1]);
+                self.through_pair.fetch_add(1, Ordering::Relaxed);
+            }
+            if was_empty && q.driving {
+                self.while_driving.fetch_add(1, Ordering::Relaxed);
             }
             (q.holding, q.driving)
         };
@@ -209,6 +219,15 @@ impl Bridge {
         // SAFETY: the `AsyncFd` owns `own`: it stays open, the same description, as long as it.
         self.selector = unsafe { AsyncFd::register_with_interest(own, Interest::READABLE) }.ok();
         Ok(self.selector.is_some())
+    }
+
+    /// How the loop was woken for its events so far: `(through the socket pair, while it drove
+    /// the runtime)` (the second: no system call, no selector turn; for tests and measurements).
+    fn wake_ups(&self) -> (u64, u64) {
+        (
+            self.inner.through_pair.load(Ordering::Relaxed),
+            self.inner.while_driving.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops watching the loop's selector (when it is closed).

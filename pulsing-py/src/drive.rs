@@ -24,11 +24,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
 /// How long the core may go undriven before the driver thread takes it.
-pub(crate) static TAKE_OVER_US: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| Duration::from_micros(std::env::var("PULSING_TAKE_OVER_US").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)));
+pub(crate) const TAKE_OVER: Duration = Duration::from_millis(1);
 
 /// How long a thread that wants the core waits for the driver thread to give it back before it
 /// gives up (and waits its usual way instead).
@@ -52,11 +52,13 @@ struct State {
     /// Threads in [`Driving::take`] waiting for the driver thread to give the core back.
     handing_back: usize,
     stop: bool,
+    /// The runtime, until [`Driving::stop`] hands it to its owner to shut down.
+    runtime: Option<Arc<Runtime>>,
 }
 
 /// The runtime and who holds its core.
 pub(crate) struct Driving {
-    runtime: Arc<Runtime>,
+    handle: Handle,
     state: Mutex<State>,
     changed: Condvar,
     /// Asks the driver thread to give the core back.
@@ -68,8 +70,9 @@ impl Driving {
     /// Starts the driver thread for `runtime`.
     pub(crate) fn start(runtime: Arc<Runtime>) -> std::io::Result<Arc<Self>> {
         let driving = Arc::new(Driving {
-            runtime,
+            handle: runtime.handle().clone(),
             state: Mutex::new(State {
+                runtime: Some(runtime),
                 holder: Holder::Nobody,
                 released_at: Instant::now(),
                 driver_asleep: false,
@@ -96,7 +99,7 @@ impl Driving {
     /// drives the runtime until a thread asks for it.
     fn drive(&self) {
         loop {
-            {
+            let runtime = {
                 let mut s = self.lock();
                 loop {
                     if s.stop {
@@ -104,13 +107,12 @@ impl Driving {
                     }
                     if s.holder == Holder::Nobody {
                         let idle = s.released_at.elapsed();
-                        let take_over = *TAKE_OVER_US;
-                        if idle >= take_over {
+                        if idle >= TAKE_OVER {
                             break;
                         }
                         s = self
                             .changed
-                            .wait_timeout(s, take_over - idle)
+                            .wait_timeout(s, TAKE_OVER - idle)
                             .unwrap_or_else(|e| e.into_inner())
                             .0;
                     } else {
@@ -120,8 +122,10 @@ impl Driving {
                     }
                 }
                 s.holder = Holder::Driver;
-            }
-            self.runtime.block_on(self.release.notified());
+                s.runtime.clone().expect("stop ends this loop first")
+            };
+            runtime.block_on(self.release.notified());
+            drop(runtime);
             self.give_back();
         }
     }
@@ -141,15 +145,15 @@ impl Driving {
     /// `reclaim` (it is asked, and awaited up to [`HAND_BACK`]). False if another thread holds
     /// it, the driver does and `reclaim` is false (or it did not answer in time), or the
     /// runtime is stopping.
-    fn take(&self, reclaim: bool) -> bool {
+    fn take(&self, reclaim: bool) -> Option<Arc<Runtime>> {
         let mut s = self.lock();
         if s.stop {
-            return false;
+            return None;
         }
         match s.holder {
             Holder::Nobody => {}
-            Holder::Thread => return false,
-            Holder::Driver if !reclaim => return false,
+            Holder::Thread => return None,
+            Holder::Driver if !reclaim => return None,
             Holder::Driver => {
                 self.release.notify_one();
                 let deadline = Instant::now() + HAND_BACK;
@@ -166,38 +170,34 @@ impl Driving {
                         .0;
                 }
                 s.handing_back -= 1;
-                if std::env::var("PULSING_DEBUG_DRIVE").is_ok() && s.holder != Holder::Nobody { eprintln!("hand-back failed: {:?}", s.holder); }
                 if s.holder != Holder::Nobody || s.stop {
-                    return false;
+                    return None;
                 }
             }
         }
         s.holder = Holder::Thread;
-        true
+        s.runtime.clone()
     }
 
     /// Runs `work` on this thread, driving the runtime meanwhile (see the module doc), if this
     /// thread can take the core (asking the driver thread for it); `None` (and `work` not run)
     /// if another thread drives.
     pub(crate) fn run<F: Future>(&self, work: F) -> Option<F::Output> {
-        if !self.take(true) {
-            return None;
-        }
-        Some(self.drive_here(work))
+        let runtime = self.take(true)?;
+        Some(self.drive_here(&runtime, work))
     }
 
     /// Runs `work` to completion from a thread outside the runtime (blocking): this thread
     /// drives while it waits if nobody else does, so a blocking call made while the loop runs
     /// Python does not wait for the driver thread's [`TAKE_OVER`].
     pub(crate) fn block_on<F: Future>(&self, work: F) -> F::Output {
-        if self.take(false) {
-            self.drive_here(work)
-        } else {
-            self.runtime.handle().block_on(work)
+        match self.take(false) {
+            Some(runtime) => self.drive_here(&runtime, work),
+            None => self.handle.block_on(work),
         }
     }
 
-    fn drive_here<F: Future>(&self, work: F) -> F::Output {
+    fn drive_here<F: Future>(&self, runtime: &Runtime, work: F) -> F::Output {
         /// Gives the core back even if `work` panics.
         struct Held<'a>(&'a Driving);
         impl Drop for Held<'_> {
@@ -206,12 +206,17 @@ impl Driving {
             }
         }
         let _held = Held(self);
-        self.runtime.block_on(work)
+        runtime.block_on(work)
     }
 
-    /// Stops the driver thread (it gives the core back first) and waits for it.
-    pub(crate) fn stop(&self) {
-        self.lock().stop = true;
+    /// Stops the driver thread (it gives the core back first), waits for it, and hands the
+    /// runtime over to be shut down: from then on nobody drives it.
+    pub(crate) fn stop(&self) -> Option<Arc<Runtime>> {
+        let runtime = {
+            let mut s = self.lock();
+            s.stop = true;
+            s.runtime.take()
+        };
         self.changed.notify_all();
         self.release.notify_one();
         let thread = self
@@ -222,5 +227,6 @@ impl Driving {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+        runtime
     }
 }

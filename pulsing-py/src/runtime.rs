@@ -236,10 +236,9 @@ pub(crate) fn finalize(py: Python<'_>) {
         (g.runtime.take(), g.driving.take())
     };
     py.detach(|| {
-        if let Some(driving) = driving {
-            driving.stop();
-        }
-        // Shut down here if no bridge still holds the runtime; else when the last one goes.
+        // The driver thread stops and gives its reference up; a thread still driving gives
+        // its own up as it returns (then the runtime is dropped there, not shut down here).
+        drop(driving.and_then(|d| d.stop()));
         if let Some(rt) = rt.and_then(|rt| Arc::try_unwrap(rt).ok()) {
             rt.shutdown_timeout(Duration::from_secs(2));
         }

@@ -174,7 +174,11 @@ class _LoopBridge:
             fut.set_exception(from_native(ev[3]))
 
 
-_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = (
+# Each loop's bridge, weakly both ways: while the loop is open its reader (``_drain``) keeps the
+# bridge alive, and once it is closed the bridge goes (with its socket pair). A strong value
+# here would keep every loop and its descriptors alive for good (a `WeakKeyDictionary` whose
+# value refers to its key never drops the entry).
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[_LoopBridge]]" = (
     weakref.WeakKeyDictionary()
 )
 _last_bridge: Optional[_LoopBridge] = None
@@ -185,10 +189,11 @@ def bridge_for(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
     b = _last_bridge
     if b is not None and b.loop is loop:
         return b
-    b = _bridges.get(loop)
+    ref = _bridges.get(loop)
+    b = ref() if ref is not None else None
     if b is None:
         b = _LoopBridge(loop)
-        _bridges[loop] = b
+        _bridges[loop] = weakref.ref(b)
     _last_bridge = b
     return b
 

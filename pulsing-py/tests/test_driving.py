@@ -1,0 +1,213 @@
+"""The loop thread drives the runtime while it waits (``src/drive.rs``, ``_selector.py``): answers
+from another process are read on the loop's own thread; the loop's own sockets, timers and
+signals still wake it; a loop busy with Python leaves the runtime to the driver thread; and
+``PULSING_DRIVE=off`` restores the runtime's own thread."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import pulsing as pul
+from conftest import HERE, first_line, run_script
+from pulsing import _bridge, _selector
+
+_CALLS = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[2])
+import pulsing as pul
+from pulsing import _bridge
+from cluster_actors import Worker
+
+async def main():
+    await pul.init(addr="127.0.0.1:0", seeds=[sys.argv[1]])
+    w = await Worker.resolve("w", timeout=20)
+    assert [await w.add(i, 1) for i in range(200)] == [i + 1 for i in range(200)]
+    assert [await w.aecho(i) for i in range(50)] == list(range(50))
+    b = _bridge.running_bridge()
+    print(type(asyncio.get_running_loop()._selector).__name__, *b.native.wake_ups())
+    await pul.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def _wake_ups(node_addr, drive):
+    out = run_script(_CALLS, node_addr, str(HERE), env={"PULSING_DRIVE": drive})
+    assert out.returncode == 0, out.stderr
+    selector, through_pair, while_driving = out.stdout.split()
+    return selector, int(through_pair), int(while_driving)
+
+
+def test_answers_from_another_process_are_read_on_the_loop_thread(py_node):
+    node = py_node("--spawn", "w")
+    selector, through_pair, while_driving = _wake_ups(node.addr, "on")
+    assert selector == "DrivingSelector"
+    # 250 sequential calls: each answer reached a loop that was driving the runtime itself,
+    # unless the driver thread had it at that moment (the loop away for over a millisecond).
+    assert while_driving > through_pair, (through_pair, while_driving)
+
+
+def test_the_runtime_keeps_its_own_thread_when_loops_do_not_drive(py_node):
+    node = py_node("--spawn", "w")
+    selector, through_pair, while_driving = _wake_ups(node.addr, "off")
+    assert selector != "DrivingSelector"
+    assert while_driving == 0 and through_pair > 0
+
+
+async def test_the_loops_own_sockets_and_timers_still_wake_it(system):
+    b = _bridge.running_bridge()  # the bridge wraps the loop's selector
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop._selector, _selector.DrivingSelector)
+
+    async def echo(reader, writer):
+        while data := await reader.read(100):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i in range(100):
+        writer.write(b"%d;" % i)
+        assert await asyncio.wait_for(reader.readexactly(len(b"%d;" % i)), 10) == b"%d;" % i
+    writer.close()
+    server.close()
+    fired = []
+    for i in range(5):
+        loop.call_later(0.001 * i, fired.append, i)
+    await asyncio.sleep(0.05)
+    assert fired == [0, 1, 2, 3, 4]
+    # A thread waking the loop (call_soon_threadsafe writes to the loop's self-pipe).
+    done = loop.create_future()
+    threading.Timer(0.01, loop.call_soon_threadsafe, (done.set_result, "woken")).start()
+    assert await asyncio.wait_for(done, 10) == "woken"
+    assert b.native.wake_ups() is not None
+
+
+_BLOCKED = """
+import asyncio, sys
+import pulsing as pul
+
+async def main():
+    await pul.init(addr="127.0.0.1:0", seeds=[sys.argv[1]])
+    setter = await pul.resolve("setter", timeout=20)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    print(await setter.as_any().set(), flush=True)
+    await pul.shutdown()
+
+asyncio.run(main())
+"""
+
+_RELEASED = threading.Event()
+
+
+@pul.remote
+class Setter:
+    def set(self):
+        _RELEASED.set()
+        return "set"
+
+    def noop(self):
+        return None
+
+
+async def test_a_loop_busy_with_python_leaves_the_runtime_to_the_driver_thread():
+    # This process's loop blocks in plain Python until a `def` method of one of its own
+    # actors runs, called from another process. Nothing reads that call unless the driver
+    # thread takes the runtime over from the blocked loop.
+    _RELEASED.clear()
+    await pul.init(addr="127.0.0.1:0")
+    try:
+        setter = await Setter.spawn(name="setter")
+        # A `def` worker now waits for work: a call from another process goes straight to it
+        # (with none waiting, the runtime would ask the blocked loop to start one).
+        await setter.noop()
+        caller = subprocess.Popen(
+            [sys.executable, "-c", _BLOCKED, pul.local_addr()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, first_line, caller.stdout) == "READY\n"
+            caller.stdin.write("go\n")
+            caller.stdin.flush()
+            released = _RELEASED.wait(20)  # the loop thread blocks here, not in its selector
+            assert released, "the call was never read while the loop was busy"
+            answer = await loop.run_in_executor(None, caller.stdout.readline)
+            assert answer == "set\n", caller.stderr.read()
+        finally:
+            caller.kill()
+            caller.wait()
+    finally:
+        await pul.shutdown()
+
+
+_IDLE = """
+import asyncio
+import pulsing as pul
+from pulsing import _bridge
+
+async def main():
+    await pul.init()
+    _bridge.running_bridge()
+    print("READY", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_reaches_a_loop_that_drives_the_runtime():
+    # The loop waits in the runtime's reactor, not in its selector, so Python's signal handler
+    # runs only when that wait returns: it is bounded (100 ms) so Ctrl-C is not held up.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _IDLE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert first_line(child.stdout) == "READY\n"
+        time.sleep(0.2)  # waiting in `idle` by now
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C did not stop a loop that waits in the runtime")
+        assert "KeyboardInterrupt" in child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_closing_a_loop_releases_what_its_bridge_watches():
+    code = """
+import asyncio, os
+import pulsing as pul
+from pulsing import _bridge
+
+async def one():
+    _bridge.running_bridge()
+
+pul.init()
+for _ in range(3):
+    asyncio.run(one())
+before = len(os.listdir("/proc/self/fd"))
+for _ in range(30):
+    asyncio.run(one())
+print(len(os.listdir("/proc/self/fd")) - before)
+pul.shutdown()
+"""
+    out = run_script(code)
+    assert out.returncode == 0, out.stderr
+    # Each loop's bridge has a socket pair and a duplicate of the loop's selector: a bridge
+    # kept alive after its loop closed would hold 2-3 descriptors per loop for good.
+    assert int(out.stdout) < 30, out.stdout
