@@ -436,7 +436,11 @@ mod tests {
             }
         }
         assert_eq!(reported, Some(true));
-        assert_eq!(*ran_on.lock().unwrap(), Some(here), "the task ran on the driving thread");
+        assert_eq!(
+            *ran_on.lock().unwrap(),
+            Some(here),
+            "the task ran on the driving thread"
+        );
         assert!(!inner.lock().signalled, "no byte through the socket pair");
         driving.stop();
     }
