@@ -121,17 +121,17 @@ impl BridgeInner {
 
     /// Drives the runtime on this (the loop's) thread until an event is pending, the loop's
     /// selector has something ready (if it is watched) or `limit` passes; `None` if another
-    /// thread drives. Some(true) if an event is pending.
+    /// thread drives (and no event is pending).
     fn drive(
         &self,
         driving: &Driving,
         selector: Option<&AsyncFd<OwnedFd>>,
         limit: Duration,
-    ) -> Option<bool> {
+    ) -> Option<Waited> {
         {
             let mut q = self.lock();
             if !q.events.is_empty() {
-                return Some(true);
+                return Some(Waited::Event);
             }
             q.driving = true;
         }
@@ -143,7 +143,7 @@ impl BridgeInner {
                 tokio::pin!(woken);
                 woken.as_mut().enable();
                 if self.pending.load(Ordering::Acquire) {
-                    return;
+                    return Waited::Event;
                 }
                 let ready = async {
                     match selector {
@@ -158,8 +158,8 @@ impl BridgeInner {
                 tokio::select! {
                     biased;
                     _ = &mut woken => continue,
-                    _ = ready => return,
-                    _ = &mut until => return,
+                    _ = ready => return Waited::Selector,
+                    _ = &mut until => return Waited::Timeout,
                 }
             }
         });
@@ -167,12 +167,24 @@ impl BridgeInner {
         q.driving = false;
         // Events pushed while `driving` was set wrote no byte to the socket pair: report them
         // even if this thread could not drive, or the caller would wait for that byte forever.
-        let pending = !q.events.is_empty();
-        match ran {
-            None if !pending => None,
-            _ => Some(pending),
+        if !q.events.is_empty() {
+            return Some(Waited::Event);
         }
+        ran.map(|waited| match waited {
+            Waited::Event => Waited::Timeout, // taken meanwhile: nothing is pending now
+            other => other,
+        })
     }
+}
+
+/// How a wait that drove the runtime ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Waited {
+    /// An event is pending.
+    Event,
+    /// The loop's selector has something ready.
+    Selector,
+    Timeout,
 }
 
 /// The queue between Pulsing's threads and one asyncio event loop.
@@ -250,29 +262,35 @@ impl Bridge {
             None => IDLE_LIMIT,
         };
         let inner = &self.inner;
-        Ok(py.detach(|| inner.drive(driving, Some(selector), limit)))
+        let waited = py.detach(|| inner.drive(driving, Some(selector), limit));
+        Ok(waited.map(|w| w == Waited::Event))
     }
 
-    /// Waits up to `micros` (GIL released) for an event; true if one is pending. The thread
-    /// parks (after spinning only while the machine has a CPU to spare: `spin.rs`); an event
-    /// pushed meanwhile wakes it directly (one futex wake-up), not through the socket pair and
-    /// the selector, and the caller then takes it (`take`).
-    fn hold(&self, py: Python<'_>, micros: u64) -> bool {
+    /// Waits up to `micros` (GIL released) for an event: True if one is pending (the caller
+    /// takes it: `take`), False if none came in time, None if the loop's own selector got
+    /// something to do first. Where loops drive the runtime, the thread waits in the runtime's
+    /// reactor and reads the answer itself; otherwise it parks (after spinning only while the
+    /// machine has a CPU to spare: `spin.rs`) and an event pushed meanwhile wakes it directly
+    /// (one futex wake-up), not through the socket pair and the selector.
+    fn hold(&self, py: Python<'_>, micros: u64) -> Option<bool> {
         if self.inner.pending.load(Ordering::Acquire) {
-            return true;
+            return Some(true);
         }
         let inner = &self.inner;
         py.detach(|| {
             let limit = Duration::from_micros(micros);
             if let Some(driving) = &self.driving {
                 // Drive the runtime while waiting: the answer is read on this thread.
-                if let Some(pending) = inner.drive(driving, self.selector.as_ref(), limit) {
-                    return pending;
+                match inner.drive(driving, self.selector.as_ref(), limit) {
+                    Some(Waited::Event) => return Some(true),
+                    Some(Waited::Timeout) => return Some(false),
+                    Some(Waited::Selector) => return None,
+                    None => {}
                 }
             }
             let deadline = Instant::now() + limit;
             if crate::spin::spin(limit, || inner.pending.load(Ordering::Acquire)) {
-                return true;
+                return Some(true);
             }
             let mut q = inner.lock();
             q.holding = true;
@@ -288,7 +306,7 @@ impl Bridge {
                     .0;
             }
             q.holding = false;
-            !q.events.is_empty()
+            Some(!q.events.is_empty())
         })
     }
 
@@ -398,7 +416,7 @@ mod tests {
         pusher.join().unwrap();
         let signalled = inner.lock().signalled;
         assert!(
-            reported == Some(true) || signalled,
+            reported == Some(Waited::Event) || signalled,
             "drive returned {reported:?} and no byte was written for the pending event"
         );
         driving.stop();
@@ -431,11 +449,11 @@ mod tests {
         let mut reported = None;
         for _ in 0..100 {
             reported = inner.drive(&driving, None, Duration::from_secs(5));
-            if reported == Some(true) {
+            if reported == Some(Waited::Event) {
                 break;
             }
         }
-        assert_eq!(reported, Some(true));
+        assert_eq!(reported, Some(Waited::Event));
         assert_eq!(
             *ran_on.lock().unwrap(),
             Some(here),

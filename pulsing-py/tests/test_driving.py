@@ -15,7 +15,7 @@ import pytest
 
 import pulsing as pul
 from conftest import HERE, first_line, run_script
-from pulsing import _bridge, _selector
+from pulsing import _bridge, _selector, _targets
 
 _CALLS = """
 import asyncio, sys
@@ -211,3 +211,35 @@ pul.shutdown()
     # Each loop's bridge has a socket pair and a duplicate of the loop's selector: a bridge
     # kept alive after its loop closed would hold 2-3 descriptors per loop for good.
     assert int(out.stdout) < 30, out.stdout
+
+
+async def test_a_hold_cut_short_by_the_loops_own_socket_does_not_mark_the_target_slow(py_node, cluster_system):
+    # A hold ends early when the loop's selector has work (here: a socket with unread data): that
+    # says nothing about the target, which must still count as quick (a timed-out hold would
+    # mark it slow, and its next calls would no longer hold).
+    import socket
+
+    from cluster_actors import Worker
+
+    node = py_node("--spawn", "w")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    w = await Worker.resolve("w", timeout=20)
+    assert await w.add(1, 1) == 2
+    target = w.__dict__["_pulsing_target"]
+    target = getattr(target, "_target", None) or target  # a lazily resolved target
+    assert isinstance(target, _targets._RemoteTarget)
+    target.quick = True  # as after a quick call (the first ones may not be, on a busy machine)
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    got = []
+    try:
+        a.setblocking(False)
+        b.send(b"x")  # ready before the call: its reader runs on the loop's next turn
+        loop.add_reader(a, lambda: got.append(a.recv(1)))
+        assert await w.slow(0.05) == 0.05  # longer than a hold
+        assert got == [b"x"]
+        assert target.quick, "an interrupted hold marked the target slow"
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()

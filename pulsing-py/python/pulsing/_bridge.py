@@ -13,9 +13,11 @@ itself. Every other kind goes to the handler its module registered with :func:`r
 event, and this module imports none of them.
 
 Holding the loop: when a call through the runtime is the only thing its loop waits for,
-:meth:`_LoopBridge.hold_remote` lets the loop thread wait for the answer itself (parked with the
-GIL released, ``Bridge.hold``; the runtime's push wakes it directly) instead of sleeping in its
-selector; see the constants below.
+:meth:`_LoopBridge.hold_remote` lets the loop thread wait for the answer itself (``Bridge.hold``,
+GIL released: in the runtime's reactor, reading the answer on this thread, where the loop drives
+the runtime; else parked, woken directly by the runtime's push) instead of sleeping in its
+selector; see the constants below. Where the loop drives the runtime, its selector is wrapped
+(``_selector.py``) so that every wait of the loop drives it.
 """
 
 from __future__ import annotations
@@ -115,12 +117,14 @@ class _LoopBridge:
         if self.holds % _TURN_EVERY == 0:
             await asyncio.sleep(0)
 
-    def hold_remote(self) -> bool:
-        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came (False if
-        nothing did). Replies are settled at once; calls for this loop's actors wait for the
+    def hold_remote(self) -> Optional[bool]:
+        """Holds the loop up to ``_HOLD_REMOTE_US`` for an event; settles what came: True if
+        something did, False if nothing came in time, None if the loop's own sockets or timers
+        needed it first. Replies are settled at once; calls for this loop's actors wait for the
         loop's next turn, so they never run inside the holding task."""
-        if not self.native.hold(_HOLD_REMOTE_US):
-            return False
+        came = self.native.hold(_HOLD_REMOTE_US)
+        if not came:
+            return came
         waiters, loop = self.waiters, self.loop
         for ev in self.native.take():
             if ev[0] in _DEFERRED:

@@ -127,7 +127,7 @@ class _RemoteTarget:
             and len(b.waiters) == 1
             and b.may_hold()
             and (self.quick or self._probe())
-            and not b.hold_remote()
+            and b.hold_remote() is False  # None: the loop had other work, not a slow target
         )
         if fut.done():
             self.quick = True
