@@ -2,16 +2,21 @@
 //!
 //! All asyncio bridging goes through it: Rust tasks (running on Pulsing's tokio runtime) never
 //! touch Python objects. They push plain Rust [`Event`]s (a finished call's `Value`, a batch of
-//! stream items, an incoming call for a Python actor) into the bridge's queue and write one byte
-//! to a socket pair the loop watches (`add_reader`) — only when the queue was empty, so one
-//! wake-up drains many completions. While the loop thread is parked in [`Bridge::hold`] (waiting
-//! for one call's answer), a push wakes it directly instead: no byte, no selector turn. The
-//! loop thread then takes the whole queue under the GIL ([`Bridge::take`]) and turns it into
-//! Python objects. Because no Rust thread ever holds or
-//! touches a Python object, the interpreter can finalize while tokio threads still run.
+//! stream items, an incoming call for a Python actor) into the bridge's queue. How the loop
+//! learns of them depends on where its thread is:
+//! - waiting in the runtime's reactor ([`Bridge::idle`], or [`Bridge::hold`] where loops drive
+//!   the runtime: `drive.rs`): the push wakes that wait (`woken`; no system call when the pusher
+//!   is the loop's own thread, the usual case);
+//! - parked in [`Bridge::hold`] (loops that do not drive): the push wakes it directly;
+//! - anywhere else: the push writes one byte to a socket pair the loop watches (`add_reader`),
+//!   only when the queue was empty, so one wake-up drains many completions.
+//!
+//! The loop thread then takes the whole queue under the GIL ([`Bridge::take`]) and turns it into
+//! Python objects. Because no Rust thread ever holds or touches a Python object, the interpreter
+//! can finalize while tokio threads still run.
 //!
 //! This avoids pyo3-async-runtimes' per-await thread hops (design notes §6). The Python side is
-//! `python/pulsing/_bridge.py`.
+//! `python/pulsing/_bridge.py` (and `_selector.py`, which makes the loop wait in [`Bridge::idle`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -128,6 +133,7 @@ impl BridgeInner {
         selector: Option<&AsyncFd<OwnedFd>>,
         limit: Duration,
     ) -> Option<Waited> {
+        let deadline = tokio::time::Instant::now() + limit;
         {
             let mut q = self.lock();
             if !q.events.is_empty() {
@@ -135,34 +141,37 @@ impl BridgeInner {
             }
             q.driving = true;
         }
-        let ran = driving.run(async {
-            let until = tokio::time::sleep(limit);
-            tokio::pin!(until);
-            loop {
-                let woken = self.woken.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                if self.pending.load(Ordering::Acquire) {
-                    return Waited::Event;
-                }
-                let ready = async {
-                    match selector {
-                        Some(fd) => {
-                            if let Ok(mut ready) = fd.readable().await {
-                                ready.clear_ready();
-                            }
-                        }
-                        None => std::future::pending().await,
+        let ran = driving.run(
+            async {
+                let until = tokio::time::sleep_until(deadline);
+                tokio::pin!(until);
+                loop {
+                    let woken = self.woken.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
+                    if self.pending.load(Ordering::Acquire) {
+                        return Waited::Event;
                     }
-                };
-                tokio::select! {
-                    biased;
-                    _ = &mut woken => continue,
-                    _ = ready => return Waited::Selector,
-                    _ = &mut until => return Waited::Timeout,
+                    let ready = async {
+                        match selector {
+                            Some(fd) => {
+                                if let Ok(mut ready) = fd.readable().await {
+                                    ready.clear_ready();
+                                }
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = &mut woken => continue,
+                        _ = ready => return Waited::Selector,
+                        _ = &mut until => return Waited::Timeout,
+                    }
                 }
-            }
-        });
+            },
+            limit,
+        );
         let mut q = self.lock();
         q.driving = false;
         // Events pushed while `driving` was set wrote no byte to the socket pair: report them
@@ -221,16 +230,22 @@ impl Bridge {
     /// the runtime is not driven by loops (`PULSING_DRIVE=off`) or the descriptor cannot be
     /// watched. The bridge watches a duplicate of the descriptor, so closing the selector first
     /// is harmless; `unwatch_selector` releases it early.
-    fn watch_selector(&mut self, fd: RawFd) -> PyResult<bool> {
+    fn watch_selector(&mut self, fd: RawFd) -> bool {
         if self.driving.is_none() || fd < 0 {
-            return Ok(false);
+            return false;
         }
-        // SAFETY: `fd` is the caller's open descriptor, borrowed only for the duplicate made here.
-        let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-        let _runtime = handle()?.enter();
+        // SAFETY: `_native` is private; its one caller (`_selector.drive`) passes the open
+        // descriptor of a live selector, borrowed only while `dup` makes our own.
+        let Ok(own) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
+            return false; // e.g. no descriptor left: the loop waits as before
+        };
+        let Ok(runtime) = handle() else {
+            return false;
+        };
+        let _runtime = runtime.enter();
         // SAFETY: the `AsyncFd` owns `own`: it stays open, the same description, as long as it.
         self.selector = unsafe { AsyncFd::register_with_interest(own, Interest::READABLE) }.ok();
-        Ok(self.selector.is_some())
+        self.selector.is_some()
     }
 
     /// How the loop was woken for its events so far: `(through the socket pair, while it drove
@@ -279,6 +294,7 @@ impl Bridge {
         let inner = &self.inner;
         py.detach(|| {
             let limit = Duration::from_micros(micros);
+            let deadline = Instant::now() + limit;
             if let Some(driving) = &self.driving {
                 // Drive the runtime while waiting: the answer is read on this thread.
                 match inner.drive(driving, self.selector.as_ref(), limit) {
@@ -288,8 +304,8 @@ impl Bridge {
                     None => {}
                 }
             }
-            let deadline = Instant::now() + limit;
-            if crate::spin::spin(limit, || inner.pending.load(Ordering::Acquire)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if crate::spin::spin(left, || inner.pending.load(Ordering::Acquire)) {
                 return Some(true);
             }
             let mut q = inner.lock();

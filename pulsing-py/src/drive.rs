@@ -31,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
@@ -40,6 +41,9 @@ pub(crate) const TAKE_OVER: Duration = Duration::from_millis(1);
 /// How long a thread that wants the core waits for the driver thread to give it back before it
 /// gives up (and waits its usual way instead).
 const HAND_BACK: Duration = Duration::from_millis(5);
+
+/// How long [`Driving::stop`] waits for the driver thread to end.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Holder {
@@ -66,6 +70,14 @@ struct State {
     runtime: Option<Arc<Runtime>>,
 }
 
+/// What [`Driving::take`] got.
+enum Took {
+    Core(Arc<Runtime>),
+    /// Another thread drives.
+    Busy,
+    Stopped,
+}
+
 /// The runtime and who holds its core.
 pub(crate) struct Driving {
     handle: Handle,
@@ -73,7 +85,8 @@ pub(crate) struct Driving {
     changed: Condvar,
     /// Asks the driver thread to give the core back.
     release: Notify,
-    driver: Mutex<Option<JoinHandle<()>>>,
+    /// The driver thread, and what it sends as it ends.
+    driver: Mutex<Option<(JoinHandle<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 impl Driving {
@@ -95,10 +108,14 @@ impl Driving {
             driver: Mutex::new(None),
         });
         let d = driving.clone();
+        let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("pulsing".into())
-            .spawn(move || d.drive())?;
-        *driving.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+            .spawn(move || {
+                d.drive();
+                let _ = ended_tx.send(());
+            })?;
+        *driving.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some((thread, ended));
         Ok(driving)
     }
 
@@ -145,6 +162,11 @@ impl Driving {
                     }
                 }
                 s.holder = Holder::Driver;
+                // A request to give the core back that came before this take (from a thread
+                // that then found the core free) is stale: drop it, or this turn would end at
+                // once and leave the runtime undriven for another `TAKE_OVER`. A new request
+                // needs the lock held here, and sees `Driver`.
+                let _ = self.release.notified().now_or_never();
                 s.runtime.clone().expect("stop ends this loop first")
             };
             runtime.block_on(self.release.notified());
@@ -165,21 +187,18 @@ impl Driving {
     }
 
     /// Takes the core for this thread: at once if nobody holds it; from the driver thread if
-    /// `reclaim` (it is asked, and awaited up to [`HAND_BACK`]). False if another thread holds
-    /// it, the driver does and `reclaim` is false (or it did not answer in time), or the
-    /// runtime is stopping.
-    fn take(&self, reclaim: bool) -> Option<Arc<Runtime>> {
+    /// `reclaim` is given (it is asked, and awaited up to that long, at most [`HAND_BACK`]).
+    fn take(&self, reclaim: Option<Duration>) -> Took {
         let mut s = self.lock();
         if s.stop {
-            return None;
+            return Took::Stopped;
         }
-        match s.holder {
-            Holder::Nobody => {}
-            Holder::Thread => return None,
-            Holder::Driver if !reclaim => return None,
-            Holder::Driver => {
+        match (s.holder, reclaim) {
+            (Holder::Nobody, _) => {}
+            (Holder::Thread, _) | (Holder::Driver, None) => return Took::Busy,
+            (Holder::Driver, Some(within)) => {
                 self.release.notify_one();
-                let deadline = Instant::now() + HAND_BACK;
+                let deadline = Instant::now() + within.min(HAND_BACK);
                 s.handing_back += 1;
                 while s.holder == Holder::Driver && !s.stop {
                     let now = Instant::now();
@@ -193,31 +212,43 @@ impl Driving {
                         .0;
                 }
                 s.handing_back -= 1;
-                if s.holder != Holder::Nobody || s.stop {
-                    return None;
+                if s.stop {
+                    return Took::Stopped;
+                }
+                if s.holder != Holder::Nobody {
+                    return Took::Busy;
                 }
             }
         }
-        s.holder = Holder::Thread;
-        s.takes += 1;
-        s.runtime.clone()
+        match s.runtime.clone() {
+            Some(runtime) => {
+                s.holder = Holder::Thread;
+                s.takes += 1;
+                Took::Core(runtime)
+            }
+            None => Took::Stopped,
+        }
     }
 
     /// Runs `work` on this thread, driving the runtime meanwhile (see the module doc), if this
-    /// thread can take the core (asking the driver thread for it); `None` (and `work` not run)
-    /// if another thread drives.
-    pub(crate) fn run<F: Future>(&self, work: F) -> Option<F::Output> {
-        let runtime = self.take(true)?;
-        Some(self.drive_here(&runtime, work))
+    /// thread can take the core, asking the driver thread for it and waiting for it at most
+    /// `within` (and [`HAND_BACK`]); `None` (and `work` not run) if another thread drives.
+    pub(crate) fn run<F: Future>(&self, work: F, within: Duration) -> Option<F::Output> {
+        match self.take(Some(within)) {
+            Took::Core(runtime) => Some(self.drive_here(&runtime, work)),
+            Took::Busy | Took::Stopped => None,
+        }
     }
 
     /// Runs `work` to completion from a thread outside the runtime (blocking): this thread
     /// drives while it waits if nobody else does, so a blocking call made while the loop runs
-    /// Python does not wait for the driver thread's [`TAKE_OVER`].
-    pub(crate) fn block_on<F: Future>(&self, work: F) -> F::Output {
-        match self.take(false) {
-            Some(runtime) => self.drive_here(&runtime, work),
-            None => self.handle.block_on(work),
+    /// Python does not wait for the driver thread's [`TAKE_OVER`]. `None` once the runtime is
+    /// stopped (nobody would drive it).
+    pub(crate) fn block_on<F: Future>(&self, work: F) -> Option<F::Output> {
+        match self.take(None) {
+            Took::Core(runtime) => Some(self.drive_here(&runtime, work)),
+            Took::Busy => Some(self.handle.block_on(work)),
+            Took::Stopped => None,
         }
     }
 
@@ -244,9 +275,51 @@ impl Driving {
         self.changed.notify_all();
         self.release.notify_one();
         let thread = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        if let Some((thread, ended)) = thread {
+            // Bounded, as the runtime's own shutdown is: a task that blocks the driver thread
+            // must not hang the interpreter's exit (the thread is then left behind).
+            if ended.recv_timeout(STOP_WAIT).is_ok() {
+                let _ = thread.join();
+            }
         }
         runtime
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driving() -> Arc<Driving> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Driving::start(Arc::new(rt)).unwrap()
+    }
+
+    #[test]
+    fn a_blocking_call_after_stop_fails_instead_of_waiting_for_a_driver() {
+        let d = driving();
+        assert_eq!(d.block_on(async { 7 }), Some(7));
+        let _runtime = d.stop();
+        // Nobody drives a stopped runtime: waiting on it would hang.
+        assert_eq!(d.block_on(async { 7 }), None);
+        assert_eq!(d.run(async { 7 }, Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn work_is_not_run_when_the_driver_keeps_the_core() {
+        let d = driving();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        d.handle.spawn(async move {
+            started_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(200)); // the driver thread, blocked
+        });
+        started.recv().unwrap(); // the driver took the core (after `TAKE_OVER`) and is busy
+        let mut ran = false;
+        assert_eq!(d.run(async { ran = true }, Duration::ZERO), None);
+        assert!(!ran, "the work must not run when the core was not taken");
+        d.stop();
     }
 }

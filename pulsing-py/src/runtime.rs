@@ -1,15 +1,16 @@
 //! The tokio runtime and the one `ActorSystem` of the process, and the functions Python calls
 //! to start, inspect and stop them.
 //!
-//! The runtime starts on first use, with one worker thread (`PULSING_WORKERS` overrides it, for
-//! measurements). One, because with two, tokio hands each woken task to the other worker: on
-//! a call across processes the worker that holds the I/O driver woke the other to run the
-//! reader, and the loop's request woke one that woke the other — 7 context switches per call in
-//! each process against 3.7 with one worker (issue #15, docs/python.md). The Python process's
-//! other CPU belongs to the thread holding the GIL. `shutdown` stops the system; `finalize`
-//! (run by Python's `atexit` hook) also shuts the runtime and its threads down, for good, before
-//! the interpreter finalizes: since no Rust thread holds a Python object (see `bridge.rs`),
-//! nothing touches Python after that. This avoids the interpreter-exit crash of
+//! The runtime starts on first use. It is a current-thread runtime, driven by the asyncio loops
+//! while they wait and by a driver thread otherwise (`drive.rs`, issue #15). With
+//! `PULSING_DRIVE=off` it is a multi-thread runtime with one worker (`PULSING_WORKERS`
+//! overrides it, for measurements): one, because with two, tokio hands each woken task to the
+//! other worker — 7 context switches per call in each process against 3.7 with one worker
+//! (docs/python.md). `shutdown` stops the system; `finalize` (run by Python's `atexit` hook)
+//! also stops the driver thread and shuts the runtime down, for good, before the interpreter
+//! finalizes (if a loop thread still holds the runtime, it is dropped when that thread lets
+//! go, and nobody drives it meanwhile): since no Rust thread holds a Python object (see
+//! `bridge.rs`), nothing touches Python after that. This avoids the interpreter-exit crash of
 //! pyo3-async-runtimes' helpers (design notes §6).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,10 +112,11 @@ where
         let mut g = global();
         (started(&mut g)?.handle().clone(), g.driving.clone())
     };
-    Ok(py.detach(|| match driving {
+    py.detach(|| match driving {
         Some(d) => d.block_on(work),
-        None => handle.block_on(work),
-    }))
+        None => Some(handle.block_on(work)),
+    })
+    .ok_or_else(|| PyRuntimeError::new_err("the Pulsing runtime has been shut down"))
 }
 
 /// Seconds from Python as a `Duration` (a negative or NaN one is a `ValueError`).

@@ -102,8 +102,16 @@ class _LoopBridge:
         self.tokens = itertools.count(1)
         self.holds = 0
         self.draining = False  # inside `_drain`: the rest of its batch waits
+        # The loop thread drives the runtime while it waits (before `add_reader`, which then
+        # registers through the wrapper).
+        _selector.drive(loop, self.native, self._closing)
         loop.add_reader(self.native.fileno(), self._drain)
-        _selector.drive(loop, self.native)  # the loop thread drives the runtime while it waits
+
+    def _closing(self) -> None:
+        """Its loop is being closed: the module no longer keeps this bridge (and the loop)."""
+        global _last_bridge
+        if _last_bridge is self:
+            _last_bridge = None
 
     def may_hold(self) -> bool:
         """True if the loop has nothing else ready to run, so a call may hold it briefly.

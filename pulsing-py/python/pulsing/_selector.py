@@ -21,12 +21,13 @@ class DrivingSelector(selectors.BaseSelector):
     """``inner`` (the loop's selector) with a ``select`` that drives the runtime while it waits;
     everything else is ``inner``'s."""
 
-    __slots__ = ("_inner", "_native", "_fd")
+    __slots__ = ("_inner", "_native", "_fd", "_on_close")
 
-    def __init__(self, inner: selectors.BaseSelector, native, bridge_fd: int) -> None:
+    def __init__(self, inner: selectors.BaseSelector, native, bridge_fd: int, on_close) -> None:
         self._inner = inner
         self._native = native  # the loop's `_native.Bridge`, watching `inner`'s descriptor
         self._fd = bridge_fd  # the bridge's socket pair, the loop's reader of its events
+        self._on_close = on_close  # the loop is closing: its bridge lets go of it
 
     def register(self, fileobj, events, data=None):
         return self._inner.register(fileobj, events, data)
@@ -47,8 +48,8 @@ class DrivingSelector(selectors.BaseSelector):
         return self._inner.fileno()
 
     def close(self) -> None:
-        # First: the descriptor's number may be reused once it is closed.
-        self._native.unwatch_selector()
+        self._native.unwatch_selector()  # its duplicate of the descriptor, at once
+        self._on_close()
         self._inner.close()
 
     def select(self, timeout=None):
@@ -62,16 +63,16 @@ class DrivingSelector(selectors.BaseSelector):
         if pending is None:  # another thread drives the runtime: wait as usual
             return inner.select(timeout)
         ready = inner.select(0)
-        if pending:
+        if pending and not any(key.fd == self._fd for key, _ in ready):
             # Events reached the bridge while this thread drove: no byte was written to its
             # socket pair, so report its reader here.
             ready.append((inner.get_key(self._fd), selectors.EVENT_READ))
         return ready
 
 
-def drive(loop, native) -> bool:
-    """Wraps ``loop``'s selector if it is asyncio's own and the runtime lets loops drive it;
-    True if it did."""
+def drive(loop, native, on_close) -> bool:
+    """Wraps ``loop``'s selector if it is asyncio's own and the runtime lets loops drive it
+    (``on_close()`` runs when the loop closes it); True if it did."""
     inner = getattr(loop, "_selector", None)
     if not isinstance(inner, selectors.BaseSelector) or isinstance(inner, DrivingSelector):
         return False
@@ -81,5 +82,5 @@ def drive(loop, native) -> bool:
         return False  # a selector without a descriptor of its own (select, poll)
     if not native.watch_selector(fd):
         return False
-    loop._selector = DrivingSelector(inner, native, native.fileno())
+    loop._selector = DrivingSelector(inner, native, native.fileno(), on_close)
     return True
