@@ -243,3 +243,44 @@ async def test_a_hold_cut_short_by_the_loops_own_socket_does_not_mark_the_target
         loop.remove_reader(a)
         a.close()
         b.close()
+
+
+def test_two_loops_in_two_threads_both_get_every_answer(py_node):
+    # One loop at a time can drive the runtime; the other waits in its selector and is woken
+    # through its bridge's socket pair by whichever thread drives. Both must get every answer.
+    node = py_node("--spawn", "w")
+    code = """
+import asyncio, sys, threading
+sys.path.insert(0, sys.argv[2])
+import pulsing as pul
+from pulsing import _bridge
+from cluster_actors import Worker
+
+pul.init(addr="127.0.0.1:0", seeds=[sys.argv[1]])
+results, errors = {}, []
+
+def run(tag):
+    async def calls():
+        w = await Worker.resolve("w", timeout=20)
+        got = [await w.add(i, 1) for i in range(300)]
+        got += await asyncio.gather(*(w.aecho(i) for i in range(100)))
+        b = _bridge.running_bridge()
+        return got, b.native.wake_ups()
+    try:
+        results[tag] = asyncio.run(calls())
+    except BaseException as e:
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=run, args=(t,)) for t in "ab"]
+for t in threads: t.start()
+for t in threads: t.join(60)
+assert not errors, errors
+for tag, (got, wake_ups) in sorted(results.items()):
+    assert got == [i + 1 for i in range(300)] + list(range(100)), tag
+    print(tag, *wake_ups)
+pul.shutdown()
+"""
+    out = run_script(code, node.addr, str(HERE), timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert [line.split()[0] for line in lines if line] == ["a", "b"], out.stdout
