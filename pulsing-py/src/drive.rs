@@ -123,6 +123,21 @@ impl Driving {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Waits for a change of the state, at most `timeout` if one is given.
+    fn wait<'a>(
+        &self,
+        s: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        match timeout {
+            Some(t) => {
+                let waited = self.changed.wait_timeout(s, t);
+                waited.unwrap_or_else(|e| e.into_inner()).0
+            }
+            None => self.changed.wait(s).unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
     /// The driver thread: takes the core whenever nobody has held it for [`TAKE_OVER`], and
     /// drives the runtime until a thread asks for it.
     fn drive(&self) {
@@ -139,25 +154,17 @@ impl Driving {
                         if idle >= TAKE_OVER {
                             break;
                         }
-                        s = self
-                            .changed
-                            .wait_timeout(s, TAKE_OVER - idle)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
+                        s = self.wait(s, Some(TAKE_OVER - idle));
                     } else if s.takes != seen {
                         // A loop keeps taking and giving the core back: look again in
                         // `TAKE_OVER` rather than be woken at every give-back (a system call
                         // on the loop's thread, and a wake-up here, per turn of the loop).
                         seen = s.takes;
-                        s = self
-                            .changed
-                            .wait_timeout(s, TAKE_OVER)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
+                        s = self.wait(s, Some(TAKE_OVER));
                     } else {
                         // Held all along since the last look: sleep until it is given back.
                         s.driver_asleep = true;
-                        s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                        s = self.wait(s, None);
                         s.driver_asleep = false;
                     }
                 }
@@ -205,11 +212,7 @@ impl Driving {
                     if now >= deadline {
                         break;
                     }
-                    s = self
-                        .changed
-                        .wait_timeout(s, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    s = self.wait(s, Some(deadline - now));
                 }
                 s.handing_back -= 1;
                 if s.stop {
