@@ -34,6 +34,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::by_id::{ById, Sharded};
+use super::direct::Direct;
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
 use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
@@ -1083,7 +1084,7 @@ impl Drop for Answer<'_> {
 /// refusal is sent as the WebSocket close reason, and the whole of it, close included, ends by
 /// `deadline` (the caller's: [`ESTABLISH_TIMEOUT`] from the accepted socket or the dial).
 pub(crate) async fn establish<S>(
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Direct<S>>,
     me: &Identity,
     role: Role,
     max_frame: usize,
@@ -1093,6 +1094,7 @@ pub(crate) async fn establish<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let outlet = ws.get_ref().outlet();
     let (mut sink, mut stream) = ws.split();
     let handshake = tokio::time::timeout_at(deadline, handshake(&mut sink, &mut stream, me, role));
     let (peer, peer_addr, channel) = match handshake.await {
@@ -1116,7 +1118,12 @@ where
         encrypted: channel.encrypted(),
         outbox,
         control: Outbox::default(),
-        write: Mutex::new(WriteHalf::new(Box::pin(sink), channel.sealer, spare)),
+        write: Mutex::new(WriteHalf::new(
+            Box::pin(sink),
+            channel.sealer,
+            spare,
+            outlet,
+        )),
         next_id: AtomicU64::new(1),
         checks: AtomicU64::new(0),
         window: Window::default(),

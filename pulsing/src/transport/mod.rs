@@ -19,6 +19,7 @@
 
 mod by_id;
 pub(crate) mod connection;
+pub(crate) mod direct;
 pub(crate) mod handshake;
 mod outbox;
 pub(crate) mod secure;
@@ -426,6 +427,7 @@ impl Transport {
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let url = format!("ws://{addr}/pulsing");
+        let tcp = direct::Direct::new(tcp, true);
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(self.ws_config()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -541,7 +543,7 @@ impl Transport {
         // One bound for the upgrade, the handshake and a refusal's close.
         let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
         let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-            io,
+            direct::Direct::new(io, false),
             refuse_browsers,
             Some(self.ws_config()),
         );

@@ -1,12 +1,12 @@
-//! Buffers for large frames, used again once the socket has copied them.
+//! Buffers for large frames, used again once they are written.
 //!
 //! A frame of [`PACK_LIMIT`](crate::wire::PACK_LIMIT) bytes or more is encoded into a buffer of
 //! its own. A fresh buffer per message costs more than the copy into it: glibc maps and unmaps
 //! (or trims) blocks of a megabyte, so every page of the next one faults and is zeroed again —
 //! and whether it does depends on the allocator's moment, which made 1 MiB echoes swing between
-//! runs (page faults per echo 270–660 for the same code). The WebSocket layer copies a message
-//! into its own write buffer before the send returns, so the frame's buffer comes back at once:
-//! a connection keeps a couple of them. Buffers over [`KEPT_UP_TO`] are not kept, so a rare
+//! runs (page faults per echo 270–660 for the same code). A frame's buffer is written to the
+//! socket straight from where it is (`direct.rs`) and comes back once written, so a connection
+//! keeps a couple of them. Buffers over [`KEPT_UP_TO`] are not kept, so a rare
 //! huge message does not pin its memory to the connection.
 
 use std::sync::{Arc, Mutex};

@@ -8,6 +8,10 @@
 //! socket. Batches stay with the writer: writing each of many frames at once would cost a system
 //! call per frame.
 //!
+//! A pack of [`PACK_LIMIT`] bytes or more is not handed to tungstenite, which would copy it into
+//! its write buffer first: it goes to the socket's [`Outlet`] (`direct.rs`), written from its own
+//! buffer, and nothing after it is handed to tungstenite until it is written, so the order holds.
+//!
 //! **Why this is safe to share.** The half sits behind a mutex that is only ever held during one
 //! poll, never across an `.await`. A thread other than the writer task takes it with `try_lock`
 //! and writes only while the half is idle (nothing held back, nothing unflushed), polling with a
@@ -17,11 +21,13 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures_util::Sink;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::direct::{Body, Outlet};
 use super::outbox::Outbox;
 use super::secure::Sealer;
 use super::spare::Spare;
@@ -35,8 +41,10 @@ pub(super) type Socket = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
 pub(super) struct WriteHalf {
     socket: Socket,
     sealer: Sealer,
-    /// Where a large frame's buffer goes back once the socket has copied it.
-    spare: std::sync::Arc<Spare>,
+    /// Where a large frame's buffer goes back once it is written.
+    spare: Arc<Spare>,
+    /// Where large frames go, past tungstenite's write buffer (`direct.rs`).
+    direct: Arc<Outlet>,
     /// Packs taken from the outboxes that the socket was not ready for, in order.
     held: VecDeque<Vec<u8>>,
     /// Whether the socket holds messages not yet flushed.
@@ -53,11 +61,17 @@ impl std::fmt::Debug for WriteHalf {
 }
 
 impl WriteHalf {
-    pub(super) fn new(socket: Socket, sealer: Sealer, spare: std::sync::Arc<Spare>) -> WriteHalf {
+    pub(super) fn new(
+        socket: Socket,
+        sealer: Sealer,
+        spare: Arc<Spare>,
+        direct: Arc<Outlet>,
+    ) -> WriteHalf {
         WriteHalf {
             socket,
             sealer,
             spare,
+            direct,
             held: VecDeque::new(),
             unflushed: false,
         }
@@ -128,26 +142,40 @@ impl WriteHalf {
         )
     }
 
-    /// Moves held packs into the socket while it is ready.
+    /// Moves held packs into the socket while it is ready. A pack of [`PACK_LIMIT`] bytes or
+    /// more goes to the outlet instead (`direct.rs`), and is written whole before anything
+    /// after it is handed to tungstenite.
     fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        while !self.held.is_empty() {
+        loop {
+            if self.direct.is_busy() {
+                std::task::ready!(self.socket.as_mut().poll_flush(cx))?;
+                if self.direct.is_busy() {
+                    // tungstenite flushed nothing: the connection has closed.
+                    return Poll::Ready(Err(WsError::ConnectionClosed));
+                }
+            }
+            let Some(pack) = self.held.front() else {
+                return Poll::Ready(Ok(()));
+            };
+            if pack.len() >= PACK_LIMIT {
+                let pack = self.held.pop_front().expect("just seen");
+                let body = if self.sealer.encrypts() {
+                    let sealed = self.sealer.seal_always(&pack);
+                    self.spare.give_back(pack);
+                    Body::Shared(vec![sealed])
+                } else {
+                    Body::Own(pack)
+                };
+                self.direct.put(body, &self.spare);
+                self.unflushed = true;
+                continue;
+            }
             std::task::ready!(self.socket.as_mut().poll_ready(cx))?;
-            let Some(pack) = self.held.pop_front() else {
-                break;
-            };
-            let message = if pack.len() < PACK_LIMIT {
-                self.sealer.seal(pack)
-            } else if self.sealer.encrypts() {
-                let sealed = self.sealer.seal_always(&pack);
-                self.spare.give_back(pack);
-                sealed
-            } else {
-                self.spare.lend(pack)
-            };
+            let pack = self.held.pop_front().expect("just seen");
+            let message = self.sealer.seal(pack);
             self.socket.as_mut().start_send(Message::Binary(message))?;
             self.unflushed = true;
         }
-        Poll::Ready(Ok(()))
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
@@ -160,7 +188,7 @@ impl WriteHalf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -232,6 +260,11 @@ mod tests {
 
     /// A write half over `fake`, with an unencrypted channel (so packs travel as they are).
     fn half(fake: &Fake) -> WriteHalf {
+        half_over(Box::pin(fake.clone()), Arc::new(Outlet::new(false)))
+    }
+
+    /// A write half over `socket` and `outlet`, with an unencrypted channel.
+    pub(in crate::transport) fn half_over(socket: Socket, outlet: Arc<Outlet>) -> WriteHalf {
         let (initiator, msg1) =
             Initiator::start(Suite::AesGcm, None, 1, b"i", Params { encrypt: false });
         let (_, msg2) = Responder::answer(
@@ -245,7 +278,7 @@ mod tests {
         )
         .unwrap();
         let (channel, _) = initiator.finish(&msg2, b"r").unwrap();
-        WriteHalf::new(Box::pin(fake.clone()), channel.sealer, Default::default())
+        WriteHalf::new(socket, channel.sealer, Default::default(), outlet)
     }
 
     fn queue(outbox: &Outbox, frame: u32) {
