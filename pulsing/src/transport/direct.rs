@@ -36,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
+use super::outbox::Pack;
 use super::spare::Spare;
 
 /// At most this many buffers per vectored write (Linux takes 1024; a message has a few).
@@ -86,15 +87,6 @@ struct Message {
     len: usize,
 }
 
-/// A message for the outlet.
-#[derive(Debug)]
-pub(super) enum Body {
-    /// A buffer of the connection's own (a spare one: it goes back there once written).
-    Own(Vec<u8>),
-    /// Buffers shared with others (lent `bytes`, sealed records), in order.
-    Shared(Vec<Bytes>),
-}
-
 impl Outlet {
     /// An outlet with nothing waiting; it masks what it writes if `masks`.
     pub(super) fn new(masks: bool) -> Self {
@@ -108,14 +100,12 @@ impl Outlet {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `body` for the next flush, masked if this side masks; `spare` lends and takes
-    /// back the buffers of the connection's own. The write half puts a message only when the
-    /// last one is written ([`is_busy`](Self::is_busy) is false).
-    pub(super) fn put(&self, body: Body, spare: &Arc<Spare>) {
-        let len = match &body {
-            Body::Own(buf) => buf.len(),
-            Body::Shared(parts) => parts.iter().map(Bytes::len).sum(),
-        };
+    /// Queues `pack` for the next flush, masked if this side masks; `spare` lends and takes
+    /// back the pack's own buffer, and the buffer a masked copy of shared pieces is made in.
+    /// The write half puts a message only when the last one is written
+    /// ([`is_busy`](Self::is_busy) is false).
+    pub(super) fn put(&self, mut pack: Pack, spare: &Arc<Spare>) {
+        let len = pack.len();
         let mask = self.masks.then(mask_key);
         let header = FrameHeader {
             opcode: OpCode::Data(Data::Binary),
@@ -127,21 +117,32 @@ impl Outlet {
             .format(len as u64, &mut head)
             .expect("writing to a Vec cannot fail");
         let mut parts = vec![Bytes::from(head)];
-        match (body, mask) {
-            (Body::Own(mut buf), Some(key)) => {
-                apply_mask(&mut buf, key);
-                parts.push(spare.lend(buf));
+        match mask {
+            // Our own buffer: masked where it is.
+            Some(key) if pack.shared.is_empty() => {
+                apply_mask(&mut pack.bytes, key, 0);
+                parts.push(spare.lend(pack.bytes));
             }
-            (Body::Own(buf), None) => parts.push(spare.lend(buf)),
-            (Body::Shared(shared), Some(key)) => {
-                let mut buf = spare.take(len);
-                for part in &shared {
-                    buf.extend_from_slice(part);
+            // Shared buffers must not change: masked as they are copied.
+            Some(key) => {
+                let mut masked = spare.take(len);
+                for piece in pack.pieces() {
+                    extend_masked(&mut masked, piece, key);
                 }
-                apply_mask(&mut buf, key);
-                parts.push(spare.lend(buf));
+                spare.give_back(pack.bytes);
+                parts.push(spare.lend(masked));
             }
-            (Body::Shared(shared), None) => parts.extend(shared),
+            None => {
+                let own = spare.lend(pack.bytes);
+                let mut from = 0;
+                for (at, shared) in pack.shared {
+                    parts.push(own.slice(from..at));
+                    parts.push(shared);
+                    from = at;
+                }
+                parts.push(own.slice(from..));
+                parts.retain(|part| !part.is_empty());
+            }
         }
         let len = parts.iter().map(Bytes::len).sum();
         let mut state = self.lock();
@@ -217,8 +218,21 @@ impl Message {
     }
 }
 
-/// XORs `buf` with `key` (RFC 6455, 5.3), eight bytes at a time.
-fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+/// Appends `piece` to the payload in `masked`, masked: 4 KiB at a time, each block masked while
+/// it is still in the cache (one pass over memory, not two).
+fn extend_masked(masked: &mut Vec<u8>, piece: &[u8], key: [u8; 4]) {
+    for block in piece.chunks(4 << 10) {
+        let at = masked.len();
+        masked.extend_from_slice(block);
+        apply_mask(&mut masked[at..], key, at);
+    }
+}
+
+/// XORs `buf` with `key` (RFC 6455, 5.3) as the payload's bytes from offset `at` on, eight
+/// bytes at a time.
+fn apply_mask(buf: &mut [u8], key: [u8; 4], at: usize) {
+    let mut key = key;
+    key.rotate_left(at % 4);
     let wide = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
@@ -290,6 +304,7 @@ mod tests {
     use super::*;
     use crate::transport::outbox::Outbox;
     use crate::transport::writer::tests::half_over;
+    use crate::value::Value;
 
     const LONG: Duration = Duration::from_secs(10);
 
@@ -316,19 +331,41 @@ mod tests {
         )
     }
 
-    /// A large frame between two small ones, as the outbox packs them.
-    fn queue_three(data: &Outbox, large: &ByteBuf) {
+    /// Two large frames between two small ones: one all in the pack's own buffer, one whose
+    /// large byte strings are shared (`outbox::Pack`), of odd lengths so masking turns its key
+    /// between pieces.
+    fn queue_four(data: &Outbox) -> (ByteBuf, Value) {
+        let own = ByteBuf::from(pattern(300_000));
+        let shared = Value::List(vec![
+            Value::Bytes(pattern(100_001).into()),
+            Value::Str("between".into()),
+            Value::Bytes(pattern(70_003).into()),
+        ]);
         data.push_quietly(&1u32).unwrap();
-        data.push_quietly(large).unwrap();
+        data.push_quietly(&own).unwrap();
+        data.push_quietly(&shared).unwrap();
         data.push_quietly(&2u32).unwrap();
+        (own, shared)
     }
 
-    fn large() -> ByteBuf {
-        ByteBuf::from(
-            (0..300_000u32)
-                .map(|i| (i * 7 % 251) as u8)
-                .collect::<Vec<_>>(),
-        )
+    fn pattern(len: u32) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// The four messages `queue_four` queued, as the peer reads them.
+    async fn read_four(peer: &mut WebSocketStream<DuplexStream>) -> Vec<Vec<u8>> {
+        let mut got = vec![];
+        for _ in 0..4 {
+            got.push(next_binary(peer).await.0);
+        }
+        got
+    }
+
+    fn check_four(got: &[Vec<u8>], own: &ByteBuf, shared: &Value) {
+        assert_eq!(postcard::from_bytes::<u32>(&got[0]).unwrap(), 1);
+        assert_eq!(&postcard::from_bytes::<ByteBuf>(&got[1]).unwrap(), own);
+        assert_eq!(&postcard::from_bytes::<Value>(&got[2]).unwrap(), shared);
+        assert_eq!(postcard::from_bytes::<u32>(&got[3]).unwrap(), 2);
     }
 
     /// The next binary message the peer reads, skipping pongs; and how many pongs it skipped.
@@ -351,32 +388,19 @@ mod tests {
     #[tokio::test]
     async fn a_large_message_goes_direct_in_order_and_masked_from_the_dialer() {
         for dials in [true, false] {
-            // A small pipe: the large message takes many partial writes.
+            // A small pipe: each large message takes many partial writes.
             let (ours, mut peer) = pair(dials, 8 << 10).await;
             let outlet = ours.get_ref().outlet();
             let (sink, _stream) = ours.split();
             let mut half = half_over(Box::pin(sink), outlet.clone());
             let (control, data) = (Outbox::default(), Outbox::default());
-            let large = large();
-            queue_three(&data, &large);
-            let reader = tokio::spawn(async move {
-                let mut got = vec![];
-                for _ in 0..3 {
-                    got.push(next_binary(&mut peer).await.0);
-                }
-                got
-            });
+            let (own, shared) = queue_four(&data);
+            let reader = tokio::spawn(async move { read_four(&mut peer).await });
             let written = std::future::poll_fn(|cx| half.poll_write(cx, &control, Some(&data)));
             tokio::time::timeout(LONG, written).await.unwrap().unwrap();
             assert!(!outlet.is_busy() && half.is_idle());
             let got = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
-            assert_eq!(
-                postcard::from_bytes::<u32>(&got[0]).unwrap(),
-                1,
-                "dials: {dials}"
-            );
-            assert_eq!(postcard::from_bytes::<ByteBuf>(&got[1]).unwrap(), large);
-            assert_eq!(postcard::from_bytes::<u32>(&got[2]).unwrap(), 2);
+            check_four(&got, &own, &shared);
         }
     }
 
@@ -393,9 +417,8 @@ mod tests {
                 peer.send(WsMessage::Ping(vec![i].into())).await.unwrap();
             }
             let (control, data) = (Outbox::default(), Outbox::default());
-            let large = large();
-            queue_three(&data, &large);
-            // The peer is not reading yet: the large message stops a few KiB in.
+            let (own, shared) = queue_four(&data);
+            // The peer is not reading yet: the first large message stops a few KiB in.
             assert!(!half.write_now(&control, &data));
             assert!(outlet.is_busy());
             // Reading the pings makes tungstenite answer them, while the message is half out.
@@ -403,35 +426,27 @@ mod tests {
                 let read = tokio::time::timeout(LONG, stream.next()).await.unwrap();
                 assert!(matches!(read, Some(Ok(WsMessage::Ping(_)))));
             }
-            let reader = tokio::spawn(async move {
-                let (first, pongs_before) = next_binary(&mut peer).await;
-                let (second, _) = next_binary(&mut peer).await;
-                let (third, _) = next_binary(&mut peer).await;
-                (first, second, third, pongs_before)
-            });
+            let reader = tokio::spawn(async move { read_four(&mut peer).await });
             let written = std::future::poll_fn(|cx| half.poll_write(cx, &control, Some(&data)));
             tokio::time::timeout(LONG, written).await.unwrap().unwrap();
-            let (first, second, third, _) =
-                tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
-            assert_eq!(postcard::from_bytes::<u32>(&first).unwrap(), 1);
-            assert_eq!(postcard::from_bytes::<ByteBuf>(&second).unwrap(), large);
-            assert_eq!(postcard::from_bytes::<u32>(&third).unwrap(), 2);
+            let got = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
+            check_four(&got, &own, &shared);
         }
     }
 
     #[test]
-    fn masking_matches_the_rfc_at_every_length() {
+    fn masking_matches_the_rfc_at_every_length_and_offset() {
         let key = [0x12, 0x34, 0x56, 0x78];
-        for len in 0..40 {
-            let plain: Vec<u8> = (0..len as u8).collect();
-            let mut masked = plain.clone();
-            apply_mask(&mut masked, key);
-            let expected: Vec<u8> = plain
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ key[i % 4])
-                .collect();
-            assert_eq!(masked, expected, "length {len}");
+        for at in 0..9 {
+            for len in 0..40 {
+                let plain: Vec<u8> = (0..len as u8).collect();
+                let mut masked = plain.clone();
+                apply_mask(&mut masked, key, at);
+                let expected: Vec<u8> = (plain.iter().enumerate())
+                    .map(|(i, b)| b ^ key[(at + i) % 4])
+                    .collect();
+                assert_eq!(masked, expected, "length {len} at {at}");
+            }
         }
     }
 }

@@ -21,15 +21,68 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::spare::Spare;
-use crate::wire::Append;
 use crate::wire::PACK_LIMIT;
+use crate::wire::{encode_gathered, Append};
 
 /// Bytes queued beyond which [`Outbox::push_waiting`] waits for the writer.
 const ROOM: usize = 1 << 20;
+
+/// One WebSocket message's worth of encoded frames.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Pack {
+    /// The frames, back to back; for a lone frame of a pack or more, without its large byte
+    /// strings, which...
+    pub(super) bytes: Vec<u8>,
+    /// ...go in at these offsets of `bytes`, in order (`wire::encode_gathered`).
+    pub(super) shared: Vec<(usize, Bytes)>,
+}
+
+impl Pack {
+    fn new(bytes: Vec<u8>) -> Pack {
+        Pack {
+            bytes,
+            shared: Vec::new(),
+        }
+    }
+
+    /// The message's length.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len() + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// The message in one buffer: `bytes` itself if nothing is shared, else a copy in one of
+    /// `spare`'s buffers (and `bytes` goes back to `spare`).
+    pub(super) fn join(self, spare: &Spare) -> Vec<u8> {
+        if self.shared.is_empty() {
+            return self.bytes;
+        }
+        let mut joined = spare.take(self.len());
+        for piece in self.pieces() {
+            joined.extend_from_slice(piece);
+        }
+        spare.give_back(self.bytes);
+        joined
+    }
+
+    /// The message's pieces, in order.
+    pub(super) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = self.shared.iter().map(|(at, b)| (*at, Some(&b[..])));
+        let ends = ends.chain(std::iter::once((self.bytes.len(), None)));
+        let mut from = 0;
+        ends.flat_map(move |(to, shared)| {
+            let own = &self.bytes[from..to];
+            from = to;
+            [Some(own), shared]
+        })
+        .flatten()
+        .filter(|piece| !piece.is_empty())
+    }
+}
 
 /// Why the outbox did not queue a frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,7 +113,7 @@ pub(super) struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    packs: VecDeque<Vec<u8>>,
+    packs: VecDeque<Pack>,
     bytes: usize,
     closed: bool,
     /// Senders in [`Outbox::push_waiting`]'s slow path: while there are any, newcomers queue
@@ -156,23 +209,25 @@ impl Outbox {
         };
         if let Some(not_queued) = not_queued {
             drop(state);
-            if let Some(buf) = alone {
-                self.spare.give_back(buf);
+            if let Some(pack) = alone {
+                self.spare.give_back(pack.bytes);
             }
             return not_queued;
         }
         let was_empty = state.packs.is_empty();
         match alone {
-            Some(bytes) => state.packs.push_back(bytes),
+            Some(pack) => state.packs.push_back(pack),
             None => {
                 let fits = state
                     .packs
                     .back()
                     .is_some_and(|pack| pack.len() + size <= PACK_LIMIT);
                 if !fits {
-                    state.packs.push_back(Vec::with_capacity(size.max(1024)));
+                    state
+                        .packs
+                        .push_back(Pack::new(Vec::with_capacity(size.max(1024))));
                 }
-                let Some(pack) = state.packs.back_mut() else {
+                let Some(Pack { bytes: pack, .. }) = state.packs.back_mut() else {
                     unreachable!("a pack was just ensured")
                 };
                 pack.reserve(size);
@@ -189,17 +244,18 @@ impl Outbox {
         Queued::Yes(was_empty)
     }
 
-    /// Encodes a frame of `size` bytes (a pack or more) into a buffer of its own: a spare one.
+    /// Encodes a frame of `size` bytes (a pack or more) into a pack of its own, in a spare
+    /// buffer, leaving its large byte strings where they are (`wire::encode_gathered`).
     fn encode_alone<T: Serialize + ?Sized>(
         &self,
         frame: &T,
         size: usize,
-    ) -> postcard::Result<Vec<u8>> {
-        let mut buf = self.spare.take(size);
-        match postcard::serialize_with_flavor(frame, Append(&mut buf)) {
-            Ok(()) => Ok(buf),
+    ) -> postcard::Result<Pack> {
+        let mut pack = Pack::new(self.spare.take(size));
+        match encode_gathered(frame, &mut pack.bytes, &mut pack.shared) {
+            Ok(()) => Ok(pack),
             Err(e) => {
-                self.spare.give_back(buf);
+                self.spare.give_back(pack.bytes);
                 Err(e)
             }
         }
@@ -265,7 +321,7 @@ impl Outbox {
     }
 
     /// Takes every queued pack, in order.
-    pub(super) fn take(&self) -> VecDeque<Vec<u8>> {
+    pub(super) fn take(&self) -> VecDeque<Pack> {
         let mut state = self.lock();
         let was_full = state.bytes > ROOM;
         state.bytes = 0;
@@ -325,18 +381,48 @@ mod tests {
         let packs = outbox.take();
         assert_eq!(packs.len(), 3);
         assert_eq!(
-            packs[0],
+            packs[0].bytes,
             [0, 1, 2]
                 .map(|id| encode_exact(&Frame::Cancel { id }).unwrap())
                 .concat()
         );
         assert_eq!(
-            decode(&packs[1], DEFAULT_MAX_FRAME).unwrap(),
+            decode(&packs[1].bytes, DEFAULT_MAX_FRAME).unwrap(),
             Frame::Gossip(vec![7; PACK_LIMIT])
         );
         assert!(outbox.take().is_empty());
         outbox.close();
         assert_eq!(outbox.push(&Frame::Leaving), Err(NotQueued::Closed));
+    }
+
+    #[test]
+    fn a_lone_frames_large_byte_strings_are_shared_not_copied() {
+        use crate::value::Value;
+        let big = Bytes::from(vec![5; 100_000]);
+        let small = Bytes::from(vec![6; 1000]);
+        let value = Value::List(vec![
+            Value::Bytes(big.clone()),
+            Value::Null,
+            Value::Bytes(small),
+            Value::Bytes(big.clone()),
+        ]);
+        let outbox = Outbox::default();
+        outbox.push(&value).unwrap();
+        outbox.push(&Frame::Cancel { id: 1 }).unwrap();
+        let mut packs = outbox.take();
+        assert_eq!(packs.len(), 2, "nothing is packed after a lone frame");
+        let pack = packs.pop_front().unwrap();
+        // The two large strings are the caller's own memory; the small one was copied.
+        assert_eq!(pack.shared.len(), 2);
+        assert!(pack.shared.iter().all(|(_, b)| b.as_ptr() == big.as_ptr()));
+        let whole = encode_exact(&value).unwrap();
+        assert_eq!(pack.len(), whole.len());
+        assert_eq!(
+            pack.pieces().count(),
+            4,
+            "own, big, own (with the small one), big"
+        );
+        assert_eq!(pack.join(&Spare::default()), whole);
     }
 
     #[tokio::test]
@@ -388,7 +474,7 @@ mod tests {
         }
         let mut ids = Vec::new();
         for pack in outbox.take() {
-            crate::wire::decode_packed(&pack.into(), DEFAULT_MAX_FRAME, |frame| {
+            crate::wire::decode_packed(&pack.bytes.into(), DEFAULT_MAX_FRAME, |frame| {
                 if let Frame::Cancel { id } = frame {
                     ids.push(id);
                 }

@@ -27,8 +27,8 @@ use std::task::{Context, Poll, Waker};
 use futures_util::Sink;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::direct::{Body, Outlet};
-use super::outbox::Outbox;
+use super::direct::Outlet;
+use super::outbox::{Outbox, Pack};
 use super::secure::Sealer;
 use super::spare::Spare;
 use crate::wire::PACK_LIMIT;
@@ -46,7 +46,7 @@ pub(super) struct WriteHalf {
     /// Where large frames go, past tungstenite's write buffer (`direct.rs`).
     direct: Arc<Outlet>,
     /// Packs taken from the outboxes that the socket was not ready for, in order.
-    held: VecDeque<Vec<u8>>,
+    held: VecDeque<Pack>,
     /// Whether the socket holds messages not yet flushed.
     unflushed: bool,
 }
@@ -158,21 +158,23 @@ impl WriteHalf {
                 return Poll::Ready(Ok(()));
             };
             if pack.len() >= PACK_LIMIT {
-                let pack = self.held.pop_front().expect("just seen");
-                let body = if self.sealer.encrypts() {
-                    let sealed = self.sealer.seal_always(&pack);
-                    self.spare.give_back(pack);
-                    Body::Shared(vec![sealed])
-                } else {
-                    Body::Own(pack)
-                };
-                self.direct.put(body, &self.spare);
+                let mut pack = self.held.pop_front().expect("just seen");
+                if self.sealer.encrypts() {
+                    let plain = pack.join(&self.spare);
+                    let sealed = self.sealer.seal_always(&plain);
+                    self.spare.give_back(plain);
+                    pack = Pack {
+                        bytes: Vec::new(),
+                        shared: vec![(0, sealed)],
+                    };
+                }
+                self.direct.put(pack, &self.spare);
                 self.unflushed = true;
                 continue;
             }
             std::task::ready!(self.socket.as_mut().poll_ready(cx))?;
             let pack = self.held.pop_front().expect("just seen");
-            let message = self.sealer.seal(pack);
+            let message = self.sealer.seal(pack.bytes);
             self.socket.as_mut().start_send(Message::Binary(message))?;
             self.unflushed = true;
         }

@@ -63,6 +63,7 @@ impl Serialize for At<'_> {
             Value::Float(x) => s.serialize_newtype_variant(name, 3, "Float", x),
             Value::Str(text) => s.serialize_newtype_variant(name, 4, "Str", text),
             Value::Bytes(b) => {
+                super::shared::offer(b);
                 s.serialize_newtype_variant(name, 5, "Bytes", serde_bytes::Bytes::new(b))
             }
             Value::List(_) | Value::Map(_) if depth >= MAX_DEPTH => {

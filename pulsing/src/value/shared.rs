@@ -1,5 +1,13 @@
-//! Decoding that shares the received buffer: large byte strings as slices of it, not copies.
+//! Byte strings shared instead of copied: decoding shares the received buffer, and encoding a
+//! large frame leaves its large byte strings where they are.
 //!
+//! **Encoding** ([`gathering`], [`offer`]). While a frame is encoded by `wire::encode_gathered`
+//! on this thread, a `Value::Bytes` (or a shared payload) of [`GATHER_FROM`] bytes or more offers
+//! its buffer just before it is serialized, and the encoder notes it with its offset instead of
+//! copying it; the transport then writes it from its own buffer (`transport/direct.rs`). Any
+//! other encoding copies as always: an offer outside [`gathering`] is ignored.
+//!
+//! **Decoding** ([`decode_shared`], [`share_most`]).
 //! A received WebSocket message is one [`Bytes`] buffer. While [`decode_shared`] decodes it on
 //! this thread, [`share_most`] turns a large part borrowed from it into a slice of that buffer (a
 //! reference count, no allocation, no copy). The wire's names and typed payloads
@@ -23,6 +31,46 @@ use bytes::Bytes;
 thread_local! {
     /// The buffer being decoded by [`decode_shared`] on this thread, if any.
     static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// While [`gathering`] on this thread: the byte string offered last, until taken.
+    static OFFERED: RefCell<Option<Option<Bytes>>> = const { RefCell::new(None) };
+}
+
+/// Byte strings at least this long are offered to a gathering encoder (shorter ones cost less to
+/// copy than to write as a buffer of their own).
+pub(crate) const GATHER_FROM: usize = 16 << 10;
+
+/// Runs `encode` with offers taken on this thread (see the module's docs).
+pub(crate) fn gathering<T>(encode: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Option<Bytes>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            OFFERED.with(|o| *o.borrow_mut() = previous);
+        }
+    }
+    let _reset = Reset(OFFERED.with(|o| o.borrow_mut().replace(None)));
+    encode()
+}
+
+/// Offers `bytes`, about to be serialized, to the gathering encoder on this thread, if any.
+pub(crate) fn offer(bytes: &Bytes) {
+    if bytes.len() >= GATHER_FROM {
+        OFFERED.with(|o| {
+            if let Some(slot) = &mut *o.borrow_mut() {
+                *slot = Some(bytes.clone());
+            }
+        });
+    }
+}
+
+/// The byte string offered last, taken, if `contents` are its very memory (the bytes the
+/// serializer is writing now).
+pub(crate) fn take_offered(contents: &[u8]) -> Option<Bytes> {
+    OFFERED.with(|o| {
+        let offered = o.borrow_mut().as_mut()?.take()?;
+        (offered.as_ptr() == contents.as_ptr() && offered.len() == contents.len())
+            .then_some(offered)
+    })
 }
 
 /// Runs `decode` with `frame` as the buffer large borrowed parts are shared from.

@@ -101,6 +101,53 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
+/// Encodes `value` after `bytes`, except its large byte strings (those offered while it is
+/// serialized: `value/shared.rs`), which go to `shared` with the offset in `bytes` where each
+/// belongs instead of being copied. The frame is `bytes` with each shared buffer put back in at its
+/// offset.
+///
+/// # Errors
+/// The serializer's error (a `Value` nested too deep, a `Serialize` impl that fails).
+pub(crate) fn encode_gathered<T: serde::Serialize + ?Sized>(
+    value: &T,
+    bytes: &mut Vec<u8>,
+    shared: &mut Vec<(usize, bytes::Bytes)>,
+) -> postcard::Result<()> {
+    crate::value::shared::gathering(|| {
+        postcard::serialize_with_flavor(value, Gather { bytes, shared })
+    })
+}
+
+/// [`Append`], leaving out offered byte strings (see [`encode_gathered`]).
+struct Gather<'a> {
+    bytes: &'a mut Vec<u8>,
+    shared: &'a mut Vec<(usize, bytes::Bytes)>,
+}
+
+impl postcard::ser_flavors::Flavor for Gather<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.bytes.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, contents: &[u8]) -> postcard::Result<()> {
+        let offered = (contents.len() >= crate::value::shared::GATHER_FROM)
+            .then(|| crate::value::shared::take_offered(contents))
+            .flatten();
+        match offered {
+            Some(buffer) => self.shared.push((self.bytes.len(), buffer)),
+            None => self.bytes.extend_from_slice(contents),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Decodes the frames packed back to back in one received message, in order, handing each to
 /// `each` until it returns false. Their names and typed payloads share the message's buffer
 /// instead of being copied (see `shared.rs`). An empty message, or one that ends inside a

@@ -27,7 +27,7 @@ mod frame;
 mod shared;
 
 pub use codec::{decode, encode, try_encode, FrameError, DEFAULT_MAX_FRAME};
-pub(crate) use codec::{decode_packed, encode_exact, Append, PACK_LIMIT};
+pub(crate) use codec::{decode_packed, encode_exact, encode_gathered, Append, PACK_LIMIT};
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
 pub(crate) use frame::{NoArgs, RequestArgs, RequestRef, TypedResponseRef};
 pub use shared::{SharedBytes, SharedStr};

@@ -117,6 +117,9 @@ impl fmt::Debug for SharedBytes {
 
 impl Serialize for SharedBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Repr::Shared(b) = &self.0 {
+            crate::value::shared::offer(b);
+        }
         serializer.serialize_bytes(self)
     }
 }
