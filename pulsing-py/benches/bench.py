@@ -208,6 +208,24 @@ class _Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
+class _EchoWhole(asyncio.Protocol):
+    """An echo that answers each 1 MiB only once all of it is in, as an actor call must (the
+    streaming ``_Echo`` sends each piece back as it comes, overlapping both directions)."""
+
+    def connection_made(self, transport):
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport
+        self.chunks: list = []
+        self.got = 0
+
+    def data_received(self, data):
+        self.chunks.append(data)
+        self.got += len(data)
+        if self.got >= MIB:
+            self.transport.write(b"".join(self.chunks))
+            self.chunks, self.got = [], 0
+
+
 class _EchoClient(asyncio.Protocol):
     """Completes ``waiter`` once ``expect`` bytes came back (joined into one ``bytes``)."""
 
@@ -281,7 +299,9 @@ async def serve(secret=None) -> None:
     await Bench.spawn(name="bench")
     await InlineBench.spawn(name="inline")
     echo = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
-    print("LISTENING", pul.local_addr(), echo.sockets[0].getsockname()[1], flush=True)
+    whole = await asyncio.get_running_loop().create_server(_EchoWhole, "127.0.0.1", 0)
+    ports = echo.sockets[0].getsockname()[1], whole.sockets[0].getsockname()[1]
+    print("LISTENING", pul.local_addr(), *ports, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await pul.shutdown()
 
@@ -306,6 +326,22 @@ async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
     return await paired(call, raw, server_pid, n=120)
 
 
+async def raw_whole_echo(echo_port, whole_port, server_pid) -> "tuple[Cost, Cost]":
+    """Not Pulsing: raw asyncio echoing each 1 MiB once all of it is in (what any actor call
+    does: a method runs on its whole argument), against the streaming floor. The ratio is the
+    most a call can reach against that floor, whatever its transport."""
+    payload = os.urandom(MIB)
+    floor, whole = await asyncio_echo(echo_port, payload), await asyncio_echo(whole_port, payload)
+
+    async def answered_whole(_):
+        assert await whole(0) == payload
+
+    async def raw(_):
+        assert await floor(0) == payload
+
+    return await paired(answered_whole, raw, server_pid, n=120)
+
+
 async def stream_rate(remote, method: str) -> float:
     rates = []
     for _ in range(3):
@@ -322,8 +358,8 @@ def start_server(*extra):
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    _, addr, echo_port = server.stdout.readline().split()
-    return server, addr, int(echo_port)
+    _, addr, echo_port, whole_port = server.stdout.readline().split()
+    return server, addr, int(echo_port), int(whole_port)
 
 
 async def call_rows(results, local, remote, inline, remote_inline, hand_off, tcp, server_pid) -> None:
@@ -395,7 +431,7 @@ async def other_rows(results, remote) -> None:
 
 
 async def pulsing_bench(results: dict) -> None:
-    server, addr, echo_port = start_server()
+    server, addr, echo_port, whole_port = start_server()
     try:
         await pul.init(addr="127.0.0.1:0", seeds=[addr])
         local = await Bench.spawn()
@@ -418,6 +454,9 @@ async def pulsing_bench(results: dict) -> None:
             await asyncio.gather(*(remote.echo(payload) for _ in range(8)))
             rates.append(8 * MIB / (time.perf_counter() - t0))
         results["1 MiB echo, across processes, 8 in flight"] = f"{med(rates) / 1e6:,.0f} MB/s"
+        label = "(raw asyncio answering whole messages: 1 MiB echo)"
+        cost, floor = await raw_whole_echo(echo_port, whole_port, server.pid)
+        results[label] = row(label, cost, floor, server=True, unit=mib_rate)
 
         if ONLY != "mib":
             await other_rows(results, remote)
@@ -430,7 +469,7 @@ async def pulsing_bench(results: dict) -> None:
 
 async def encrypted_rows(results: dict) -> None:
     """The across-process rows again with a cluster secret: Noise handshake, AES-GCM records."""
-    server, addr, echo_port = start_server("--secret", "bench")
+    server, addr, echo_port, _ = start_server("--secret", "bench")
     try:
         await pul.init(addr="127.0.0.1:0", seeds=[addr], secret="bench")
         remote = await Bench.resolve("bench", timeout=10)

@@ -23,7 +23,7 @@ import pulsing as pul  # noqa: E402
 
 
 async def main(n: int, size: int, inflight: int, pause: float) -> None:
-    server, addr, _ = bench.start_server()
+    server, addr, _, _ = bench.start_server()
     try:
         await pul.init(addr="127.0.0.1:0", seeds=[addr])
         remote = await bench.Bench.resolve("bench", timeout=10)

@@ -374,8 +374,8 @@ pub(crate) struct Opener {
 }
 
 /// The buffer records are sealed into (or opened into), used again for the next message once
-/// the last one's bytes have been dropped (the writer drops them as soon as the WebSocket
-/// layer has copied them; the reader's frames, once decoded and served). A fresh buffer per
+/// the last one's bytes have been dropped (the writer's, once written to the socket; the
+/// reader's frames, once decoded and served). A fresh buffer per
 /// 1 MiB message cost more than the AES itself: the allocator maps and unmaps large blocks,
 /// and every page of a fresh block faults. Buffers over [`REUSED_UP_TO`] are not kept, so a
 /// rare huge message does not pin its memory to the connection.

@@ -39,7 +39,9 @@
 //! reference count, a `Value` decoded from a received message shares the message's buffer for a
 //! byte string of 512 bytes or more that is at least half of that message (a large argument or
 //! answer) instead of copying it, and a host (the Python package) can lend its own immutable
-//! buffer with [`Bytes::from_owner`] instead of copying it into a `Value`.
+//! buffer with [`Bytes::from_owner`] instead of copying it into a `Value`. Sent in a frame of
+//! 16 KiB or more, a byte string of 16 KiB or more is not copied into the frame either: the
+//! connection writes it from its own buffer (`shared.rs`).
 //!
 //! ```
 //! use pulsing::value::{Bytes, Value};
