@@ -5,7 +5,7 @@
 //! over it) before the first byte leaves. [`Direct`] sits between tungstenite and the socket.
 //! The write half hands its [`Outlet`] each message of [`PACK_LIMIT`](crate::wire::PACK_LIMIT)
 //! bytes or more, and the next flush writes the frame's header and the message's own buffers
-//! with vectored writes. Masking costs no extra pass: a buffer of our own is masked where it is,
+//! with vectored writes. Masking costs no extra copy: a buffer of our own is masked where it is,
 //! and shared buffers (a Python `bytes` lent to the frame) are masked as they are copied into
 //! one of the connection's spare buffers.
 //!
@@ -22,9 +22,13 @@
 //! started only from a flush, which tungstenite asks for only once its own buffer is written out,
 //! so at a frame boundary; once started, every write and flush finishes it before passing
 //! anything else on. The write half hands tungstenite nothing while a direct message is
-//! unfinished (`writer.rs`), so messages keep the order they were queued in. What tungstenite
-//! writes on its own meanwhile (a pong or a close reply, from the read half) is a control frame,
-//! and may go first.
+//! unfinished, and hands it everything queued before one before putting it (`writer.rs`), so
+//! messages keep the order they were queued in. What tungstenite writes on its own meanwhile (a
+//! pong or a close reply, from the read half) is a control frame, and may go first. One
+//! consequence: when the peer closes while a direct message waits, the dialing side may still
+//! write it after its close reply (tungstenite refused data after a close); the peer drops it
+//! with the connection. A message's buffers (and a lent Python `bytes`) are held until it is
+//! written or the connection's socket is dropped.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -132,6 +136,7 @@ impl Outlet {
                 spare.give_back(pack.bytes);
                 parts.push(spare.lend(masked));
             }
+            None if pack.bytes.is_empty() => parts.extend(pack.shared.into_iter().map(|(_, b)| b)),
             None => {
                 let own = spare.lend(pack.bytes);
                 let mut from = 0;
@@ -284,9 +289,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Direct<S> {
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.as_mut().poll_flush(cx))?;
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    /// Finishes a started message; one still waiting is dropped with the connection (starting
+    /// it here could cut into bytes tungstenite has not written).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        {
+            let mut state = this.outlet.lock();
+            if state.started {
+                ready!(state.finish(&mut this.io, cx))?;
+            }
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -431,6 +444,53 @@ mod tests {
             tokio::time::timeout(LONG, written).await.unwrap().unwrap();
             let got = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
             check_four(&got, &own, &shared);
+        }
+    }
+
+    /// A large message must not overtake the small ones queued before it. Once more than
+    /// tungstenite's write buffer (128 KiB) is queued on a slow pipe, tungstenite's own
+    /// `poll_ready` flushes (and so could start the direct message) while the split sink still
+    /// holds the last small pack in its slot. Whether that happens depends on where the
+    /// 128 KiB falls among the packs, so every count of small frames over a range is tried.
+    #[tokio::test]
+    async fn a_large_message_never_overtakes_the_small_ones_queued_before_it() {
+        for dials in [true, false] {
+            for smalls in (100..=300u32).step_by(4) {
+                let (ours, mut peer) = pair(dials, 16 << 10).await;
+                let outlet = ours.get_ref().outlet();
+                let (sink, _stream) = ours.split();
+                let mut half = half_over(Box::pin(sink), outlet);
+                let (control, data) = (Outbox::default(), Outbox::default());
+                let small = ByteBuf::from(vec![1; 1000]);
+                for seq in 0..smalls {
+                    data.push_quietly(&(seq, &small)).unwrap();
+                }
+                let large = ByteBuf::from(pattern(300_000));
+                data.push_quietly(&(smalls, large)).unwrap();
+                data.push_quietly(&(smalls + 1, &small)).unwrap();
+                let reader = tokio::spawn(async move {
+                    let mut seqs = vec![];
+                    while seqs.len() < smalls as usize + 2 {
+                        let (message, _) = next_binary(&mut peer).await;
+                        let mut rest = &message[..];
+                        while !rest.is_empty() {
+                            let ((seq, _), tail): ((u32, ByteBuf), _) =
+                                postcard::take_from_bytes(rest).unwrap();
+                            seqs.push(seq);
+                            rest = tail;
+                        }
+                    }
+                    seqs
+                });
+                let written = std::future::poll_fn(|cx| half.poll_write(cx, &control, Some(&data)));
+                tokio::time::timeout(LONG, written).await.unwrap().unwrap();
+                let seqs = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
+                let expected: Vec<u32> = (0..smalls + 2).collect();
+                assert_eq!(
+                    seqs, expected,
+                    "dials: {dials}, {smalls} small frames first"
+                );
+            }
         }
     }
 

@@ -32,9 +32,10 @@ impl Spare {
         buf
     }
 
-    /// Keeps `buf` for a later frame, unless it is too large or enough are kept.
+    /// Keeps `buf` for a later frame, unless it is too large, too small to be worth it (an
+    /// empty one, say), or enough are kept.
     pub(super) fn give_back(&self, mut buf: Vec<u8>) {
-        if buf.capacity() > KEPT_UP_TO {
+        if buf.capacity() > KEPT_UP_TO || buf.capacity() < crate::wire::PACK_LIMIT {
             return;
         }
         buf.clear();
@@ -94,9 +95,11 @@ mod tests {
     }
 
     #[test]
-    fn huge_buffers_and_extras_are_not_kept() {
+    fn huge_buffers_small_ones_and_extras_are_not_kept() {
         let spare = Spare::default();
         spare.give_back(Vec::with_capacity(KEPT_UP_TO + 1));
+        spare.give_back(Vec::new());
+        spare.give_back(Vec::with_capacity(100));
         assert!(spare.0.lock().unwrap().is_empty());
         for _ in 0..KEPT + 3 {
             spare.give_back(Vec::with_capacity(1 << 20));

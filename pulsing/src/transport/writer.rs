@@ -158,6 +158,12 @@ impl WriteHalf {
                 return Poll::Ready(Ok(()));
             };
             if pack.len() >= PACK_LIMIT {
+                // Everything before it must be in tungstenite's buffer first, where the flush
+                // that starts the direct message writes it out before starting it: the split
+                // sink keeps the last message it was given in a slot of its own until its next
+                // `poll_ready` or flush, and a flush may start the direct message (through
+                // tungstenite's own `poll_ready`) before it empties that slot.
+                std::task::ready!(self.socket.as_mut().poll_ready(cx))?;
                 let mut pack = self.held.pop_front().expect("just seen");
                 if self.sealer.encrypts() {
                     let plain = pack.join(&self.spare);
