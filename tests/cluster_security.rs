@@ -243,28 +243,43 @@ async fn with_a_secret_calls_are_unreadable_on_the_wire_unless_encryption_is_off
             .await
             .unwrap();
         assert_eq!(login.encrypted, encrypt);
-        login
-            .send(&[request(1, "worker", "process", Args::new().arg("MARKER"))])
-            .await;
-        let mut seen = Vec::new();
-        let found = loop {
-            match login.raw.recv().await {
-                Received::Binary(bytes) => {
-                    seen.extend_from_slice(&bytes);
-                    if seen.windows(6).any(|w| w == b"MARKER") {
-                        break true;
-                    }
-                    if seen.len() > 1 << 16 {
-                        break false;
-                    }
+        // A small answer (packed with others, through tungstenite) and a large one (written
+        // from its own buffer, past tungstenite: `transport/direct.rs`).
+        // `enough`: reading that much has brought the answer, whatever else came first.
+        for (id, text, enough) in [
+            (1, "MARKER".to_owned(), 1 << 16),
+            (2, "MARKER".repeat(20_000), 120_000),
+        ] {
+            let len = text.len();
+            login
+                .send(&[request(id, "worker", "process", Args::new().arg(text))])
+                .await;
+            assert_eq!(
+                marker_seen(&mut login, enough).await,
+                readable,
+                "encrypt={encrypt}: the text of a {len}-byte answer on the wire"
+            );
+        }
+    }
+}
+
+/// Whether `MARKER` shows in what the node sends next: read until it does, until `enough`
+/// bytes came, or until the node falls silent.
+async fn marker_seen(login: &mut Login, enough: usize) -> bool {
+    let mut seen = Vec::new();
+    loop {
+        match login.raw.recv().await {
+            Received::Binary(bytes) => {
+                seen.extend_from_slice(&bytes);
+                if seen.windows(6).any(|w| w == b"MARKER") {
+                    return true;
                 }
-                _ => break false,
+                if seen.len() >= enough {
+                    return false;
+                }
             }
-        };
-        assert_eq!(
-            found, readable,
-            "encrypt={encrypt}: the answer's text on the wire"
-        );
+            _ => return false,
+        }
     }
 }
 
