@@ -253,6 +253,14 @@ impl Outbox {
     ) -> postcard::Result<Pack> {
         let mut pack = Pack::new(self.spare.take(size));
         match encode_gathered(frame, &mut pack.bytes, &mut pack.shared) {
+            Ok(()) if pack.bytes.len() < PACK_LIMIT => {
+                // Most of the frame was gathered: its own few bytes move to a buffer their
+                // size, and the spare one goes back at once rather than when it is written.
+                let own = pack.bytes.to_vec();
+                self.spare
+                    .give_back(std::mem::replace(&mut pack.bytes, own));
+                Ok(pack)
+            }
             Ok(()) => Ok(pack),
             Err(e) => {
                 self.spare.give_back(pack.bytes);
@@ -412,8 +420,11 @@ mod tests {
         let mut packs = outbox.take();
         assert_eq!(packs.len(), 2, "nothing is packed after a lone frame");
         let pack = packs.pop_front().unwrap();
-        // The two large strings are the caller's own memory; the small one was copied.
+        // The two large strings are the caller's own memory; the small one was copied, and
+        // the frame's own bytes are in a buffer their size (the spare one went back).
         assert_eq!(pack.shared.len(), 2);
+        assert!(pack.bytes.capacity() < PACK_LIMIT);
+        assert!(outbox.spare.take(0).capacity() >= encode_exact(&value).unwrap().len());
         assert!(pack.shared.iter().all(|(_, b)| b.as_ptr() == big.as_ptr()));
         let whole = encode_exact(&value).unwrap();
         assert_eq!(pack.len(), whole.len());
