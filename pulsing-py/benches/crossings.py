@@ -16,21 +16,16 @@ import asyncio
 import collections
 import glob
 import os
+import pathlib
 import subprocess
 import sys
 import time
 
-import pulsing as pul
-from pulsing import _bridge
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import bench  # noqa: E402  (the actor and the echo server bench.py measures)
 
-
-@pul.remote
-class Target:
-    def ping(self, x):
-        return x
-
-    async def aping(self, x):
-        return x
+import pulsing as pul  # noqa: E402
+from pulsing import _bridge  # noqa: E402
 
 
 def switches(pid: int) -> collections.Counter:
@@ -47,24 +42,16 @@ def switches(pid: int) -> collections.Counter:
     return out
 
 
-class _Echo(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(data)
-
-
 async def serve(kind: str) -> None:
     if kind == "calls":
         await pul.init(addr="127.0.0.1:0")
-        await Target.spawn(name="target")
+        await bench.Bench.spawn(name="target")
         print(pul.local_addr(), flush=True)
     else:
         if kind == "wrapped":
             await pul.init()
             _bridge.running_bridge()
-        server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(bench._Echo, "127.0.0.1", 0)
         print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -77,7 +64,7 @@ def start(kind: str) -> "tuple[subprocess.Popen, str]":
 async def calls(method: str, n: int = 5000) -> None:
     server, addr = start("calls")
     await pul.init(addr="127.0.0.1:0", seeds=[addr])
-    target = await Target.resolve("target", timeout=20)
+    target = await bench.Bench.resolve("target", timeout=20)
     call = target.ping if method == "def" else target.aping
     for i in range(500):
         await call(i)
