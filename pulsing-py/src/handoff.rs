@@ -46,6 +46,9 @@ struct JobState {
     queue: VecDeque<Job>,
     /// Workers inside `get` (asleep or about to be).
     waiting: usize,
+    /// Workers spinning for their next job: the first jobs are theirs, so waking a sleeping
+    /// worker for them would only start a race that costs a wake-up (issue #15).
+    spinning: usize,
     /// Workers asleep on `wake`.
     sleeping: usize,
 }
@@ -55,12 +58,12 @@ impl Jobs {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job` (under `state`, the held lock); true if there are now more jobs than
-    /// waiting workers.
+    /// Queues `job` (under `state`, the held lock), waking a sleeping worker only if there are
+    /// more jobs than spinning workers; true if there are now more jobs than waiting workers.
     fn push(&self, mut state: MutexGuard<'_, JobState>, job: Job) -> bool {
         state.queue.push_back(job);
         self.len.store(state.queue.len(), Ordering::Release);
-        if state.sleeping > 0 {
+        if state.sleeping > 0 && state.queue.len() > state.spinning {
             self.wake.notify_one();
         }
         state.queue.len() > state.waiting
@@ -84,17 +87,27 @@ impl Jobs {
         Some(job)
     }
 
-    /// The next job: after spinning for up to `spin` (see `spin.rs`), asleep until there is one.
+    /// Counts the calling worker as waiting (and spinning, if it will), then runs `publish`
+    /// (which hands its last answer over): so the loop, which puts its next call as soon as it
+    /// has the answer, finds the worker counted and starts no other. Two workers would race for
+    /// every job, a sleeping one woken for nothing each time (issue #15).
+    fn enter(&self, spin: bool, publish: impl FnOnce()) {
+        {
+            let mut state = self.lock();
+            state.waiting += 1;
+            state.spinning += usize::from(spin);
+        }
+        publish();
+    }
+
+    /// The next job, for a worker counted by [`Jobs::enter`]: after spinning for up to `spin`
+    /// (see `spin.rs`), asleep until there is one.
     fn take(&self, spin: Option<Duration>) -> Job {
-        self.lock().waiting += 1;
         if let Some(spin) = spin {
-            if crate::spin::spin(spin, || self.len.load(Ordering::Acquire) > 0) {
-                if let Some(job) = Self::pop(&mut self.lock(), &self.len) {
-                    return job;
-                }
-            }
+            crate::spin::spin(spin, || self.len.load(Ordering::Acquire) > 0);
         }
         let mut state = self.lock();
+        state.spinning -= usize::from(spin.is_some());
         loop {
             if let Some(job) = Self::pop(&mut state, &self.len) {
                 return job;
@@ -127,8 +140,9 @@ impl JobQueue {
         Self::default()
     }
 
-    /// Counts a callable just appended to the pool's deque, waking a sleeping worker if there
-    /// is one. True if there are now more jobs than waiting workers (start one).
+    /// Counts a callable just appended to the pool's deque, waking a sleeping worker if no
+    /// spinning one will take it. True if there are now more jobs than waiting workers (start
+    /// one).
     fn put(&self) -> bool {
         self.jobs.push(self.jobs.lock(), Job::Local)
     }
@@ -141,9 +155,11 @@ impl JobQueue {
     fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Option<u64>> {
         let slot = publish.as_ref().map(|slot| slot.get());
         let job = py.detach(|| {
-            if let Some(slot) = slot {
-                slot.set_state(DONE);
-            }
+            self.jobs.enter(slot.is_some(), || {
+                if let Some(slot) = slot {
+                    slot.set_state(DONE);
+                }
+            });
             self.jobs.take(slot.map(|_| WORKER_SPIN))
         });
         drop(publish); // with the GIL
@@ -410,5 +426,67 @@ impl Slot {
             return None;
         }
         self.answer.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::*;
+
+    /// Polls `ready` for up to 10 s.
+    fn until(mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready() {
+            assert!(Instant::now() < deadline, "timed out");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_worker_handing_an_answer_over_counts_as_waiting_before_the_answer_shows() {
+        let jobs = Jobs::default();
+        let mut published = false;
+        jobs.enter(true, || {
+            let state = jobs.lock();
+            assert_eq!((state.waiting, state.spinning), (1, 1));
+            assert!(
+                !jobs.push(state, Job::Local),
+                "the loop's next call asks for no second worker"
+            );
+            published = true;
+        });
+        assert!(published);
+    }
+
+    #[test]
+    fn a_job_for_a_spinning_worker_wakes_no_sleeping_one() {
+        let jobs = Arc::new(Jobs::default());
+        let sleeper = {
+            let jobs = jobs.clone();
+            thread::spawn(move || {
+                jobs.enter(false, || ());
+                jobs.take(None)
+            })
+        };
+        until(|| jobs.lock().sleeping == 1);
+        jobs.enter(true, || ()); // this thread: a worker that just answered and spins for its next job
+        jobs.push(jobs.lock(), Job::Local);
+        // A woken sleeper would take the job within this time (and cost a wake-up for it).
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            jobs.len.load(Ordering::Acquire),
+            1,
+            "the sleeper was woken and took the job"
+        );
+        assert!(matches!(
+            jobs.take(Some(Duration::from_secs(5))),
+            Job::Local
+        ));
+        assert_eq!(jobs.lock().spinning, 0);
+        // A job with nobody spinning wakes the sleeper.
+        jobs.push(jobs.lock(), Job::Drain(7));
+        assert!(matches!(sleeper.join().unwrap(), Job::Drain(7)));
     }
 }
