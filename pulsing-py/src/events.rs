@@ -13,6 +13,7 @@ use pyo3::types::PyList;
 
 use crate::client::{PyDynRef, PyStream, StreamState};
 use crate::convert::{error_tuple, to_py};
+use crate::host::LoopCall;
 use crate::reply::call_parts;
 
 /// The kind of an event handed to Python: the first item of each tuple `Bridge.take` returns.
@@ -40,8 +41,9 @@ pub(crate) enum Event {
     Obj(u64, Result<Obj, Error>),
     /// A batch of stream items; `end`: the stream is over (with an error or not).
     Items(u64, Vec<Value>, Option<Option<Error>>),
-    /// A call for a Python actor of this loop.
-    Incoming(u64, HostedCall),
+    /// A call for a Python actor of this loop (counted until answered, for an actor that
+    /// keeps its `def` calls in order with it: `host.rs`).
+    Incoming(u64, HostedCall, Option<LoopCall>),
     /// A Python actor of this loop was stopped by the runtime (from a peer, or a Rust caller).
     HostStopped(u64),
     /// A Python actor's `def` calls need a worker to drain them (no worker was waiting).
@@ -124,7 +126,7 @@ impl Event {
             Event::HostStopped(host) => (EventKind::HostStopped as u8, host)
                 .into_pyobject(py)?
                 .into_any(),
-            Event::Incoming(host, call) => match call_parts(py, call)? {
+            Event::Incoming(host, call, counted) => match call_parts(py, call, counted)? {
                 Some((method, args, kwargs, reply, stream)) => (
                     EventKind::Incoming as u8,
                     host,

@@ -274,7 +274,7 @@ impl HostQueue {
                 Entry::Remote(call) if call.reply.is_abandoned() => continue,
                 Entry::Remote(call) => {
                     // None: its arguments did not convert (already answered).
-                    if let Some(parts) = crate::reply::call_parts(py, call)? {
+                    if let Some(parts) = crate::reply::call_parts(py, call, None)? {
                         let (method, args, kwargs, reply, _) = parts;
                         return Ok((method, args, kwargs, reply)
                             .into_pyobject(py)?

@@ -6,7 +6,13 @@
 //! Rust value, no GIL) in the actor's `HostQueue` (see `handoff.rs`), in order with its local
 //! `def` calls, and its drain is handed to a waiting worker, or (none waiting) to the loop as a
 //! `Drain` event, so such calls never wake the event loop.
+//!
+//! An actor with `@pul.inline` methods keeps its calls in the order they came: an inline call
+//! runs on the loop, so a `def` call queued straight for the workers could overtake one still
+//! waiting for the loop. Its `def` calls go straight to the queue only while none of its calls
+//! is on the way through the loop ([`LoopCalls`]); otherwise they follow through the loop.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pulsing::hosted::{self, Host, HostedCall, HostedMethod, HostedReply};
@@ -32,12 +38,46 @@ struct Direct {
     methods: std::collections::HashSet<String>,
     calls: Arc<handoff::HostCalls>,
     pool: Arc<handoff::Jobs>,
+    /// For an actor with `@pul.inline` methods: its calls on the way through the loop.
+    through_loop: Option<LoopCalls>,
+}
+
+/// How many calls of one actor went to its loop and are not answered yet: while any is, its
+/// `def` calls follow them through the loop instead of overtaking them.
+#[derive(Clone, Default)]
+pub(crate) struct LoopCalls(Arc<AtomicUsize>);
+
+impl LoopCalls {
+    fn idle(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+
+    /// Counts one call sent to the loop, until the returned guard is dropped (when the call
+    /// is answered, or never will be).
+    fn enter(&self) -> LoopCall {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        LoopCall(self.0.clone())
+    }
+}
+
+/// One counted call of [`LoopCalls`]; kept by its reply.
+pub(crate) struct LoopCall(Arc<AtomicUsize>);
+
+impl Drop for LoopCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Host for PyHost {
     fn dispatch(&self, call: HostedCall) {
+        let mut counted = None;
         if let Some(direct) = &self.direct {
-            if matches!(call.reply, HostedReply::Call(_)) && direct.methods.contains(&call.method) {
+            let is_call = matches!(call.reply, HostedReply::Call(_));
+            if is_call
+                && direct.methods.contains(&call.method)
+                && direct.through_loop.as_ref().is_none_or(LoopCalls::idle)
+            {
                 if direct.calls.push_remote(call) {
                     // Nobody drains this actor's queue: a waiting worker, else the event loop
                     // (which can start one).
@@ -47,8 +87,11 @@ impl Host for PyHost {
                 }
                 return;
             }
+            if is_call {
+                counted = direct.through_loop.as_ref().map(LoopCalls::enter);
+            }
         }
-        self.bridge.push(Event::Incoming(self.id, call));
+        self.bridge.push(Event::Incoming(self.id, call, counted));
     }
 
     fn stopped(&self) {
@@ -56,10 +99,19 @@ impl Host for PyHost {
     }
 }
 
+/// What Python passes for [`Direct`]: `(methods, queue, pool, in_order)`.
+type DirectSpec<'py> = (
+    Vec<String>,
+    PyRef<'py, handoff::HostQueue>,
+    PyRef<'py, handoff::JobQueue>,
+    bool,
+);
+
 /// Registers Python actor `host` (of `bridge`'s loop) under `name`, with its class's
 /// interface `(type_name, [(method, [params], stream, is_async, doc)])`. Calls of the methods
 /// in `direct` (plain `def` methods of an actor that is not serial) go straight into `queue`,
-/// drained by `pool`'s workers.
+/// drained by `pool`'s workers; with `in_order` (the actor has `@pul.inline` methods), only
+/// while none of its calls is on the way through the loop.
 #[pyfunction]
 #[pyo3(signature = (bridge, host, name, type_name, methods, direct=None))]
 #[allow(clippy::too_many_arguments)]
@@ -70,18 +122,15 @@ pub(crate) fn spawn_hosted(
     name: String,
     type_name: String,
     methods: Vec<(String, Vec<String>, bool, bool, String)>,
-    direct: Option<(
-        Vec<String>,
-        PyRef<'_, handoff::HostQueue>,
-        PyRef<'_, handoff::JobQueue>,
-    )>,
+    direct: Option<DirectSpec<'_>>,
 ) -> PyResult<PyDynRef> {
     let system = system()?;
     let iface = interface_for(&type_name, methods);
-    let direct = direct.map(|(methods, queue, pool)| Direct {
+    let direct = direct.map(|(methods, queue, pool, in_order)| Direct {
         methods: methods.into_iter().collect(),
         calls: queue.shared(),
         pool: pool.shared(),
+        through_loop: in_order.then(LoopCalls::default),
     });
     let host = Arc::new(PyHost {
         bridge: bridge.inner.clone(),

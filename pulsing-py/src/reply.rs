@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::convert::{to_py, to_value};
+use crate::host::LoopCall;
 use crate::sink::PySink;
 
 /// A call through the runtime as Python values: `(method, args, kwargs, reply, stream)`; None
@@ -15,6 +16,7 @@ use crate::sink::PySink;
 pub(crate) fn call_parts<'py>(
     py: Python<'py>,
     call: HostedCall,
+    counted: Option<LoopCall>,
 ) -> PyResult<
     Option<(
         String,
@@ -50,7 +52,14 @@ pub(crate) fn call_parts<'py>(
     }
     let stream = matches!(reply, HostedReply::Stream(_));
     let reply: Py<PyAny> = match reply {
-        HostedReply::Call(r) => Py::new(py, PyReply { inner: Some(r) })?.into_any(),
+        HostedReply::Call(r) => Py::new(
+            py,
+            PyReply {
+                inner: Some(r),
+                counted,
+            },
+        )?
+        .into_any(),
         HostedReply::Stream(s) => Py::new(py, PySink::new(s))?.into_any(),
     };
     let args = PyTuple::new(py, positional.iter())?;
@@ -61,6 +70,17 @@ pub(crate) fn call_parts<'py>(
 #[pyclass(module = "pulsing._native", name = "Reply")]
 pub(crate) struct PyReply {
     inner: Option<Reply<Value>>,
+    /// The call counted on its way through the loop (`host.rs`), until it is answered.
+    counted: Option<LoopCall>,
+}
+
+impl PyReply {
+    /// The reply slot, if not answered yet; the call stops counting as on its way through
+    /// the loop (before the answer leaves, so the caller's next call finds it answered).
+    fn take(&mut self) -> Option<Reply<Value>> {
+        self.counted = None;
+        self.inner.take()
+    }
 }
 
 #[pymethods]
@@ -71,7 +91,7 @@ impl PyReply {
 
     /// Answers with `value` (a conversion failure answers with a decode error).
     fn send(&mut self, value: &Bound<'_, PyAny>) {
-        if let Some(reply) = self.inner.take() {
+        if let Some(reply) = self.take() {
             reply.send(to_value(value).map_err(|e| Error::Codec(e.to_string())));
         }
     }
@@ -85,7 +105,7 @@ impl PyReply {
         message: String,
         traceback: String,
     ) {
-        if let Some(reply) = self.inner.take() {
+        if let Some(reply) = self.take() {
             reply.send(Err(Error::Raised {
                 actor,
                 method,
@@ -98,7 +118,7 @@ impl PyReply {
 
     /// Answers that the actor has no such method.
     fn unknown(&mut self, actor: String, method: String, available: String) {
-        if let Some(reply) = self.inner.take() {
+        if let Some(reply) = self.take() {
             reply.send(Err(Error::UnknownMethod {
                 actor,
                 method,
@@ -109,7 +129,7 @@ impl PyReply {
 
     /// Answers that the arguments (or the kind of call) do not fit the method.
     fn bad_arguments(&mut self, actor: String, method: String, signature: String, reason: String) {
-        if let Some(reply) = self.inner.take() {
+        if let Some(reply) = self.take() {
             reply.send(Err(Error::BadArguments {
                 actor,
                 method,
@@ -121,7 +141,7 @@ impl PyReply {
 
     /// Answers that the actor has stopped.
     fn stopped(&mut self, actor: String) {
-        if let Some(reply) = self.inner.take() {
+        if let Some(reply) = self.take() {
             reply.send(Err(Error::Stopped { actor }));
         }
     }

@@ -97,6 +97,11 @@ import pulsing as pul
 async def main():
     await pul.init(addr="127.0.0.1:0", seeds=[sys.argv[1]])
     setter = await pul.resolve("setter", timeout=20)
+    for method in sys.argv[2:]:  # calls through its loop first, answered or failed
+        try:
+            await getattr(setter.as_any(), method)()
+        except pul.PulsingActorError:
+            pass
     print("READY", flush=True)
     sys.stdin.readline()
     print(await setter.as_any().set(), flush=True)
@@ -118,19 +123,46 @@ class Setter:
         return None
 
 
-async def test_a_loop_busy_with_python_leaves_the_runtime_to_the_driver_thread():
+@pul.remote
+class InlineSetter:
+    """With an `@pul.inline` method, its `def` calls keep their order with calls on the way
+    through the loop; with none on the way, they too go straight to a worker."""
+
+    def set(self):
+        _RELEASED.set()
+        return "set"
+
+    def noop(self):
+        return None
+
+    @pul.inline
+    def peek(self):
+        return _RELEASED.is_set()
+
+    @pul.inline
+    def fail(self):
+        raise ValueError("an inline call that fails")
+
+    async def later(self):
+        await asyncio.sleep(0.01)
+
+
+# InlineSetter's calls through the loop first (answered, failed, after a wait) must leave its
+# `def` calls free to go straight to a worker again.
+@pytest.mark.parametrize("cls, warm_up", [(Setter, ()), (InlineSetter, ("peek", "fail", "later"))])
+async def test_a_loop_busy_with_python_leaves_the_runtime_to_the_driver_thread(cls, warm_up):
     # This process's loop blocks in plain Python until a `def` method of one of its own
     # actors runs, called from another process. Nothing reads that call unless the driver
     # thread takes the runtime over from the blocked loop.
     _RELEASED.clear()
     await pul.init(addr="127.0.0.1:0")
     try:
-        setter = await Setter.spawn(name="setter")
+        setter = await cls.spawn(name="setter")
         # A `def` worker now waits for work: a call from another process goes straight to it
         # (with none waiting, the runtime would ask the blocked loop to start one).
         await setter.noop()
         caller = subprocess.Popen(
-            [sys.executable, "-c", _BLOCKED, pul.local_addr()],
+            [sys.executable, "-c", _BLOCKED, pul.local_addr(), *warm_up],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -146,13 +146,14 @@ class _ClassInfo:
 
 def _direct(info: _ClassInfo, host: "_Host"):
     """What the runtime may queue for the workers directly: the plain ``def`` methods of an
-    actor that is neither serial (its calls go through its loop and lock) nor has any
-    ``@pul.inline`` method."""
-    if info.serial or MethodKind.INLINE in info.kinds.values():
-        # (`@pul.inline` calls run on the loop, so all calls go through it to keep their order.)
+    actor that is not serial (its calls go through its loop and lock). If the actor has
+    ``@pul.inline`` methods (which run on the loop), only while none of its calls is on the way
+    through the loop, so a ``def`` call never overtakes an earlier one (``src/host.rs``)."""
+    if info.serial:
         return None
     methods = [m for m, kind in info.kinds.items() if kind == MethodKind.SYNC]
-    return (methods, host.sync, _POOL.jobs) if methods else None
+    in_order = MethodKind.INLINE in info.kinds.values()
+    return (methods, host.sync, _POOL.jobs, in_order) if methods else None
 
 
 class _Host:
