@@ -87,27 +87,29 @@ impl Jobs {
         Some(job)
     }
 
-    /// Counts the calling worker as waiting (and spinning, if it will), then runs `publish`
-    /// (which hands its last answer over): so the loop, which puts its next call as soon as it
-    /// has the answer, finds the worker counted and starts no other. Two workers would race for
-    /// every job, a sleeping one woken for nothing each time (issue #15).
-    fn enter(&self, spin: bool, publish: impl FnOnce()) {
+    /// Counts the calling worker as waiting (and spinning, if it will spin for up to `spin`),
+    /// then runs `publish` (which hands its last answer over): so the loop, which puts its
+    /// next call as soon as it has the answer, finds the worker counted and starts no other.
+    /// Two workers would race for every job, a sleeping one woken for nothing each time
+    /// (issue #15). The worker then [`Jobs::take`]s its next job with the returned [`Entered`].
+    fn enter(&self, spin: Option<Duration>, publish: impl FnOnce()) -> Entered {
         {
             let mut state = self.lock();
             state.waiting += 1;
-            state.spinning += usize::from(spin);
+            state.spinning += usize::from(spin.is_some());
         }
         publish();
+        Entered { spin }
     }
 
-    /// The next job, for a worker counted by [`Jobs::enter`]: after spinning for up to `spin`
-    /// (see `spin.rs`), asleep until there is one.
-    fn take(&self, spin: Option<Duration>) -> Job {
-        if let Some(spin) = spin {
+    /// The next job, for a worker counted by [`Jobs::enter`]: after spinning for up to its
+    /// `spin` (see `spin.rs`), asleep until there is one.
+    fn take(&self, entered: Entered) -> Job {
+        if let Some(spin) = entered.spin {
             crate::spin::spin(spin, || self.len.load(Ordering::Acquire) > 0);
         }
         let mut state = self.lock();
-        state.spinning -= usize::from(spin.is_some());
+        state.spinning -= usize::from(entered.spin.is_some());
         loop {
             if let Some(job) = Self::pop(&mut state, &self.len) {
                 return job;
@@ -117,6 +119,12 @@ impl Jobs {
             state.sleeping -= 1;
         }
     }
+}
+
+/// A worker counted by [`Jobs::enter`], and how long it may spin (taken by [`Jobs::take`], so
+/// the two counts always match).
+struct Entered {
+    spin: Option<Duration>,
 }
 
 /// The `def` workers' job queue.
@@ -155,12 +163,12 @@ impl JobQueue {
     fn get(&self, py: Python<'_>, publish: Option<Py<Slot>>) -> PyResult<Option<u64>> {
         let slot = publish.as_ref().map(|slot| slot.get());
         let job = py.detach(|| {
-            self.jobs.enter(slot.is_some(), || {
+            let entered = self.jobs.enter(slot.map(|_| WORKER_SPIN), || {
                 if let Some(slot) = slot {
                     slot.set_state(DONE);
                 }
             });
-            self.jobs.take(slot.map(|_| WORKER_SPIN))
+            self.jobs.take(entered)
         });
         drop(publish); // with the GIL
         Ok(match job {
@@ -431,6 +439,7 @@ impl Slot {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
     use std::thread;
 
     use super::*;
@@ -444,11 +453,24 @@ mod tests {
         }
     }
 
+    /// A worker thread asleep in `take` (not spinning); its job arrives on the receiver.
+    fn sleeping_worker(jobs: &Arc<Jobs>) -> mpsc::Receiver<Job> {
+        let (tx, rx) = mpsc::channel();
+        let sleeping = jobs.lock().sleeping;
+        let worker = jobs.clone();
+        thread::spawn(move || {
+            let entered = worker.enter(None, || ());
+            let _ = tx.send(worker.take(entered));
+        });
+        until(|| jobs.lock().sleeping == sleeping + 1);
+        rx
+    }
+
     #[test]
     fn a_worker_handing_an_answer_over_counts_as_waiting_before_the_answer_shows() {
         let jobs = Jobs::default();
         let mut published = false;
-        jobs.enter(true, || {
+        let entered = jobs.enter(Some(Duration::ZERO), || {
             let state = jobs.lock();
             assert_eq!((state.waiting, state.spinning), (1, 1));
             assert!(
@@ -458,20 +480,17 @@ mod tests {
             published = true;
         });
         assert!(published);
+        assert!(matches!(jobs.take(entered), Job::Local));
+        let state = jobs.lock();
+        assert_eq!((state.waiting, state.spinning), (0, 0));
     }
 
     #[test]
     fn a_job_for_a_spinning_worker_wakes_no_sleeping_one() {
         let jobs = Arc::new(Jobs::default());
-        let sleeper = {
-            let jobs = jobs.clone();
-            thread::spawn(move || {
-                jobs.enter(false, || ());
-                jobs.take(None)
-            })
-        };
-        until(|| jobs.lock().sleeping == 1);
-        jobs.enter(true, || ()); // this thread: a worker that just answered and spins for its next job
+        let sleeper = sleeping_worker(&jobs);
+        // This thread: a worker that just answered and spins for its next job.
+        let entered = jobs.enter(Some(Duration::from_secs(5)), || ());
         jobs.push(jobs.lock(), Job::Local);
         // A woken sleeper would take the job within this time (and cost a wake-up for it).
         thread::sleep(Duration::from_millis(50));
@@ -480,13 +499,28 @@ mod tests {
             1,
             "the sleeper was woken and took the job"
         );
-        assert!(matches!(
-            jobs.take(Some(Duration::from_secs(5))),
-            Job::Local
-        ));
+        assert!(matches!(jobs.take(entered), Job::Local));
         assert_eq!(jobs.lock().spinning, 0);
         // A job with nobody spinning wakes the sleeper.
         jobs.push(jobs.lock(), Job::Drain(7));
-        assert!(matches!(sleeper.join().unwrap(), Job::Drain(7)));
+        let woken = sleeper.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(woken, Ok(Job::Drain(7))),
+            "the sleeper was not woken"
+        );
+    }
+
+    #[test]
+    fn jobs_beyond_the_spinning_workers_wake_a_sleeping_one() {
+        let jobs = Arc::new(Jobs::default());
+        let sleeper = sleeping_worker(&jobs);
+        let _spinner = jobs.enter(Some(Duration::from_secs(5)), || ()); // spins, never takes
+        jobs.push(jobs.lock(), Job::Drain(1));
+        jobs.push(jobs.lock(), Job::Drain(2)); // two jobs, one spinning worker: wake one
+        let woken = sleeper.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(woken, Ok(Job::Drain(1))),
+            "the sleeper was not woken"
+        );
     }
 }

@@ -10,7 +10,10 @@
 //! An actor with `@pul.inline` methods keeps its calls in the order they came: an inline call
 //! runs on the loop, so a `def` call queued straight for the workers could overtake one still
 //! waiting for the loop. Its `def` calls go straight to the queue only while none of its calls
-//! is on the way through the loop ([`LoopCalls`]); otherwise they follow through the loop.
+//! is on the way through the loop ([`LoopCalls`]: counted from here until the loop has started
+//! them, which on Python 3.11+ it does as it takes them); otherwise they follow through the
+//! loop. Streams are not counted: their generators start in a task of their own, in no order
+//! with other calls, as before.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,8 +45,9 @@ struct Direct {
     through_loop: Option<LoopCalls>,
 }
 
-/// How many calls of one actor went to its loop and are not answered yet: while any is, its
-/// `def` calls follow them through the loop instead of overtaking them.
+/// How many calls of one actor went to its loop and have not started there yet (or, where the
+/// loop cannot tell, are not answered yet): while any has not, its `def` calls follow them
+/// through the loop instead of overtaking them.
 #[derive(Clone, Default)]
 pub(crate) struct LoopCalls(Arc<AtomicUsize>);
 
@@ -53,7 +57,7 @@ impl LoopCalls {
     }
 
     /// Counts one call sent to the loop, until the returned guard is dropped (when the call
-    /// is answered, or never will be).
+    /// has started, is answered, or never will be).
     fn enter(&self) -> LoopCall {
         self.0.fetch_add(1, Ordering::AcqRel);
         LoopCall(self.0.clone())

@@ -47,6 +47,7 @@ pub(crate) fn call_parts<'py>(
         }
     }
     if let Some(reason) = bad {
+        drop(counted); // answered now (see `PyReply::take`)
         reply.fail(Error::Codec(format!("arguments of `{method}`: {reason}")));
         return Ok(None);
     }
@@ -70,7 +71,8 @@ pub(crate) fn call_parts<'py>(
 #[pyclass(module = "pulsing._native", name = "Reply")]
 pub(crate) struct PyReply {
     inner: Option<Reply<Value>>,
-    /// The call counted on its way through the loop (`host.rs`), until it is answered.
+    /// The call counted on its way through the loop (`host.rs`), until it has started
+    /// ([`PyReply::placed`]) or is answered.
     counted: Option<LoopCall>,
 }
 
@@ -85,6 +87,13 @@ impl PyReply {
 
 #[pymethods]
 impl PyReply {
+    /// The call has started (run inline, queued for the actor's workers, or awaiting): calls
+    /// that come after it can no longer overtake it, so it stops counting as on its way
+    /// through the loop.
+    fn placed(&mut self) {
+        self.counted = None;
+    }
+
     fn is_abandoned(&self) -> bool {
         self.inner.as_ref().is_none_or(|r| r.is_abandoned())
     }

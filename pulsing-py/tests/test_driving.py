@@ -97,7 +97,11 @@ import pulsing as pul
 async def main():
     await pul.init(addr="127.0.0.1:0", seeds=[sys.argv[1]])
     setter = await pul.resolve("setter", timeout=20)
-    for method in sys.argv[2:]:  # calls through its loop first, answered or failed
+    pending = []
+    for method in sys.argv[2:]:  # calls through its loop first: answered, failed, or pending
+        if method.endswith("&"):  # started, not awaited
+            pending.append(asyncio.ensure_future(getattr(setter.as_any(), method[:-1])()))
+            continue
         try:
             await getattr(setter.as_any(), method)()
         except pul.PulsingActorError:
@@ -146,10 +150,17 @@ class InlineSetter:
     async def later(self):
         await asyncio.sleep(0.01)
 
+    async def linger(self):
+        await asyncio.sleep(60)
 
-# InlineSetter's calls through the loop first (answered, failed, after a wait) must leave its
-# `def` calls free to go straight to a worker again.
-@pytest.mark.parametrize("cls, warm_up", [(Setter, ()), (InlineSetter, ("peek", "fail", "later"))])
+
+# InlineSetter's calls through the loop first (answered, failed, after a wait, and one that
+# started and still waits: `peek` after it is answered only once the loop has taken it) must
+# leave its `def` calls free to go straight to a worker again.
+@pytest.mark.parametrize(
+    "cls, warm_up",
+    [(Setter, ()), (InlineSetter, ("peek", "fail", "later", "linger&", "peek"))],
+)
 async def test_a_loop_busy_with_python_leaves_the_runtime_to_the_driver_thread(cls, warm_up):
     # This process's loop blocks in plain Python until a `def` method of one of its own
     # actors runs, called from another process. Nothing reads that call unless the driver

@@ -211,10 +211,11 @@ def test_job_queue_hands_jobs_to_a_sleeping_worker_and_publishes():
     t = threading.Thread(target=worker, daemon=True)
     t.start()
     deadline = time.monotonic() + 10
-    while jobs.waiting() == 0:  # until it ran the first job and waits for the next
+    # Until it ran the first job and waits for the next (it counts as waiting from the moment
+    # it enters `get`, before it takes even the first job).
+    while not (got == ["first"] and jobs.waiting() == 1):
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    assert got == ["first"]
     assert submit(job) is False  # a waiting worker takes it
     assert slot.wait(5_000_000) == (True, "answer")
     submit(lambda: got.append("stop"))

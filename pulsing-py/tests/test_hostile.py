@@ -28,6 +28,9 @@ async def test_a_malformed_call_is_answered_and_its_batch_goes_on(py_node, clust
         bad = results.pop(50)
         assert isinstance(bad, pul.PulsingError), bad
         assert results == [f"n{i}" for i in range(100)]
+    # A lone `def` call goes straight to a worker, and its malformed chain fails it there too.
+    with pytest.raises(pul.PulsingBadArgumentsError, match="malformed call"):
+        await w.process("bad", **{"$pulsing_chain": 5})
     assert await w.process("after") == "far processed after"
 
 

@@ -291,7 +291,13 @@ class _Host:
     def _run_remote(self, method: str, args, kwargs, reply) -> None:
         """A ``def`` call that the runtime queued here directly (from another process or a
         Rust caller): answered by this worker, without the event loop."""
-        kwargs.pop(_CHAIN_KW, None)  # only serial actors use the chain; this one is not
+        chain = kwargs.pop(_CHAIN_KW, None)  # only serial actors use the chain; this one is not
+        if chain is not None:
+            try:
+                tuple(chain)  # but a malformed one fails the call, as on the loop (`_serve.py`)
+            except Exception as e:  # noqa: BLE001
+                _fail(self, method, reply, PulsingBadArgumentsError(f"malformed call: {e!r}"))
+                return
         if self.is_stopped():
             reply.stopped(self.label())
             return

@@ -88,32 +88,39 @@ def _serve_call(bridge: _LoopBridge, host_id, method, args, kwargs, reply, strea
     chain = kwargs.pop(_CHAIN_KW, None)
     if chain is not None:
         # A call from a serial actor's call chain in another process: run it in that chain.
+        chain = tuple(chain)  # (a malformed chain fails this call: see `_incoming`)
+    if not _EAGER:
+        # Python 3.10: a call's first step waits for its task, so every call becomes one and
+        # they start in the order they came.
         call = _invoke(host, method, args, kwargs, reply)
-        task = bridge.loop.create_task(_in_chain(tuple(chain), call))
+        task = bridge.loop.create_task(call if chain is None else _in_chain(chain, call))
         task.add_done_callback(lambda f: _answer(host, method, reply, f))
-    elif kind == _SYNC and host.lock is None:
+        return
+    if chain is None and kind == _SYNC and host.lock is None:
         host.run_sync_for(reply, getattr(host.instance, method), args, kwargs, method)
-    else:
-        coro = _invoke(host, method, args, kwargs, reply)
-        if not _EAGER:
-            task = bridge.loop.create_task(coro)
-            task.add_done_callback(lambda f: _answer(host, method, reply, f))
-            return
-        # Run the call's first step right here (in its own context, which the task then goes on
-        # in): a method that finishes without waiting needs no task at all.
-        ctx = contextvars.copy_context()
-        try:
-            first = ctx.run(coro.send, None)
-        except StopIteration as done:
-            _send(host, method, reply, done.value)
-            return
-        except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
-            _fail(host, method, reply, e)
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            return
-        task = bridge.loop.create_task(_resume(coro, first), context=ctx)
-        task.add_done_callback(lambda f: _answer(host, method, reply, f))
+        reply.placed()
+        return
+    # Run the call's first step right here, in its own context (with the chain, if any), which
+    # its task then goes on in: a method that finishes without waiting needs no task at all.
+    coro = _invoke(host, method, args, kwargs, reply)
+    ctx = contextvars.copy_context()
+    if chain is not None:
+        ctx.run(_chain.set, chain)
+    try:
+        first = ctx.run(coro.send, None)
+    except StopIteration as done:
+        _send(host, method, reply, done.value)
+        return
+    except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+        _fail(host, method, reply, e)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        return
+    # Started: it runs inline or waits in the actor's `def` queue, or it is an `async def`
+    # that awaits. Later calls can no longer overtake it (`src/host.rs`, `LoopCalls`).
+    reply.placed()
+    task = bridge.loop.create_task(_resume(coro, first), context=ctx)
+    task.add_done_callback(lambda f: _answer(host, method, reply, f))
 
 
 async def _in_chain(chain: tuple, coro):
