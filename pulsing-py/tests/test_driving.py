@@ -117,8 +117,7 @@ asyncio.run(main())
 _RELEASED = threading.Event()
 
 
-@pul.remote
-class Setter:
+class _Setting:
     def set(self):
         _RELEASED.set()
         return "set"
@@ -128,16 +127,14 @@ class Setter:
 
 
 @pul.remote
-class InlineSetter:
+class Setter(_Setting):
+    pass
+
+
+@pul.remote
+class InlineSetter(_Setting):
     """With an `@pul.inline` method, its `def` calls keep their order with calls on the way
     through the loop; with none on the way, they too go straight to a worker."""
-
-    def set(self):
-        _RELEASED.set()
-        return "set"
-
-    def noop(self):
-        return None
 
     @pul.inline
     def peek(self):
