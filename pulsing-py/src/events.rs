@@ -41,8 +41,8 @@ pub(crate) enum Event {
     Obj(u64, Result<Obj, Error>),
     /// A batch of stream items; `end`: the stream is over (with an error or not).
     Items(u64, Vec<Value>, Option<Option<Error>>),
-    /// A call for a Python actor of this loop (counted until answered, for an actor that
-    /// keeps its `def` calls in order with it: `host.rs`).
+    /// A call for a Python actor of this loop (counted until the loop has started it, for an
+    /// actor that keeps its `def` calls in order with it: `host.rs`).
     Incoming(u64, HostedCall, Option<LoopCall>),
     /// A Python actor of this loop was stopped by the runtime (from a peer, or a Rust caller).
     HostStopped(u64),

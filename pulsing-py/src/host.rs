@@ -48,8 +48,8 @@ struct Direct {
 /// How many calls of one actor went to its loop and have not started there yet (or, where the
 /// loop cannot tell, are not answered yet): while any has not, its `def` calls follow them
 /// through the loop instead of overtaking them.
-#[derive(Clone, Default)]
-pub(crate) struct LoopCalls(Arc<AtomicUsize>);
+#[derive(Default)]
+struct LoopCalls(Arc<AtomicUsize>);
 
 impl LoopCalls {
     fn idle(&self) -> bool {
