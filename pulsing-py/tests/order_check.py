@@ -9,27 +9,13 @@ suites, on the venv's Python, do not take. Prints "ordered" and exits 0, or fail
 """
 
 import asyncio
+import os
 import subprocess
 import sys
 
-import pulsing as pul
-
-
-@pul.remote
-class InlineLog:
-    def __init__(self):
-        self.log = []
-
-    def record(self, i):
-        self.log.append(i)
-
-    @pul.inline
-    def irecord(self, i):
-        self.log.append(i)
-
-    def take_log(self):
-        log, self.log = self.log, []
-        return log
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run from anywhere, as a script
+import pulsing as pul  # noqa: E402
+from cluster_actors import InlineLog  # noqa: E402  (the multi-process suites' actor)
 
 
 async def serve() -> None:
