@@ -55,20 +55,6 @@ impl Pack {
         self.bytes.len() + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 
-    /// The message in one buffer: `bytes` itself if nothing is shared, else a copy in one of
-    /// `spare`'s buffers (and `bytes` goes back to `spare`).
-    pub(super) fn join(self, spare: &Spare) -> Vec<u8> {
-        if self.shared.is_empty() {
-            return self.bytes;
-        }
-        let mut joined = spare.take(self.len());
-        for piece in self.pieces() {
-            joined.extend_from_slice(piece);
-        }
-        spare.give_back(self.bytes);
-        joined
-    }
-
     /// The message's pieces, in order.
     pub(super) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
         let ends = self.shared.iter().map(|(at, b)| (*at, Some(&b[..])));
@@ -433,7 +419,7 @@ mod tests {
             4,
             "own, big, own (with the small one), big"
         );
-        assert_eq!(pack.join(&Spare::default()), whole);
+        assert_eq!(pack.pieces().collect::<Vec<_>>().concat(), whole);
     }
 
     #[tokio::test]

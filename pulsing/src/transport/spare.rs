@@ -8,6 +8,12 @@
 //! socket straight from where it is (`direct.rs`) and comes back once written, so a connection
 //! keeps a couple of them. Buffers over [`KEPT_UP_TO`] are not kept, so a rare
 //! huge message does not pin its memory to the connection.
+//!
+//! The secure channel seals and opens records into these buffers too, through a slice API
+//! (`&mut [u8]`) that needs initialised memory. A kept buffer keeps the length it was filled
+//! to ([`take_filled`](Spare::take_filled)), so messages of one size are zero-filled once per
+//! connection, not once per message: the zero-fill alone cost 40–47 µs of each encrypted
+//! 1 MiB message, on each side.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,19 +32,37 @@ pub(super) struct Spare(Mutex<Vec<Vec<u8>>>);
 impl Spare {
     /// An empty buffer with room for `size` bytes: a kept one if there is one.
     pub(super) fn take(&self, size: usize) -> Vec<u8> {
-        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut buf = kept.unwrap_or_default();
+        let mut buf = self.kept();
+        buf.clear();
         buf.reserve(size);
         buf
     }
 
-    /// Keeps `buf` for a later frame, unless it is too large, too small to be worth it (an
-    /// empty one, say), or enough are kept.
-    pub(super) fn give_back(&self, mut buf: Vec<u8>) {
+    /// A buffer of `len` bytes, for a caller that writes over all of them: for a large `len`,
+    /// a kept one if there is one, zero-filled only beyond the length it was last filled to.
+    pub(super) fn take_filled(&self, len: usize) -> Vec<u8> {
+        if len < crate::wire::PACK_LIMIT {
+            // Not worth keeping (`give_back` drops it), nor a kept one's while it is held.
+            return vec![0; len];
+        }
+        let mut buf = self.kept();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn kept(&self) -> Vec<u8> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        kept.unwrap_or_default()
+    }
+
+    /// Keeps `buf` (with its contents, which nobody reads again: [`take`](Self::take) empties
+    /// it, [`take_filled`](Self::take_filled) hands it to a caller that writes over what it
+    /// lends) for a later frame, unless it is too large, too small to be worth it (an empty
+    /// one, say), or enough are kept.
+    pub(super) fn give_back(&self, buf: Vec<u8>) {
         if buf.capacity() > KEPT_UP_TO || buf.capacity() < crate::wire::PACK_LIMIT {
             return;
         }
-        buf.clear();
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < KEPT {
             kept.push(buf);
@@ -92,6 +116,36 @@ mod tests {
         let again = spare.take(1 << 20);
         assert_eq!(again.as_ptr(), at, "the same memory");
         assert!(again.is_empty());
+    }
+
+    /// A buffer filled once is not zero-filled again: its old bytes are still there (a caller
+    /// writes over all it takes), and only what it did not hold is zeroed.
+    #[test]
+    fn a_filled_buffer_is_zeroed_only_where_it_grows() {
+        let spare = Arc::new(Spare::default());
+        let mut buf = spare.take_filled(1 << 20);
+        assert!(buf.len() == 1 << 20 && buf.iter().all(|b| *b == 0));
+        buf.fill(7);
+        let at = buf.as_ptr();
+        drop(spare.lend(buf));
+        let again = spare.take_filled(100_000);
+        assert_eq!(again.as_ptr(), at, "the same memory");
+        assert!(again.len() == 100_000 && again.iter().all(|b| *b == 7), "not zeroed again");
+        spare.give_back(again);
+        let grown = spare.take_filled(300_000);
+        assert!(grown[..100_000].iter().all(|b| *b == 7));
+        assert!(grown[100_000..].iter().all(|b| *b == 0));
+    }
+
+    /// A small message gets a buffer of its own: it must not hold a kept large one (which the
+    /// next large message would then have to do without).
+    #[test]
+    fn a_small_filled_buffer_leaves_the_kept_ones_alone() {
+        let spare = Spare::default();
+        spare.give_back(vec![0; 1 << 20]);
+        let small = spare.take_filled(100);
+        assert_eq!(small.len(), 100);
+        assert_eq!(spare.0.lock().unwrap().len(), 1, "the large one is still kept");
     }
 
     #[test]

@@ -650,5 +650,18 @@ async fn lone_calls_larger_than_the_socket_buffers_are_finished_by_the_writer() 
             .await
             .unwrap_or_else(hung("the last lone call".into()));
         assert_eq!(back.answered().unwrap(), sent);
+        // Large byte strings are written from their own buffers (and sealed from them):
+        // pieces of odd lengths, so records and masking cross their edges.
+        let piece = |n: u32| Value::Bytes((0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>().into());
+        let sent = Payload::Value(Value::List(vec![
+            piece(100_001),
+            Value::Str("between".into()),
+            piece((1 << 20) + 3),
+            piece(70_003),
+        ]));
+        let back = tokio::time::timeout(LONG, conn.call(call("echo", sent.clone())))
+            .await
+            .unwrap_or_else(hung("the call with shared byte strings".into()));
+        assert_eq!(back.answered().unwrap(), sent, "secret: {secret:?}");
     }
 }

@@ -164,17 +164,18 @@ impl WriteHalf {
                 // `poll_ready` or flush, and a flush may start the direct message (through
                 // tungstenite's own `poll_ready`) before it empties that slot.
                 std::task::ready!(self.socket.as_mut().poll_ready(cx))?;
-                let mut pack = self.held.pop_front().expect("just seen");
+                let pack = self.held.pop_front().expect("just seen");
                 if self.sealer.encrypts() {
-                    let plain = pack.join(&self.spare);
-                    let sealed = self.sealer.seal_always(&plain);
-                    self.spare.give_back(plain);
-                    pack = Pack {
-                        bytes: Vec::new(),
-                        shared: vec![(0, sealed)],
+                    // The records are a buffer of our own: the outlet masks it where it is.
+                    let sealed = Pack {
+                        bytes: self.sealer.seal_pieces(pack.pieces()),
+                        shared: Vec::new(),
                     };
+                    self.spare.give_back(pack.bytes);
+                    self.direct.put(sealed, self.sealer.buffers());
+                } else {
+                    self.direct.put(pack, &self.spare);
                 }
-                self.direct.put(pack, &self.spare);
                 self.unflushed = true;
                 continue;
             }
