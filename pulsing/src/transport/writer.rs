@@ -168,7 +168,7 @@ impl WriteHalf {
                 if self.sealer.encrypts() {
                     // The records are a buffer of our own: the outlet masks it where it is.
                     let sealed = Pack {
-                        bytes: self.sealer.seal_pieces(pack.pieces()),
+                        bytes: self.sealer.seal_pieces(&pack.pieces().collect::<Vec<_>>()),
                         shared: Vec::new(),
                     };
                     self.spare.give_back(pack.bytes);
