@@ -344,11 +344,7 @@ impl Sealer {
     pub(crate) fn seal(&mut self, plain: Vec<u8>) -> Bytes {
         if self.encrypt {
             let sealed = self.seal_pieces(&[&plain]);
-            if sealed.len() < crate::wire::PACK_LIMIT {
-                sealed.into() // not kept (`Spare::give_back`): no need to lend it
-            } else {
-                self.buffers.lend(sealed)
-            }
+            self.buffers.lend(sealed)
         } else {
             plain.into()
         }
@@ -539,7 +535,9 @@ mod tests {
     fn a_message_sealed_from_pieces_opens_whole() {
         let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
         let pattern = |len: usize, seed: u8| -> Vec<u8> {
-            (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect()
         };
         let layouts: [&[usize]; 6] = [
             &[0],

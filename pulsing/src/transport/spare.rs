@@ -60,7 +60,7 @@ impl Spare {
     /// lends) for a later frame, unless it is too large, too small to be worth it (an empty
     /// one, say), or enough are kept.
     pub(super) fn give_back(&self, buf: Vec<u8>) {
-        if buf.capacity() > KEPT_UP_TO || buf.capacity() < crate::wire::PACK_LIMIT {
+        if !Self::worth_keeping(&buf) {
             return;
         }
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,8 +69,15 @@ impl Spare {
         }
     }
 
-    /// `buf` as message bytes that return it here when dropped.
+    fn worth_keeping(buf: &Vec<u8>) -> bool {
+        (crate::wire::PACK_LIMIT..=KEPT_UP_TO).contains(&buf.capacity())
+    }
+
+    /// `buf` as message bytes that return it here when dropped (if it is worth keeping).
     pub(super) fn lend(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        if !Self::worth_keeping(&buf) {
+            return buf.into();
+        }
         Bytes::from_owner(Lent {
             buf,
             home: self.clone(),
@@ -130,7 +137,10 @@ mod tests {
         drop(spare.lend(buf));
         let again = spare.take_filled(100_000);
         assert_eq!(again.as_ptr(), at, "the same memory");
-        assert!(again.len() == 100_000 && again.iter().all(|b| *b == 7), "not zeroed again");
+        assert!(
+            again.len() == 100_000 && again.iter().all(|b| *b == 7),
+            "not zeroed again"
+        );
         spare.give_back(again);
         let grown = spare.take_filled(300_000);
         assert!(grown[..100_000].iter().all(|b| *b == 7));
@@ -145,7 +155,11 @@ mod tests {
         spare.give_back(vec![0; 1 << 20]);
         let small = spare.take_filled(100);
         assert_eq!(small.len(), 100);
-        assert_eq!(spare.0.lock().unwrap().len(), 1, "the large one is still kept");
+        assert_eq!(
+            spare.0.lock().unwrap().len(),
+            1,
+            "the large one is still kept"
+        );
     }
 
     #[test]

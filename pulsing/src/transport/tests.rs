@@ -652,7 +652,8 @@ async fn lone_calls_larger_than_the_socket_buffers_are_finished_by_the_writer() 
         assert_eq!(back.answered().unwrap(), sent);
         // Large byte strings are written from their own buffers (and sealed from them):
         // pieces of odd lengths, so records and masking cross their edges.
-        let piece = |n: u32| Value::Bytes((0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>().into());
+        let piece =
+            |n: u32| Value::Bytes((0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>().into());
         let sent = Payload::Value(Value::List(vec![
             piece(100_001),
             Value::Str("between".into()),
