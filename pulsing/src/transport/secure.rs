@@ -370,8 +370,11 @@ impl Sealer {
         let mut at = 0;
         loop {
             let size = rest.min(MAX_CHUNK);
-            if current.is_empty() {
-                current = pieces.next().unwrap_or_default();
+            while current.is_empty() {
+                match pieces.next() {
+                    Some(piece) => current = piece,
+                    None => break,
+                }
             }
             let chunk = if current.len() >= size {
                 let (chunk, after) = current.split_at(size);
@@ -402,7 +405,8 @@ impl Sealer {
                 break;
             }
         }
-        debug_assert_eq!(at, len);
+        // Every byte lent must have been written over (the buffer may hold an older message).
+        assert_eq!(at, len, "records cover the whole buffer");
         out
     }
 
@@ -448,7 +452,10 @@ impl Opener {
         }
         let chunks = message.len().div_ceil(MAX_RECORD);
         let len = message.len() - chunks * TAG;
-        let mut out = self.buffers.take_filled(len);
+        // Room for each record's tag too: given less than a whole record, snow's AES-GCM copies
+        // it into a fresh allocation and then copies the plaintext out (2 copies, not 1). The
+        // tag's room is written over by the next record, and the last one's is cut off.
+        let mut out = self.buffers.take_filled(len + TAG);
         let mut at = 0;
         for record in message.chunks(MAX_RECORD) {
             if record.len() < TAG {
@@ -456,7 +463,7 @@ impl Opener {
             }
             let n = self
                 .state
-                .read_message(self.nonce, record, &mut out[at..at + record.len() - TAG])
+                .read_message(self.nonce, record, &mut out[at..at + record.len()])
                 .map_err(|_| refused("a record does not open: changed, replayed or injected"))?;
             self.nonce = self
                 .nonce
@@ -464,7 +471,9 @@ impl Opener {
                 .ok_or_else(|| refused("nonce space exhausted"))?;
             at += n;
         }
-        debug_assert_eq!(at, len);
+        // Every byte lent must have been written over (the buffer may hold an older message).
+        assert_eq!(at, len, "records cover the whole buffer");
+        out.truncate(len);
         Ok(self.buffers.lend(out))
     }
 }
