@@ -452,9 +452,9 @@ impl Opener {
         }
         let chunks = message.len().div_ceil(MAX_RECORD);
         let len = message.len() - chunks * TAG;
-        // Room for each record's tag too: given less than a whole record, snow's AES-GCM copies
-        // it into a fresh allocation and then copies the plaintext out (2 copies, not 1). The
-        // tag's room is written over by the next record, and the last one's is cut off.
+        // Room for each record's tag too: given less than a whole record, snow's `ring` ciphers
+        // copy it into a fresh allocation and then copy the plaintext out (2 copies, not 1).
+        // The tag's room is written over by the next record, and the last one's is cut off.
         let mut out = self.buffers.take_filled(len + TAG);
         let mut at = 0;
         for record in message.chunks(MAX_RECORD) {
