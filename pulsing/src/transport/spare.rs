@@ -42,7 +42,7 @@ impl Spare {
     /// (but not one over [`KEPT_UP_TO`]), a kept one if there is one, zero-filled only beyond
     /// the length it was last filled to.
     pub(super) fn take_filled(&self, len: usize) -> Vec<u8> {
-        if !(crate::wire::PACK_LIMIT..=KEPT_UP_TO).contains(&len) {
+        if !Self::worth_keeping(len) {
             // Not worth keeping (`give_back` drops it), nor a kept one's while it is held.
             return vec![0; len];
         }
@@ -65,7 +65,7 @@ impl Spare {
     /// lends) for a later frame, unless it is too large, too small to be worth it (an empty
     /// one, say), or enough are kept.
     pub(super) fn give_back(&self, buf: Vec<u8>) {
-        if !Self::worth_keeping(&buf) {
+        if !Self::worth_keeping(buf.capacity()) {
             return;
         }
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -74,13 +74,15 @@ impl Spare {
         }
     }
 
-    fn worth_keeping(buf: &Vec<u8>) -> bool {
-        (crate::wire::PACK_LIMIT..=KEPT_UP_TO).contains(&buf.capacity())
+    /// Whether a buffer of `size` bytes is kept between frames: smaller ones cost little to
+    /// make afresh, larger ones would pin a rare huge message's memory to the connection.
+    fn worth_keeping(size: usize) -> bool {
+        (crate::wire::PACK_LIMIT..=KEPT_UP_TO).contains(&size)
     }
 
     /// `buf` as message bytes that return it here when dropped (if it is worth keeping).
     pub(super) fn lend(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
-        if !Self::worth_keeping(&buf) {
+        if !Self::worth_keeping(buf.capacity()) {
             return buf.into();
         }
         Bytes::from_owner(Lent {
