@@ -392,3 +392,19 @@ async fn absurd_credit_harms_nothing() {
     }
     still_serves(&node).await;
 }
+
+/// A logged-in peer sends a message whose last record is shorter than a tag, after a full one
+/// (65,535 + 5 bytes). Before the fix the opener sized its buffer from the message's length
+/// before checking the records, and slicing the first record out of it panicked in the
+/// connection's reader. Now the connection is closed with a reason, and the node serves on.
+#[tokio::test]
+async fn a_last_record_shorter_than_a_tag_closes_only_that_connection() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut attacker = login(&node).await;
+    assert!(attacker.encrypted);
+    attacker.raw.send(vec![0; 65_535 + 5]).await;
+    let closed = attacker.raw.until_closed(|_| {}).await;
+    let reason = closed.expect("the node closes the connection");
+    assert!(reason.contains("too short to be sealed"), "{reason}");
+    still_serves(&node).await;
+}

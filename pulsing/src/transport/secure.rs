@@ -447,7 +447,10 @@ impl Opener {
     }
 
     fn open_always(&mut self, message: &[u8]) -> Result<Bytes, Refused> {
-        if message.len() < TAG {
+        // Every record holds at least a tag, the last one too (checked before anything is
+        // sized from the message's length: a short last record would make it too small).
+        let last = message.len() % MAX_RECORD;
+        if message.len() < TAG || (last != 0 && last < TAG) {
             return Err(refused("a record too short to be sealed"));
         }
         let chunks = message.len().div_ceil(MAX_RECORD);
@@ -458,9 +461,6 @@ impl Opener {
         let mut out = self.buffers.take_filled(len + TAG);
         let mut at = 0;
         for record in message.chunks(MAX_RECORD) {
-            if record.len() < TAG {
-                return Err(refused("a record too short to be sealed"));
-            }
             let n = self
                 .state
                 .read_message(self.nonce, record, &mut out[at..at + record.len()])
@@ -565,6 +565,28 @@ mod tests {
             let sealed = Bytes::from(i.sealer.seal_pieces(&pieces));
             assert_eq!(sealed.len(), sealed_len(whole.len()), "{layout:?}");
             assert_eq!(r.opener.open(sealed).unwrap(), whole, "{layout:?}");
+        }
+    }
+
+    /// What a real peer never sends: messages too short for a tag, a last record shorter than
+    /// a tag after a full one, a record's tag cut off, and garbage of a full record's length.
+    /// Each is refused (and nothing panics), and the opener still opens the real next record
+    /// only if its nonce was not spent: a refused message ends the connection anyway.
+    #[test]
+    fn malformed_record_lengths_are_refused() {
+        let (mut i, mut r) = run(Suite::AesGcm, Some(b"s"), Some(b"s"), (true, true)).unwrap();
+        let sealed = i.sealer.seal(vec![9; MAX_CHUNK + 100]);
+        let lies: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0; TAG - 1],
+            [&sealed[..MAX_RECORD], &[0; 5][..]].concat(),
+            sealed[..sealed.len() - 1].to_vec(),
+            vec![0; MAX_RECORD],
+            vec![0xff; 3 * MAX_RECORD + TAG],
+        ];
+        for lie in lies {
+            let len = lie.len();
+            assert!(r.opener.open(Bytes::from(lie)).is_err(), "{len} bytes");
         }
     }
 
