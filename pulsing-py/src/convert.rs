@@ -225,7 +225,8 @@ pub(crate) fn to_py(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
         Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
         Value::Float(f) => PyFloat::new(py, f).into_any().unbind(),
         Value::Str(s) => PyString::new(py, &s).into_any().unbind(),
-        Value::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+        Value::Bytes(b) => crate::landing::adopt(py, &b)
+            .unwrap_or_else(|| PyBytes::new(py, &b).into_any().unbind()),
         Value::List(items) => {
             let list = PyList::empty(py);
             for item in items {

@@ -264,7 +264,7 @@ impl Driving {
             }
         }
         let _held = Held(self);
-        runtime.block_on(work)
+        crate::landing::for_python(|| runtime.block_on(work))
     }
 
     /// Stops the driver thread (it gives the core back first), waits for it, and hands the

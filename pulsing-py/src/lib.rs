@@ -28,6 +28,7 @@ mod drive;
 mod events;
 mod handoff;
 mod host;
+mod landing;
 mod malloc;
 mod reply;
 mod runtime;

@@ -179,6 +179,7 @@ pub(crate) fn init(
 ) -> PyResult<()> {
     init_logging();
     malloc::tune();
+    crate::landing::install();
     if global().system.is_some() {
         return Err(PyRuntimeError::new_err("pulsing is already initialized"));
     }

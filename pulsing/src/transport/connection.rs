@@ -37,12 +37,13 @@ use super::by_id::{ById, Sharded};
 use super::direct::Direct;
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
 use super::outbox::{NotQueued, Outbox};
+use super::inlet::Inlet;
 use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
 use super::writer::WriteHalf;
 use crate::actor::oneshot;
 use crate::error::{Error, Result};
 use crate::wire::{
-    decode_packed, encode, Frame, NoArgs, NodeId, Payload, RequestArgs, RequestRef, SharedBytes,
+    decode_packed, decode_packed_fragments, encode, Frame, NoArgs, NodeId, Payload, RequestArgs, RequestRef, SharedBytes,
     SharedStr, PROTOCOL_VERSION,
 };
 
@@ -1095,6 +1096,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outlet = ws.get_ref().outlet();
+    let inlet = ws.get_ref().inlet();
     let (mut sink, mut stream) = ws.split();
     let handshake = tokio::time::timeout_at(deadline, handshake(&mut sink, &mut stream, me, role));
     let (peer, peer_addr, channel) = match handshake.await {
@@ -1110,6 +1112,8 @@ where
         }
         Err(_) => return Err("handshake timed out".to_owned()),
     };
+    // Logged in: from here on, fragmented messages are read beside tungstenite.
+    inlet.open();
     let outbox = Outbox::default();
     let spare = outbox.spare.clone();
     let conn = Arc::new(Connection {
@@ -1146,6 +1150,7 @@ where
     });
     tokio::spawn(read_loop(
         stream,
+        inlet,
         channel.opener,
         conn.clone(),
         inbound,
@@ -1312,10 +1317,17 @@ async fn unless_abandoned<E>(
     }
 }
 
+/// A message as read: one buffer, or (plain links only) the fragments `inlet.rs` read.
+enum Received {
+    One(bytes::Bytes),
+    Fragments(Vec<bytes::Bytes>),
+}
+
 /// Reads frames and routes them: replies to waiting calls, requests to the node. A malformed or
 /// oversize frame closes this connection with a logged reason; the node carries on.
 async fn read_loop<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
+    inlet: Arc<Inlet>,
     mut opener: Opener,
     conn: Arc<Connection>,
     inbound: Arc<dyn Inbound>,
@@ -1365,15 +1377,26 @@ async fn read_loop<S>(
                 Some(Err(e)) => break 'read format!("transport error: {e}"),
             };
             if let Some(sealed) = bytes {
-                let bytes = match opener.open(sealed) {
-                    Ok(bytes) => bytes,
+                let received = match inlet.claim(&sealed) {
+                    Some(fragments) if opener.is_plain() => Ok(Received::Fragments(fragments)),
+                    Some(fragments) => opener.open(fragments.concat().into()).map(Received::One),
+                    None => opener.open(sealed).map(Received::One),
+                };
+                let received = match received {
+                    Ok(received) => received,
                     Err(refused) => break 'read format!("bad message: {refused}"),
                 };
                 let mut routed = Ok(());
-                let decoded = decode_packed(&bytes, max_frame, |frame| {
+                let each = |frame| {
                     routed = route(&conn, &*inbound, frame, &mut answers);
                     routed.is_ok()
-                });
+                };
+                let decoded = match received {
+                    Received::One(bytes) => decode_packed(&bytes, max_frame, each),
+                    Received::Fragments(fragments) => {
+                        decode_packed_fragments(fragments, max_frame, each)
+                    }
+                };
                 answers.deliver(&conn);
                 if let Err(e) = decoded {
                     break 'read format!("bad frame: {e}");

@@ -40,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
+use super::inlet::{Inlet, Reader, MAX_FRAGMENTS};
 use super::outbox::Pack;
 use super::spare::Spare;
 
@@ -53,25 +54,34 @@ const SLICES: usize = 16;
 /// in one pass, into uninitialised memory, was no faster: 82–91 µs.)
 const MASK_BLOCK: usize = 16 << 10;
 
-/// A socket with an [`Outlet`] for large messages; everything else passes through.
+/// A socket with an [`Outlet`] for large messages, and a read half that takes fragmented
+/// messages out of the stream (`inlet.rs`); everything else passes through.
 #[derive(Debug)]
 pub(crate) struct Direct<S> {
     io: S,
     outlet: Arc<Outlet>,
+    reader: Reader,
 }
 
 impl<S> Direct<S> {
-    /// `io`, masking direct messages if this side dialed (`masks`).
-    pub(super) fn new(io: S, masks: bool) -> Self {
+    /// `io`, masking direct messages if this side dialed (`masks`), for messages of at most
+    /// `max` bytes.
+    pub(super) fn new(io: S, masks: bool, max: usize) -> Self {
         Direct {
             io,
             outlet: Arc::new(Outlet::new(masks)),
+            reader: Reader::new(!masks, max),
         }
     }
 
     /// Where the write half puts large messages.
     pub(super) fn outlet(&self) -> Arc<Outlet> {
         self.outlet.clone()
+    }
+
+    /// Where fragmented messages read wait for the connection's reader.
+    pub(super) fn inlet(&self) -> Arc<Inlet> {
+        self.reader.inlet()
     }
 }
 
@@ -115,7 +125,25 @@ impl Outlet {
     /// back the pack's own buffer, and the buffer a masked copy of shared pieces is made in.
     /// The write half puts a message only when the last one is written
     /// ([`is_busy`](Self::is_busy) is false).
-    pub(super) fn put(&self, mut pack: Pack, spare: &Arc<Spare>) {
+    pub(super) fn put(&self, pack: Pack, spare: &Arc<Spare>) {
+        let parts = if !pack.shared.is_empty() && 2 * pack.shared.len() < MAX_FRAGMENTS {
+            self.fragments(pack, spare)
+        } else {
+            self.whole(pack, spare)
+        };
+        let len = parts.iter().map(Bytes::len).sum();
+        let mut state = self.lock();
+        debug_assert!(state.message.is_none(), "one direct message at a time");
+        state.message = Some(Message {
+            parts,
+            written: 0,
+            len,
+        });
+        state.started = false;
+    }
+
+    /// The message as one frame: its header, then its (masked) buffers.
+    fn whole(&self, mut pack: Pack, spare: &Arc<Spare>) -> Vec<Bytes> {
         let len = pack.len();
         let mask = self.masks.then(mask_key);
         let header = FrameHeader {
@@ -138,7 +166,7 @@ impl Outlet {
             Some(key) => {
                 let mut masked = spare.take(len);
                 for piece in pack.pieces() {
-                    extend_masked(&mut masked, piece, key);
+                    extend_masked(&mut masked, piece, key, 0);
                 }
                 spare.give_back(pack.bytes);
                 parts.push(spare.lend(masked));
@@ -156,15 +184,88 @@ impl Outlet {
                 parts.retain(|part| !part.is_empty());
             }
         }
-        let len = parts.iter().map(Bytes::len).sum();
-        let mut state = self.lock();
-        debug_assert!(state.message.is_none(), "one direct message at a time");
-        state.message = Some(Message {
-            parts,
-            written: 0,
-            len,
+        parts
+    }
+
+    /// The message cut at its large byte strings, each one a fragment of its own, so the peer
+    /// can read it straight into a buffer of its own (`inlet.rs`): the headers, then each
+    /// fragment's buffer. Each fragment has its own masking key, if this side masks.
+    fn fragments(&self, mut pack: Pack, spare: &Arc<Spare>) -> Vec<Bytes> {
+        enum Piece {
+            Own(std::ops::Range<usize>),
+            Shared(Bytes),
+        }
+        let mut pieces = Vec::with_capacity(2 * pack.shared.len() + 1);
+        let mut from = 0;
+        for (at, shared) in std::mem::take(&mut pack.shared) {
+            if at > from {
+                pieces.push(Piece::Own(from..at));
+            }
+            pieces.push(Piece::Shared(shared));
+            from = at;
+        }
+        if pack.bytes.len() > from {
+            pieces.push(Piece::Own(from..pack.bytes.len()));
+        }
+        let shared_len = pieces.iter().map(|p| match p {
+            Piece::Shared(b) => b.len(),
+            Piece::Own(_) => 0,
         });
-        state.started = false;
+        let mut masked = if self.masks {
+            spare.take(shared_len.sum())
+        } else {
+            Vec::new()
+        };
+        let mut heads = Vec::with_capacity(14 * pieces.len());
+        let mut head_ends = Vec::with_capacity(pieces.len());
+        for (i, piece) in pieces.iter().enumerate() {
+            let mask = self.masks.then(mask_key);
+            let header = FrameHeader {
+                is_final: i + 1 == pieces.len(),
+                opcode: OpCode::Data(if i == 0 { Data::Binary } else { Data::Continue }),
+                mask,
+                ..FrameHeader::default()
+            };
+            let len = match piece {
+                Piece::Own(range) => range.len(),
+                Piece::Shared(b) => b.len(),
+            };
+            header
+                .format(len as u64, &mut heads)
+                .expect("writing to a Vec cannot fail");
+            head_ends.push(heads.len());
+            match (piece, mask) {
+                (Piece::Own(range), Some(key)) => apply_mask(&mut pack.bytes[range.clone()], key, 0),
+                (Piece::Shared(b), Some(key)) => {
+                    let from = masked.len();
+                    extend_masked(&mut masked, b, key, from)
+                }
+                (_, None) => {}
+            }
+        }
+        let heads = Bytes::from(heads);
+        let own = spare.lend(pack.bytes);
+        let masked = if self.masks {
+            spare.lend(masked)
+        } else {
+            Bytes::new()
+        };
+        let mut parts = Vec::with_capacity(2 * pieces.len());
+        let (mut head_from, mut masked_from) = (0, 0);
+        for (piece, head_end) in pieces.into_iter().zip(head_ends) {
+            parts.push(heads.slice(head_from..head_end));
+            head_from = head_end;
+            parts.push(match piece {
+                Piece::Own(range) => own.slice(range),
+                Piece::Shared(b) if self.masks => {
+                    masked_from += b.len();
+                    masked.slice(masked_from - b.len()..masked_from)
+                }
+                Piece::Shared(b) => b,
+            });
+        }
+        parts.retain(|part| !part.is_empty());
+        parts
     }
 
     /// Whether a message is waiting or being written.
@@ -232,17 +333,18 @@ impl Message {
 
 /// Appends `piece` to the payload in `masked`, masked: [`MASK_BLOCK`] bytes at a time, each
 /// block masked while it is still in the cache (one pass over memory, not two).
-fn extend_masked(masked: &mut Vec<u8>, piece: &[u8], key: [u8; 4]) {
+/// `from` is where the frame's payload starts in `masked`.
+fn extend_masked(masked: &mut Vec<u8>, piece: &[u8], key: [u8; 4], from: usize) {
     for block in piece.chunks(MASK_BLOCK) {
         let at = masked.len();
         masked.extend_from_slice(block);
-        apply_mask(&mut masked[at..], key, at);
+        apply_mask(&mut masked[at..], key, at - from);
     }
 }
 
 /// XORs `buf` with `key` (RFC 6455, 5.3) as the payload's bytes from offset `at` on, eight
 /// bytes at a time.
-fn apply_mask(buf: &mut [u8], key: [u8; 4], at: usize) {
+pub(super) fn apply_mask(buf: &mut [u8], key: [u8; 4], at: usize) {
     let mut key = key;
     key.rotate_left(at % 4);
     let wide = u64::from_ne_bytes([
@@ -264,7 +366,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Direct<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        this.reader.poll_read(&mut this.io, cx, buf)
     }
 }
 
@@ -344,7 +447,7 @@ mod tests {
         } else {
             (Role::Server, Role::Client)
         };
-        let ours = WebSocketStream::from_raw_socket(Direct::new(a, dials), ours, None).await;
+        let ours = WebSocketStream::from_raw_socket(Direct::new(a, dials, 1 << 24), ours, None).await;
         (
             ours,
             WebSocketStream::from_raw_socket(b, theirs, None).await,

@@ -21,6 +21,7 @@ mod by_id;
 pub(crate) mod connection;
 pub(crate) mod direct;
 pub(crate) mod handshake;
+mod inlet;
 mod outbox;
 pub(crate) mod secure;
 mod spare;
@@ -354,11 +355,16 @@ impl Transport {
         let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
     }
 
+    /// The largest WebSocket message a connection takes. Each frame is checked against
+    /// `max_frame` once decoded; a message of several packed frames may always reach
+    /// PACK_LIMIT; sealing adds a tag per record.
+    fn max_message(&self) -> usize {
+        secure::sealed_len(self.max_frame.max(crate::wire::PACK_LIMIT))
+    }
+
     /// The WebSocket settings of every connection (both roles).
     fn ws_config(&self) -> WebSocketConfig {
-        // Each frame is checked against `max_frame` once decoded; a message of several packed
-        // frames may always reach PACK_LIMIT; sealing adds a tag per record.
-        let max = secure::sealed_len(self.max_frame.max(crate::wire::PACK_LIMIT));
+        let max = self.max_message();
         WebSocketConfig::default()
             .read_buffer_size(READ_CHUNK)
             .max_message_size(Some(max))
@@ -427,7 +433,7 @@ impl Transport {
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let url = format!("ws://{addr}/pulsing");
-        let tcp = direct::Direct::new(tcp, true);
+        let tcp = direct::Direct::new(tcp, true, self.max_message());
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(self.ws_config()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -543,7 +549,7 @@ impl Transport {
         // One bound for the upgrade, the handshake and a refusal's close.
         let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
         let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-            direct::Direct::new(io, false),
+            direct::Direct::new(io, false, self.max_message()),
             refuse_browsers,
             Some(self.ws_config()),
         );

@@ -54,6 +54,7 @@
 mod args;
 mod bigint;
 mod de;
+mod landing;
 mod nested;
 #[cfg(test)]
 mod props;
@@ -66,6 +67,8 @@ pub use bigint::BIG_INT;
 /// not depend on that crate themselves.
 pub use bytes::Bytes;
 pub(crate) use nested::take_too_deep;
+pub use landing::{land_with, LandFn, Landing, LAND_FROM};
+pub(crate) use landing::{land, Landed};
 pub use nested::MAX_DEPTH;
 
 use std::fmt;

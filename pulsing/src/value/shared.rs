@@ -8,8 +8,10 @@
 //! other encoding copies as always: an offer outside [`gathering`] is ignored.
 //!
 //! **Decoding** ([`decode_shared`], [`share_most`]).
-//! A received WebSocket message is one [`Bytes`] buffer. While [`decode_shared`] decodes it on
-//! this thread, [`share_most`] turns a large part borrowed from it into a slice of that buffer (a
+//! A received WebSocket message is one [`Bytes`] buffer, or, for a message the sender cut at
+//! its large byte strings, one buffer per fragment ([`decode_shared_fragments`]; each such
+//! string then is a whole fragment, read where `landing.rs` says). While [`decode_shared`]
+//! decodes it on this thread, [`share_most`] turns a large part borrowed from it into a slice of that buffer (a
 //! reference count, no allocation, no copy). The wire's names and typed payloads
 //! (`wire::SharedBytes`) and the byte strings of a [`Value`](super::Value) use it, so a 1 MiB
 //! argument decodes without copying its megabyte. Small parts are not worth it:
@@ -25,12 +27,13 @@
 //! [`Bytes`]: bytes::Bytes
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 thread_local! {
-    /// The buffer being decoded by [`decode_shared`] on this thread, if any.
-    static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// The buffer (or fragments) being decoded by [`decode_shared`] on this thread, if any.
+    static FRAME: RefCell<Option<Received>> = const { RefCell::new(None) };
     /// While [`gathering`] on this thread: the byte string offered last, until taken.
     static OFFERED: RefCell<Option<Option<Bytes>>> = const { RefCell::new(None) };
 }
@@ -73,17 +76,34 @@ pub(crate) fn take_offered(contents: &[u8]) -> Option<Bytes> {
     })
 }
 
+/// A received message: one buffer, or the buffers its fragments were read into
+/// (`transport/inlet.rs`), each large byte string in one of its own.
+#[derive(Clone)]
+pub(crate) enum Received {
+    One(Bytes),
+    Fragments(Arc<[Bytes]>),
+}
+
 /// Runs `decode` with `frame` as the buffer large borrowed parts are shared from.
 pub(crate) fn decode_shared<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -> T {
-    struct Reset(Option<Bytes>);
+    with_received(Received::One(frame.clone()), || decode(frame))
+}
+
+/// Runs `decode` with `fragments` as the buffers large borrowed parts are shared from.
+pub(crate) fn decode_shared_fragments<T>(fragments: &Arc<[Bytes]>, decode: impl FnOnce() -> T) -> T {
+    with_received(Received::Fragments(fragments.clone()), decode)
+}
+
+fn with_received<T>(received: Received, decode: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Received>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let previous = self.0.take();
             FRAME.with(|f| *f.borrow_mut() = previous);
         }
     }
-    let _reset = Reset(FRAME.with(|f| f.borrow_mut().replace(frame.clone())));
-    decode(frame)
+    let _reset = Reset(FRAME.with(|f| f.borrow_mut().replace(received)));
+    decode()
 }
 
 /// Parts at least this long are shared with the frame rather than copied.
@@ -101,11 +121,17 @@ pub(crate) fn share_most(part: &[u8]) -> Bytes {
     if part.len() < SHARE_FROM {
         return Bytes::copy_from_slice(part);
     }
-    FRAME.with(|f| match &*f.borrow() {
-        Some(frame) if within(frame, part) && part.len() >= frame.len().div_ceil(2) => {
-            frame.slice_ref(part)
+    FRAME.with(|f| {
+        let shared = |frame: &Bytes| {
+            (within(frame, part) && part.len() >= frame.len().div_ceil(2))
+                .then(|| frame.slice_ref(part))
+        };
+        match &*f.borrow() {
+            Some(Received::One(frame)) => shared(frame),
+            Some(Received::Fragments(all)) => all.iter().find_map(shared),
+            None => None,
         }
-        _ => Bytes::copy_from_slice(part),
+        .unwrap_or_else(|| Bytes::copy_from_slice(part))
     })
 }
 

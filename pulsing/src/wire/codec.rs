@@ -37,7 +37,7 @@ pub enum FrameError {
 
 /// The [`FrameError`] for a postcard error (the depth limit says so through a flag, since
 /// postcard keeps no message for a custom error).
-fn malformed(e: postcard::Error) -> FrameError {
+pub(super) fn malformed(e: postcard::Error) -> FrameError {
     if crate::value::take_too_deep() {
         FrameError::TooDeep {
             max: crate::value::MAX_DEPTH,

@@ -23,11 +23,13 @@
 //! ```
 
 mod codec;
+mod fragments;
 mod frame;
 mod shared;
 
 pub use codec::{decode, encode, try_encode, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use codec::{decode_packed, encode_exact, encode_gathered, Append, PACK_LIMIT};
+pub(crate) use fragments::decode_packed_fragments;
 pub use frame::{Frame, NodeId, Payload, PROTOCOL_VERSION};
 pub(crate) use frame::{NoArgs, RequestArgs, RequestRef, TypedResponseRef};
 pub use shared::{SharedBytes, SharedStr};

@@ -1,0 +1,480 @@
+//! Fragmented messages read beside tungstenite, each fragment into a buffer of its own.
+//!
+//! A Pulsing sender cuts a message at the edges of its large byte strings (`direct.rs`), so each
+//! such string is one WebSocket fragment. tungstenite would read the fragments into its read
+//! buffer (zero-filled first), unmask them there and join them into one message; the byte
+//! string would then be copied once more into whatever the program wants (a Python `bytes`).
+//! Instead, the read half of [`Direct`](super::direct::Direct) watches the frames going by
+//! ([`Reader`]) and takes a fragmented binary message out of the stream: each fragment is read
+//! from the socket straight into a buffer of its own ([`land`], which a program may hook:
+//! `value/landing.rs`), unmasked as it arrives, and the message's fragments wait in the
+//! connection's [`Inlet`]. tungstenite gets a stand-in in the message's place: a small binary
+//! frame holding the inlet's token (random, never sent), which the connection's reader trades
+//! for the fragments ([`Inlet::claim`]). Everything else passes through untouched.
+//!
+//! **Following the frames.** The reader scans every byte it hands tungstenite with a small state
+//! machine: the HTTP head of the upgrade (up to its blank line, as tungstenite's parser ends
+//! it), then each frame's header and payload. A frame whose first byte says "binary, not the
+//! last fragment, no reserved bits" starts a message taken out; anything else, malformed or
+//! not, is tungstenite's to judge.
+//!
+//! **What a fragmented message may hold.** Taken out, it is checked as tungstenite would: no
+//! reserved bits, masked exactly when the peer dialed, continuation frames only, control frames
+//! (which pass on to tungstenite, so pings are answered) unfragmented and at most 125 bytes,
+//! the message within the connection's size limit; and at most [`MAX_FRAGMENTS`] fragments.
+//! A breach ends the connection with an error that says which. Until the handshake is done
+//! ([`Inlet::open`]), nothing is taken out: a peer that has not proved the secret only ever
+//! talks to tungstenite.
+//!
+//! [`land`]: crate::value::land
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::direct::apply_mask;
+use crate::value::{land, Landed};
+
+/// At most this many data fragments in one message (a sender cuts a message at up to 31 byte
+/// strings; more are sent whole).
+pub(crate) const MAX_FRAGMENTS: usize = 64;
+
+/// The first byte of a frame that starts a fragmented binary message: FIN clear, no reserved
+/// bits, opcode binary.
+const FRAGMENTED_BINARY: u8 = 0x02;
+
+const TOKEN: usize = 16;
+
+/// The fragmented messages read, until the connection's reader claims them by their stand-ins.
+#[derive(Debug)]
+pub(crate) struct Inlet {
+    token: [u8; TOKEN],
+    open: AtomicBool,
+    ready: Mutex<VecDeque<Vec<Bytes>>>,
+}
+
+impl Inlet {
+    fn new() -> Self {
+        let mut token = [0; TOKEN];
+        // The token only has to differ from what a peer sends; a peer never sees it.
+        if getrandom::fill(&mut token).is_err() {
+            use std::hash::BuildHasher;
+            let seed = std::collections::hash_map::RandomState::new();
+            token[..8].copy_from_slice(&seed.hash_one(1u8).to_ne_bytes());
+            token[8..].copy_from_slice(&seed.hash_one(2u8).to_ne_bytes());
+        }
+        Inlet {
+            token,
+            open: AtomicBool::new(false),
+            ready: Mutex::default(),
+        }
+    }
+
+    /// From now on (the peer logged in), fragmented messages are taken out of the stream.
+    pub(crate) fn open(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+
+    /// The fragments of the message `message` stands in for, if it is a stand-in.
+    pub(crate) fn claim(&self, message: &[u8]) -> Option<Vec<Bytes>> {
+        if message != self.token {
+            return None;
+        }
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
+
+/// The read half's state: where in the stream it is, and the message being taken out.
+#[derive(Debug)]
+pub(super) struct Reader {
+    inlet: std::sync::Arc<Inlet>,
+    /// Frames from the peer are masked (it dialed).
+    masked: bool,
+    /// The largest message, in bytes.
+    max: usize,
+    scan: Scan,
+    /// Bytes read from the socket but not yet scanned (read past the start of a message taken
+    /// out).
+    unread: BytesMut,
+    /// Whole frames for tungstenite: control frames from within a message taken out, and
+    /// stand-ins.
+    out: BytesMut,
+    taking: Option<Taking>,
+}
+
+/// Where the scan of the stream is.
+#[derive(Debug)]
+enum Scan {
+    /// In the upgrade's HTTP head; after a line feed (carriage returns aside) if `newline`.
+    Http { newline: bool },
+    Header(Header),
+    Payload(u64),
+}
+
+/// A frame header, byte by byte.
+#[derive(Debug, Default)]
+struct Header {
+    bytes: [u8; 14],
+    at: usize,
+}
+
+impl Header {
+    /// Its length, once the first two bytes are in.
+    fn len(&self) -> Option<usize> {
+        let second = *self.bytes.get(1).filter(|_| self.at >= 2)?;
+        let extended = match second & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if second & 0x80 != 0 { 4 } else { 0 };
+        Some(2 + extended + mask)
+    }
+
+    fn is_whole(&self) -> bool {
+        self.len() == Some(self.at)
+    }
+
+    /// The payload's length (of a whole header).
+    fn payload_len(&self) -> u64 {
+        match self.bytes[1] & 0x7f {
+            126 => u16::from_be_bytes([self.bytes[2], self.bytes[3]]).into(),
+            127 => u64::from_be_bytes(self.bytes[2..10].try_into().expect("8 bytes")),
+            short => short.into(),
+        }
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        if self.bytes[1] & 0x80 == 0 {
+            return None;
+        }
+        let at = self.len()? - 4;
+        Some(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+}
+
+/// A fragmented message being taken out.
+#[derive(Debug, Default)]
+struct Taking {
+    fragments: Vec<Bytes>,
+    size: u64,
+    part: Part,
+}
+
+#[derive(Debug)]
+enum Part {
+    Header(Header),
+    Data {
+        landed: Landed,
+        len: usize,
+        at: usize,
+        mask: Option<[u8; 4]>,
+        last: bool,
+    },
+    /// A control frame for tungstenite (header and payload), its first `at` bytes read.
+    Control { frame: Vec<u8>, at: usize },
+}
+
+impl Default for Part {
+    fn default() -> Self {
+        Part::Header(Header::default())
+    }
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+impl Reader {
+    /// The read half of a socket whose peer masks its frames if `masked` (it dialed), for
+    /// messages of at most `max` bytes.
+    pub(super) fn new(masked: bool, max: usize) -> Self {
+        Reader {
+            inlet: std::sync::Arc::new(Inlet::new()),
+            masked,
+            max,
+            scan: Scan::Http { newline: false },
+            unread: BytesMut::new(),
+            out: BytesMut::new(),
+            taking: None,
+        }
+    }
+
+    pub(super) fn inlet(&self) -> std::sync::Arc<Inlet> {
+        self.inlet.clone()
+    }
+
+    /// Reads for tungstenite: the stream with fragmented messages taken out (see the module's
+    /// docs).
+    pub(super) fn poll_read<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.out.is_empty() {
+                let n = self.out.len().min(buf.remaining());
+                buf.put_slice(&self.out[..n]);
+                self.out.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if self.taking.is_some() {
+                ready!(self.take(io, cx))?;
+                continue;
+            }
+            let start = buf.filled().len();
+            if self.unread.is_empty() {
+                ready!(Pin::new(&mut *io).poll_read(cx, buf))?;
+            } else {
+                let n = self.unread.len().min(buf.remaining());
+                buf.put_slice(&self.unread[..n]);
+                self.unread.advance(n);
+            }
+            let Some(cut) = self.scan(&buf.filled()[start..]) else {
+                return Poll::Ready(Ok(()));
+            };
+            let cut = start + cut;
+            let mut rest = BytesMut::from(&buf.filled()[cut..]);
+            rest.extend_from_slice(&self.unread);
+            self.unread = rest;
+            buf.set_filled(cut);
+            self.taking = Some(Taking::default());
+            if cut > start {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    /// Follows the frames in `bytes`, the next ones tungstenite gets; where a fragmented
+    /// message to take out starts, if it does.
+    fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.scan {
+                Scan::Http { newline } => {
+                    match bytes[i] {
+                        b'\n' if *newline => self.scan = Scan::Header(Header::default()),
+                        b'\n' => *newline = true,
+                        b'\r' => {}
+                        _ => *newline = false,
+                    }
+                    i += 1;
+                }
+                Scan::Payload(rest) => {
+                    let n = (*rest).min((bytes.len() - i) as u64);
+                    i += n as usize;
+                    *rest -= n;
+                    if *rest == 0 {
+                        self.scan = Scan::Header(Header::default());
+                    }
+                }
+                Scan::Header(header) => {
+                    if header.at == 0
+                        && bytes[i] == FRAGMENTED_BINARY
+                        && self.inlet.open.load(Ordering::Acquire)
+                    {
+                        return Some(i);
+                    }
+                    header.bytes[header.at] = bytes[i];
+                    header.at += 1;
+                    i += 1;
+                    if header.is_whole() {
+                        self.scan = match header.payload_len() {
+                            0 => Scan::Header(Header::default()),
+                            len => Scan::Payload(len),
+                        };
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads the message being taken out until it is whole (its stand-in then waits in `out`)
+    /// or a control frame in it is (the frame waits in `out`).
+    fn take<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let taking = self.taking.as_mut().expect("a message being taken out");
+            match &mut taking.part {
+                Part::Header(header) => {
+                    let want = header.len().unwrap_or(2);
+                    if header.at < want {
+                        let room = uninit(&mut header.bytes[header.at..want]);
+                        header.at += ready!(read_some(&mut self.unread, io, cx, room))?;
+                        continue;
+                    }
+                    let header = std::mem::take(header);
+                    let next = self.next_part(header)?;
+                    self.taking.as_mut().expect("a message being taken out").part = next;
+                }
+                Part::Data {
+                    landed,
+                    len,
+                    at,
+                    mask,
+                    last,
+                } => {
+                    if *at < *len {
+                        let room = &mut landed.rest(*at)[..*len - *at];
+                        let n = ready!(read_some(&mut self.unread, io, cx, room))?;
+                        if let Some(key) = *mask {
+                            apply_mask(&mut landed.written(*at + n)[*at..], key, *at);
+                        }
+                        *at += n;
+                        continue;
+                    }
+                    let last = *last;
+                    let Part::Data { landed, len, .. } = std::mem::take(&mut taking.part) else {
+                        unreachable!()
+                    };
+                    // SAFETY: all `len` bytes were read into it.
+                    taking.fragments.push(unsafe { landed.into_bytes(len) });
+                    if last {
+                        let taken = self.taking.take().expect("a message being taken out");
+                        self.inlet
+                            .ready
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_back(taken.fragments);
+                        self.out.extend_from_slice(&self.stand_in());
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Part::Control { frame, at } => {
+                    if *at < frame.len() {
+                        let room = uninit(&mut frame[*at..]);
+                        *at += ready!(read_some(&mut self.unread, io, cx, room))?;
+                        continue;
+                    }
+                    let Part::Control { frame, .. } = std::mem::take(&mut taking.part) else {
+                        unreachable!()
+                    };
+                    self.out.extend_from_slice(&frame);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// What follows `header` (whole) in the message being taken out, if the header is allowed.
+    fn next_part(&mut self, header: Header) -> io::Result<Part> {
+        let taking = self.taking.as_mut().expect("a message being taken out");
+        let (first, second) = (header.bytes[0], header.bytes[1]);
+        if first & 0x70 != 0 {
+            return Err(refused("a fragment with reserved bits set".into()));
+        }
+        if (second & 0x80 != 0) != self.masked {
+            return Err(refused(if self.masked {
+                "an unmasked frame from the dialing side".into()
+            } else {
+                "a masked frame from the accepting side".into()
+            }));
+        }
+        let len = header.payload_len();
+        let last = first & 0x80 != 0;
+        let opcode = first & 0x0f;
+        let starts = taking.fragments.is_empty() && taking.size == 0;
+        match opcode {
+            0x8..=0xa if !last || len > 125 => Err(refused(
+                "a control frame fragmented or over 125 bytes inside a fragmented message".into(),
+            )),
+            0x8..=0xa => {
+                let mut frame = vec![0; header.at + len as usize];
+                frame[..header.at].copy_from_slice(&header.bytes[..header.at]);
+                Ok(Part::Control {
+                    frame,
+                    at: header.at,
+                })
+            }
+            0x2 if starts => self.data(header, len, last),
+            0x0 if !starts => self.data(header, len, last),
+            0x1 | 0x2 => Err(refused(
+                "a new message began inside a fragmented one".into(),
+            )),
+            _ => Err(refused(format!("a frame with reserved opcode {opcode:#x}"))),
+        }
+    }
+
+    fn data(&mut self, header: Header, len: u64, last: bool) -> io::Result<Part> {
+        let taking = self.taking.as_mut().expect("a message being taken out");
+        if taking.fragments.len() >= MAX_FRAGMENTS {
+            return Err(refused(format!(
+                "a message in more than {MAX_FRAGMENTS} fragments"
+            )));
+        }
+        taking.size = taking.size.saturating_add(len);
+        if taking.size > self.max as u64 {
+            return Err(refused(format!(
+                "a fragmented message over the {}-byte limit",
+                self.max
+            )));
+        }
+        let len = len as usize;
+        Ok(Part::Data {
+            landed: land(len),
+            len,
+            at: 0,
+            mask: header.mask(),
+            last,
+        })
+    }
+
+    /// The frame tungstenite gets in place of a message taken out: the token, in a final
+    /// binary frame masked (with a zero key) if the peer's frames are.
+    fn stand_in(&self) -> Vec<u8> {
+        let mut frame = vec![0x80 | 0x2];
+        if self.masked {
+            frame.extend_from_slice(&[0x80 | TOKEN as u8, 0, 0, 0, 0]);
+        } else {
+            frame.push(TOKEN as u8);
+        }
+        frame.extend_from_slice(&self.inlet.token);
+        frame
+    }
+}
+
+/// `bytes` as memory to read into.
+fn uninit(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: initialised bytes are valid `MaybeUninit`s; only bytes are written through it.
+    unsafe { &mut *(bytes as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// Reads up to `room.len()` bytes (at least one): from `unread` first, else from the socket.
+fn read_some<S: AsyncRead + Unpin>(
+    unread: &mut BytesMut,
+    io: &mut S,
+    cx: &mut Context<'_>,
+    room: &mut [MaybeUninit<u8>],
+) -> Poll<io::Result<usize>> {
+    if !unread.is_empty() {
+        let n = unread.len().min(room.len());
+        // SAFETY: `n` bytes fit both; a `BytesMut` and a `&mut` never overlap.
+        unsafe { std::ptr::copy_nonoverlapping(unread.as_ptr(), room.as_mut_ptr().cast(), n) };
+        unread.advance(n);
+        return Poll::Ready(Ok(n));
+    }
+    let mut buf = ReadBuf::uninit(room);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    match buf.filled().len() {
+        0 if buf.capacity() > 0 => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection within a fragmented message",
+        ))),
+        n => Poll::Ready(Ok(n)),
+    }
+}
