@@ -478,3 +478,168 @@ fn read_some<S: AsyncRead + Unpin>(
         n => Poll::Ready(Ok(n)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
+
+    use super::*;
+    use crate::transport::direct::Direct;
+
+    const LONG: Duration = Duration::from_secs(10);
+    const MAX: usize = 1 << 20;
+
+    /// Our accepting end (over a [`Direct`], after a real upgrade) and the dialing peer's
+    /// socket, for writing frames by hand; `open`: the inlet takes fragmented messages out.
+    async fn upgraded(open: bool) -> (WebSocketStream<Direct<DuplexStream>>, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let accept = tokio_tungstenite::accept_async(Direct::new(ours, false, MAX));
+        let dial = tokio_tungstenite::client_async("ws://node/pulsing", theirs);
+        let (ours, theirs) = tokio::join!(accept, dial);
+        let ours = ours.unwrap();
+        if open {
+            ours.get_ref().inlet().open();
+        }
+        (ours, theirs.unwrap().0.into_inner())
+    }
+
+    /// A frame as a dialing peer sends it: `first` byte (FIN, reserved bits, opcode), masked.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    /// What our end reads next: a message's fragments (taken out, or whole from tungstenite)
+    /// or a ping, or the error that ended the stream.
+    async fn next(ours: &mut WebSocketStream<Direct<DuplexStream>>) -> Result<Vec<Vec<u8>>, String> {
+        let inlet = ours.get_ref().inlet();
+        match tokio::time::timeout(LONG, ours.next()).await.expect("no hang") {
+            Some(Ok(Message::Binary(b))) => Ok(match inlet.claim(&b) {
+                Some(fragments) => fragments.iter().map(|f| f.to_vec()).collect(),
+                None => vec![b.to_vec()],
+            }),
+            Some(Ok(Message::Ping(p))) => Ok(vec![b"ping".to_vec(), p.to_vec()]),
+            Some(Ok(other)) => Err(format!("unexpected {other:?}")),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("end of stream".into()),
+        }
+    }
+
+    /// A small message, a fragmented one (with a ping and an empty fragment inside) and a
+    /// small one again, as bytes.
+    fn three_messages() -> (Vec<u8>, Vec<Vec<u8>>) {
+        let (a, b, c) = (pattern(20, 1), pattern(70_001, 2), pattern(300, 3));
+        let mut wire = frame(0x82, b"before");
+        wire.extend(frame(0x02, &a));
+        wire.extend(frame(0x89, b"hi"));
+        wire.extend(frame(0x00, &b));
+        wire.extend(frame(0x00, &[]));
+        wire.extend(frame(0x80, &c));
+        wire.extend(frame(0x82, b"after"));
+        (wire, vec![a, b, vec![], c])
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_message_is_taken_out_whole_however_the_reads_cut_it() {
+        let (wire, fragments) = three_messages();
+        // All at once, then a byte at a time (every header and payload split at every byte).
+        for step in [wire.len(), 1, 7, 4096] {
+            let (mut ours, mut theirs) = upgraded(true).await;
+            let wire = wire.clone();
+            let writer = tokio::spawn(async move {
+                for piece in wire.chunks(step) {
+                    theirs.write_all(piece).await.unwrap();
+                }
+                theirs
+            });
+            assert_eq!(next(&mut ours).await.unwrap(), vec![b"before".to_vec()]);
+            assert_eq!(
+                next(&mut ours).await.unwrap(),
+                vec![b"ping".to_vec(), b"hi".to_vec()],
+                "the ping inside is passed on"
+            );
+            assert_eq!(next(&mut ours).await.unwrap(), fragments, "step {step}");
+            assert_eq!(next(&mut ours).await.unwrap(), vec![b"after".to_vec()]);
+            drop(writer.await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn before_the_handshake_is_done_tungstenite_joins_the_fragments() {
+        let (wire, fragments) = three_messages();
+        let (mut ours, mut theirs) = upgraded(false).await;
+        let writer = tokio::spawn(async move { theirs.write_all(&wire).await.map(|()| theirs) });
+        assert_eq!(next(&mut ours).await.unwrap(), vec![b"before".to_vec()]);
+        assert_eq!(next(&mut ours).await.unwrap()[0], b"ping");
+        assert_eq!(next(&mut ours).await.unwrap(), vec![fragments.concat()]);
+        assert_eq!(next(&mut ours).await.unwrap(), vec![b"after".to_vec()]);
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_fragmented_message_that_breaks_the_rules_ends_the_stream_with_a_reason() {
+        let start = frame(0x02, b"start");
+        let unmasked = {
+            let mut f = frame(0x80, b"end");
+            f[1] &= 0x7f;
+            f.drain(2..6);
+            f.splice(2.., b"end".iter().copied());
+            f
+        };
+        let mut too_many = vec![];
+        for _ in 0..MAX_FRAGMENTS {
+            too_many.extend(frame(0x00, b"x"));
+        }
+        let mut over = vec![0x80, 0x80 | 127];
+        over.extend_from_slice(&(MAX as u64).to_be_bytes());
+        over.extend_from_slice(&[0; 4]);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("reserved bits", frame(0xc0, b"end"), "reserved bits"),
+            ("unmasked", unmasked, "unmasked frame from the dialing side"),
+            ("binary inside", frame(0x82, b"new"), "a new message began"),
+            ("text inside", frame(0x81, b"new"), "a new message began"),
+            ("fragmented ping", frame(0x09, b"p"), "control frame fragmented"),
+            ("long ping", frame(0x89, &[0; 126]), "over 125 bytes"),
+            ("reserved opcode", frame(0x83, b"?"), "reserved opcode 0x3"),
+            ("too many", too_many, "more than 64 fragments"),
+            ("over the limit", over, "over the 1048576-byte limit"),
+        ];
+        for (name, rest, reason) in cases {
+            let (mut ours, mut theirs) = upgraded(true).await;
+            theirs.write_all(&start).await.unwrap();
+            theirs.write_all(&rest).await.unwrap();
+            let error = next(&mut ours).await.unwrap_err();
+            assert!(error.contains(reason), "{name}: {error}");
+        }
+        // The peer hangs up in the middle of a fragment.
+        let (mut ours, mut theirs) = upgraded(true).await;
+        theirs.write_all(&start).await.unwrap();
+        theirs.write_all(&frame(0x80, &[7; 1000])[..500]).await.unwrap();
+        drop(theirs);
+        let error = next(&mut ours).await.unwrap_err();
+        assert!(error.contains("closed the connection within a fragmented message"), "{error}");
+    }
+}
