@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pulsing::prelude::*;
 use pulsing::wire::{encode, Frame, NodeId, Payload};
-use pulsing_tests::raw::{request, Login, Raw, Received};
+use pulsing_tests::raw::{masked_frame, request, Login, Raw, Received};
 use pulsing_tests::{client, NodeProcess, Worker};
 use tokio::io::AsyncReadExt;
 
@@ -30,10 +30,16 @@ async fn login(node: &NodeProcess) -> Login {
 /// A by-name `process("x")` call on `worker` answers through a fresh login.
 async fn still_serves(node: &NodeProcess) {
     let mut fresh = login(node).await;
-    fresh
-        .send(&[request(1, "worker", "process", Args::new().arg("x"))])
+    answers(&mut fresh, 1).await;
+}
+
+/// A by-name `process("x")` call with id `id` answers on `login`. Once it has, the node has
+/// finished the handshake (and reads fragmented messages beside tungstenite: `inlet.rs`).
+async fn answers(login: &mut Login, id: u64) {
+    login
+        .send(&[request(id, "worker", "process", Args::new().arg("x"))])
         .await;
-    match fresh.response(1).await.expect("an answer") {
+    match login.response(id).await.expect("an answer") {
         Frame::Response {
             result: Ok(Payload::Value(Value::Str(s))),
             ..
@@ -406,5 +412,92 @@ async fn a_last_record_shorter_than_a_tag_closes_only_that_connection() {
     let closed = attacker.raw.until_closed(|_| {}).await;
     let reason = closed.expect("the node closes the connection");
     assert!(reason.contains("too short to be sealed"), "{reason}");
+    still_serves(&node).await;
+}
+
+/// A call cut into WebSocket fragments anywhere (an empty one and a ping among them) is answered
+/// as if it came whole, sealed or not: the node reads fragmented messages beside tungstenite,
+/// each fragment into a buffer of its own (`transport/inlet.rs`), and a cut that is not at a
+/// byte string's edges only costs a copy.
+#[tokio::test]
+async fn a_call_cut_into_fragments_anywhere_is_answered() {
+    for secret in [None, Some(SECRET)] {
+        let args: &[&str] = match secret {
+            Some(_) => &["--secret", "s3cret", "--spawn", "worker"],
+            None => &["--spawn", "worker"],
+        };
+        let node = NodeProcess::start(NODE, args);
+        let mut caller = Login::dial(&node.addr, secret, fresh_id(), "127.0.0.1:1", true)
+            .await
+            .expect("the login succeeds");
+        answers(&mut caller, 1).await;
+        let text = "y".repeat(40_000);
+        let message = caller.seal(&[request(7, "worker", "process", Args::new().arg(text.as_str()))]);
+        let cuts = [1, 2, 100, message.len() / 2, message.len() - 1];
+        let mut wire = vec![];
+        let mut from = 0;
+        for (i, &cut) in cuts.iter().enumerate() {
+            wire.extend(masked_frame(if i == 0 { 0x02 } else { 0x00 }, &message[from..cut]));
+            wire.extend(masked_frame(0x00, &[]));
+            wire.extend(masked_frame(0x89, b"ping"));
+            from = cut;
+        }
+        wire.extend(masked_frame(0x80, &message[from..]));
+        caller.raw.send_frames(&wire).await;
+        match caller.response(7).await.expect("an answer") {
+            Frame::Response {
+                result: Ok(Payload::Value(Value::Str(s))),
+                ..
+            } => assert!(s.starts_with(&text[..100]) && s.contains("processed"), "secret {secret:?}"),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+}
+
+/// A fragmented message that breaks WebSocket's rules, or ours, closes that connection with a
+/// reason that says which rule; the node serves others as before.
+#[tokio::test]
+async fn a_fragmented_message_that_breaks_the_rules_closes_only_that_connection() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut sixty_five = vec![];
+    for _ in 0..64 {
+        sixty_five.extend(masked_frame(0x00, b"x"));
+    }
+    // A continuation that claims 2^62 bytes: refused from its header, nothing allocated.
+    let mut huge = vec![0x80, 0x80 | 127];
+    huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    huge.extend_from_slice(&[1, 2, 3, 4]);
+    let cases = [
+        (masked_frame(0x82, b"again"), "a new message began inside a fragmented one"),
+        (masked_frame(0x09, b"p"), "control frame fragmented"),
+        (sixty_five, "more than 64 fragments"),
+        (huge, "byte limit"),
+    ];
+    for (rest, reason) in cases {
+        let mut attacker = login(&node).await;
+        answers(&mut attacker, 1).await;
+        attacker.raw.send_frames(&masked_frame(0x02, b"start")).await;
+        attacker.raw.send_frames(&rest).await;
+        let closed = attacker.raw.until_closed(|_| {}).await;
+        let said = closed.expect("the node closes the connection");
+        assert!(said.contains(reason), "expected {reason:?}, got {said:?}");
+        still_serves(&node).await;
+    }
+}
+
+/// A peer that starts a fragmented message, promises a megabyte and stops sending holds up
+/// only its own connection: other peers are served meanwhile.
+#[tokio::test]
+async fn a_peer_stalled_within_a_fragmented_message_holds_up_only_itself() {
+    let node = NodeProcess::start(NODE, &["--secret", "s3cret", "--spawn", "worker"]);
+    let mut stalled = login(&node).await;
+    answers(&mut stalled, 1).await;
+    stalled.raw.send_frames(&masked_frame(0x02, b"start")).await;
+    let promised = masked_frame(0x80, &vec![0; 1 << 20]);
+    stalled.raw.send_frames(&promised[..1000]).await;
+    for _ in 0..3 {
+        still_serves(&node).await;
+    }
+    drop(stalled);
     still_serves(&node).await;
 }

@@ -15,6 +15,7 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pulsing::value::{Bytes, Landing, LAND_FROM};
@@ -26,6 +27,9 @@ thread_local! {
     /// This thread drives the runtime on behalf of Python (it may take the GIL back).
     static FOR_PYTHON: Cell<bool> = const { Cell::new(false) };
 }
+
+/// How many byte strings were landed in a `bytes` object so far.
+static LANDED_COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// The landed buffers alive: (address, length, the `bytes` object).
 static LANDED: Mutex<Vec<(usize, usize, usize)>> = Mutex::new(Vec::new());
@@ -67,6 +71,7 @@ fn land(len: usize) -> Option<Box<dyn Landing>> {
         // SAFETY: the object is a `bytes`; its buffer is `len` bytes (plus a NUL) and lives
         // as long as the object.
         let data = unsafe { ffi::PyBytes_AsString(object.as_ptr()) }.cast::<u8>();
+        LANDED_COUNT.fetch_add(1, Ordering::Relaxed);
         Some(Box::new(Landed { object, data, len }) as Box<dyn Landing>)
     })
 }
@@ -125,4 +130,11 @@ pub(crate) fn adopt(py: Python<'_>, b: &Bytes) -> Option<Py<PyAny>> {
     // SAFETY: registered objects are alive (their `Landed`, which `b` keeps alive, holds a
     // strong reference); a new reference is taken under the GIL.
     Some(unsafe { Bound::from_borrowed_ptr(py, object as *mut ffi::PyObject) }.unbind())
+}
+
+/// How many received byte strings this process has read straight into a Python `bytes` (a
+/// diagnostic for tests and benchmarks: the rest were copied).
+#[pyfunction]
+pub(crate) fn landed_count() -> u64 {
+    LANDED_COUNT.load(Ordering::Relaxed)
 }

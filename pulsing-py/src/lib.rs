@@ -66,6 +66,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::resolve, m)?)?;
     m.add_function(wrap_pyfunction!(host::spawn_hosted, m)?)?;
     m.add_function(wrap_pyfunction!(spin::spin_allowed, m)?)?;
+    m.add_function(wrap_pyfunction!(landing::landed_count, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

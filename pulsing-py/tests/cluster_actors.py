@@ -6,6 +6,7 @@ import fractions
 import time
 
 import pulsing as pul
+from pulsing import _native
 
 
 @dataclasses.dataclass
@@ -45,6 +46,10 @@ class Worker:
 
     def echo(self, data):
         return data
+
+    def landed(self):
+        """How many received byte strings this process read straight into `bytes` objects."""
+        return _native.landed_count()
 
     async def aecho(self, data):
         await asyncio.sleep(0)

@@ -71,6 +71,12 @@ impl Raw {
         let _ = self.ws.send(Message::Binary(bytes.into())).await;
     }
 
+    /// Writes `bytes` to the socket as they are: frames made by hand ([`masked_frame`]).
+    pub async fn send_frames(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.ws.get_mut().write_all(bytes).await;
+    }
+
     /// The next binary message, close, or nothing within [`READ_WAIT`].
     pub async fn recv(&mut self) -> Received {
         // One deadline for the whole read: the node's pings must not extend it.
@@ -109,6 +115,28 @@ impl Raw {
             }
         }
     }
+}
+
+/// A WebSocket frame as a dialing peer must send it (masked): `first` is its first byte (FIN,
+/// reserved bits, opcode), e.g. `0x02` for the first fragment of a binary message, `0x00` for
+/// a continuation, `0x80` for the last one.
+pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x5a, 0x13, 0xc7, 0x80];
+    let mut out = vec![first];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
 }
 
 /// A cleartext `Hello` as a node sends it.
