@@ -432,12 +432,20 @@ async fn a_call_cut_into_fragments_anywhere_is_answered() {
             .expect("the login succeeds");
         answers(&mut caller, 1).await;
         let text = "y".repeat(40_000);
-        let message = caller.seal(&[request(7, "worker", "process", Args::new().arg(text.as_str()))]);
+        let message = caller.seal(&[request(
+            7,
+            "worker",
+            "process",
+            Args::new().arg(text.as_str()),
+        )]);
         let cuts = [1, 2, 100, message.len() / 2, message.len() - 1];
         let mut wire = vec![];
         let mut from = 0;
         for (i, &cut) in cuts.iter().enumerate() {
-            wire.extend(masked_frame(if i == 0 { 0x02 } else { 0x00 }, &message[from..cut]));
+            wire.extend(masked_frame(
+                if i == 0 { 0x02 } else { 0x00 },
+                &message[from..cut],
+            ));
             wire.extend(masked_frame(0x00, &[]));
             wire.extend(masked_frame(0x89, b"ping"));
             from = cut;
@@ -448,7 +456,10 @@ async fn a_call_cut_into_fragments_anywhere_is_answered() {
             Frame::Response {
                 result: Ok(Payload::Value(Value::Str(s))),
                 ..
-            } => assert!(s.starts_with(&text[..100]) && s.contains("processed"), "secret {secret:?}"),
+            } => assert!(
+                s.starts_with(&text[..100]) && s.contains("processed"),
+                "secret {secret:?}"
+            ),
             other => panic!("unexpected answer {other:?}"),
         }
     }
@@ -468,7 +479,10 @@ async fn a_fragmented_message_that_breaks_the_rules_closes_only_that_connection(
     huge.extend_from_slice(&(1u64 << 62).to_be_bytes());
     huge.extend_from_slice(&[1, 2, 3, 4]);
     let cases = [
-        (masked_frame(0x82, b"again"), "a new message began inside a fragmented one"),
+        (
+            masked_frame(0x82, b"again"),
+            "a new message began inside a fragmented one",
+        ),
         (masked_frame(0x09, b"p"), "control frame fragmented"),
         (sixty_five, "more than 64 fragments"),
         (huge, "byte limit"),
@@ -476,7 +490,10 @@ async fn a_fragmented_message_that_breaks_the_rules_closes_only_that_connection(
     for (rest, reason) in cases {
         let mut attacker = login(&node).await;
         answers(&mut attacker, 1).await;
-        attacker.raw.send_frames(&masked_frame(0x02, b"start")).await;
+        attacker
+            .raw
+            .send_frames(&masked_frame(0x02, b"start"))
+            .await;
         attacker.raw.send_frames(&rest).await;
         let closed = attacker.raw.until_closed(|_| {}).await;
         let said = closed.expect("the node closes the connection");

@@ -36,15 +36,15 @@ use tokio_util::sync::CancellationToken;
 use super::by_id::{ById, Sharded};
 use super::direct::Direct;
 use super::handshake::{frame_kind, nonce, read_hello, Identity};
+use super::inlet::{Inlet, LowWater};
 use super::outbox::{NotQueued, Outbox};
-use super::inlet::Inlet;
 use super::secure::{self, Opener, Params, MAX_HANDSHAKE_MESSAGE};
 use super::writer::WriteHalf;
 use crate::actor::oneshot;
 use crate::error::{Error, Result};
 use crate::wire::{
-    decode_packed, decode_packed_fragments, encode, Frame, NoArgs, NodeId, Payload, RequestArgs, RequestRef, SharedBytes,
-    SharedStr, PROTOCOL_VERSION,
+    decode_packed, decode_packed_fragments, encode, Frame, NoArgs, NodeId, Payload, RequestArgs,
+    RequestRef, SharedBytes, SharedStr, PROTOCOL_VERSION,
 };
 
 /// How long establishing a connection may take, from the accepted socket (or the dial) to the
@@ -1093,7 +1093,7 @@ pub(crate) async fn establish<S>(
     deadline: tokio::time::Instant,
 ) -> std::result::Result<Arc<Connection>, String>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + LowWater + Unpin + Send + 'static,
 {
     let outlet = ws.get_ref().outlet();
     let inlet = ws.get_ref().inlet();

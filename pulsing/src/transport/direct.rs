@@ -40,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-use super::inlet::{Inlet, Reader, MAX_FRAGMENTS};
+use super::inlet::{Inlet, LowWater, Reader, MAX_FRAGMENTS};
 use super::outbox::Pack;
 use super::spare::Spare;
 
@@ -235,7 +235,9 @@ impl Outlet {
                 .expect("writing to a Vec cannot fail");
             head_ends.push(heads.len());
             match (piece, mask) {
-                (Piece::Own(range), Some(key)) => apply_mask(&mut pack.bytes[range.clone()], key, 0),
+                (Piece::Own(range), Some(key)) => {
+                    apply_mask(&mut pack.bytes[range.clone()], key, 0)
+                }
                 (Piece::Shared(b), Some(key)) => {
                     let from = masked.len();
                     extend_masked(&mut masked, b, key, from)
@@ -360,7 +362,7 @@ pub(super) fn apply_mask(buf: &mut [u8], key: [u8; 4], at: usize) {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Direct<S> {
+impl<S: AsyncRead + LowWater + Unpin> AsyncRead for Direct<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -447,7 +449,8 @@ mod tests {
         } else {
             (Role::Server, Role::Client)
         };
-        let ours = WebSocketStream::from_raw_socket(Direct::new(a, dials, 1 << 24), ours, None).await;
+        let ours =
+            WebSocketStream::from_raw_socket(Direct::new(a, dials, 1 << 24), ours, None).await;
         (
             ours,
             WebSocketStream::from_raw_socket(b, theirs, None).await,

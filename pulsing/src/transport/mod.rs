@@ -543,7 +543,7 @@ impl Transport {
         from: &str,
     ) -> Option<Arc<Connection>>
     where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + inlet::LowWater + Unpin + Send + 'static,
     {
         let inbound = self.inbound.upgrade()?;
         // One bound for the upgrade, the handshake and a refusal's close.

@@ -66,9 +66,9 @@ pub use bigint::BIG_INT;
 /// The byte-string type of [`Value::Bytes`]: the `bytes` crate's, re-exported so callers need
 /// not depend on that crate themselves.
 pub use bytes::Bytes;
-pub(crate) use nested::take_too_deep;
-pub use landing::{land_with, LandFn, Landing, LAND_FROM};
 pub(crate) use landing::{land, Landed};
+pub use landing::{land_with, LandFn, Landing, LAND_FROM};
+pub(crate) use nested::take_too_deep;
 pub use nested::MAX_DEPTH;
 
 use std::fmt;

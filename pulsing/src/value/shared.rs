@@ -90,7 +90,10 @@ pub(crate) fn decode_shared<T>(frame: &Bytes, decode: impl FnOnce(&[u8]) -> T) -
 }
 
 /// Runs `decode` with `fragments` as the buffers large borrowed parts are shared from.
-pub(crate) fn decode_shared_fragments<T>(fragments: &Arc<[Bytes]>, decode: impl FnOnce() -> T) -> T {
+pub(crate) fn decode_shared_fragments<T>(
+    fragments: &Arc<[Bytes]>,
+    decode: impl FnOnce() -> T,
+) -> T {
     with_received(Received::Fragments(fragments.clone()), decode)
 }
 

@@ -85,7 +85,8 @@ impl Cursor {
 
     /// Bytes from `self` to `to`.
     fn distance(&self, to: Cursor, fragments: &[Bytes]) -> usize {
-        let before = |c: &Cursor| fragments[..c.index].iter().map(Bytes::len).sum::<usize>() + c.offset;
+        let before =
+            |c: &Cursor| fragments[..c.index].iter().map(Bytes::len).sum::<usize>() + c.offset;
         before(&to) - before(self)
     }
 
