@@ -14,6 +14,12 @@
 //! than the copy it saved: each write woke the reading peer again (1 MiB echoes 780–898 MB/s
 //! against 918–950 whole, in alternating runs).
 //!
+//! **Cut at its large byte strings.** A message with large byte strings of its own (shared
+//! pieces of the pack; at most 31 of them) goes as one WebSocket message in fragments, cut at
+//! each string's edges, so each string is a fragment the peer reads straight into a buffer of
+//! its own (`inlet.rs`); each fragment has its own masking key. A peer that is not Pulsing
+//! reads an ordinary fragmented message.
+//!
 //! The frames are ordinary WebSocket frames (one binary frame, FIN set, masked from the dialer
 //! as RFC 6455 requires, with a key from the operating system's generator) with a header built
 //! by tungstenite's own [`FrameHeader`]: the peer reads them with tungstenite like any other.

@@ -26,6 +26,10 @@
 //! ([`Inlet::open`]), nothing is taken out: a peer that has not proved the secret only ever
 //! talks to tungstenite.
 //!
+//! **Waking.** While the rest of a large fragment is on the way, the socket's low-water mark is
+//! set to it ([`LowWater`], at most 512 KiB), so the reader wakes once per half megabyte, not
+//! as each segment lands.
+//!
 //! [`land`]: crate::value::land
 
 use std::collections::VecDeque;
@@ -575,23 +579,24 @@ mod tests {
         (ours, theirs.unwrap().0.into_inner())
     }
 
-    /// A frame as a dialing peer sends it: `first` byte (FIN, reserved bits, opcode), masked.
+    /// A frame as a dialing peer sends it: `first` byte (FIN, reserved bits, opcode), masked;
+    /// the header written by tungstenite's own encoder.
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        use tokio_tungstenite::tungstenite::protocol::frame::{coding::OpCode, FrameHeader};
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(0x80 | n as u8),
-            n @ 126..=0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        let header = FrameHeader {
+            is_final: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
+            rsv2: first & 0x20 != 0,
+            rsv3: first & 0x10 != 0,
+            opcode: OpCode::from(first & 0x0f),
+            mask: Some(key),
+        };
+        let mut out = vec![];
+        header.format(payload.len() as u64, &mut out).unwrap();
+        let at = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[at..], key, 0);
         out
     }
 
