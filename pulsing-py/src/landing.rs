@@ -10,6 +10,10 @@
 //! new one. On the driver thread (while Python runs) the hook declines, since taking the GIL
 //! there would make the runtime wait for Python, and the bytes are copied as before.
 //!
+//! While it waits for the GIL, the reading thread holds no lock another thread could wait on
+//! with the GIL held: the connection's write half is only ever tried by other threads
+//! (`write_now`), and every call from Python that waits on the runtime releases the GIL first.
+//!
 //! A landed buffer is a `Bytes` whose owner holds a strong reference to the object; a registry
 //! of the live ones (address, length, object) lets [`adopt`] find the object from the `Bytes`.
 
