@@ -34,7 +34,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -86,6 +85,14 @@ impl Inlet {
         self.open.store(true, Ordering::Release);
     }
 
+    /// Whether every message taken out has been claimed.
+    fn is_drained(&self) -> bool {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// The fragments of the message `message` stands in for, if it is a stand-in.
     pub(crate) fn claim(&self, message: &[u8]) -> Option<Vec<Bytes>> {
         if message != self.token {
@@ -126,8 +133,9 @@ const LOW_WATER_CAP: usize = 512 << 10;
 /// [`LOW_WATER_CAP`]), not as each segment lands. Measured on a 1 MiB echo between two Python
 /// processes: 0.79–0.83× the raw asyncio floor against 0.64–0.70× in the same window, and a
 /// fifth less CPU per echo (BENCHMARKS.md). The kernel still wakes the reader early when the
-/// peer hangs up or the receive window is full, and a peer that stalls mid-fragment is
-/// closed by the connection's silence check, as before.
+/// peer hangs up or the receive window is full (Linux 4.18 and later also grow the receive
+/// buffer to fit the mark; an older kernel may wait for the silence check instead), and the
+/// mark is back at one byte as soon as the fragment is in.
 pub(crate) trait LowWater {
     /// Sets the low-water mark to `bytes` (1: wake for any byte).
     fn set_low_water(&self, bytes: usize);
@@ -165,7 +173,9 @@ impl LowWater for tokio::io::DuplexStream {
 #[derive(Debug)]
 enum Scan {
     /// In the upgrade's HTTP head; after a line feed (carriage returns aside) if `newline`.
+    /// Before its first line (`started` false), empty lines are skipped, as httparse does.
     Http {
+        started: bool,
         newline: bool,
     },
     Header(Header),
@@ -257,7 +267,10 @@ impl Reader {
             inlet: std::sync::Arc::new(Inlet::new()),
             masked,
             max,
-            scan: Scan::Http { newline: false },
+            scan: Scan::Http {
+                started: false,
+                newline: false,
+            },
             unread: BytesMut::new(),
             out: BytesMut::new(),
             taking: None,
@@ -299,6 +312,13 @@ impl Reader {
             let Some(cut) = self.scan(&buf.filled()[start..]) else {
                 return Poll::Ready(Ok(()));
             };
+            if !self.inlet.is_drained() {
+                // In step with tungstenite, a stand-in is claimed before the next message
+                // starts; otherwise this scan has lost the frame boundaries.
+                return Poll::Ready(Err(refused(
+                    "a fragmented message began before the last one was taken".into(),
+                )));
+            }
             let cut = start + cut;
             let mut rest = BytesMut::from(&buf.filled()[cut..]);
             rest.extend_from_slice(&self.unread);
@@ -317,12 +337,13 @@ impl Reader {
         let mut i = 0;
         while i < bytes.len() {
             match &mut self.scan {
-                Scan::Http { newline } => {
+                Scan::Http { started, newline } => {
                     match bytes[i] {
+                        b'\r' | b'\n' if !*started => {}
                         b'\n' if *newline => self.scan = Scan::Header(Header::default()),
                         b'\n' => *newline = true,
                         b'\r' => {}
-                        _ => *newline = false,
+                        _ => (*started, *newline) = (true, false),
                     }
                     i += 1;
                 }
@@ -369,8 +390,8 @@ impl Reader {
                 Part::Header(header) => {
                     let want = header.len().unwrap_or(2);
                     if header.at < want {
-                        let room = uninit(&mut header.bytes[header.at..want]);
-                        header.at += ready!(read_some(&mut self.unread, io, cx, room))?;
+                        let mut room = ReadBuf::new(&mut header.bytes[header.at..want]);
+                        header.at += ready!(read_some(&mut self.unread, io, cx, &mut room))?;
                         continue;
                     }
                     let header = std::mem::take(header);
@@ -391,8 +412,8 @@ impl Reader {
                         if *len >= crate::value::LAND_FROM {
                             low_water(io, &mut self.low_water, *len - *at);
                         }
-                        let room = &mut landed.rest(*at)[..*len - *at];
-                        let n = ready!(read_some(&mut self.unread, io, cx, room))?;
+                        let mut room = ReadBuf::uninit(&mut landed.rest(*at)[..*len - *at]);
+                        let n = ready!(read_some(&mut self.unread, io, cx, &mut room))?;
                         if let Some(key) = *mask {
                             apply_mask(&mut landed.written(*at + n)[*at..], key, *at);
                         }
@@ -419,8 +440,8 @@ impl Reader {
                 }
                 Part::Control { frame, at } => {
                     if *at < frame.len() {
-                        let room = uninit(&mut frame[*at..]);
-                        *at += ready!(read_some(&mut self.unread, io, cx, room))?;
+                        let mut room = ReadBuf::new(&mut frame[*at..]);
+                        *at += ready!(read_some(&mut self.unread, io, cx, &mut room))?;
                         continue;
                     }
                     let Part::Control { frame, .. } = std::mem::take(&mut taking.part) else {
@@ -519,30 +540,22 @@ fn low_water<S: LowWater>(io: &S, current: &mut usize, want: usize) {
     }
 }
 
-/// `bytes` as memory to read into.
-fn uninit(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid `MaybeUninit`s; only bytes are written through it.
-    unsafe { &mut *(bytes as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
-
-/// Reads up to `room.len()` bytes (at least one): from `unread` first, else from the socket.
+/// Reads into `room` (at least one byte, how many): from `unread` first, else from the socket.
 fn read_some<S: AsyncRead + Unpin>(
     unread: &mut BytesMut,
     io: &mut S,
     cx: &mut Context<'_>,
-    room: &mut [MaybeUninit<u8>],
+    room: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<usize>> {
     if !unread.is_empty() {
-        let n = unread.len().min(room.len());
-        // SAFETY: `n` bytes fit both; a `BytesMut` and a `&mut` never overlap.
-        unsafe { std::ptr::copy_nonoverlapping(unread.as_ptr(), room.as_mut_ptr().cast(), n) };
+        let n = unread.len().min(room.remaining());
+        room.put_slice(&unread[..n]);
         unread.advance(n);
         return Poll::Ready(Ok(n));
     }
-    let mut buf = ReadBuf::uninit(room);
-    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
-    match buf.filled().len() {
-        0 if buf.capacity() > 0 => Poll::Ready(Err(io::Error::new(
+    ready!(Pin::new(io).poll_read(cx, room))?;
+    match room.filled().len() {
+        0 if room.remaining() > 0 => Poll::Ready(Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the peer closed the connection within a fragmented message",
         ))),
@@ -733,6 +746,40 @@ mod tests {
             "{marks:?}"
         );
         assert_eq!(marks.last(), Some(&1), "{marks:?}");
+        drop(writer.await.unwrap());
+    }
+
+    /// httparse skips empty lines before the request line; so must the scan of the HTTP head,
+    /// or a client could make it lose the frame boundaries (and take a message out of another
+    /// frame's payload).
+    #[tokio::test]
+    async fn empty_lines_before_the_request_do_not_throw_the_scan_out_of_step() {
+        use tokio::io::AsyncReadExt;
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let accept = tokio::spawn(tokio_tungstenite::accept_async(Direct::new(
+            ours, false, MAX,
+        )));
+        theirs
+            .write_all(
+                b"\r\n\n\r\nGET /pulsing HTTP/1.1\r\nHost: node\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut response = vec![];
+        while !response.ends_with(b"\r\n\r\n") {
+            response.push(theirs.read_u8().await.unwrap());
+        }
+        assert!(response.starts_with(b"HTTP/1.1 101"));
+        let mut ours = accept.await.unwrap().unwrap();
+        ours.get_ref().inlet().open();
+        let (wire, fragments) = three_messages();
+        let writer = tokio::spawn(async move { theirs.write_all(&wire).await.map(|()| theirs) });
+        assert_eq!(next(&mut ours).await.unwrap(), vec![b"before".to_vec()]);
+        assert_eq!(next(&mut ours).await.unwrap()[0], b"ping");
+        assert_eq!(next(&mut ours).await.unwrap(), fragments);
+        assert_eq!(next(&mut ours).await.unwrap(), vec![b"after".to_vec()]);
         drop(writer.await.unwrap());
     }
 

@@ -436,13 +436,13 @@ impl std::fmt::Debug for Opener {
 }
 
 impl Opener {
-    /// The plaintext of one WebSocket message, or why it does not open (the connection must
-    /// then end: a record was changed, dropped, replayed or injected).
     /// Whether messages arrive as they were sent (no secret): nothing to open.
     pub(crate) fn is_plain(&self) -> bool {
         !self.encrypt
     }
 
+    /// The plaintext of one WebSocket message, or why it does not open (the connection must
+    /// then end: a record was changed, dropped, replayed or injected).
     pub(crate) fn open(&mut self, message: Bytes) -> Result<Bytes, Refused> {
         if self.encrypt {
             self.open_always(&message)

@@ -140,7 +140,12 @@ impl<'de> postcard::de_flavors::Flavor<'de> for Flavor<'de> {
                 Err(postcard::Error::DeserializeUnexpectedEnd)
             };
         };
-        let Some(taken) = fragment.get(at.offset..at.offset + ct) else {
+        // `ct` is a length read from the message: it may be anything.
+        let taken = at
+            .offset
+            .checked_add(ct)
+            .and_then(|end| fragment.get(at.offset..end));
+        let Some(taken) = taken else {
             self.spanned = at.index + 1 < self.fragments.len();
             return Err(postcard::Error::DeserializeUnexpectedEnd);
         };
@@ -236,5 +241,12 @@ mod tests {
         let refused = decode_packed_fragments(fragments, 100, |_| true);
         assert!(matches!(refused, Err(FrameError::TooLarge { .. })));
         assert!(matches!(frames(vec![]), Err(FrameError::Malformed(_))));
+        // A length near `usize::MAX` in a message of several fragments.
+        let mut lying = encode(&Frame::Cancel { id: 1 });
+        lying.extend([
+            2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
+        let fragments = vec![Bytes::from(lying), Bytes::from_static(b"rest")];
+        assert!(frames(fragments).is_err());
     }
 }
