@@ -47,7 +47,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
 use super::inlet::{Inlet, LowWater, Reader, MAX_FRAGMENTS};
-use super::outbox::Pack;
+use super::outbox::{Pack, Piece};
 use super::spare::Spare;
 
 /// At most this many buffers per vectored write (Linux takes 1024; a message has a few).
@@ -177,18 +177,7 @@ impl Outlet {
                 spare.give_back(pack.bytes);
                 parts.push(spare.lend(masked));
             }
-            None if pack.bytes.is_empty() => parts.extend(pack.shared.into_iter().map(|(_, b)| b)),
-            None => {
-                let own = spare.lend(pack.bytes);
-                let mut from = 0;
-                for (at, shared) in pack.shared {
-                    parts.push(own.slice(from..at));
-                    parts.push(shared);
-                    from = at;
-                }
-                parts.push(own.slice(from..));
-                parts.retain(|part| !part.is_empty());
-            }
+            None => parts.extend(buffers(pack, spare)),
         }
         parts
     }
@@ -197,45 +186,22 @@ impl Outlet {
     /// can read it straight into a buffer of its own (`inlet.rs`): the headers, then each
     /// fragment's buffer. Each fragment has its own masking key, if this side masks.
     fn fragments(&self, mut pack: Pack, spare: &Arc<Spare>) -> Vec<Bytes> {
-        enum Piece {
-            Own(std::ops::Range<usize>),
-            Shared(Bytes),
-        }
-        let mut pieces = Vec::with_capacity(2 * pack.shared.len() + 1);
-        let mut from = 0;
-        for (at, shared) in std::mem::take(&mut pack.shared) {
-            if at > from {
-                pieces.push(Piece::Own(from..at));
-            }
-            pieces.push(Piece::Shared(shared));
-            from = at;
-        }
-        if pack.bytes.len() > from {
-            pieces.push(Piece::Own(from..pack.bytes.len()));
-        }
-        let shared_len = pieces.iter().map(|p| match p {
-            Piece::Shared(b) => b.len(),
-            Piece::Own(_) => 0,
-        });
-        let mut masked = if self.masks {
-            spare.take(shared_len.sum())
-        } else {
-            Vec::new()
+        let layout: Vec<Piece> = pack.layout().collect();
+        let mut masked = match self.masks {
+            true => spare.take(pack.len() - pack.bytes.len()),
+            false => Vec::new(),
         };
-        let mut heads = Vec::with_capacity(14 * pieces.len());
-        let mut head_ends = Vec::with_capacity(pieces.len());
-        for (i, piece) in pieces.iter().enumerate() {
+        let mut heads = Vec::with_capacity(14 * layout.len());
+        let mut head_ends = Vec::with_capacity(layout.len());
+        for (i, piece) in layout.iter().enumerate() {
             let mask = self.masks.then(mask_key);
             let header = FrameHeader {
-                is_final: i + 1 == pieces.len(),
+                is_final: i + 1 == layout.len(),
                 opcode: OpCode::Data(if i == 0 { Data::Binary } else { Data::Continue }),
                 mask,
                 ..FrameHeader::default()
             };
-            let len = match piece {
-                Piece::Own(range) => range.len(),
-                Piece::Shared(b) => b.len(),
-            };
+            let len = pack.piece(piece).len();
             header
                 .format(len as u64, &mut heads)
                 .expect("writing to a Vec cannot fail");
@@ -244,35 +210,39 @@ impl Outlet {
                 (Piece::Own(range), Some(key)) => {
                     apply_mask(&mut pack.bytes[range.clone()], key, 0)
                 }
-                (Piece::Shared(b), Some(key)) => {
+                (Piece::Shared(_), Some(key)) => {
                     let from = masked.len();
-                    extend_masked(&mut masked, b, key, from)
+                    extend_masked(&mut masked, pack.piece(piece), key, from)
                 }
                 (_, None) => {}
             }
         }
-        let heads = Bytes::from(heads);
-        let own = spare.lend(pack.bytes);
-        let masked = if self.masks {
-            spare.lend(masked)
-        } else {
-            Bytes::new()
+        let bodies = match self.masks {
+            false => buffers(pack, spare),
+            // Own pieces masked in place, shared ones by their copies in `masked`, in order.
+            true => {
+                let (own, masked) = (spare.lend(pack.bytes), spare.lend(masked));
+                let mut from = 0;
+                (layout.iter())
+                    .map(|piece| match piece {
+                        Piece::Own(range) => own.slice(range.clone()),
+                        Piece::Shared(i) => {
+                            let len = pack.shared[*i].1.len();
+                            from += len;
+                            masked.slice(from - len..from)
+                        }
+                    })
+                    .collect()
+            }
         };
-        let mut parts = Vec::with_capacity(2 * pieces.len());
-        let (mut head_from, mut masked_from) = (0, 0);
-        for (piece, head_end) in pieces.into_iter().zip(head_ends) {
+        let heads = Bytes::from(heads);
+        let mut parts = Vec::with_capacity(2 * bodies.len());
+        let mut head_from = 0;
+        for (body, head_end) in bodies.into_iter().zip(head_ends) {
             parts.push(heads.slice(head_from..head_end));
+            parts.push(body);
             head_from = head_end;
-            parts.push(match piece {
-                Piece::Own(range) => own.slice(range),
-                Piece::Shared(b) if self.masks => {
-                    masked_from += b.len();
-                    masked.slice(masked_from - b.len()..masked_from)
-                }
-                Piece::Shared(b) => b,
-            });
         }
-        parts.retain(|part| !part.is_empty());
         parts
     }
 
@@ -285,12 +255,20 @@ impl Outlet {
 /// A fresh masking key; from the operating system's generator, as RFC 6455 asks (10.3).
 fn mask_key() -> [u8; 4] {
     let mut key = [0; 4];
-    if getrandom::fill(&mut key).is_err() {
-        // Never seen on a supported system; the key must still vary.
-        use std::hash::BuildHasher;
-        key = (std::collections::hash_map::RandomState::new().hash_one(0u8) as u32).to_ne_bytes();
-    }
+    fill_random(&mut key);
     key
+}
+
+/// Fills `buf` from the operating system's generator; if that fails (never seen on a supported
+/// system), from std's randomly keyed hasher, since the bytes must still vary.
+pub(super) fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new();
+        for (i, chunk) in buf.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&seed.hash_one(i).to_ne_bytes()[..chunk.len()]);
+        }
+    }
 }
 
 impl State {
@@ -337,6 +315,21 @@ impl Message {
         }
         n
     }
+}
+
+/// The buffers of `pack`'s message in order, unmasked: its own buffer lent from `spare`,
+/// sliced between the shared ones.
+fn buffers(pack: Pack, spare: &Arc<Spare>) -> Vec<Bytes> {
+    let layout: Vec<Piece> = pack.layout().collect();
+    let own = spare.lend(pack.bytes);
+    let shared = pack.shared;
+    layout
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Own(range) => own.slice(range),
+            Piece::Shared(i) => shared[i].1.clone(),
+        })
+        .collect()
 }
 
 /// Appends `piece` to the payload in `masked`, masked: [`MASK_BLOCK`] bytes at a time, each

@@ -42,7 +42,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::direct::apply_mask;
+use super::direct::{apply_mask, fill_random};
 use crate::value::{land, Landed};
 
 /// At most this many data fragments in one message (a sender cuts a message at up to 31 byte
@@ -65,14 +65,9 @@ pub(crate) struct Inlet {
 
 impl Inlet {
     fn new() -> Self {
-        let mut token = [0; TOKEN];
         // The token only has to differ from what a peer sends; a peer never sees it.
-        if getrandom::fill(&mut token).is_err() {
-            use std::hash::BuildHasher;
-            let seed = std::collections::hash_map::RandomState::new();
-            token[..8].copy_from_slice(&seed.hash_one(1u8).to_ne_bytes());
-            token[8..].copy_from_slice(&seed.hash_one(2u8).to_ne_bytes());
-        }
+        let mut token = [0; TOKEN];
+        fill_random(&mut token);
         Inlet {
             token,
             open: AtomicBool::new(false),
@@ -292,9 +287,7 @@ impl Reader {
     ) -> Poll<io::Result<()>> {
         loop {
             if !self.out.is_empty() {
-                let n = self.out.len().min(buf.remaining());
-                buf.put_slice(&self.out[..n]);
-                self.out.advance(n);
+                give(&mut self.out, buf);
                 return Poll::Ready(Ok(()));
             }
             if self.taking.is_some() {
@@ -305,9 +298,7 @@ impl Reader {
             if self.unread.is_empty() {
                 ready!(Pin::new(&mut *io).poll_read(cx, buf))?;
             } else {
-                let n = self.unread.len().min(buf.remaining());
-                buf.put_slice(&self.unread[..n]);
-                self.unread.advance(n);
+                give(&mut self.unread, buf);
             }
             let Some(cut) = self.scan(&buf.filled()[start..]) else {
                 return Poll::Ready(Ok(()));
@@ -471,7 +462,7 @@ impl Reader {
         let len = header.payload_len();
         let last = first & 0x80 != 0;
         let opcode = first & 0x0f;
-        let starts = taking.fragments.is_empty() && taking.size == 0;
+        let starts = taking.fragments.is_empty();
         match opcode {
             0x8..=0xa if !last || len > 125 => Err(refused(
                 "a control frame fragmented or over 125 bytes inside a fragmented message".into(),
@@ -540,6 +531,14 @@ fn low_water<S: LowWater>(io: &S, current: &mut usize, want: usize) {
     }
 }
 
+/// Moves as much of `from` as fits into `to`; how much.
+fn give(from: &mut BytesMut, to: &mut ReadBuf<'_>) -> usize {
+    let n = from.len().min(to.remaining());
+    to.put_slice(&from[..n]);
+    from.advance(n);
+    n
+}
+
 /// Reads into `room` (at least one byte, how many): from `unread` first, else from the socket.
 fn read_some<S: AsyncRead + Unpin>(
     unread: &mut BytesMut,
@@ -548,10 +547,7 @@ fn read_some<S: AsyncRead + Unpin>(
     room: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<usize>> {
     if !unread.is_empty() {
-        let n = unread.len().min(room.remaining());
-        room.put_slice(&unread[..n]);
-        unread.advance(n);
-        return Poll::Ready(Ok(n));
+        return Poll::Ready(Ok(give(unread, room)));
     }
     ready!(Pin::new(io).poll_read(cx, room))?;
     match room.filled().len() {

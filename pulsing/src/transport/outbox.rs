@@ -55,19 +55,42 @@ impl Pack {
         self.bytes.len() + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 
-    /// The message's pieces, in order.
-    pub(super) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        let ends = self.shared.iter().map(|(at, b)| (*at, Some(&b[..])));
+    /// Where the message's pieces are, in order (empty ones left out).
+    pub(super) fn layout(&self) -> impl Iterator<Item = Piece> + '_ {
+        let ends =
+            (self.shared.iter().enumerate()).map(|(i, (at, _))| (*at, Some(Piece::Shared(i))));
         let ends = ends.chain(std::iter::once((self.bytes.len(), None)));
         let mut from = 0;
         ends.flat_map(move |(to, shared)| {
-            let own = &self.bytes[from..to];
+            let own = Piece::Own(from..to);
             from = to;
             [Some(own), shared]
         })
         .flatten()
-        .filter(|piece| !piece.is_empty())
+        .filter(|piece| !self.piece(piece).is_empty())
     }
+
+    /// The bytes of `piece`.
+    pub(super) fn piece(&self, piece: &Piece) -> &[u8] {
+        match piece {
+            Piece::Own(range) => &self.bytes[range.clone()],
+            Piece::Shared(i) => &self.shared[*i].1,
+        }
+    }
+
+    /// The message's pieces, in order.
+    pub(super) fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.layout().map(|piece| self.piece(&piece))
+    }
+}
+
+/// Where one piece of a [`Pack`]'s message is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Piece {
+    /// These bytes of `bytes`.
+    Own(std::ops::Range<usize>),
+    /// `shared[i]`.
+    Shared(usize),
 }
 
 /// Why the outbox did not queue a frame.
