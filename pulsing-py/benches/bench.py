@@ -11,7 +11,9 @@ with the CPU per call of caller and server (the server's from ``/proc/<pid>/task
 nanoseconds) beside the floor's. Floors: an asyncio TCP echo between the same two processes (a
 call across processes), a raw asyncio 1 MiB echo (the 1 MiB rows), a bare thread hand-off
 (``SimpleQueue`` + ``call_soon_threadsafe``: a same-process ``def`` call). ``--busy`` keeps one
-CPU busy with ``yes > /dev/null`` for the whole run. ``--json FILE`` appends the figures.
+CPU busy with ``yes > /dev/null`` for the whole run. ``--json FILE`` appends the figures. Each
+row warms up for a second first (``WARM_UP_S``), and prints "moves": how often the threads of
+caller (+ server) moved between CPUs during its measured blocks, the row's and its floor's.
 
 Ray (``pip install ray``, only for this script) runs with ``ray.init(num_cpus=2)``. Across
 processes, Pulsing's server is a second Python process on loopback (port 0).
@@ -39,6 +41,13 @@ from pulsing import _targets  # its `_HOLD_REMOTE_US` decides whether a call hol
 
 SEQ_CALLS = 3000
 BLOCKS = 6  # a latency row and its floor alternate in this many blocks
+# Each row warms up (alternating with its floor) for at least this long: for about a second after
+# a process starts a thread (the first `def` call starts a worker), Linux keeps moving the
+# threads of both processes between the two vCPUs (80-750 migrations of each loop thread over
+# a row's 3,000 calls and 3,000 floor echoes, against 0-15 afterwards; `se.nr_migrations`,
+# 2026-12-05: each row prints them), and a row measured then shows the migrations, not the call (1.22-1.59x against 1.09-1.19x for the same row
+# measured again a moment later). 200 calls, the warm-up before, took 20 ms.
+WARM_UP_S = 1.0
 THROUGHPUT_CALLS = 40_000
 REPEATS = 5
 MIB = 1 << 20
@@ -110,6 +119,19 @@ def process_cpu(pid: int) -> float:
     return total / 1e9
 
 
+def process_migrations(pid: int) -> int:
+    """How often the threads of process ``pid`` moved between CPUs so far (``se.nr_migrations``
+    of each live thread in ``/proc/<pid>/task/*/sched``; 0 where the kernel does not show it)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                total += next((int(float(line.split(":")[1])) for line in f if line.startswith("se.nr_migrations")), 0)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended, or a kernel without the file
+    return total
+
+
 def process_faults(pid: "int | None") -> int:
     """Page faults (minor + major) of process ``pid`` so far (``None``: this process)."""
     if pid is None:
@@ -128,19 +150,23 @@ class Cost:
         self.caller = 0.0
         self.server = 0.0
         self.faults = [0, 0]  # page faults of caller and server
+        self.migrations = [0, 0]  # threads moved between CPUs, caller and server
 
     async def block(self, call, n, server_pid) -> None:
         mine, theirs = time.process_time(), process_cpu(server_pid) if server_pid else 0.0
         faults = process_faults(None), process_faults(server_pid) if server_pid else 0
+        moved = process_migrations(os.getpid()), process_migrations(server_pid) if server_pid else 0
         for i in range(n):
             t0 = time.perf_counter()
             await call(i)
             self.times.append(time.perf_counter() - t0)
         self.caller += time.process_time() - mine
         self.faults[0] += process_faults(None) - faults[0]
+        self.migrations[0] += process_migrations(os.getpid()) - moved[0]
         if server_pid:
             self.server += process_cpu(server_pid) - theirs
             self.faults[1] += process_faults(server_pid) - faults[1]
+            self.migrations[1] += process_migrations(server_pid) - moved[1]
 
     @property
     def latency(self) -> float:
@@ -156,10 +182,13 @@ class Cost:
 
 
 async def paired(call, floor, server_pid=None, n=SEQ_CALLS) -> "tuple[Cost, Cost]":
-    """``call`` and its ``floor`` measured in alternating blocks (after a warm-up of each)."""
-    for i in range(200):
+    """``call`` and its ``floor`` measured in alternating blocks, after a warm-up of both (at
+    least 200 of each, alternating, for at least ``WARM_UP_S``)."""
+    start, i = time.perf_counter(), 0
+    while i < 200 or time.perf_counter() - start < WARM_UP_S:
         await call(i)
         await floor(i)
+        i += 1
     costs = Cost(), Cost()
     for _ in range(BLOCKS):
         await costs[0].block(call, n // BLOCKS, server_pid)
@@ -192,6 +221,9 @@ def row(name: str, cost: Cost, floor: Cost, *, server: bool, unit=None) -> str:
         f"{shown} = {ratio:.2f}× floor ({floor_shown}); "
         f"CPU/call {cpu} µs = {cpu_ratio:.2f}× floor's ({fcpu})"
     )
+    moved = [a + b for a, b in zip(cost.migrations, floor.migrations)]
+    FIGURES[name]["migrations"] = moved
+    text += f"; moves {moved[0]:,}+{moved[1]:,}" if server else f"; moves {moved[0]:,}"
     if unit is not None:  # the large-message rows: page faults per call too
         (pc, ps), (pfc, pfs) = cost.faults_per_call(), floor.faults_per_call()
         FIGURES[name].update(faults_caller=pc, faults_server=ps, floor_faults_caller=pfc, floor_faults_server=pfs)
