@@ -10,12 +10,14 @@
 //! one of the connection's spare buffers.
 //!
 //! **Few writes.** The message goes to the socket whole (as far as the socket takes it), except
-//! on the dialing side for a lone message with shared pieces: their masked copies are made and
-//! written [`MASK_AHEAD`] (256 KiB) at a time, so the kernel copies each block from the cache
-//! it was just masked in, and the peer reads the first while the next is masked. That pays only
-//! because the peer's reader asks to be woken once per half megabyte (`SO_RCVLOWAT`,
-//! `inlet.rs`): before it did, writing a 1 MiB message 64 or 256 KiB at a time was slower than
-//! writing it whole (each write woke the reading peer again: 780–898 MB/s against 918–950).
+//! on the dialing side for a lone message with shared pieces: their masked copies are made
+//! [`MASK_AHEAD`] (256 KiB) at a time, the next block once the last is written, and each write
+//! takes what is masked (the first also carries the headers). So the kernel copies each block
+//! from the cache it was just masked in, and the peer reads the first while the next is masked.
+//! That pays only because the peer's reader asks to be woken once per half megabyte
+//! (`SO_RCVLOWAT`, `inlet.rs`): before it did, writing a 1 MiB message in blocks was slower than
+//! writing it whole, since each write woke the reading peer again (64 KiB blocks: 780–898 MB/s
+//! against 918–950; 256 KiB blocks: 1,025–1,086 against 1,060–1,170).
 //!
 //! **Cut at its large byte strings.** A message with large byte strings of its own (shared
 //! pieces of the pack; at most 31 of them) goes as one WebSocket message in fragments, cut at
@@ -64,14 +66,14 @@ const SLICES: usize = 16;
 /// in one pass, into uninitialised memory, was no faster: 82–91 µs.)
 const MASK_BLOCK: usize = 16 << 10;
 
-/// How much of a lone message's shared pieces is copied and masked before each write (`Masking`).
-/// Sequential 1 MiB echoes, Python to Python: 1,263–1,414 MB/s against 1,165–1,358 with the
-/// whole message masked first (14 alternating pairs, higher in all 14), and up to 70 µs less
-/// CPU per echo on the dialing side: the block is still in the cache when the kernel copies it, and the
-/// peer, which the reader's low-water mark wakes only per half megabyte (`inlet.rs`), reads the
-/// first half while the rest is masked. 128 KiB blocks were slower than none (1,109–1,140 MB/s),
-/// 512 KiB no better than 256. With other messages queued behind it, masking ahead gained
-/// nothing (8 in flight: within 5% either way), so those are masked whole.
+/// How much of a lone message's shared pieces is copied and masked at a time, once the writes
+/// have caught up with what is masked (`Masking`). Sequential 1 MiB echoes, Python to Python,
+/// against the whole message masked first, alternating runs: 1,361–1,442 MB/s against
+/// 1,237–1,311, with 27–70 µs less CPU per echo on the dialing side (4 pairs, higher in all 4).
+/// The block is still in the cache when the kernel copies it, and the peer, which the reader's
+/// low-water mark wakes only per half megabyte (`inlet.rs`), reads the first half while the rest
+/// is masked. 128 KiB blocks were slower than none (1,109–1,140 MB/s); 512 KiB no better than
+/// 256. MASK_AHEAD_QUEUED
 const MASK_AHEAD: usize = 256 << 10;
 
 /// A socket with an [`Outlet`] for large messages, and a read half that takes fragmented
@@ -218,9 +220,11 @@ impl Outlet {
 
     /// Queues `pack` for the next flush, masked if this side masks; `spare` lends and takes
     /// back the pack's own buffer, and the buffer a masked copy of shared pieces is made in;
-    /// `lone`: nothing is queued behind it (its shared pieces are then masked as it is written,
-    /// [`MASK_AHEAD`] at a time). The write half puts a message only when the last one is written
-    /// ([`is_busy`](Self::is_busy) is false).
+    /// `lone`: nothing is queued behind it. On the dialing side, a lone message sent in
+    /// fragments (at most 31 shared pieces) has its shared pieces masked as it is written,
+    /// [`MASK_AHEAD`] at a time; any other is masked whole before its first write. The write
+    /// half puts a message only when the last one is written ([`is_busy`](Self::is_busy) is
+    /// false).
     pub(super) fn put(&self, pack: Pack, spare: &Arc<Spare>, lone: bool) {
         let (parts, masking) = if !pack.shared.is_empty() && 2 * pack.shared.len() < MAX_FRAGMENTS {
             self.fragments(pack, spare, lone)
@@ -380,12 +384,7 @@ impl State {
                 self.message = None;
                 break;
             }
-            if message.slices(&mut [IoSlice::new(&[])]) == 0 {
-                // All that is masked is written: mask the next block.
-                if let Some(masking) = &mut message.masking {
-                    masking.more();
-                }
-            }
+            message.mask_ahead();
             let mut slices = [IoSlice::new(&[]); SLICES];
             let n = message.slices(&mut slices);
             let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
@@ -400,7 +399,33 @@ impl State {
 }
 
 impl Message {
-    /// The unwritten bytes, as up to `out.len()` slices; how many.
+    /// Masks the next block of the shared pieces once every masked byte is written (so too
+    /// before the first write, which then carries the headers and the first block together).
+    fn mask_ahead(&mut self) {
+        let written = self.masked_written();
+        if let Some(masking) = &mut self.masking {
+            if masking.buf.len() == written {
+                masking.more();
+            }
+        }
+    }
+
+    /// How many bytes of the `Part::Masked` parts are written.
+    fn masked_written(&self) -> usize {
+        let (mut start, mut total) = (0, 0);
+        for part in &self.parts {
+            if start >= self.written {
+                break;
+            }
+            if let Part::Masked(range) = part {
+                total += (self.written - start).min(range.len());
+            }
+            start += part.len();
+        }
+        total
+    }
+
+    /// The unwritten bytes, as up to `out.len()` slices; how many (up to what is masked).
     fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut skip = self.written;
         let mut n = 0;
@@ -726,53 +751,196 @@ mod tests {
         }
     }
 
-    /// How much of the waiting message's shared pieces is masked so far.
-    fn masked_so_far(outlet: &Outlet) -> usize {
+    /// How much of the waiting message's shared pieces is masked, and how much of that is
+    /// written (None: no message waits).
+    fn masking_state(outlet: &Outlet) -> Option<(usize, usize)> {
         let state = outlet.lock();
-        let message = state.message.as_ref().expect("a message is waiting");
-        message.masking.as_ref().expect("shared pieces").buf.len()
+        let message = state.message.as_ref()?;
+        let masked = message.masking.as_ref().expect("shared pieces").buf.len();
+        Some((masked, message.masked_written()))
     }
 
-    /// A lone message's shared pieces are masked a block ahead of the writes, and arrive
-    /// intact (pieces longer than a block, of odd lengths, so blocks end mid-word of the key);
-    /// with a message queued behind it, they are masked all at once.
+    /// A large value whose shared pieces are longer than a block, of odd lengths (so blocks end
+    /// mid-word of a key), one a whole number of blocks (so a block ends at a piece's end),
+    /// with own bytes between them; and the length of its shared pieces.
+    fn big_value() -> (Value, usize) {
+        let block = MASK_AHEAD as u32;
+        let big = Value::List(vec![
+            Value::Bytes(pattern(2 * block + 101).into()),
+            Value::Str("between".into()),
+            Value::Bytes(pattern(2 * block).into()),
+            Value::Bytes(pattern(block + 3).into()),
+        ]);
+        (big, 5 * MASK_AHEAD + 104)
+    }
+
+    /// Writes `big` (and, unless `lone`, a small message queued behind it) from `half`; checks
+    /// what the peer reads.
+    async fn send_big(
+        mut half: crate::transport::writer::WriteHalf,
+        mut peer: WebSocketStream<DuplexStream>,
+        outlet: Arc<Outlet>,
+        big: &Value,
+        lone: bool,
+        ahead: usize,
+    ) {
+        let (control, data) = (Outbox::default(), Outbox::default());
+        data.push_quietly(big).unwrap();
+        if !lone {
+            data.push_quietly(&7u32).unwrap();
+        }
+        let reader = tokio::spawn(async move {
+            let first = next_binary(&mut peer).await.0;
+            let second = if lone {
+                None
+            } else {
+                Some(next_binary(&mut peer).await.0)
+            };
+            (first, second)
+        });
+        // Never more than `ahead` masked and not yet written, at every turn of the writer.
+        let written = std::future::poll_fn(|cx| {
+            let poll = half.poll_write(cx, &control, Some(&data));
+            if let Some((masked, written)) = masking_state(&outlet) {
+                assert!(
+                    masked - written <= ahead,
+                    "{masked} masked, {written} written"
+                );
+            }
+            poll
+        });
+        tokio::time::timeout(LONG, written).await.unwrap().unwrap();
+        let (first, second) = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
+        assert_eq!(&postcard::from_bytes::<Value>(&first).unwrap(), big);
+        if let Some(second) = second {
+            assert_eq!(postcard::from_bytes::<u32>(&second).unwrap(), 7);
+        }
+    }
+
+    /// A lone message's shared pieces are masked a block ahead of the writes, never more, and
+    /// arrive intact; with a message queued behind it, they are masked all at once.
     #[tokio::test]
     async fn a_lone_message_is_masked_a_block_ahead_of_its_writes() {
-        let big = Value::List(vec![
-            Value::Bytes(pattern(2 * MASK_AHEAD as u32 + 101).into()),
-            Value::Str("between".into()),
-            Value::Bytes(pattern(MASK_AHEAD as u32 + 3).into()),
-        ]);
-        let shared_len = 3 * MASK_AHEAD + 104;
+        let (big, shared_len) = big_value();
         for lone in [true, false] {
-            let (ours, mut peer) = pair(true, 8 << 10).await;
+            let (ours, peer) = pair(true, 8 << 10).await;
             let outlet = ours.get_ref().outlet();
             let (sink, _stream) = ours.split();
             let mut half = half_over(Box::pin(sink), outlet.clone());
+            let ahead = if lone { MASK_AHEAD } else { shared_len };
+            // The peer is not reading: the message stops a few KiB in, one block masked.
             let (control, data) = (Outbox::default(), Outbox::default());
             data.push_quietly(&big).unwrap();
             if !lone {
                 data.push_quietly(&7u32).unwrap();
             }
-            // The peer is not reading: the message stops a few KiB in.
             assert!(!half.write_now(&control, &data));
-            let expected = if lone { MASK_AHEAD } else { shared_len };
-            assert_eq!(masked_so_far(&outlet), expected, "lone: {lone}");
-            let reader = tokio::spawn(async move {
-                let first = next_binary(&mut peer).await.0;
-                let second = if lone {
-                    None
-                } else {
-                    Some(next_binary(&mut peer).await.0)
-                };
-                (first, second)
-            });
-            let written = std::future::poll_fn(|cx| half.poll_write(cx, &control, Some(&data)));
-            tokio::time::timeout(LONG, written).await.unwrap().unwrap();
-            let (first, second) = tokio::time::timeout(LONG, reader).await.unwrap().unwrap();
-            assert_eq!(postcard::from_bytes::<Value>(&first).unwrap(), big);
-            if let Some(second) = second {
-                assert_eq!(postcard::from_bytes::<u32>(&second).unwrap(), 7);
+            let (masked, _) = masking_state(&outlet).expect("waiting");
+            assert_eq!(masked, ahead, "lone: {lone}");
+            // Start over on a fresh connection and send it all, checking every turn.
+            let (ours, peer2) = pair(true, 8 << 10).await;
+            drop(peer);
+            let outlet = ours.get_ref().outlet();
+            let (sink, _stream) = ours.split();
+            let half = half_over(Box::pin(sink), outlet.clone());
+            send_big(half, peer2, outlet, &big, lone, ahead).await;
+        }
+    }
+
+    /// A socket that records how many bytes each write took (a vectored write is one write).
+    struct Recording {
+        io: DuplexStream,
+        writes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl LowWater for Recording {
+        fn set_low_water(&self, _bytes: usize) {}
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &joined))?;
+            self.writes.lock().unwrap().push(n);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// On a socket that takes everything: a lone message goes out a block per write, the
+    /// headers with the first block (not in a write of their own); a queued one in one write.
+    #[tokio::test]
+    async fn a_lone_message_goes_out_a_block_per_write_the_headers_with_the_first() {
+        let (big, shared_len) = big_value();
+        for lone in [true, false] {
+            let (a, b) = tokio::io::duplex(8 << 20);
+            let writes = Arc::new(Mutex::new(Vec::new()));
+            let socket = Recording {
+                io: a,
+                writes: writes.clone(),
+            };
+            let ours = WebSocketStream::from_raw_socket(
+                Direct::new(socket, true, 1 << 24),
+                Role::Client,
+                None,
+            )
+            .await;
+            let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+            let outlet = ours.get_ref().outlet();
+            let (sink, _stream) = ours.split();
+            let half = half_over(Box::pin(sink), outlet.clone());
+            let ahead = if lone { MASK_AHEAD } else { shared_len };
+            send_big(half, peer, outlet, &big, lone, ahead).await;
+            let writes = writes.lock().unwrap().clone();
+            let (first, headers) = (writes[0], 128); // headers and own bytes: under 128
+            if lone {
+                // 5 blocks and 104 bytes: 6 writes, each a block at most (and its headers).
+                assert_eq!(writes.len(), 6, "{writes:?}");
+                assert!(first > MASK_AHEAD, "{writes:?}");
+                assert!(
+                    writes.iter().all(|&n| n <= MASK_AHEAD + headers),
+                    "{writes:?}"
+                );
+            } else {
+                // The whole message, then the small one.
+                assert_eq!(writes.len(), 2, "{writes:?}");
+                assert!(
+                    first > shared_len && first <= shared_len + headers,
+                    "{writes:?}"
+                );
             }
         }
     }
