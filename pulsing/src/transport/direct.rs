@@ -10,8 +10,8 @@
 //! one of the connection's spare buffers.
 //!
 //! **Few writes.** The message goes to the socket whole (as far as the socket takes it), except
-//! on the dialing side for a lone message with shared pieces: their masked copies are made
-//! [`MASK_AHEAD`] (256 KiB) at a time, the next block once the last is written, and each write
+//! on the dialing side for a message sent in fragments: the masked copies of its shared pieces
+//! are made [`MASK_AHEAD`] (256 KiB) at a time, the next block once the last is written, and each write
 //! takes what is masked (the first also carries the headers). So the kernel copies each block
 //! from the cache it was just masked in, and the peer reads the first while the next is masked.
 //! That pays only because the peer's reader asks to be woken once per half megabyte
@@ -66,14 +66,15 @@ const SLICES: usize = 16;
 /// in one pass, into uninitialised memory, was no faster: 82–91 µs.)
 const MASK_BLOCK: usize = 16 << 10;
 
-/// How much of a lone message's shared pieces is copied and masked at a time, once the writes
+/// How much of a message's shared pieces is copied and masked at a time, once the writes
 /// have caught up with what is masked (`Masking`). Sequential 1 MiB echoes, Python to Python,
 /// against the whole message masked first, alternating runs: 1,361–1,442 MB/s against
 /// 1,237–1,311, with 27–70 µs less CPU per echo on the dialing side (4 pairs, higher in all 4).
 /// The block is still in the cache when the kernel copies it, and the peer, which the reader's
 /// low-water mark wakes only per half megabyte (`inlet.rs`), reads the first half while the rest
 /// is masked. 128 KiB blocks were slower than none (1,109–1,140 MB/s); 512 KiB no better than
-/// 256. MASK_AHEAD_QUEUED
+/// 256. At 8 in flight it is no slower than masking each message whole (2,128–2,185 against
+/// 2,088–2,169 MB/s, 4 pairs).
 const MASK_AHEAD: usize = 256 << 10;
 
 /// A socket with an [`Outlet`] for large messages, and a read half that takes fragmented
@@ -151,7 +152,7 @@ impl Part {
 }
 
 /// The masked copies of a message's shared pieces (Python `bytes` lent to the frame, which must
-/// not change), made between writes, `ahead` bytes at a time: a lone 1 MiB message is copied,
+/// not change), made between writes, [`MASK_AHEAD`] at a time: a 1 MiB message is copied,
 /// masked and written a block at a time, so the peer starts reading while the rest is masked,
 /// and the kernel copies each block out of the cache it was just masked in.
 #[derive(Debug)]
@@ -163,25 +164,23 @@ struct Masking {
     /// The piece being copied, and how much of it is.
     piece: usize,
     done: usize,
-    ahead: usize,
     spare: Arc<Spare>,
 }
 
 impl Masking {
-    fn new(pieces: Vec<(Bytes, [u8; 4])>, len: usize, ahead: usize, spare: &Arc<Spare>) -> Self {
+    fn new(pieces: Vec<(Bytes, [u8; 4])>, len: usize, spare: &Arc<Spare>) -> Self {
         Masking {
             buf: spare.take(len),
             pieces,
             piece: 0,
             done: 0,
-            ahead,
             spare: spare.clone(),
         }
     }
 
-    /// Copies and masks the next `ahead` bytes (or all that are left).
+    /// Copies and masks the next [`MASK_AHEAD`] bytes (or all that are left).
     fn more(&mut self) {
-        let mut budget = self.ahead;
+        let mut budget = MASK_AHEAD;
         while let Some((piece, key)) = self.pieces.get(self.piece).filter(|_| budget > 0) {
             let n = budget.min(piece.len() - self.done);
             let payload_from = self.buf.len() - self.done;
@@ -219,15 +218,14 @@ impl Outlet {
     }
 
     /// Queues `pack` for the next flush, masked if this side masks; `spare` lends and takes
-    /// back the pack's own buffer, and the buffer a masked copy of shared pieces is made in;
-    /// `lone`: nothing is queued behind it. On the dialing side, a lone message sent in
-    /// fragments (at most 31 shared pieces) has its shared pieces masked as it is written,
-    /// [`MASK_AHEAD`] at a time; any other is masked whole before its first write. The write
-    /// half puts a message only when the last one is written ([`is_busy`](Self::is_busy) is
-    /// false).
-    pub(super) fn put(&self, pack: Pack, spare: &Arc<Spare>, lone: bool) {
+    /// back the pack's own buffer, and the buffer a masked copy of shared pieces is made in.
+    /// On the dialing side, a message sent in fragments (at most 31 shared pieces) has its
+    /// shared pieces masked as it is written, [`MASK_AHEAD`] at a time; any other is masked
+    /// whole before its first write. The write half puts a message only when the last one is
+    /// written ([`is_busy`](Self::is_busy) is false).
+    pub(super) fn put(&self, pack: Pack, spare: &Arc<Spare>) {
         let (parts, masking) = if !pack.shared.is_empty() && 2 * pack.shared.len() < MAX_FRAGMENTS {
-            self.fragments(pack, spare, lone)
+            self.fragments(pack, spare)
         } else {
             let parts = self.whole(pack, spare);
             (parts.into_iter().map(Part::Buffer).collect(), None)
@@ -282,13 +280,8 @@ impl Outlet {
     /// can read it straight into a buffer of its own (`inlet.rs`): the headers, then each
     /// fragment's buffer. Each fragment has its own masking key, if this side masks; its own
     /// pieces are masked where they are, its shared ones copied and masked as the message is
-    /// written ([`Masking`]): [`MASK_AHEAD`] at a time if it is `lone`, else all at once.
-    fn fragments(
-        &self,
-        mut pack: Pack,
-        spare: &Arc<Spare>,
-        lone: bool,
-    ) -> (Vec<Part>, Option<Masking>) {
+    /// written ([`Masking`]), [`MASK_AHEAD`] at a time.
+    fn fragments(&self, mut pack: Pack, spare: &Arc<Spare>) -> (Vec<Part>, Option<Masking>) {
         let layout: Vec<Piece> = pack.layout().collect();
         let mut heads = Vec::with_capacity(14 * layout.len());
         let mut head_ends = Vec::with_capacity(layout.len());
@@ -332,8 +325,7 @@ impl Outlet {
                         }
                     })
                     .collect();
-                let ahead = if lone { MASK_AHEAD } else { usize::MAX };
-                (bodies, Some(Masking::new(copies, from, ahead, spare)))
+                (bodies, Some(Masking::new(copies, from, spare)))
             }
         };
         let heads = Bytes::from(heads);
@@ -762,50 +754,45 @@ mod tests {
 
     /// A large value whose shared pieces are longer than a block, of odd lengths (so blocks end
     /// mid-word of a key), one a whole number of blocks (so a block ends at a piece's end),
-    /// with own bytes between them; and the length of its shared pieces.
-    fn big_value() -> (Value, usize) {
+    /// with own bytes between them: 5 blocks and 104 bytes of shared pieces in all.
+    fn big_value() -> Value {
         let block = MASK_AHEAD as u32;
-        let big = Value::List(vec![
+        Value::List(vec![
             Value::Bytes(pattern(2 * block + 101).into()),
             Value::Str("between".into()),
             Value::Bytes(pattern(2 * block).into()),
             Value::Bytes(pattern(block + 3).into()),
-        ]);
-        (big, 5 * MASK_AHEAD + 104)
+        ])
     }
 
-    /// Writes `big` (and, unless `lone`, a small message queued behind it) from `half`; checks
-    /// what the peer reads.
+    /// Writes `big` (and, if `queued`, a small message queued behind it) from `half`; checks
+    /// what the peer reads, and that never more than a block is masked and not yet written.
     async fn send_big(
         mut half: crate::transport::writer::WriteHalf,
         mut peer: WebSocketStream<DuplexStream>,
         outlet: Arc<Outlet>,
         big: &Value,
-        lone: bool,
-        ahead: usize,
+        queued: bool,
     ) {
         let (control, data) = (Outbox::default(), Outbox::default());
         data.push_quietly(big).unwrap();
-        if !lone {
+        if queued {
             data.push_quietly(&7u32).unwrap();
         }
         let reader = tokio::spawn(async move {
             let first = next_binary(&mut peer).await.0;
-            let second = if lone {
-                None
-            } else {
-                Some(next_binary(&mut peer).await.0)
+            let second = match queued {
+                true => Some(next_binary(&mut peer).await.0),
+                false => None,
             };
             (first, second)
         });
-        // Never more than `ahead` masked and not yet written, at every turn of the writer.
+        // At every turn of the writer.
         let written = std::future::poll_fn(|cx| {
             let poll = half.poll_write(cx, &control, Some(&data));
             if let Some((masked, written)) = masking_state(&outlet) {
-                assert!(
-                    masked - written <= ahead,
-                    "{masked} masked, {written} written"
-                );
+                let ahead = masked - written;
+                assert!(ahead <= MASK_AHEAD, "{masked} masked, {written} written");
             }
             poll
         });
@@ -817,33 +804,31 @@ mod tests {
         }
     }
 
-    /// A lone message's shared pieces are masked a block ahead of the writes, never more, and
-    /// arrive intact; with a message queued behind it, they are masked all at once.
+    /// A message's shared pieces are masked a block ahead of the writes, never more, whether or
+    /// not another message is queued behind it, and arrive intact.
     #[tokio::test]
-    async fn a_lone_message_is_masked_a_block_ahead_of_its_writes() {
-        let (big, shared_len) = big_value();
-        for lone in [true, false] {
-            let (ours, peer) = pair(true, 8 << 10).await;
+    async fn shared_pieces_are_masked_a_block_ahead_of_the_writes() {
+        let big = big_value();
+        for queued in [false, true] {
+            // The peer is not reading: the message stops a few KiB in, one block masked.
+            let (ours, _peer) = pair(true, 8 << 10).await;
             let outlet = ours.get_ref().outlet();
             let (sink, _stream) = ours.split();
             let mut half = half_over(Box::pin(sink), outlet.clone());
-            let ahead = if lone { MASK_AHEAD } else { shared_len };
-            // The peer is not reading: the message stops a few KiB in, one block masked.
             let (control, data) = (Outbox::default(), Outbox::default());
             data.push_quietly(&big).unwrap();
-            if !lone {
+            if queued {
                 data.push_quietly(&7u32).unwrap();
             }
             assert!(!half.write_now(&control, &data));
             let (masked, _) = masking_state(&outlet).expect("waiting");
-            assert_eq!(masked, ahead, "lone: {lone}");
-            // Start over on a fresh connection and send it all, checking every turn.
-            let (ours, peer2) = pair(true, 8 << 10).await;
-            drop(peer);
+            assert_eq!(masked, MASK_AHEAD, "queued: {queued}");
+            // On a fresh connection, all of it, checked at every turn.
+            let (ours, peer) = pair(true, 8 << 10).await;
             let outlet = ours.get_ref().outlet();
             let (sink, _stream) = ours.split();
             let half = half_over(Box::pin(sink), outlet.clone());
-            send_big(half, peer2, outlet, &big, lone, ahead).await;
+            send_big(half, peer, outlet, &big, queued).await;
         }
     }
 
@@ -900,49 +885,30 @@ mod tests {
         }
     }
 
-    /// On a socket that takes everything: a lone message goes out a block per write, the
-    /// headers with the first block (not in a write of their own); a queued one in one write.
+    /// On a socket that takes everything, a message with shared pieces goes out a block per
+    /// write, its headers with the first block (not in a write of their own).
     #[tokio::test]
-    async fn a_lone_message_goes_out_a_block_per_write_the_headers_with_the_first() {
-        let (big, shared_len) = big_value();
-        for lone in [true, false] {
-            let (a, b) = tokio::io::duplex(8 << 20);
-            let writes = Arc::new(Mutex::new(Vec::new()));
-            let socket = Recording {
-                io: a,
-                writes: writes.clone(),
-            };
-            let ours = WebSocketStream::from_raw_socket(
-                Direct::new(socket, true, 1 << 24),
-                Role::Client,
-                None,
-            )
-            .await;
-            let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
-            let outlet = ours.get_ref().outlet();
-            let (sink, _stream) = ours.split();
-            let half = half_over(Box::pin(sink), outlet.clone());
-            let ahead = if lone { MASK_AHEAD } else { shared_len };
-            send_big(half, peer, outlet, &big, lone, ahead).await;
-            let writes = writes.lock().unwrap().clone();
-            let (first, headers) = (writes[0], 128); // headers and own bytes: under 128
-            if lone {
-                // 5 blocks and 104 bytes: 6 writes, each a block at most (and its headers).
-                assert_eq!(writes.len(), 6, "{writes:?}");
-                assert!(first > MASK_AHEAD, "{writes:?}");
-                assert!(
-                    writes.iter().all(|&n| n <= MASK_AHEAD + headers),
-                    "{writes:?}"
-                );
-            } else {
-                // The whole message, then the small one.
-                assert_eq!(writes.len(), 2, "{writes:?}");
-                assert!(
-                    first > shared_len && first <= shared_len + headers,
-                    "{writes:?}"
-                );
-            }
-        }
+    async fn shared_pieces_go_out_a_block_per_write_the_headers_with_the_first() {
+        let big = big_value();
+        let (a, b) = tokio::io::duplex(8 << 20);
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let socket = Recording {
+            io: a,
+            writes: writes.clone(),
+        };
+        let ours = Direct::new(socket, true, 1 << 24);
+        let ours = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
+        let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
+        let outlet = ours.get_ref().outlet();
+        let (sink, _stream) = ours.split();
+        let half = half_over(Box::pin(sink), outlet.clone());
+        send_big(half, peer, outlet, &big, false).await;
+        let writes = writes.lock().unwrap().clone();
+        // 5 blocks and 104 bytes: 6 writes, each a block at most, with headers and own bytes
+        // (under 128 bytes in all); the first a whole block and the headers.
+        assert_eq!(writes.len(), 6, "{writes:?}");
+        assert!(writes[0] > MASK_AHEAD, "{writes:?}");
+        assert!(writes.iter().all(|&n| n <= MASK_AHEAD + 128), "{writes:?}");
     }
 
     #[test]

@@ -165,7 +165,6 @@ impl WriteHalf {
                 // tungstenite's own `poll_ready`) before it empties that slot.
                 std::task::ready!(self.socket.as_mut().poll_ready(cx))?;
                 let pack = self.held.pop_front().expect("just seen");
-                let lone = self.held.is_empty();
                 if self.sealer.encrypts() {
                     // The records are a buffer of our own: the outlet masks it where it is.
                     let sealed = Pack {
@@ -173,9 +172,9 @@ impl WriteHalf {
                         shared: Vec::new(),
                     };
                     self.spare.give_back(pack.bytes);
-                    self.direct.put(sealed, self.sealer.buffers(), lone);
+                    self.direct.put(sealed, self.sealer.buffers());
                 } else {
-                    self.direct.put(pack, &self.spare, lone);
+                    self.direct.put(pack, &self.spare);
                 }
                 self.unflushed = true;
                 continue;
