@@ -41,12 +41,12 @@ from pulsing import _targets  # its `_HOLD_REMOTE_US` decides whether a call hol
 
 SEQ_CALLS = 3000
 BLOCKS = 6  # a latency row and its floor alternate in this many blocks
-# Each row warms up (alternating with its floor) for at least this long: for about a second after
-# a process starts a thread (the first `def` call starts a worker), Linux keeps moving the
-# threads of both processes between the two vCPUs (80-750 migrations of each loop thread over
-# a row's 3,000 calls and 3,000 floor echoes, against 0-15 afterwards; `se.nr_migrations`,
-# 2026-12-05: each row prints them), and a row measured then shows the migrations, not the call (1.22-1.59x against 1.09-1.19x for the same row
-# measured again a moment later). 200 calls, the warm-up before, took 20 ms.
+# Each row warms up (alternating with its floor) for at least this long. For about a second
+# after a process starts a thread (the first `def` call starts a worker), Linux keeps moving
+# the threads of both processes between the two vCPUs: 80-750 migrations of each loop thread
+# over a row's 3,000 calls and 3,000 floor echoes, against 0-15 afterwards (2026-12-05; each
+# row prints its "moves"). A row measured then shows the migrations, not the call: 1.22-1.59x
+# against 1.09-1.19x for the same row a moment later. 200 calls, the warm-up before, took 20 ms.
 WARM_UP_S = 1.0
 THROUGHPUT_CALLS = 40_000
 REPEATS = 5
@@ -119,17 +119,33 @@ def process_cpu(pid: int) -> float:
     return total / 1e9
 
 
-def process_migrations(pid: int) -> int:
-    """How often the threads of process ``pid`` moved between CPUs so far (``se.nr_migrations``
-    of each live thread in ``/proc/<pid>/task/*/sched``; 0 where the kernel does not show it)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
+def thread_migrations(pid: int) -> "dict | None":
+    """How often each thread of process ``pid`` moved between CPUs so far, by thread id
+    (``se.nr_migrations`` in ``/proc/<pid>/task/*/sched``); None where the kernel does not show
+    it (built without ``CONFIG_SCHED_DEBUG``) or ``/proc`` is missing."""
+    counts = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/sched") as f:
-                total += next((int(float(line.split(":")[1])) for line in f if line.startswith("se.nr_migrations")), 0)
+                line = next((line for line in f if line.startswith("se.nr_migrations")), None)
         except (FileNotFoundError, ProcessLookupError):
-            pass  # a thread that just ended, or a kernel without the file
-    return total
+            continue  # a thread that just ended
+        if line is None:
+            return None
+        counts[tid] = int(float(line.split(":")[1]))
+    return counts or None
+
+
+def moved_since(before: "dict | None", pid: int) -> "int | None":
+    """Migrations since ``before`` (``thread_migrations``) of the threads alive at both ends."""
+    after = thread_migrations(pid) if before is not None else None
+    if after is None:
+        return None
+    return sum(after[tid] - before[tid] for tid in before.keys() & after.keys())
 
 
 def process_faults(pid: "int | None") -> int:
@@ -150,23 +166,27 @@ class Cost:
         self.caller = 0.0
         self.server = 0.0
         self.faults = [0, 0]  # page faults of caller and server
-        self.migrations = [0, 0]  # threads moved between CPUs, caller and server
+        self.migrations: list = [0, 0]  # threads moved between CPUs, caller and server (None: n/a)
 
     async def block(self, call, n, server_pid) -> None:
+        # Before the CPU readings: reading every thread's `sched` file is not the call's CPU.
+        moved = thread_migrations(os.getpid()), thread_migrations(server_pid) if server_pid else None
         mine, theirs = time.process_time(), process_cpu(server_pid) if server_pid else 0.0
         faults = process_faults(None), process_faults(server_pid) if server_pid else 0
-        moved = process_migrations(os.getpid()), process_migrations(server_pid) if server_pid else 0
         for i in range(n):
             t0 = time.perf_counter()
             await call(i)
             self.times.append(time.perf_counter() - t0)
         self.caller += time.process_time() - mine
         self.faults[0] += process_faults(None) - faults[0]
-        self.migrations[0] += process_migrations(os.getpid()) - moved[0]
         if server_pid:
             self.server += process_cpu(server_pid) - theirs
             self.faults[1] += process_faults(server_pid) - faults[1]
-            self.migrations[1] += process_migrations(server_pid) - moved[1]
+        for side, pid in enumerate((os.getpid(), server_pid)):
+            if pid:
+                since = moved_since(moved[side], pid)
+                known = since is not None and self.migrations[side] is not None
+                self.migrations[side] = self.migrations[side] + since if known else None
 
     @property
     def latency(self) -> float:
@@ -221,9 +241,10 @@ def row(name: str, cost: Cost, floor: Cost, *, server: bool, unit=None) -> str:
         f"{shown} = {ratio:.2f}× floor ({floor_shown}); "
         f"CPU/call {cpu} µs = {cpu_ratio:.2f}× floor's ({fcpu})"
     )
-    moved = [a + b for a, b in zip(cost.migrations, floor.migrations)]
+    moved = [None if a is None or b is None else a + b for a, b in zip(cost.migrations, floor.migrations)]
     FIGURES[name]["migrations"] = moved
-    text += f"; moves {moved[0]:,}+{moved[1]:,}" if server else f"; moves {moved[0]:,}"
+    shown = ["n/a" if m is None else f"{m:,}" for m in moved]
+    text += f"; moves {shown[0]}+{shown[1]}" if server else f"; moves {shown[0]}"
     if unit is not None:  # the large-message rows: page faults per call too
         (pc, ps), (pfc, pfs) = cost.faults_per_call(), floor.faults_per_call()
         FIGURES[name].update(faults_caller=pc, faults_server=ps, floor_faults_caller=pfc, floor_faults_server=pfs)
@@ -344,7 +365,7 @@ def mib_rate(seconds: float) -> str:
 
 async def mib_echo(remote, echo_port, server_pid) -> "tuple[Cost, Cost]":
     """Sequential 1 MiB echoes through Pulsing and through raw asyncio (120 of each in six
-    alternating blocks, after 200 of each to warm up; 36 before 2026-12-05 left the floor's median
+    alternating blocks, after a warm-up (``paired``); 36 before 2026-12-05 left the floor's median
     swinging 0.9-2.3 GB/s between runs)."""
     payload = os.urandom(MIB)
     floor = await asyncio_echo(echo_port, payload)
