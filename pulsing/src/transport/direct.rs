@@ -391,12 +391,16 @@ impl State {
 }
 
 impl Message {
-    /// Masks the next block of the shared pieces once every masked byte is written (so too
-    /// before the first write, which then carries the headers and the first block together).
+    /// Masks the next block of the shared pieces once every masked byte is written, but not
+    /// before the first write: that one carries only what comes before the first shared piece
+    /// (its headers), so the peer wakes and readies the fragment's buffer (in Python, a fresh
+    /// `bytes`; its low-water mark) while the first block is masked. With one CPU kept busy,
+    /// sequential 1 MiB echoes ran at 1,139–1,218 MB/s so, against 886–1,046 with the headers
+    /// written with the first block (3 alternating pairs); on an idle machine, no difference.
     fn mask_ahead(&mut self) {
         let written = self.masked_written();
         if let Some(masking) = &mut self.masking {
-            if masking.buf.len() == written {
+            if masking.buf.len() == written && self.written > 0 {
                 masking.more();
             }
         }
@@ -886,9 +890,9 @@ mod tests {
     }
 
     /// On a socket that takes everything, a message with shared pieces goes out a block per
-    /// write, its headers with the first block (not in a write of their own).
+    /// write, after a first write of what comes before the first shared piece (its headers).
     #[tokio::test]
-    async fn shared_pieces_go_out_a_block_per_write_the_headers_with_the_first() {
+    async fn shared_pieces_go_out_a_block_per_write_after_the_headers() {
         let big = big_value();
         let (a, b) = tokio::io::duplex(8 << 20);
         let writes = Arc::new(Mutex::new(Vec::new()));
@@ -904,10 +908,12 @@ mod tests {
         let half = half_over(Box::pin(sink), outlet.clone());
         send_big(half, peer, outlet, &big, false).await;
         let writes = writes.lock().unwrap().clone();
-        // 5 blocks and 104 bytes: 6 writes, each a block at most, with headers and own bytes
-        // (under 128 bytes in all); the first a whole block and the headers.
-        assert_eq!(writes.len(), 6, "{writes:?}");
-        assert!(writes[0] > MASK_AHEAD, "{writes:?}");
+        // The headers (and own bytes) before the first shared piece, then 5 blocks and 104
+        // bytes: 6 writes, each a block at most with the headers and own bytes between pieces
+        // (under 128 bytes in all).
+        assert_eq!(writes.len(), 7, "{writes:?}");
+        assert!(writes[0] < 128, "{writes:?}");
+        assert!(writes[1] >= MASK_AHEAD, "{writes:?}");
         assert!(writes.iter().all(|&n| n <= MASK_AHEAD + 128), "{writes:?}");
     }
 
