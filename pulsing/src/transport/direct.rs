@@ -567,6 +567,7 @@ mod tests {
     use tokio_tungstenite::WebSocketStream;
 
     use super::*;
+    use crate::transport::inlet::tests::Recording;
     use crate::transport::outbox::Outbox;
     use crate::transport::writer::tests::half_over;
     use crate::value::Value;
@@ -836,70 +837,14 @@ mod tests {
         }
     }
 
-    /// A socket that records how many bytes each write took (a vectored write is one write).
-    struct Recording {
-        io: DuplexStream,
-        writes: Arc<Mutex<Vec<usize>>>,
-    }
-
-    impl LowWater for Recording {
-        fn set_low_water(&self, _bytes: usize) {}
-    }
-
-    impl AsyncRead for Recording {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.io).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for Recording {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &joined))?;
-            self.writes.lock().unwrap().push(n);
-            Poll::Ready(Ok(n))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.io).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.io).poll_shutdown(cx)
-        }
-    }
-
     /// On a socket that takes everything, a message with shared pieces goes out a block per
     /// write, after a first write of what comes before the first shared piece (its headers).
     #[tokio::test]
     async fn shared_pieces_go_out_a_block_per_write_after_the_headers() {
         let big = big_value();
         let (a, b) = tokio::io::duplex(8 << 20);
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let socket = Recording {
-            io: a,
-            writes: writes.clone(),
-        };
+        let socket = Recording::new(a);
+        let writes = socket.writes.clone();
         let ours = Direct::new(socket, true, 1 << 24);
         let ours = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
         let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;

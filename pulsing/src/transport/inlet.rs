@@ -560,7 +560,7 @@ fn read_some<S: AsyncRead + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use futures_util::StreamExt;
@@ -676,12 +676,27 @@ mod tests {
         }
     }
 
-    /// A pipe that records the low-water marks the reader sets.
-    struct Recording(DuplexStream, std::sync::Arc<Mutex<Vec<usize>>>);
+    /// A pipe that records the low-water marks set on it and how many bytes each write took (a
+    /// vectored write is one write: its slices are joined). Also used by `direct.rs`'s tests.
+    pub(in crate::transport) struct Recording {
+        io: DuplexStream,
+        pub(in crate::transport) marks: std::sync::Arc<Mutex<Vec<usize>>>,
+        pub(in crate::transport) writes: std::sync::Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Recording {
+        pub(in crate::transport) fn new(io: DuplexStream) -> Self {
+            Recording {
+                io,
+                marks: Default::default(),
+                writes: Default::default(),
+            }
+        }
+    }
 
     impl LowWater for Recording {
         fn set_low_water(&self, bytes: usize) {
-            self.1.lock().unwrap().push(bytes);
+            self.marks.lock().unwrap().push(bytes);
         }
     }
 
@@ -691,23 +706,40 @@ mod tests {
             cx: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_read(cx, buf)
+            Pin::new(&mut self.io).poll_read(cx, buf)
         }
     }
 
     impl tokio::io::AsyncWrite for Recording {
         fn poll_write(
-            mut self: Pin<&mut Self>,
+            self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.0).poll_write(cx, buf)
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
         }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &joined))?;
+            self.writes.lock().unwrap().push(n);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_flush(cx)
+            Pin::new(&mut self.io).poll_flush(cx)
         }
+
         fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.0).poll_shutdown(cx)
+            Pin::new(&mut self.io).poll_shutdown(cx)
         }
     }
 
@@ -717,8 +749,9 @@ mod tests {
     #[tokio::test]
     async fn the_low_water_mark_follows_a_large_fragment_and_comes_back_to_one() {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let marks = std::sync::Arc::new(Mutex::new(vec![]));
-        let ours = Direct::new(Recording(ours, marks.clone()), false, 4 << 20);
+        let ours = Recording::new(ours);
+        let marks = ours.marks.clone();
+        let ours = Direct::new(ours, false, 4 << 20);
         let accept = tokio_tungstenite::accept_async(ours);
         let dial = tokio_tungstenite::client_async("ws://node/pulsing", theirs);
         let (ours, theirs) = tokio::join!(accept, dial);
