@@ -10,10 +10,11 @@
 //! one of the connection's spare buffers.
 //!
 //! **Few writes.** The message goes to the socket whole (as far as the socket takes it), except
-//! on the dialing side for a message sent in fragments: the masked copies of its shared pieces
-//! are made [`MASK_AHEAD`] (256 KiB) at a time, the next block once the last is written, and each write
-//! takes what is masked (the first also carries the headers). So the kernel copies each block
-//! from the cache it was just masked in, and the peer reads the first while the next is masked.
+//! on the dialing side for a message sent in fragments: its headers go first, alone, and the
+//! masked copies of its shared pieces are made [`MASK_AHEAD`] (256 KiB) at a time, the next
+//! block once the last is written, each write taking what is masked. So the kernel copies each
+//! block from the cache it was just masked in, and the peer gets ready for the message, then
+//! reads the first block, while the next is masked.
 //! That pays only because the peer's reader asks to be woken once per half megabyte
 //! (`SO_RCVLOWAT`, `inlet.rs`): before it did, writing a 1 MiB message in blocks was slower than
 //! writing it whole, since each write woke the reading peer again (64 KiB blocks: 780–898 MB/s
@@ -68,8 +69,10 @@ const MASK_BLOCK: usize = 16 << 10;
 
 /// How much of a message's shared pieces is copied and masked at a time, once the writes
 /// have caught up with what is masked (`Masking`). Sequential 1 MiB echoes, Python to Python,
-/// against the whole message masked first, alternating runs: 1,361–1,442 MB/s against
-/// 1,237–1,311, with 27–70 µs less CPU per echo on the dialing side (4 pairs, higher in all 4).
+/// against the whole message masked first, alternating runs: 1,263–1,421 MB/s against
+/// 1,165–1,358, with up to 100 µs less CPU per echo on the dialing side (14 pairs, higher in
+/// all 14; BENCHMARKS.md, "A second of warm-up, and large messages masked ahead of their
+/// writes").
 /// The block is still in the cache when the kernel copies it, and the peer, which the reader's
 /// low-water mark wakes only per half megabyte (`inlet.rs`), reads the first half while the rest
 /// is masked. 128 KiB blocks were slower than none (1,109–1,140 MB/s); 512 KiB no better than
