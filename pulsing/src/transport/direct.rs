@@ -72,8 +72,7 @@ const MASK_BLOCK: usize = 16 << 10;
 /// against the whole message masked first, alternating runs: 1,263–1,421 MB/s against
 /// 1,165–1,358, with up to 100 µs less CPU per echo on the dialing side (14 pairs, higher in
 /// all 14; BENCHMARKS.md, "A second of warm-up, and large messages masked ahead of their
-/// writes").
-/// The block is still in the cache when the kernel copies it, and the peer, which the reader's
+/// writes"). The block is still in the cache when the kernel copies it, and the peer, which the reader's
 /// low-water mark wakes only per half megabyte (`inlet.rs`), reads the first half while the rest
 /// is masked. 128 KiB blocks were slower than none (1,109–1,140 MB/s); 512 KiB no better than
 /// 256. At 8 in flight it is no slower than masking each message whole (2,128–2,185 against
@@ -184,7 +183,10 @@ impl Masking {
     /// Copies and masks the next [`MASK_AHEAD`] bytes (or all that are left).
     fn more(&mut self) {
         let mut budget = MASK_AHEAD;
-        while let Some((piece, key)) = self.pieces.get(self.piece).filter(|_| budget > 0) {
+        while budget > 0 {
+            let Some((piece, key)) = self.pieces.get(self.piece) else {
+                break;
+            };
             let n = budget.min(piece.len() - self.done);
             let payload_from = self.buf.len() - self.done;
             extend_masked(
@@ -323,8 +325,9 @@ impl Outlet {
                     .map(|piece| match piece {
                         Piece::Own(range) => Part::Buffer(own.slice(range.clone())),
                         Piece::Shared(i) => {
-                            from += pack.shared[*i].1.len();
-                            Part::Masked(from - pack.shared[*i].1.len()..from)
+                            let len = pack.shared[*i].1.len();
+                            from += len;
+                            Part::Masked(from - len..from)
                         }
                     })
                     .collect();
