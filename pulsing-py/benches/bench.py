@@ -4,6 +4,7 @@
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray # Pulsing only
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --busy  # with `yes > /dev/null`
     pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --only mib  # the 1 MiB rows
+    pulsing-py/.venv/bin/python pulsing-py/benches/bench.py --no-ray --only calls  # the call rows
 
 Latencies on a small VM swing threefold with host load, so each latency row is measured in
 blocks that alternate with its floor (same moment, same processes) and printed as a ratio to it,
@@ -53,7 +54,7 @@ REPEATS = 5
 MIB = 1 << 20
 STREAM_ITEMS = 100_000
 FIGURES: dict = {}  # machine-readable figures of this run (--json)
-ONLY = None  # --only mib: just the 1 MiB echo rows (plain, 8 in flight, encrypted)
+ONLY = None  # --only mib: just the 1 MiB echo rows (plain, 8 in flight, encrypted); calls: the call rows
 
 
 @pul.remote
@@ -496,28 +497,30 @@ async def pulsing_bench(results: dict) -> None:
         if ONLY != "mib":
             await call_rows(results, local, remote, inline, remote_inline, hand_off, tcp, server.pid)
 
-        label = "1 MiB echo, across processes"
-        cost, floor = await mib_echo(remote, echo_port, server.pid)
-        results[label] = row(label, cost, floor, server=True, unit=mib_rate)
-        FIGURES[label]["MB_s"] = MIB / cost.latency / 1e6
-        payload = os.urandom(MIB)
-        rates = []
-        for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            await asyncio.gather(*(remote.echo(payload) for _ in range(8)))
-            rates.append(8 * MIB / (time.perf_counter() - t0))
-        results["1 MiB echo, across processes, 8 in flight"] = f"{med(rates) / 1e6:,.0f} MB/s"
-        label = "(raw asyncio answering whole messages: 1 MiB echo)"
-        cost, floor = await raw_whole_echo(echo_port, whole_port, server.pid)
-        results[label] = row(label, cost, floor, server=True, unit=mib_rate)
+        if ONLY != "calls":
+            label = "1 MiB echo, across processes"
+            cost, floor = await mib_echo(remote, echo_port, server.pid)
+            results[label] = row(label, cost, floor, server=True, unit=mib_rate)
+            FIGURES[label]["MB_s"] = MIB / cost.latency / 1e6
+            payload = os.urandom(MIB)
+            rates = []
+            for _ in range(REPEATS):
+                t0 = time.perf_counter()
+                await asyncio.gather(*(remote.echo(payload) for _ in range(8)))
+                rates.append(8 * MIB / (time.perf_counter() - t0))
+            results["1 MiB echo, across processes, 8 in flight"] = f"{med(rates) / 1e6:,.0f} MB/s"
+            label = "(raw asyncio answering whole messages: 1 MiB echo)"
+            cost, floor = await raw_whole_echo(echo_port, whole_port, server.pid)
+            results[label] = row(label, cost, floor, server=True, unit=mib_rate)
 
-        if ONLY != "mib":
-            await other_rows(results, remote)
+            if ONLY != "mib":
+                await other_rows(results, remote)
         await pul.shutdown()
     finally:
         server.stdin.close()
         server.wait(10)
-    await encrypted_rows(results)
+    if ONLY != "calls":
+        await encrypted_rows(results)
 
 
 async def encrypted_rows(results: dict) -> None:
@@ -640,7 +643,10 @@ def main() -> None:
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--busy", action="store_true", help="keep one CPU busy (`yes > /dev/null`)")
     p.add_argument("--json", default=None, help="append this run's figures to FILE (one line)")
-    p.add_argument("--only", choices=["mib"], default=None, help="mib: only the 1 MiB echo rows (quick A/B)")
+    p.add_argument(
+        "--only", choices=["mib", "calls"], default=None,
+        help="mib: only the 1 MiB echo rows; calls: only the call rows (quick A/Bs)",
+    )
     args = p.parse_args()
     global ONLY
     ONLY = args.only

@@ -187,8 +187,11 @@ impl Driving {
         s.holder = Holder::Nobody;
         s.released_at = Instant::now();
         // Only a sleeper needs a wake-up (a syscall): a driver waiting with a timeout sees the
-        // change when it wakes.
-        if s.driver_asleep || s.handing_back > 0 || s.stop {
+        // change when it wakes. Woken after the lock is released, so it does not sleep again
+        // on the lock at once (as `Jobs::push` in `handoff.rs`).
+        let wake = s.driver_asleep || s.handing_back > 0 || s.stop;
+        drop(s);
+        if wake {
             self.changed.notify_all();
         }
     }

@@ -285,6 +285,47 @@ async def test_a_hold_cut_short_by_the_loops_own_socket_does_not_mark_the_target
         b.close()
 
 
+async def test_the_loops_own_sockets_are_served_while_answers_keep_arriving(py_node, cluster_system):
+    # A wait that ends with answers reports only the bridge; the loop's own sockets are polled
+    # at the start of its next turn. So a socket must be served between answers, not only once
+    # they stop: here calls go on until 200 echoes over a socket are done (a starved socket
+    # would keep them going until the bound, and fail).
+    from cluster_actors import Worker
+
+    node = py_node("--spawn", "w")
+    await pul.init(addr="127.0.0.1:0", seeds=[node.addr])
+    w = await Worker.resolve("w", timeout=20)
+    assert await w.add(1, 1) == 2
+
+    async def echo(reader, writer):
+        while data := await reader.read(100):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+
+    async def echoes():
+        for i in range(200):
+            writer.write(b"%d;" % i)
+            assert await reader.readexactly(len(b"%d;" % i)) == b"%d;" % i
+
+    echoing = asyncio.ensure_future(echoes())
+    calls = 0
+    deadline = asyncio.get_running_loop().time() + 30
+    try:
+        # Two calls in flight, so an answer is usually on its way while the loop waits.
+        while not echoing.done() and asyncio.get_running_loop().time() < deadline:
+            assert await asyncio.gather(w.add(calls, 1), w.add(1, calls)) == [calls + 1] * 2
+            calls += 1
+        assert echoing.done(), f"the socket was starved: {calls} rounds of calls"
+        echoing.result()
+    finally:
+        echoing.cancel()
+        writer.close()
+        server.close()
+
+
 def test_two_loops_in_two_threads_both_get_every_answer(py_node):
     # One loop at a time can drive the runtime; the other waits in its selector and is woken
     # through its bridge's socket pair by whichever thread drives. Both must get every answer.

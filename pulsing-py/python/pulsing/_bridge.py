@@ -27,6 +27,7 @@ import itertools
 import os
 import weakref
 from enum import IntEnum
+from threading import get_ident
 from typing import Callable, Optional
 
 from . import _native, _selector
@@ -210,6 +211,20 @@ def bridge_for(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
     return b
 
 
+def runs_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """True if ``loop`` is the loop running on this thread (called from a coroutine or a
+    callback). An asyncio loop says which thread runs it (``_thread_id``), which is read
+    without ``asyncio.get_running_loop()``: on Python 3.11 that is a ``getpid`` system call,
+    one per call on each side of every call through the runtime (counted with ``strace``)."""
+    thread = getattr(loop, "_thread_id", None)
+    if thread is not None:
+        return thread == get_ident()
+    return asyncio.get_running_loop() is loop
+
+
 def running_bridge() -> _LoopBridge:
     """The bridge of the running loop."""
+    b = _last_bridge
+    if b is not None and runs_here(b.loop):
+        return b
     return bridge_for(asyncio.get_running_loop())

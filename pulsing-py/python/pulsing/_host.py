@@ -29,7 +29,7 @@ from enum import IntEnum
 from typing import Any, Optional
 
 from . import _native, _runtime
-from ._bridge import _HOLD_LOCAL_US, _QUICK_RUN, bridge_for
+from ._bridge import _HOLD_LOCAL_US, _QUICK_RUN, bridge_for, runs_here
 from ._errors import (
     PulsingActorError,
     PulsingBadArgumentsError,
@@ -381,7 +381,7 @@ async def _invoke(host: _Host, method: str, args, kwargs, reply=None):
         raise _unknown(host, method)
     if kind in STREAMING:
         raise PulsingBadArgumentsError(f"{host.label()}.{method}() streams: use `async for`")
-    if asyncio.get_running_loop() is not host.loop:
+    if not runs_here(host.loop):
         # The actor lives on another loop (another thread): run the call there.
         cf = asyncio.run_coroutine_threadsafe(_invoke(host, method, args, kwargs, reply), host.loop)
         return await asyncio.wrap_future(cf)
@@ -458,7 +458,7 @@ async def _local_stream(host: _Host, method: str, args, kwargs):
         raise PulsingBadArgumentsError(
             f"{host.label()}.{method}() is not a streaming method: use `await`"
         )
-    if asyncio.get_running_loop() is not host.loop:
+    if not runs_here(host.loop):
         raise PulsingError("streams from an actor on another event loop are not supported")
     fn = getattr(host.instance, method)
     if kind == _AGEN:

@@ -62,12 +62,13 @@ class DrivingSelector(selectors.BaseSelector):
         pending = self._native.idle(timeout)
         if pending is None:  # another thread drives the runtime: wait as usual
             return inner.select(timeout)
-        ready = inner.select(0)
-        if pending and not any(key.fd == self._fd for key, _ in ready):
+        if pending:
             # Events reached the bridge while this thread drove: no byte was written to its
-            # socket pair, so report its reader here.
-            ready.append((inner.get_key(self._fd), selectors.EVENT_READ))
-        return ready
+            # socket pair, so report its reader. The loop's own sockets are not polled again
+            # here (one system call fewer per message): whatever became ready meanwhile is
+            # seen by the `select(0)` that opens the next turn, after these events are handled.
+            return [(inner.get_key(self._fd), selectors.EVENT_READ)]
+        return inner.select(0)
 
 
 def drive(loop, native, on_close) -> bool:
