@@ -9,12 +9,13 @@
 //! and shared buffers (a Python `bytes` lent to the frame) are masked as they are copied into
 //! one of the connection's spare buffers.
 //!
-//! **A block per write.** A large message leaves 256 KiB per write. On the dialing side, a
+//! **A block per write.** A large message leaves a block per write. On the dialing side, a
 //! message sent in fragments has its headers go first, alone, and the masked copies of its
 //! shared pieces are made [`MASK_AHEAD`] (256 KiB) at a time, the next block once the last is
 //! written, each write taking what is masked. So the kernel copies each block from the cache it
 //! was just masked in, and the peer gets ready for the message, then reads the first block,
-//! while the next is masked. Any other message is written [`WRITE_BLOCK`] (256 KiB) at a time.
+//! while the next is masked. Any other message is written [`WRITE_BLOCK`] (512 KiB, the peer's
+//! low-water mark) at a time.
 //! That pays only because the peer's reader asks to be woken once per half megabyte
 //! (`SO_RCVLOWAT`, `inlet.rs`): before it did, writing a 1 MiB message in blocks was slower than
 //! writing it whole, since each write woke the reading peer again (64 KiB blocks: 780–898 MB/s
@@ -53,7 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 
-use super::inlet::{Inlet, LowWater, Reader, MAX_FRAGMENTS};
+use super::inlet::{Inlet, LowWater, Reader, LOW_WATER_CAP, MAX_FRAGMENTS};
 use super::outbox::{Pack, Piece};
 use super::spare::Spare;
 
@@ -79,16 +80,17 @@ const MASK_BLOCK: usize = 16 << 10;
 /// 2,088–2,169 MB/s, 4 pairs).
 const MASK_AHEAD: usize = 256 << 10;
 
-/// At most this many bytes go in one write of a message that is not masked as it is written:
-/// every message from the accepting side, and one masked whole before its first write. The
-/// same block as [`MASK_AHEAD`], so that every large message leaves a block per write. The
-/// answer of a 1 MiB echo between two Python processes, written whole in one `writev`, took
-/// 345–365 µs to reach the caller; written a block per write, 174–264 µs, and the server used
-/// a third less CPU per echo (the kernel's loopback path takes a block's segments while the
-/// reader, woken per half megabyte, takes the last). Sequential 1 MiB echoes: 0.89–0.97× the
-/// raw asyncio floor against 0.71× in the same window (BENCHMARKS.md, "Large answers a block
-/// per write"). 64 and 128 KiB blocks were slower than 256 KiB; 512 KiB no better.
-const WRITE_BLOCK: usize = MASK_AHEAD;
+/// At most this many bytes go in one write of a message that is not masked as it is written
+/// (every message from the accepting side, and one masked whole before its first write): the
+/// peer's low-water mark ([`LOW_WATER_CAP`], `inlet.rs`), so that each write wakes the reading
+/// peer once. The answer of a 1 MiB echo between two Python processes, written whole in one
+/// `writev`, took 344–412 µs to reach the caller; written a block per write, 174–272 µs
+/// (`benches/mib_phases.py`). Sequential 1 MiB echoes: 0.95–1.01× the raw asyncio floor
+/// against 0.64–0.74× written whole, with a third less CPU on the answering side; with one CPU
+/// kept busy, 2,334–2,613 MB/s against 1,815–2,572 whole and 1,626–2,341 with 256 KiB blocks,
+/// which woke the reader twice per half megabyte (BENCHMARKS.md, "Fewer system calls per call,
+/// and large answers a block per write"). 64 and 128 KiB blocks were slower still.
+const WRITE_BLOCK: usize = LOW_WATER_CAP;
 
 /// A socket with an [`Outlet`] for large messages, and a read half that takes fragmented
 /// messages out of the stream (`inlet.rs`); everything else passes through.
@@ -863,22 +865,32 @@ mod tests {
         }
     }
 
+    /// Sends `big_value()` over a socket that takes everything, from the dialing side (`masks`)
+    /// or the accepting one; the sizes of the writes the socket saw.
+    async fn writes_of_big(masks: bool) -> Vec<usize> {
+        let (a, b) = tokio::io::duplex(8 << 20);
+        let socket = Recording::new(a);
+        let writes = socket.writes.clone();
+        let (our_role, peer_role) = match masks {
+            true => (Role::Client, Role::Server),
+            false => (Role::Server, Role::Client),
+        };
+        let ours = Direct::new(socket, masks, 1 << 24);
+        let ours = WebSocketStream::from_raw_socket(ours, our_role, None).await;
+        let peer = WebSocketStream::from_raw_socket(b, peer_role, None).await;
+        let outlet = ours.get_ref().outlet();
+        let (sink, _stream) = ours.split();
+        let half = half_over(Box::pin(sink), outlet.clone());
+        send_big(half, peer, outlet, &big_value(), false).await;
+        let writes = writes.lock().unwrap().clone();
+        writes
+    }
+
     /// On a socket that takes everything, a message with shared pieces goes out a block per
     /// write, after a first write of what comes before the first shared piece (its headers).
     #[tokio::test]
     async fn shared_pieces_go_out_a_block_per_write_after_the_headers() {
-        let big = big_value();
-        let (a, b) = tokio::io::duplex(8 << 20);
-        let socket = Recording::new(a);
-        let writes = socket.writes.clone();
-        let ours = Direct::new(socket, true, 1 << 24);
-        let ours = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
-        let peer = WebSocketStream::from_raw_socket(b, Role::Server, None).await;
-        let outlet = ours.get_ref().outlet();
-        let (sink, _stream) = ours.split();
-        let half = half_over(Box::pin(sink), outlet.clone());
-        send_big(half, peer, outlet, &big, false).await;
-        let writes = writes.lock().unwrap().clone();
+        let writes = writes_of_big(true).await;
         // The headers (and own bytes) before the first shared piece, then 5 blocks and 104
         // bytes: 6 writes, each a block at most with the headers and own bytes between pieces
         // (under 128 bytes in all).
@@ -891,20 +903,9 @@ mod tests {
     /// From the accepting side (nothing masked), a large message goes out a block per write.
     #[tokio::test]
     async fn unmasked_messages_go_out_a_block_per_write() {
-        let big = big_value();
-        let (a, b) = tokio::io::duplex(8 << 20);
-        let socket = Recording::new(a);
-        let writes = socket.writes.clone();
-        let ours = Direct::new(socket, false, 1 << 24);
-        let ours = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
-        let peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-        let outlet = ours.get_ref().outlet();
-        let (sink, _stream) = ours.split();
-        let half = half_over(Box::pin(sink), outlet.clone());
-        send_big(half, peer, outlet, &big, false).await;
-        let writes = writes.lock().unwrap().clone();
+        let writes = writes_of_big(false).await;
         let total: usize = writes.iter().sum();
-        assert!(total > 5 * WRITE_BLOCK, "{writes:?}");
+        assert!(total > 2 * WRITE_BLOCK, "{writes:?}");
         assert!(writes.iter().all(|&n| n <= WRITE_BLOCK), "{writes:?}");
         assert_eq!(writes.len(), total.div_ceil(WRITE_BLOCK), "{writes:?}");
     }

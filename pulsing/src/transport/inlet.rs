@@ -121,7 +121,7 @@ pub(super) struct Reader {
 }
 
 /// At most this much of a large fragment is waited for before the reader wakes.
-const LOW_WATER_CAP: usize = 512 << 10;
+pub(super) const LOW_WATER_CAP: usize = 512 << 10;
 
 /// A socket whose receive low-water mark can be set (`SO_RCVLOWAT`): while the rest of a large
 /// fragment is on the way, the reader is woken only once that much of it is in (at most
