@@ -777,11 +777,11 @@ mod tests {
     }
 
     /// How much of the waiting message's shared pieces is masked, and how much of that is
-    /// written (None: no message waits).
+    /// written (None: no message waits, or it is not masked as it is written).
     fn masking_state(outlet: &Outlet) -> Option<(usize, usize)> {
         let state = outlet.lock();
         let message = state.message.as_ref()?;
-        let masked = message.masking.as_ref().expect("shared pieces").buf.len();
+        let masked = message.masking.as_ref()?.buf.len();
         Some((masked, message.masked_written()))
     }
 
@@ -865,10 +865,11 @@ mod tests {
         }
     }
 
-    /// Sends `big_value()` over a socket that takes everything, from the dialing side (`masks`)
-    /// or the accepting one; the sizes of the writes the socket saw.
-    async fn writes_of_big(masks: bool) -> Vec<usize> {
-        let (a, b) = tokio::io::duplex(8 << 20);
+    /// Sends `big_value()` over a pipe of `pipe` bytes (one that takes everything, or one that
+    /// takes part of a write while the peer reads), from the dialing side (`masks`) or the
+    /// accepting one; checks what the peer reads; the sizes of the writes the socket saw.
+    async fn writes_of_big(masks: bool, pipe: usize) -> Vec<usize> {
+        let (a, b) = tokio::io::duplex(pipe);
         let socket = Recording::new(a);
         let writes = socket.writes.clone();
         let (our_role, peer_role) = match masks {
@@ -890,7 +891,7 @@ mod tests {
     /// write, after a first write of what comes before the first shared piece (its headers).
     #[tokio::test]
     async fn shared_pieces_go_out_a_block_per_write_after_the_headers() {
-        let writes = writes_of_big(true).await;
+        let writes = writes_of_big(true, 8 << 20).await;
         // The headers (and own bytes) before the first shared piece, then 5 blocks and 104
         // bytes: 6 writes, each a block at most with the headers and own bytes between pieces
         // (under 128 bytes in all).
@@ -903,11 +904,22 @@ mod tests {
     /// From the accepting side (nothing masked), a large message goes out a block per write.
     #[tokio::test]
     async fn unmasked_messages_go_out_a_block_per_write() {
-        let writes = writes_of_big(false).await;
+        let writes = writes_of_big(false, 8 << 20).await;
         let total: usize = writes.iter().sum();
         assert!(total > 2 * WRITE_BLOCK, "{writes:?}");
         assert!(writes.iter().all(|&n| n <= WRITE_BLOCK), "{writes:?}");
         assert_eq!(writes.len(), total.div_ceil(WRITE_BLOCK), "{writes:?}");
+    }
+
+    /// The same through a pipe that takes 40 KiB at a time: every write is cut short, the next
+    /// goes on from where it stopped, and the message arrives whole (`send_big` checks it).
+    #[tokio::test]
+    async fn unmasked_messages_cut_short_by_the_socket_arrive_whole() {
+        let writes = writes_of_big(false, 40 << 10).await;
+        let total: usize = writes.iter().sum();
+        assert!(total > 5 * MASK_AHEAD, "{writes:?}");
+        assert!(writes.iter().all(|&n| n <= 40 << 10), "{writes:?}");
+        assert!(writes.len() >= total.div_ceil(40 << 10), "{writes:?}");
     }
 
     #[test]
